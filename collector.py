@@ -1,0 +1,751 @@
+"""Panopticon's Python collector.
+
+The converter writes this file into a private directory as `sitecustomize.py`
+and puts that directory first on PYTHONPATH, so the interpreter loads it at
+start-up and then runs the user's program itself: `sys.argv`, `sys.path[0]`,
+`__main__`, tracebacks and the exit status stay Python's own. At import time
+this module removes every trace of itself (its `sys.path` entry, its
+environment variables), chains to the user's own `sitecustomize`, connects to
+the converter's socket and arms the profiler. Recording of the main thread
+starts at the program's `<module>` frame.
+
+Events go out as NDJSON records, specified in docs/protocol.md. The per-event
+callbacks do as little as possible: one tuple appended to a shared list. Code
+objects and C functions are named once, when first seen, and referred to by
+small integers after that.
+
+Standard library only; Python 3.8 to 3.13.
+"""
+
+import atexit
+import dis
+import functools
+import json
+import os
+import socket
+import sys
+import threading
+import types
+from time import perf_counter_ns
+
+PROTOCOL_VERSION = 1
+
+# Event op codes, as in docs/protocol.md.
+OP_CALL = 0
+OP_RESUME = 1
+OP_RETURN = 2
+OP_UNWIND = 3
+OP_SUSPEND = 4
+OP_C_CALL = 5
+OP_C_RETURN = 6
+OP_C_RAISE = 7
+
+# Buffered events before a flush. Large enough that flushing is rare, small
+# enough that a batch encodes in well under a millisecond.
+FLUSH_THRESHOLD = 8192
+
+CO_GENERATOR = 0x20
+CO_COROUTINE = 0x80
+CO_ASYNC_GENERATOR = 0x200
+CO_ITERABLE_COROUTINE = 0x100
+GENERATOR_LIKE = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE
+
+# The C callables that `sys.setprofile` reports as `c_call`: builtin functions
+# and methods implemented in C. sys.monitoring's CALL event fires for every
+# callable, so the monitoring engine filters on the same types.
+C_FUNCTION_TYPES = (types.BuiltinFunctionType, types.MethodDescriptorType)
+
+OWN_FILE = __file__
+DEBUG = bool(os.environ.get("PANOPTICON_DEBUG"))
+
+
+def _debug(message):
+    if DEBUG:
+        sys.stderr.write("panopticon collector: %s\n" % message)
+
+
+def _warn(message):
+    try:
+        sys.stderr.write("panopticon: %s\n" % message)
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+# --- where a frame is suspended rather than finished -------------------------
+
+_OPS = dis.opmap
+_YIELD_VALUE = _OPS["YIELD_VALUE"]
+_YIELD_FROM = _OPS.get("YIELD_FROM")  # 3.8-3.10 only
+_RESUME = _OPS.get("RESUME")  # 3.11+
+
+
+def _suspension_offsets(code):
+    """The values of `f_lasti` at which a 'return' event means a suspension.
+
+    3.8-3.10: a `yield` sits on YIELD_VALUE; inside `yield from` and `await`
+    the frame's f_lasti points at the instruction before YIELD_FROM, which is
+    re-executed on resumption. 3.11 and 3.12: both sit on YIELD_VALUE. 3.13
+    reports the RESUME that follows YIELD_VALUE.
+    """
+    raw = code.co_code
+    offsets = set()
+    for offset in range(0, len(raw), 2):
+        op = raw[offset]
+        if op == _YIELD_VALUE:
+            offsets.add(offset)
+            if _RESUME is not None and offset + 2 < len(raw) and raw[offset + 2] == _RESUME:
+                offsets.add(offset + 2)
+        elif _YIELD_FROM is not None and op == _YIELD_FROM and offset >= 2:
+            offsets.add(offset - 2)
+    return frozenset(offsets)
+
+
+if sys.version_info >= (3, 11):
+
+    def _is_fresh_start(frame):
+        # 3.11+: a frame that starts afresh stands on `RESUME 0`; a resumed one
+        # on a RESUME with a non-zero "where" (after yield, yield from, await)
+        # or, when thrown into, on its YIELD_VALUE.
+        lasti = frame.f_lasti
+        raw = frame.f_code.co_code
+        return raw[lasti] == _RESUME and raw[lasti + 1] & 3 == 0
+
+else:
+
+    def _is_fresh_start(frame):
+        return frame.f_lasti < 0
+
+
+# --- naming code objects -----------------------------------------------------
+
+
+def _unwrap_method(obj):
+    # staticmethod and classmethod objects have no __qualname__ before 3.10.
+    if isinstance(obj, (staticmethod, classmethod)):
+        return obj.__func__
+    return obj
+
+
+def _search_qualname(code, frame):
+    """Find a qualified name on 3.8-3.10, where code objects have none.
+
+    Looks for the function among the module's globals and the methods of its
+    classes; a nested function is named after the frame that defines it.
+    Runs once per code object.
+    """
+    name = code.co_name
+    if name.startswith("<"):
+        return name
+    g = frame.f_globals
+    obj = g.get(name)
+    if getattr(obj, "__code__", None) is code:
+        return getattr(obj, "__qualname__", name)
+    for value in list(g.values()):
+        if not isinstance(value, type):
+            continue
+        for attr in list(vars(value).values()):
+            if isinstance(attr, property):
+                candidates = (attr.fget, attr.fset, attr.fdel)
+            else:
+                candidates = (_unwrap_method(attr),)
+            for candidate in candidates:
+                if getattr(candidate, "__code__", None) is code:
+                    return getattr(candidate, "__qualname__", name)
+    back = frame.f_back
+    if back is not None and code in back.f_code.co_consts:
+        # Defined by the caller: a class body or a function nested in it.
+        if back.f_code.co_name == "<module>":
+            return name
+        return _qualname(back.f_code, back) + ".<locals>." + name
+    return name
+
+
+def _qualname(code, frame):
+    qualname = getattr(code, "co_qualname", None)  # 3.11+
+    if qualname is not None:
+        return qualname
+    try:
+        return _search_qualname(code, frame)
+    except Exception:
+        return code.co_name
+
+
+def _code_type(flags):
+    if flags & CO_ASYNC_GENERATOR:
+        return "async_generator"
+    if flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE):
+        return "coroutine"
+    if flags & CO_GENERATOR:
+        return "generator"
+    return "function"
+
+
+def _native_id():
+    get_native_id = getattr(threading, "get_native_id", None)
+    return get_native_id() if get_native_id is not None else None
+
+
+def _cfunc_name(fn):
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not isinstance(qualname, str):
+        return repr(fn)
+    module = getattr(fn, "__module__", None)
+    if isinstance(module, str) and module != "builtins" and "." not in qualname:
+        return module + "." + qualname
+    return qualname
+
+
+# --- the recorder --------------------------------------------------------------
+
+
+class Recorder:
+    """Owns the channel, the event buffer and the tables of names.
+
+    Every callback appends `(op, thread, ts, frame, ref)` to `self.events`;
+    `flush` sends what has accumulated. Flushes may come from any thread, so
+    they take a lock; appends need none (list.append is atomic under the GIL,
+    and the buffer is only ever trimmed from the front).
+    """
+
+    def __init__(self, sock, engine):
+        self.sock = sock
+        self.engine = engine
+        self.events = []
+        self.definitions = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self.sent = 0
+        self.dropped = 0
+        # id(code) -> code number: positive for plain functions, negative for
+        # generator-like code, 0 for code that is never recorded (this file).
+        self.code_ids = {}
+        self.suspension_points = {}  # id(code) -> offsets where 'return' means suspend
+        self.code_count = 0
+        self.cfunc_ids = {}  # id(C function) -> number, for long-lived callables
+        self.cfunc_by_name = {}
+        self.keep_alive = []  # keeps ids in the tables from being reused
+
+    # definitions ------------------------------------------------------------
+
+    def define(self, record):
+        self.definitions.append(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def register_code(self, code, frame):
+        """Number a code object, once. Returns 0 for code that is never traced."""
+        key = id(code)
+        if code.co_filename == OWN_FILE:
+            self.code_ids[key] = 0
+            self.keep_alive.append(code)
+            return 0
+        self.code_count += 1
+        number = self.code_count
+        flags = code.co_flags
+        module = frame.f_globals.get("__name__") if frame is not None else None
+        self.define(
+            {
+                "kind": "code",
+                "id": number,
+                "module": module if isinstance(module, str) else "",
+                "qualname": _qualname(code, frame) if frame is not None else code.co_name,
+                "file": code.co_filename,
+                "line": code.co_firstlineno,
+                "type": _code_type(flags),
+            }
+        )
+        self.keep_alive.append(code)
+        if flags & GENERATOR_LIKE:
+            self.suspension_points[key] = _suspension_offsets(code)
+            number = -number
+        self.code_ids[key] = number
+        return number
+
+    def register_cfunc(self, fn):
+        name = _cfunc_name(fn)
+        number = self.cfunc_by_name.get(name)
+        if number is None:
+            number = len(self.cfunc_by_name) + 1
+            self.cfunc_by_name[name] = number
+            self.define({"kind": "cfunc", "id": number, "name": name})
+        # Builtin methods bound to an instance are created afresh for each
+        # call, so their ids are reused for other objects: only long-lived
+        # callables are remembered by id (and kept alive so the id stays theirs).
+        owner = getattr(fn, "__self__", None)
+        if owner is None or isinstance(owner, (types.ModuleType, type)) or not isinstance(
+            fn, types.BuiltinFunctionType
+        ):
+            self.cfunc_ids[id(fn)] = number
+            self.keep_alive.append(fn)
+        return number
+
+    def announce_thread(self, ident, name):
+        """Send a `thread` record for the calling thread, after every event before it."""
+        self.flush(
+            ident,
+            {"kind": "thread", "thread": ident, "native_id": _native_id(), "name": name},
+        )
+
+    # sending ------------------------------------------------------------------
+
+    def write(self, text):
+        try:
+            self.sock.sendall(text.encode("utf-8", "surrogatepass"))
+        except OSError as error:
+            self.closed = True
+            _warn("the trace channel closed (%s): recording stopped" % error)
+
+    def flush(self, ident, record=None):
+        """Send the buffered events, then `record` if given, in that order."""
+        start = perf_counter_ns()
+        with self.lock:
+            if self.closed:
+                return
+            events = self.events
+            count = len(events)
+            # Take the events before the definitions: a definition is always
+            # added before the first event that uses it.
+            batch = events[:count]
+            del events[:count]
+            definitions = self.definitions
+            pending = "".join(definitions[: len(definitions)])
+            del definitions[: len(definitions)]
+            parts = [pending] if pending else []
+            if count:
+                parts.append('{"kind":"events","events":')
+                parts.append(json.dumps(batch, separators=(",", ":")))
+                parts.append("}\n")
+            if record is not None:
+                parts.append(json.dumps(record, separators=(",", ":")) + "\n")
+            if parts:
+                self.write("".join(parts))
+            self.sent += count
+            if count:
+                self.define(
+                    {
+                        "kind": "flush",
+                        "thread": ident,
+                        "start": start,
+                        "end": perf_counter_ns(),
+                        "events": count,
+                    }
+                )
+
+    def finish(self, reason):
+        ident = threading.get_ident()
+        self.flush(ident)
+        self.flush(
+            ident,
+            {
+                "kind": "end",
+                "ts": perf_counter_ns(),
+                "events": self.sent + len(self.events),
+                "dropped": self.dropped,
+                "reason": reason,
+            },
+        )
+        with self.lock:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+# --- engine: sys.setprofile (3.8+) ----------------------------------------------
+
+
+def _make_profiler(recorder, ident):
+    """A profile function for one thread, with its ident and tables bound."""
+    append = recorder.events.append
+    code_ids = recorder.code_ids
+    suspension_points = recorder.suspension_points
+    cfunc_ids = recorder.cfunc_ids
+    register_code = recorder.register_code
+    register_cfunc = recorder.register_cfunc
+    events = recorder.events
+    flush = recorder.flush
+    now = perf_counter_ns
+    is_fresh_start = _is_fresh_start
+
+    def profile(frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            number = code_ids.get(id(code))
+            if number is None:
+                number = register_code(code, frame)
+            if number > 0:
+                append((OP_CALL, ident, now(), 0, number))
+            elif number < 0:
+                if is_fresh_start(frame):
+                    append((OP_CALL, ident, now(), id(frame), -number))
+                else:
+                    append((OP_RESUME, ident, now(), id(frame), -number))
+            if len(events) > FLUSH_THRESHOLD:
+                flush(ident)
+        elif event == "return":
+            ts = now()
+            points = suspension_points.get(id(frame.f_code))
+            if points is None:
+                append((OP_RETURN, ident, ts, 0, 0))
+            elif frame.f_lasti in points:
+                append((OP_SUSPEND, ident, ts, id(frame), 0))
+            else:
+                append((OP_RETURN, ident, ts, id(frame), 0))
+        elif event == "c_call":
+            number = cfunc_ids.get(id(arg))
+            if number is None:
+                number = register_cfunc(arg)
+            append((OP_C_CALL, ident, now(), 0, number))
+            if len(events) > FLUSH_THRESHOLD:
+                flush(ident)
+        elif event == "c_return":
+            append((OP_C_RETURN, ident, now(), 0, 0))
+        elif event == "c_exception":
+            append((OP_C_RAISE, ident, now(), 0, 0))
+
+    return profile
+
+
+class ProfileEngine:
+    name = "setprofile"
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def start(self, main_ident):
+        recorder = self.recorder
+
+        def wait_for_main(frame, event, arg):
+            # Site initialisation and runpy run before the program: start at
+            # the program's own <module> frame.
+            if (
+                event == "call"
+                and frame.f_code.co_name == "<module>"
+                and frame.f_globals.get("__name__") == "__main__"
+            ):
+                profile = _make_profiler(recorder, main_ident)
+                sys.setprofile(profile)
+                profile(frame, event, arg)
+
+        def start_thread(frame, event, arg):
+            # threading installs this in each new thread before `run`.
+            ident = threading.get_ident()
+            recorder.announce_thread(ident, threading.current_thread().name)
+            profile = _make_profiler(recorder, ident)
+            sys.setprofile(profile)
+            profile(frame, event, arg)
+
+        threading.setprofile(start_thread)
+        sys.setprofile(wait_for_main)
+
+    def silencer(self):
+        """A C callable that stops recording on the calling thread.
+
+        Called from atexit, which calls from C, so switching off records no
+        event (a call from Python code would record a stray `c_call`).
+        """
+        return functools.partial(sys.setprofile, None)
+
+    def stop(self):
+        sys.setprofile(None)
+        threading.setprofile(None)
+
+
+# --- engine: sys.monitoring (3.12+) -------------------------------------------
+
+
+class MonitoringEngine:
+    name = "monitoring"
+
+    def __init__(self, recorder, tool):
+        self.recorder = recorder
+        self.tool = tool
+
+    @staticmethod
+    def available():
+        monitoring = getattr(sys, "monitoring", None)
+        if monitoring is None:
+            return None
+        if monitoring.get_tool(monitoring.PROFILER_ID) is None:
+            return monitoring.PROFILER_ID
+        return None
+
+    def start(self, main_ident):
+        monitoring = sys.monitoring
+        E = monitoring.events
+        DISABLE = monitoring.DISABLE
+        tool = self.tool
+        recorder = self.recorder
+        append = recorder.events.append
+        events = recorder.events
+        code_ids = recorder.code_ids
+        cfunc_ids = recorder.cfunc_ids
+        register_code = recorder.register_code
+        register_cfunc = recorder.register_cfunc
+        flush = recorder.flush
+        now = perf_counter_ns
+        get_ident = threading.get_ident
+        getframe = sys._getframe
+        c_types = C_FUNCTION_TYPES
+
+        # Every thread that `threading` starts runs Thread._bootstrap first:
+        # its start is where the thread is announced, before any of its
+        # events, so that a reused ident cannot merge two threads. Its code
+        # is never entered in `code_ids`, so that each start comes here.
+        bootstrap_code = threading.Thread._bootstrap.__code__
+        bootstrap_number = []
+
+        def first_sight(code, frame):
+            if code is not bootstrap_code:
+                return register_code(code, frame)
+            thread = frame.f_locals.get("self")
+            recorder.announce_thread(get_ident(), str(getattr(thread, "name", "")))
+            if not bootstrap_number:
+                bootstrap_number.append(register_code(code, frame))
+                del code_ids[id(code)]
+            return bootstrap_number[0]
+
+        def py_start(code, offset):
+            number = code_ids.get(id(code))
+            if number is None:
+                number = first_sight(code, getframe(1))
+            if number > 0:
+                append((OP_CALL, get_ident(), now(), 0, number))
+            elif number < 0:
+                append((OP_CALL, get_ident(), now(), id(getframe(1)), -number))
+            else:
+                return DISABLE
+            if len(events) > FLUSH_THRESHOLD:
+                flush(get_ident())
+
+        def resumed(code, offset, *_):
+            number = code_ids.get(id(code))
+            if number is None:
+                number = register_code(code, getframe(1))
+            if number:
+                append((OP_RESUME, get_ident(), now(), id(getframe(1)), -number))
+
+        def py_return(code, offset, value):
+            ts = now()
+            if code.co_flags & GENERATOR_LIKE:
+                append((OP_RETURN, get_ident(), ts, id(getframe(1)), 0))
+            else:
+                append((OP_RETURN, get_ident(), ts, 0, 0))
+
+        def py_unwind(code, offset, exception):
+            ts = now()
+            if code.co_flags & GENERATOR_LIKE:
+                append((OP_UNWIND, get_ident(), ts, id(getframe(1)), 0))
+            else:
+                append((OP_UNWIND, get_ident(), ts, 0, 0))
+
+        def py_yield(code, offset, value):
+            append((OP_SUSPEND, get_ident(), now(), id(getframe(1)), 0))
+
+        def call(code, offset, callable, arg0):
+            if type(callable) in c_types:
+                number = cfunc_ids.get(id(callable))
+                if number is None:
+                    number = register_cfunc(callable)
+                append((OP_C_CALL, get_ident(), now(), 0, number))
+                if len(events) > FLUSH_THRESHOLD:
+                    flush(get_ident())
+
+        def c_return(code, offset, callable, arg0):
+            if type(callable) in c_types:
+                append((OP_C_RETURN, get_ident(), now(), 0, 0))
+
+        def c_raise(code, offset, callable, arg0):
+            if type(callable) in c_types:
+                append((OP_C_RAISE, get_ident(), now(), 0, 0))
+
+        recording = (
+            E.PY_START
+            | E.PY_RESUME
+            | E.PY_RETURN
+            | E.PY_YIELD
+            | E.PY_UNWIND
+            | E.PY_THROW
+            | E.CALL
+            | E.C_RETURN
+            | E.C_RAISE
+        )
+
+        def wait_for_main(code, offset):
+            # Only PY_START is on until the program's <module> starts; any
+            # other code is switched off at its source (DISABLE is allowed for
+            # this local event) and switched back on by restart_events().
+            frame = getframe(1)
+            if code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+                monitoring.register_callback(tool, E.PY_START, py_start)
+                monitoring.set_events(tool, recording)
+                monitoring.restart_events()
+                number = code_ids.get(id(code))
+                if number is None:
+                    number = register_code(code, frame)
+                append((OP_CALL, get_ident(), now(), 0, number))
+                return None
+            return DISABLE
+
+        monitoring.use_tool_id(tool, "panopticon")
+        monitoring.register_callback(tool, E.PY_START, wait_for_main)
+        monitoring.register_callback(tool, E.PY_RESUME, resumed)
+        monitoring.register_callback(tool, E.PY_THROW, resumed)
+        monitoring.register_callback(tool, E.PY_RETURN, py_return)
+        monitoring.register_callback(tool, E.PY_UNWIND, py_unwind)
+        monitoring.register_callback(tool, E.PY_YIELD, py_yield)
+        monitoring.register_callback(tool, E.CALL, call)
+        monitoring.register_callback(tool, E.C_RETURN, c_return)
+        monitoring.register_callback(tool, E.C_RAISE, c_raise)
+        monitoring.set_events(tool, E.PY_START)
+
+    def silencer(self):
+        """A C callable that stops recording, for atexit (see ProfileEngine)."""
+        return functools.partial(sys.monitoring.set_events, self.tool, 0)
+
+    def stop(self):
+        monitoring = sys.monitoring
+        monitoring.set_events(self.tool, 0)
+        for event in (
+            "PY_START",
+            "PY_RESUME",
+            "PY_THROW",
+            "PY_RETURN",
+            "PY_UNWIND",
+            "PY_YIELD",
+            "CALL",
+            "C_RETURN",
+            "C_RAISE",
+        ):
+            monitoring.register_callback(self.tool, getattr(monitoring.events, event), None)
+        monitoring.free_tool_id(self.tool)
+
+
+# --- start-up -------------------------------------------------------------------
+
+
+def _take_environment():
+    """Read our settings and remove every trace of ourselves from the process."""
+    env = os.environ
+    settings = {
+        "channel": env.pop("PANOPTICON_CHANNEL", None),
+        "secret": env.pop("PANOPTICON_SECRET", None),
+        "engine": env.pop("PANOPTICON_ENGINE", "auto"),
+    }
+    env.pop("PANOPTICON_DEBUG", None)
+    own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
+    if "PANOPTICON_PYTHONPATH" in env:
+        env["PYTHONPATH"] = env.pop("PANOPTICON_PYTHONPATH")
+    else:
+        env.pop("PYTHONPATH", None)
+    sys.path[:] = [p for p in sys.path if not p or os.path.abspath(p) != own_dir]
+    return settings
+
+
+def _chain_to_user_sitecustomize():
+    """Run the sitecustomize this one displaced, as site.py would have."""
+    this = sys.modules.get("sitecustomize")
+    del sys.modules["sitecustomize"]
+    try:
+        import sitecustomize  # noqa: F401  (the user's own, if any)
+    except ImportError as error:
+        if error.name != "sitecustomize":
+            _report_sitecustomize_error()
+    except Exception:
+        _report_sitecustomize_error()
+    if "sitecustomize" not in sys.modules:
+        sys.modules["sitecustomize"] = this
+
+
+def _report_sitecustomize_error():
+    # The words site.py itself prints for a failing sitecustomize.
+    if sys.flags.verbose:
+        sys.excepthook(*sys.exc_info())
+    else:
+        exc = sys.exc_info()[1]
+        sys.stderr.write(
+            "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n%s: %s\n"
+            % (type(exc).__name__, exc)
+        )
+
+
+def _connect(path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return sock
+
+
+def _choose_engine(requested, recorder):
+    if requested in ("auto", "monitoring"):
+        tool = MonitoringEngine.available()
+        if tool is not None:
+            return MonitoringEngine(recorder, tool)
+        if requested == "monitoring":
+            if sys.version_info < (3, 12):
+                _warn("the monitoring engine needs Python 3.12 or newer: using setprofile")
+            else:
+                _warn("the sys.monitoring profiler tool id is taken: using setprofile")
+    return ProfileEngine(recorder)
+
+
+def _start():
+    settings = _take_environment()
+    _chain_to_user_sitecustomize()
+    if not settings["channel"]:
+        return
+    try:
+        sock = _connect(settings["channel"])
+    except OSError as error:
+        _warn("cannot connect to the converter (%s): the program runs untraced" % error)
+        return
+    recorder = Recorder(sock, None)
+    engine = _choose_engine(settings["engine"], recorder)
+    recorder.engine = engine.name
+    main_ident = threading.get_ident()
+    hello = {
+        "kind": "hello",
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "engine": engine.name,
+        "t0": perf_counter_ns(),
+        "main_thread": main_ident,
+        "argv": [str(a) for a in sys.argv],
+    }
+    if settings["secret"]:
+        hello["secret"] = settings["secret"]
+    recorder.write(json.dumps(hello, separators=(",", ":")) + "\n")
+    recorder.announce_thread(main_ident, threading.current_thread().name)
+
+    def finish():
+        # Registered first, so atexit runs it last: after the program's own
+        # exit handlers and after non-daemon threads were joined.
+        try:
+            engine.stop()
+            recorder.finish("exit")
+        except Exception as error:
+            _warn("could not finish the trace: %s" % error)
+
+    silence = engine.silencer()
+
+    def forget_in_child():
+        # A forked child must not write into the parent's stream.
+        recorder.closed = True
+        atexit.unregister(finish)
+        atexit.unregister(silence)
+        try:
+            engine.stop()
+        except Exception:
+            pass
+
+    atexit.register(finish)
+    # atexit runs its handlers last-in first-out: this one stops recording,
+    # from C, just before `finish`.
+    atexit.register(silence)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=forget_in_child)
+    engine.start(main_ident)
+    _debug("recording with the %s engine" % engine.name)
+
+
+_start()

@@ -1,0 +1,98 @@
+/**
+ * Panopticon's converter as a library: the NDJSON records of its Python
+ * collector in, Catapult JSON traces (for Perfetto, chrome://tracing and
+ * speedscope) out, as streams.
+ *
+ * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
+ * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter};
+ * {@linkcode toCatapult} and {@linkcode convert} assemble it. The record
+ * protocol is specified in `docs/protocol.md`.
+ *
+ * @example Converting NDJSON text to a Catapult trace
+ * ```ts
+ * import { toCatapult } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const ndjson = [
+ *   '{"kind":"hello","protocol":1,"pid":4242,"python":"3.12.1","engine":"monitoring","t0":1000,"main_thread":140001,"argv":["gen.py"]}',
+ *   '{"kind":"thread","thread":140001,"native_id":4242,"name":"MainThread"}',
+ *   '{"kind":"code","id":1,"module":"__main__","qualname":"<module>","file":"gen.py","line":1,"type":"function"}',
+ *   '{"kind":"code","id":2,"module":"__main__","qualname":"numbers","file":"gen.py","line":1,"type":"generator"}',
+ *   '{"kind":"events","events":[[0,140001,1000,7001,1],[0,140001,1100,7002,2],[4,140001,1200,7002,2],[1,140001,1500,7002,2],[2,140001,1600,7002,2],[2,140001,1700,7001,1]]}',
+ *   '{"kind":"end","ts":1800,"events":6,"dropped":0,"reason":"exit"}',
+ * ].join("\n") + "\n";
+ * const input = ReadableStream.from([new TextEncoder().encode(ndjson)]);
+ * const trace = JSON.parse((await Array.fromAsync(toCatapult(input))).join(""));
+ *
+ * const numbers = trace.traceEvents.filter((event: { name: string }) => event.name === "numbers");
+ * assert.deepEqual(
+ *   numbers.map((event: { ts: number; dur: number }) => [event.ts, event.dur]),
+ *   [[0.1, 0.1], [0.5, 0.1]],
+ * );
+ * // One flow joins the generator's two slices.
+ * assert.equal(numbers[0].bind_id, numbers[1].bind_id);
+ * assert.equal(numbers[0].flow_out, true);
+ * assert.equal(numbers[1].flow_in, true);
+ * assert.equal(trace.otherData.complete, true);
+ * ```
+ *
+ * @example Converting a file to a file, with a summary
+ * ```ts
+ * import { convert } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const output = await Deno.makeTempFile({ suffix: ".json" });
+ * const summary = await convert(
+ *   (await Deno.open(new URL("./tests/fixtures/generator.ndjson", import.meta.url))).readable,
+ *   (await Deno.open(output, { write: true, truncate: true })).writable,
+ * );
+ * assert.equal(summary.complete, true);
+ * assert.equal(summary.events, 8);
+ * assert.equal(summary.slices, 5);
+ * assert.deepEqual(summary.warnings, []);
+ * assert.ok(Array.isArray(JSON.parse(await Deno.readTextFile(output)).traceEvents));
+ * await Deno.remove(output);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type ConversionSummary,
+  convert,
+  type ConvertOptions,
+  toCatapult,
+  type TraceInput,
+} from "./src/convert.ts";
+export {
+  type CFuncRecord,
+  checkRecord,
+  type CodeRecord,
+  type CodeType,
+  decodeNdjson,
+  type DecodeNdjsonOptions,
+  decodeRecord,
+  type EndRecord,
+  type EventsRecord,
+  type FlushRecord,
+  type HelloRecord,
+  NdjsonDecoder,
+  Op,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type ProtocolEvent,
+  type ProtocolRecord,
+  type RecordCallback,
+  type ThreadRecord,
+} from "./src/protocol.ts";
+export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
+export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
+export type {
+  ProcessInfo,
+  Slice,
+  SliceArgs,
+  SliceSite,
+  ThreadInfo,
+  TraceSink,
+  TraceSummary,
+} from "./src/trace_model.ts";

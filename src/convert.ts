@@ -1,0 +1,226 @@
+/**
+ * The conversion pipeline: collector records in, Catapult JSON out.
+ *
+ * @module
+ */
+
+import { CatapultWriter } from "./catapult.ts";
+import { FrameStateMachine } from "./frames.ts";
+import {
+  checkRecord,
+  NdjsonDecoder,
+  ProtocolError,
+  type ProtocolRecord,
+  type RecordCallback,
+} from "./protocol.ts";
+import type { TraceSummary } from "./trace_model.ts";
+
+/** Options of {@linkcode convert} and {@linkcode toCatapult}. */
+export interface ConvertOptions {
+  /**
+   * The per-run token handed to the collector. When set, the `hello`
+   * record must carry the same `secret`, or the conversion fails: the
+   * stream did not come from this run's collector.
+   *
+   * @default {undefined} (any stream is accepted)
+   */
+  secret?: string;
+  /**
+   * Called with each warning as it arises (a stream cut short, a dropped
+   * partial line, events the collector lost). The summary lists them too.
+   *
+   * @default {undefined} (warnings only go to the summary)
+   */
+  onWarning?: (message: string) => void;
+}
+
+/** What a conversion found, for the command line to report. */
+export interface ConversionSummary extends TraceSummary {
+  /** Every warning, in order. */
+  warnings: string[];
+}
+
+/**
+ * What {@linkcode toCatapult} reads: NDJSON bytes, or records already
+ * decoded (e.g. by {@linkcode decodeNdjson} or built in memory).
+ */
+export type TraceInput =
+  | ReadableStream<Uint8Array>
+  | ReadableStream<ProtocolRecord>
+  | AsyncIterable<Uint8Array>
+  | AsyncIterable<ProtocolRecord>;
+
+const noop = () => {};
+
+/**
+ * Converts a collector's NDJSON stream into a Catapult JSON trace.
+ *
+ * Streams from end to end: memory is bounded by stack depth and live
+ * frames, not by the length of the stream, and the input is read no faster
+ * than the output is written. A stream cut short (no `end` record, or a
+ * partial last line) is not an error: the trace holds what arrived,
+ * `complete` is false and a warning says so. A malformed stream rejects
+ * with a {@linkcode ProtocolError} naming the line; the output is then
+ * aborted and the input cancelled.
+ *
+ * @example Converting a stream
+ * ```ts
+ * import { convert } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const ndjson = [
+ *   '{"kind":"hello","protocol":1,"pid":7,"python":"3.12.1","engine":"monitoring","t0":0,"main_thread":1,"argv":["a.py"]}',
+ *   '{"kind":"cfunc","id":1,"name":"print"}',
+ *   '{"kind":"events","events":[[5,1,1000,0,1],[6,1,3000,0,1]]}',
+ *   '{"kind":"end","ts":4000,"events":2,"dropped":0,"reason":"exit"}',
+ * ].join("\n") + "\n";
+ * let text = "";
+ * const decoder = new TextDecoder();
+ * const summary = await convert(
+ *   ReadableStream.from([new TextEncoder().encode(ndjson)]),
+ *   new WritableStream({ write: (chunk) => void (text += decoder.decode(chunk, { stream: true })) }),
+ * );
+ * assert.equal(summary.complete, true);
+ * assert.equal(summary.slices, 1);
+ * const trace = JSON.parse(text);
+ * const print = trace.traceEvents.find((event: { ph: string }) => event.ph === "X");
+ * assert.deepEqual([print.name, print.cat, print.ts, print.dur], ["print", "c_function", 1, 2]);
+ * ```
+ */
+export async function convert(
+  input: ReadableStream<Uint8Array>,
+  output: WritableStream<Uint8Array>,
+  options: ConvertOptions = {},
+): Promise<ConversionSummary> {
+  const encoder = new TextEncoderStream();
+  const piped = encoder.readable.pipeTo(output);
+  // Observed below in both outcomes; this only keeps an early failure of
+  // the output from being reported as unhandled in the meantime.
+  piped.catch(noop);
+  try {
+    const summary = await run(input, encoder.writable, options);
+    await piped;
+    return summary;
+  } catch (error) {
+    // `run` aborted the encoder, and `pipeTo` passes the abort on to `output`.
+    await piped.catch(noop);
+    throw error;
+  }
+}
+
+/**
+ * Converts NDJSON bytes or decoded records into Catapult JSON text, as
+ * streams. Errors (a {@linkcode ProtocolError} for a malformed stream)
+ * error the returned stream; cancelling it cancels the input. For records,
+ * the "line" an error names is the record's 1-based position.
+ *
+ * @example Converting records built in memory
+ * ```ts
+ * import { type ProtocolRecord, toCatapult } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const records: ProtocolRecord[] = [
+ *   { kind: "hello", protocol: 1, pid: 7, python: "3.12.1", engine: "monitoring", t0: 0, main_thread: 1, argv: ["a.py"] },
+ *   { kind: "code", id: 1, module: "__main__", qualname: "main", file: "a.py", line: 1, type: "function" },
+ *   { kind: "events", events: [[0, 1, 0, 9, 1], [2, 1, 1500, 9, 1]] },
+ * ];
+ * const text = (await Array.fromAsync(toCatapult(ReadableStream.from(records)))).join("");
+ * const trace = JSON.parse(text);
+ * assert.equal(trace.otherData.complete, false);
+ * assert.ok(trace.traceEvents.some((event: { name: string; dur?: number }) => event.name === "main" && event.dur === 1.5));
+ * ```
+ */
+export function toCatapult(
+  input: TraceInput,
+  options: ConvertOptions = {},
+): ReadableStream<string> {
+  const { readable, writable } = new TransformStream<string, string>();
+  // A failure errors `readable`, where the reader sees it.
+  run(input, writable, options).catch(noop);
+  return readable;
+}
+
+/** Decodes, runs the frame-state machine and writes Catapult text to `output`. */
+async function run(
+  input: TraceInput,
+  output: WritableStream<string>,
+  options: ConvertOptions,
+): Promise<ConversionSummary> {
+  const warnings: string[] = [];
+  const onWarning = (message: string) => {
+    warnings.push(message);
+    options.onWarning?.(message);
+  };
+  const writer = new CatapultWriter(output);
+  const machine = new FrameStateMachine(writer, { onWarning });
+  const secret = options.secret;
+  let first = true;
+  const onRecord: RecordCallback = (record, line) => {
+    if (first) {
+      first = false;
+      if (secret !== undefined && record.kind === "hello" && record.secret !== secret) {
+        throw new ProtocolError(line, "the event stream did not present this run's secret");
+      }
+    }
+    machine.push(record, line);
+  };
+
+  const source = openSource(input);
+  let decoder: NdjsonDecoder | undefined;
+  let records = 0;
+  try {
+    for (let next = await source.next(); !next.done; next = await source.next()) {
+      const value = next.value;
+      if (value instanceof Uint8Array) {
+        if (records > 0) {
+          throw new TypeError("The input mixes bytes and records: pass one or the other");
+        }
+        decoder ??= new NdjsonDecoder({ onWarning });
+        decoder.push(value, onRecord);
+      } else {
+        if (decoder !== undefined) {
+          throw new TypeError("The input mixes bytes and records: pass one or the other");
+        }
+        records++;
+        onRecord(checkRecord(value, records), records);
+      }
+      await writer.ready();
+    }
+    decoder?.finish(onRecord);
+    const summary = machine.end();
+    await writer.close();
+    return { ...summary, warnings };
+  } catch (error) {
+    try {
+      await source.cancel(error);
+    } catch {
+      // The input failed itself, and that failure is `error`.
+    }
+    await writer.abort(error).catch(noop);
+    throw error;
+  }
+}
+
+/** One way to read any {@linkcode TraceInput}, and to cancel it with a reason. */
+interface Source {
+  next(): Promise<IteratorResult<Uint8Array | ProtocolRecord>>;
+  cancel(reason: unknown): Promise<void>;
+}
+
+function openSource(input: TraceInput): Source {
+  if (input instanceof ReadableStream) {
+    // A reader, not the async iterator: its `return()` cancels without a reason.
+    const reader = (input as ReadableStream<Uint8Array | ProtocolRecord>).getReader();
+    return {
+      next: () => reader.read() as Promise<IteratorResult<Uint8Array | ProtocolRecord>>,
+      cancel: (reason) => reader.cancel(reason),
+    };
+  }
+  const iterator = (input as AsyncIterable<Uint8Array | ProtocolRecord>)[Symbol.asyncIterator]();
+  return {
+    next: () => iterator.next(),
+    cancel: async () => {
+      await iterator.return?.();
+    },
+  };
+}

@@ -1,0 +1,503 @@
+/**
+ * The collector protocol: the records the Python collector sends, and their
+ * decoding from NDJSON. `docs/protocol.md` is the contract; this module is
+ * its executable form.
+ *
+ * @module
+ */
+
+import { LineSplitter } from "./_lines.ts";
+
+/** The newest protocol version this converter understands. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * The operation codes of an event, the first element of
+ * `[op, thread, ts, frame, ref]`.
+ *
+ * @example Naming an event's operation
+ * ```ts
+ * import { Op } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const event = [4, 140001, 1200, 7002, 2];
+ * assert.equal(event[0], Op.Suspend);
+ * ```
+ */
+export const Op = {
+  /** A Python frame starts afresh. `frame` is its id, `ref` its code id. */
+  Call: 0,
+  /** A suspended generator, coroutine or async generator frame resumes. */
+  Resume: 1,
+  /** A frame returns for the last time: its id is retired. */
+  Return: 2,
+  /** A frame ends by an exception propagating out of it: its id is retired. */
+  Unwind: 3,
+  /** A frame yields or awaits: it is suspended, not ended. */
+  Suspend: 4,
+  /** A C function is called. `frame` is 0, `ref` its cfunc id. */
+  CCall: 5,
+  /** The innermost C call returns. */
+  CReturn: 6,
+  /** The innermost C call raises. */
+  CRaise: 7,
+} as const;
+
+/** One of the operation codes of {@linkcode Op}, 0 to 7. */
+export type Op = typeof Op[keyof typeof Op];
+
+/**
+ * One event: `[op, thread, ts, frame, ref]`.
+ *
+ * `thread` is the Python thread ident, `ts` nanoseconds of the collector's
+ * monotonic clock, `frame` the frame id (`id(frame)`, 0 for C events) and
+ * `ref` a code id (Python events) or a cfunc id (C events), 0 when unknown.
+ */
+export type ProtocolEvent = readonly [
+  op: Op,
+  thread: number,
+  ts: number,
+  frame: number,
+  ref: number,
+];
+
+/** The kind of a Python code object, and the category of its slices. */
+export type CodeType = "function" | "generator" | "coroutine" | "async_generator";
+
+/** The first record of every stream: who is talking, and trace time zero. */
+export interface HelloRecord {
+  /** Always `"hello"`. */
+  kind: "hello";
+  /** The protocol version the collector speaks. */
+  protocol: number;
+  /** The traced process's id. */
+  pid: number;
+  /** The interpreter version, e.g. `"3.12.1"`. */
+  python: string;
+  /** The hook that produced the events: `"setprofile"` or `"monitoring"`. */
+  engine: string;
+  /** The clock's value when recording began: trace time zero, in ns. */
+  t0: number;
+  /** The ident of the main thread, which becomes thread 1. */
+  main_thread: number;
+  /** The program's `sys.argv`. */
+  argv: string[];
+  /** The per-run token the converter handed to the collector, if any. */
+  secret?: string;
+}
+
+/** A thread starts (or is first seen) and is named. */
+export interface ThreadRecord {
+  /** Always `"thread"`. */
+  kind: "thread";
+  /** The Python thread ident (`threading.get_ident()`). */
+  thread: number;
+  /** The operating system's thread id, when Python knows it. */
+  native_id: number | null;
+  /** The Python thread name (`MainThread`, `Thread-1 (target)`). */
+  name: string;
+}
+
+/** Defines a Python code object, before any event uses it. */
+export interface CodeRecord {
+  /** Always `"code"`. */
+  kind: "code";
+  /** The number events use for it. */
+  id: number;
+  /** The module name from the frame's globals; `"__main__"` for the program. */
+  module: string;
+  /** The qualified name (`Class.method`, `outer.<locals>.inner`, `<module>`). */
+  qualname: string;
+  /** `co_filename`, as Python reports it. */
+  file: string;
+  /** `co_firstlineno`. */
+  line: number;
+  /** What kind of frames the code runs as. */
+  type: CodeType;
+}
+
+/** Defines a C function (a builtin or a method implemented in C). */
+export interface CFuncRecord {
+  /** Always `"cfunc"`. */
+  kind: "cfunc";
+  /** The number events use for it. */
+  id: number;
+  /** The name a reader expects: `print`, `time.sleep`, `list.append`. */
+  name: string;
+}
+
+/** A batch of events in the order they happened. */
+export interface EventsRecord {
+  /** Always `"events"`. */
+  kind: "events";
+  /** The events, each `[op, thread, ts, frame, ref]`. */
+  events: readonly ProtocolEvent[];
+}
+
+/** Time the collector spent on itself, shown as its own slice. */
+export interface FlushRecord {
+  /** Always `"flush"`. */
+  kind: "flush";
+  /** The ident of the thread that flushed. */
+  thread: number;
+  /** When the flush began, in ns. */
+  start: number;
+  /** When it ended, in ns. */
+  end: number;
+  /** How many events it sent. */
+  events: number;
+}
+
+/** The last record of a complete stream. */
+export interface EndRecord {
+  /** Always `"end"`. */
+  kind: "end";
+  /** When the collector stopped, in ns. */
+  ts: number;
+  /** Events recorded in all. */
+  events: number;
+  /** Events recorded but not sent (0 unless something failed). */
+  dropped: number;
+  /** Why recording stopped, e.g. `"exit"`. */
+  reason: string;
+}
+
+/** Any record of the protocol, discriminated by `kind`. */
+export type ProtocolRecord =
+  | HelloRecord
+  | ThreadRecord
+  | CodeRecord
+  | CFuncRecord
+  | EventsRecord
+  | FlushRecord
+  | EndRecord;
+
+/**
+ * A stream that breaks the protocol: malformed, out of order, or from a
+ * newer collector. The message names the line (1-based) and what was
+ * expected there.
+ *
+ * @example Telling a protocol error apart
+ * ```ts
+ * import { decodeRecord, ProtocolError } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => decodeRecord('{"kind":"end","ts":"soon"}', 12), (error) => {
+ *   assert(error instanceof ProtocolError);
+ *   assert.equal(error.line, 12);
+ *   assert.equal(error.message, 'line 12: expected an integer "ts" in an "end" record');
+ *   return true;
+ * });
+ * ```
+ */
+export class ProtocolError extends Error {
+  /** The 1-based line (or record number) where the stream went wrong. */
+  readonly line: number;
+
+  /** Makes the error `line <line>: <detail>`. */
+  constructor(line: number, detail: string, options?: ErrorOptions) {
+    super(`line ${line}: ${detail}`, options);
+    this.name = "ProtocolError";
+    this.line = line;
+  }
+}
+
+const KINDS = "hello, thread, code, cfunc, events, flush or end";
+const CODE_TYPES: ReadonlySet<string> = new Set<CodeType>([
+  "function",
+  "generator",
+  "coroutine",
+  "async_generator",
+]);
+
+/**
+ * Decodes and validates one NDJSON line.
+ *
+ * Returns `undefined` for a blank line. Throws a {@linkcode ProtocolError}
+ * naming `line` when the text is not a JSON object, has an unknown `kind`
+ * or lacks a required field. Unknown fields are kept and ignored.
+ *
+ * @example Decoding one line
+ * ```ts
+ * import { decodeRecord } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const record = decodeRecord('{"kind":"cfunc","id":1,"name":"print"}', 5);
+ * assert.deepEqual(record, { kind: "cfunc", id: 1, name: "print" });
+ * assert.equal(decodeRecord("  ", 6), undefined);
+ * ```
+ */
+export function decodeRecord(text: string, line: number): ProtocolRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    // Blank lines are rare, so they are recognised here, off the hot path.
+    if (text.trim() === "") return undefined;
+    // V8 appends its own "(line 1 column 9)", which would contradict ours.
+    const reason = (error as Error).message.replace(/ \(line \d+ column \d+\)$/, "");
+    throw new ProtocolError(line, `expected a JSON object, got text that is not JSON (${reason})`, {
+      cause: error,
+    });
+  }
+  return checkRecord(value, line);
+}
+
+/**
+ * Validates an already parsed record, e.g. one built in memory. Returns it,
+ * typed, or throws a {@linkcode ProtocolError} naming `line`.
+ *
+ * @example Checking a record built in code
+ * ```ts
+ * import { checkRecord } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => checkRecord({ kind: "flush", thread: 1 }, 3), /line 3: expected an integer "start"/);
+ * ```
+ */
+export function checkRecord(value: unknown, line: number): ProtocolRecord {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError(line, `expected a JSON object, got ${describe(value)}`);
+  }
+  const record = value as Record<string, unknown>;
+  const kind = record.kind;
+  switch (kind) {
+    case "events":
+      checkEvents(record, line);
+      break;
+    case "hello":
+      integer(record, "protocol", line);
+      integer(record, "pid", line);
+      string(record, "python", line);
+      string(record, "engine", line);
+      integer(record, "t0", line);
+      integer(record, "main_thread", line);
+      if (!Array.isArray(record.argv) || !record.argv.every((arg) => typeof arg === "string")) {
+        throw fieldError(line, "an array of strings", "argv", kind);
+      }
+      if (record.secret !== undefined) string(record, "secret", line);
+      break;
+    case "thread":
+      integer(record, "thread", line);
+      if (record.native_id !== null) {
+        if (!Number.isInteger(record.native_id)) {
+          throw fieldError(line, "an integer or null", "native_id", kind);
+        }
+      }
+      string(record, "name", line);
+      break;
+    case "code":
+      integer(record, "id", line);
+      string(record, "module", line);
+      string(record, "qualname", line);
+      string(record, "file", line);
+      integer(record, "line", line);
+      if (typeof record.type !== "string" || !CODE_TYPES.has(record.type)) {
+        throw new ProtocolError(
+          line,
+          `expected "type" to be "function", "generator", "coroutine" or "async_generator" in a "code" record, got ${
+            preview(record.type)
+          }`,
+        );
+      }
+      break;
+    case "cfunc":
+      integer(record, "id", line);
+      string(record, "name", line);
+      break;
+    case "flush":
+      integer(record, "thread", line);
+      integer(record, "start", line);
+      integer(record, "end", line);
+      integer(record, "events", line);
+      break;
+    case "end":
+      integer(record, "ts", line);
+      integer(record, "events", line);
+      integer(record, "dropped", line);
+      string(record, "reason", line);
+      break;
+    default:
+      if (typeof kind !== "string") {
+        throw new ProtocolError(
+          line,
+          `expected a string "kind" in the record, got ${preview(kind)}`,
+        );
+      }
+      throw new ProtocolError(line, `unknown record kind ${preview(kind)}: expected ${KINDS}`);
+  }
+  return record as unknown as ProtocolRecord;
+}
+
+/** The hot path: every event of every batch goes through this loop once. */
+function checkEvents(record: Record<string, unknown>, line: number): void {
+  const events = record.events;
+  if (!Array.isArray(events)) throw fieldError(line, "an array", "events", "events");
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i];
+    if (!Array.isArray(event) || event.length !== 5) throw eventError(line, i, event);
+    const op = event[0];
+    // `op >>> 0 === op` holds only for a non-negative integer number.
+    if (
+      (op >>> 0) !== op || op > 7 ||
+      typeof event[1] !== "number" || typeof event[2] !== "number" ||
+      typeof event[3] !== "number" || typeof event[4] !== "number"
+    ) {
+      throw eventError(line, i, event);
+    }
+  }
+}
+
+function eventError(line: number, index: number, event: unknown): ProtocolError {
+  return new ProtocolError(
+    line,
+    `expected event ${index + 1} of an "events" record to be [op, thread, ts, frame, ref], ` +
+      `five numbers with op 0 to 7, got ${preview(event)}`,
+  );
+}
+
+function integer(record: Record<string, unknown>, field: string, line: number): void {
+  if (!Number.isInteger(record[field])) {
+    throw fieldError(line, "an integer", field, record.kind as string);
+  }
+}
+
+function string(record: Record<string, unknown>, field: string, line: number): void {
+  if (typeof record[field] !== "string") {
+    throw fieldError(line, "a string", field, record.kind as string);
+  }
+}
+
+function fieldError(line: number, what: string, field: string, kind: string): ProtocolError {
+  const article = kind.startsWith("e") ? "an" : "a";
+  return new ProtocolError(line, `expected ${what} "${field}" in ${article} "${kind}" record`);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  return `${typeof value === "number" ? "a number" : `a ${typeof value}`} (${preview(value)})`;
+}
+
+/** A short JSON rendering of a value, for error messages. */
+function preview(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** Receives a decoded record and the line it came from. */
+export type RecordCallback = (record: ProtocolRecord, line: number) => void;
+
+/** Options of {@linkcode decodeNdjson} and {@linkcode NdjsonDecoder}. */
+export interface DecodeNdjsonOptions {
+  /**
+   * Called when the stream ends in the middle of a line: a collector that
+   * was killed mid-write leaves one. That line is dropped, not an error.
+   *
+   * @default {undefined} (the warning is not reported)
+   */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * The synchronous core of {@linkcode decodeNdjson}: bytes in, records out
+ * through a callback, with the line each came from. Use it where a stream
+ * per stage would cost too much; use `decodeNdjson` otherwise.
+ *
+ * @example Decoding chunks by hand
+ * ```ts
+ * import { NdjsonDecoder, type ProtocolRecord } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const records: ProtocolRecord[] = [];
+ * const warnings: string[] = [];
+ * const decoder = new NdjsonDecoder({ onWarning: (message) => warnings.push(message) });
+ * const bytes = new TextEncoder().encode('{"kind":"cfunc","id":1,"name":"print"}\n{"kind":"cf');
+ * decoder.push(bytes.subarray(0, 10), (record) => records.push(record));
+ * decoder.push(bytes.subarray(10), (record) => records.push(record));
+ * decoder.finish((record) => records.push(record));
+ * assert.equal(records.length, 1);
+ * assert.match(warnings[0]!, /^line 2 is incomplete/);
+ * ```
+ */
+export class NdjsonDecoder {
+  #lines = new LineSplitter();
+  #onWarning: ((message: string) => void) | undefined;
+  #onRecord: RecordCallback = () => {};
+  #onLine = (text: string, line: number): void => {
+    const record = decodeRecord(text, line);
+    if (record !== undefined) this.#onRecord(record, line);
+  };
+
+  /** Makes a decoder; see {@linkcode DecodeNdjsonOptions}. */
+  constructor(options: DecodeNdjsonOptions = {}) {
+    this.#onWarning = options.onWarning;
+  }
+
+  /** How many complete lines have been decoded so far. */
+  get line(): number {
+    return this.#lines.line;
+  }
+
+  /** Decodes one chunk, calling `onRecord` for each record it completes. */
+  push(chunk: Uint8Array, onRecord: RecordCallback): void {
+    this.#onRecord = onRecord;
+    this.#lines.push(chunk, this.#onLine);
+  }
+
+  /**
+   * Ends the stream. A final line without `\n` is decoded if it is a whole
+   * JSON value; if it is cut short it is dropped with a warning.
+   */
+  finish(onRecord: RecordCallback): void {
+    const partial = this.#lines.finish();
+    if (partial === undefined) return;
+    let value: unknown;
+    try {
+      value = JSON.parse(partial.text);
+    } catch {
+      this.#onWarning?.(
+        `line ${partial.line} is incomplete (the stream ended in the middle of it): it was dropped`,
+      );
+      return;
+    }
+    onRecord(checkRecord(value, partial.line), partial.line);
+  }
+}
+
+/**
+ * Decodes an NDJSON byte stream into validated records.
+ *
+ * Lines may be split anywhere across chunks, even inside a multi-byte
+ * character. Blank lines are skipped. A malformed line errors the stream
+ * with a {@linkcode ProtocolError} naming the line; an unterminated final
+ * line that is cut short is dropped and reported through `onWarning`.
+ * Record order (`hello` first) is checked later, by the
+ * {@linkcode FrameStateMachine}.
+ *
+ * @example Decoding a stream
+ * ```ts
+ * import { decodeNdjson, type ProtocolRecord } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const text = '{"kind":"cfunc","id":1,"name":"print"}\n\n{"kind":"events","events":[[5,1,10,0,1]]}\n';
+ * const records: ProtocolRecord[] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode(text)]).pipeThrough(decodeNdjson()),
+ * );
+ * assert.deepEqual(records.map((record) => record.kind), ["cfunc", "events"]);
+ * ```
+ */
+export function decodeNdjson(
+  options: DecodeNdjsonOptions = {},
+): TransformStream<Uint8Array, ProtocolRecord> {
+  const decoder = new NdjsonDecoder(options);
+  return new TransformStream<Uint8Array, ProtocolRecord>({
+    transform(chunk, controller) {
+      decoder.push(chunk, (record) => controller.enqueue(record));
+    },
+    flush(controller) {
+      decoder.finish((record) => controller.enqueue(record));
+    },
+  });
+}

@@ -1,0 +1,480 @@
+/**
+ * Running a traced program: {@linkcode runTraced} checks the script and the
+ * output file, writes the collector into a private directory as
+ * `sitecustomize.py`, starts `<python> <the user's arguments>` with the
+ * collector's environment, streams the collector's connection into
+ * {@linkcode convert} while the program runs, and waits for both.
+ *
+ * The child process sits behind {@linkcode ChildProcess} and
+ * {@linkcode Spawn}, so that tests can run the runner with a fake.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import collectorSource from "../collector.py" with { type: "text" };
+import type { Engine, Target } from "./cli.ts";
+import { type Channel, openChannel } from "./channel.ts";
+import { type ConversionSummary, convert } from "./convert.ts";
+import type { PythonInfo } from "./python.ts";
+
+/** How a child process ended. `Deno.CommandStatus` is one. */
+export interface ChildStatus {
+  /** The exit code; for a signal, whatever the platform reports. */
+  code: number;
+  /** The signal that killed the process, or `null`. */
+  signal: Deno.Signal | null;
+}
+
+/** A started child process. `Deno.ChildProcess` is one. */
+export interface ChildProcess {
+  /** Settles when the process has exited. */
+  readonly status: Promise<ChildStatus>;
+  /** Sends a signal to the process. */
+  kill(signal?: Deno.Signal): void;
+}
+
+/** What {@linkcode Spawn} is asked to start. */
+export interface SpawnRequest {
+  /** The interpreter. */
+  program: string;
+  /** Its arguments: exactly the user's, see {@linkcode childArgs}. */
+  args: string[];
+  /** The complete environment of the child (nothing else is inherited). */
+  env: Record<string, string>;
+}
+
+/** Starts a child process whose stdin, stdout and stderr are ours. */
+export type Spawn = (request: SpawnRequest) => ChildProcess;
+
+/** The real {@linkcode Spawn}: `Deno.Command` with inherited stdio. */
+export const spawnChild: Spawn = ({ program, args, env }) =>
+  new Deno.Command(program, {
+    args,
+    env,
+    clearEnv: true,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+
+/** The signature of {@linkcode convert}, for a stand-in in tests. */
+export type Convert = typeof convert;
+
+/** Options of {@linkcode runTraced}. */
+export interface RunOptions {
+  /** The interpreter, as found by `findPython`. */
+  python: Pick<PythonInfo, "path" | "version">;
+  /** Where the trace goes; created or truncated before the program starts. */
+  output: string;
+  /**
+   * The collector's hook.
+   *
+   * @default {"auto"}
+   */
+  engine?: Engine;
+  /**
+   * The environment the program would get without Panopticon.
+   *
+   * @default {Deno.env.toObject()}
+   */
+  env?: Record<string, string>;
+  /**
+   * Starts the interpreter.
+   *
+   * @default {spawnChild}
+   */
+  spawn?: Spawn;
+  /**
+   * Turns the collector's stream into the trace.
+   *
+   * @default {convert}
+   */
+  convert?: Convert;
+  /**
+   * The collector's source, written as `sitecustomize.py`.
+   *
+   * @default {the embedded collector.py}
+   */
+  collectorSource?: string;
+  /**
+   * Survive SIGINT (the terminal delivers it to the program too) and forward
+   * SIGTERM and SIGHUP to the program while it runs.
+   *
+   * @default {true}
+   */
+  handleSignals?: boolean;
+  /**
+   * Where the private directory is created.
+   *
+   * @default {$TMPDIR}
+   */
+  tempDir?: string;
+}
+
+/** What a traced run produced. */
+export interface RunResult {
+  /** Panopticon's exit status: the program's, see {@linkcode exitCodeOf}. */
+  exitCode: number;
+  /** How the program ended. */
+  status: ChildStatus;
+  /** What the converter wrote. */
+  summary: ConversionSummary;
+  /** The engine asked for, `auto` resolved by the interpreter's version. */
+  engine: Exclude<Engine, "auto">;
+}
+
+/**
+ * Panopticon failed (before, during or after the program ran); the message
+ * says what to do. `exitCode` is set when the program ran: the status
+ * Panopticon should exit with.
+ */
+export class RunError extends Error {
+  constructor(message: string, readonly exitCode?: number) {
+    super(message);
+    this.name = "RunError";
+  }
+}
+
+/** The environment variables of the collector's contract. */
+const CONTRACT_VARIABLES = [
+  "PANOPTICON_CHANNEL",
+  "PANOPTICON_SECRET",
+  "PANOPTICON_ENGINE",
+  "PANOPTICON_PYTHONPATH",
+] as const;
+
+/** Settings of {@linkcode childEnvironment}. */
+export interface ChannelSettings {
+  /** The private directory holding `sitecustomize.py`. */
+  dir: string;
+  /** The socket the collector connects to. */
+  socket: string;
+  /** The per-run token the collector echoes in its `hello`. */
+  secret: string;
+  /** The engine asked for. */
+  engine: Engine;
+}
+
+/**
+ * The child's environment: `base` (the user's) with the collector's
+ * variables set and any stale ones from `base` removed.
+ *
+ * - `PYTHONPATH`: `dir`, then `:` and the user's `PYTHONPATH` if it is set
+ *   and not empty (an empty entry would put the current directory on
+ *   `sys.path`);
+ * - `PANOPTICON_PYTHONPATH`: the user's `PYTHONPATH`, only if it was set
+ *   (possibly empty), so the collector can restore it;
+ * - `PANOPTICON_CHANNEL`, `PANOPTICON_SECRET`, `PANOPTICON_ENGINE`.
+ */
+export function childEnvironment(
+  base: Readonly<Record<string, string>>,
+  settings: ChannelSettings,
+): Record<string, string> {
+  const env = { ...base };
+  for (const name of CONTRACT_VARIABLES) delete env[name];
+  const userPath = base["PYTHONPATH"];
+  if (userPath !== undefined) env["PANOPTICON_PYTHONPATH"] = userPath;
+  env["PYTHONPATH"] = userPath ? `${settings.dir}:${userPath}` : settings.dir;
+  env["PANOPTICON_CHANNEL"] = settings.socket;
+  env["PANOPTICON_SECRET"] = settings.secret;
+  env["PANOPTICON_ENGINE"] = settings.engine;
+  return env;
+}
+
+/** The interpreter's arguments for `target`: exactly the user's. */
+export function childArgs(target: Target): string[] {
+  switch (target.kind) {
+    case "script":
+      // `python -x.py` would read an option; `--` keeps it a script name and
+      // leaves sys.argv as it is.
+      return target.path.startsWith("-") && target.path !== "-"
+        ? ["--", target.path, ...target.args]
+        : [target.path, ...target.args];
+    case "code":
+      return ["-c", target.code, ...target.args];
+    case "module":
+      return ["-m", target.module, ...target.args];
+  }
+}
+
+/**
+ * The engine `requested` means for a Python `version`: `auto` is
+ * `monitoring` from 3.12 on and `setprofile` before.
+ *
+ * Throws {@linkcode RunError} for `monitoring` before 3.12.
+ */
+export function resolveEngine(
+  requested: Engine,
+  version: readonly number[],
+): Exclude<Engine, "auto"> {
+  const [major = 0, minor = 0] = version;
+  const hasMonitoring = major > 3 || (major === 3 && minor >= 12);
+  if (requested === "monitoring" && !hasMonitoring) {
+    throw new RunError(
+      `the monitoring engine needs Python 3.12 or newer (this is Python ${version.join(".")}): ` +
+        "use --engine setprofile or --engine auto",
+    );
+  }
+  if (requested === "auto") return hasMonitoring ? "monitoring" : "setprofile";
+  return requested;
+}
+
+// Linux numbering; macOS and the BSDs differ for a few.
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGIOT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGSTKFLT: 16,
+  SIGCHLD: 17,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGURG: 23,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGWINCH: 28,
+  SIGIO: 29,
+  SIGPOLL: 29,
+  SIGPWR: 30,
+  SIGSYS: 31,
+};
+const DARWIN_SIGNAL_NUMBERS: Record<string, number> = {
+  SIGBUS: 10,
+  SIGUSR1: 30,
+  SIGUSR2: 31,
+  SIGCHLD: 20,
+  SIGCONT: 19,
+  SIGSTOP: 17,
+  SIGTSTP: 18,
+  SIGURG: 16,
+  SIGIO: 23,
+  SIGSYS: 12,
+  SIGINFO: 29,
+  SIGEMT: 7,
+};
+
+/**
+ * The status a shell reports for `status`: the exit code, or 128 + the
+ * signal's number when a signal killed the process.
+ */
+export function exitCodeOf(status: ChildStatus, os: string = Deno.build.os): number {
+  if (status.signal === null) return status.code;
+  const number =
+    (os === "darwin" || os.endsWith("bsd") ? DARWIN_SIGNAL_NUMBERS[status.signal] : undefined) ??
+      SIGNAL_NUMBERS[status.signal];
+  if (number !== undefined) return 128 + number;
+  return status.code > 128 ? status.code : 128;
+}
+
+/**
+ * Runs `target` under the collector and writes its trace to
+ * `options.output`; resolves once both the program has exited and the trace
+ * is written.
+ *
+ * Throws {@linkcode RunError} when the program cannot be started (a missing
+ * script, an output file that cannot be written, an engine the interpreter
+ * lacks), when the collector never connected, or when the trace cannot be
+ * written; a `RunError` thrown after the program ran carries its exit code.
+ * The private directory is removed on every path, and so is the output
+ * file when no trace could be written.
+ *
+ * @example
+ * ```ts ignore
+ * const python = await findPython();
+ * const { exitCode, summary } = await runTraced(
+ *   { kind: "script", path: "app.py", args: [] },
+ *   { python, output: "app.trace.json" },
+ * );
+ * ```
+ */
+export async function runTraced(target: Target, options: RunOptions): Promise<RunResult> {
+  const engine = resolveEngine(options.engine ?? "auto", options.python.version);
+  if (target.kind === "script") await checkScript(target.path, options.output);
+  const file = await openOutput(options.output);
+  let channel: Channel | undefined;
+  let releaseSignals = () => {};
+  let written = false;
+  try {
+    channel = await openChannel({ tempDir: options.tempDir });
+    await Deno.writeTextFile(
+      `${channel.dir}/sitecustomize.py`,
+      options.collectorSource ?? collectorSource,
+      { mode: 0o600 },
+    );
+    const secret = randomSecret();
+    const env = childEnvironment(options.env ?? Deno.env.toObject(), {
+      dir: channel.dir,
+      socket: channel.path,
+      secret,
+      engine: options.engine ?? "auto",
+    });
+
+    let child: ChildProcess;
+    try {
+      child = (options.spawn ?? spawnChild)({
+        program: options.python.path,
+        args: childArgs(target),
+        env,
+      });
+    } catch (error) {
+      throw new RunError(`cannot run "${options.python.path}": ${reasonOf(error)}`);
+    }
+    if (options.handleSignals ?? true) releaseSignals = handleSignals(child);
+
+    const status = child.status;
+    const conversion = channel.accept({ until: status }).then(async (stream) => {
+      if (stream === undefined) return undefined;
+      const summary = await (options.convert ?? convert)(stream, file.writable, { secret });
+      written = true;
+      return summary;
+    });
+    const [exit, converted] = await Promise.allSettled([status, conversion]);
+    if (exit.status === "rejected") {
+      throw new RunError(`lost track of the program: ${reasonOf(exit.reason)}`);
+    }
+    const exitCode = exitCodeOf(exit.value);
+    const failedExitCode = exitCode === 0 ? 1 : exitCode;
+    if (converted.status === "rejected") {
+      throw new RunError(
+        `could not write the trace to ${options.output}: ${reasonOf(converted.reason)}; ` +
+          "no trace was written",
+        failedExitCode,
+      );
+    }
+    if (converted.value === undefined) {
+      throw new RunError(
+        exitCode === 0
+          ? "the program ran but the Panopticon collector never connected " +
+            "(is PYTHONPATH ignored, e.g. python -I or -E?); no trace was written"
+          : `the program exited with status ${exitCode} before the Panopticon collector ` +
+            "connected; no trace was written",
+        failedExitCode,
+      );
+    }
+    return { exitCode, status: exit.value, summary: converted.value, engine };
+  } finally {
+    releaseSignals();
+    await channel?.close();
+    try {
+      file.close();
+    } catch {
+      // The converter closed it, as it should, with the writable stream.
+    }
+    // No trace: leave no empty or broken file that looks like one.
+    if (!written) await Deno.remove(options.output).catch(() => {});
+  }
+}
+
+async function checkScript(path: string, output: string): Promise<void> {
+  if (path === "-") return; // The program is read from standard input.
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    throw new RunError(`cannot open the script "${path}": ${reasonOf(error)}`);
+  }
+  if (info.isDirectory) {
+    // Python runs a directory's __main__.py, as it runs a zip file's.
+    const hasMain = await Promise.any(
+      ["__main__.py", "__main__.pyc"].map((name) => Deno.stat(`${path}/${name}`)),
+    ).then(() => true, () => false);
+    if (!hasMain) {
+      throw new RunError(`cannot run the script "${path}": it is a directory with no __main__.py`);
+    }
+    return;
+  }
+  if (!info.isFile) throw new RunError(`cannot run the script "${path}": it is not a file`);
+  if (await sameFile(path, output)) {
+    throw new RunError(
+      `the trace would overwrite the script "${path}": choose another file with --output`,
+    );
+  }
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  try {
+    return await Deno.realPath(a) === await Deno.realPath(b);
+  } catch {
+    return false;
+  }
+}
+
+async function openOutput(path: string): Promise<Deno.FsFile> {
+  const cannot = `cannot write the trace to "${path}"`;
+  const directory = dirname(path);
+  const dirInfo = await Deno.stat(directory).catch(() => undefined);
+  if (dirInfo === undefined) {
+    throw new RunError(`${cannot}: the directory "${directory}" does not exist`);
+  }
+  if (!dirInfo.isDirectory) throw new RunError(`${cannot}: "${directory}" is not a directory`);
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (info?.isDirectory) throw new RunError(`${cannot}: it is a directory`);
+  try {
+    return await Deno.open(path, { write: true, create: true, truncate: true });
+  } catch (error) {
+    throw new RunError(`${cannot}: ${reasonOf(error)}`);
+  }
+}
+
+/**
+ * While the program runs: Ctrl-C reaches the whole foreground process
+ * group, so the program gets its SIGINT from the terminal and Panopticon
+ * must merely survive it to finish the trace; SIGTERM and SIGHUP sent to
+ * Panopticon alone are passed on. Returns the function that undoes this.
+ */
+function handleSignals(child: ChildProcess): () => void {
+  const installed: [Deno.Signal, () => void][] = [];
+  const forward = (signal: Deno.Signal) => () => {
+    try {
+      child.kill(signal);
+    } catch {
+      // The program has already exited.
+    }
+  };
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGINT", () => {}],
+    ["SIGTERM", forward("SIGTERM")],
+    ["SIGHUP", forward("SIGHUP")],
+  ];
+  for (const [signal, handler] of handlers) {
+    try {
+      Deno.addSignalListener(signal, handler);
+      installed.push([signal, handler]);
+    } catch {
+      // Not every platform has every signal (Windows has no SIGTERM).
+    }
+  }
+  return () => {
+    for (const [signal, handler] of installed) Deno.removeSignalListener(signal, handler);
+  };
+}
+
+function randomSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "No such file or directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "Permission denied";
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/ \(os error \d+\)$/, "");
+}

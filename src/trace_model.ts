@@ -1,0 +1,137 @@
+/**
+ * The trace model: what the frame-state machine produces and every trace
+ * writer consumes. Times are microseconds since the hello's `t0`.
+ *
+ * @module
+ */
+
+/**
+ * What a slice shows. One site is shared by every slice of one code object,
+ * one C function, or the collector's own flushes, so a writer can render it
+ * once and reuse the result (compare sites by identity).
+ */
+export interface SliceSite {
+  /** The slice name: `gen_text`, `asyncio.runners.run`, `print`. */
+  readonly name: string;
+  /**
+   * The category: the code type (`function`, `generator`, `coroutine`,
+   * `async_generator`), `c_function`, or `panopticon` for flushes.
+   */
+  readonly category: string;
+  /** The Python source file; absent for C functions. */
+  readonly file?: string;
+  /** The code's first line; absent for C functions. */
+  readonly line?: number;
+}
+
+/** Arguments a slice carries beyond its site's `file` and `line`. */
+export type SliceArgs = Readonly<Record<string, string | number | boolean>>;
+
+/**
+ * A finished slice.
+ *
+ * The frame-state machine reuses one object for every slice it emits, so a
+ * sink must copy what it keeps: the fields are valid during the call only.
+ */
+export interface Slice {
+  /** The dense thread id (1 is the main thread). */
+  tid: number;
+  /** When it began, in µs since trace time zero. */
+  start: number;
+  /** How long it lasted, in µs (never negative). */
+  duration: number;
+  /** What it shows. */
+  site: SliceSite;
+  /**
+   * The flow id of the frame instance (unique per instance, never the raw
+   * frame id), or 0 when the slice has no flow.
+   */
+  flow: number;
+  /** Whether a flow arrow arrives from the instance's previous slice. */
+  flowIn: boolean;
+  /** Whether a flow arrow leaves for the instance's next slice. */
+  flowOut: boolean;
+  /**
+   * Extra arguments: `{unbalanced: true}` (closed because an outer frame
+   * ended), `{unfinished: true}` (still open when the stream ended),
+   * `{events: n}` (a flush), or `undefined`.
+   */
+  args: SliceArgs | undefined;
+}
+
+/** The traced process, announced once, before anything else. */
+export interface ProcessInfo {
+  /** The Python process id. */
+  pid: number;
+  /** A display name, e.g. `python async_hello.py`. */
+  name: string;
+  /** The program's `sys.argv`. */
+  argv: readonly string[];
+  /** The interpreter version, e.g. `3.12.1`. */
+  pythonVersion: string;
+  /** The collector's hook: `setprofile` or `monitoring`. */
+  engine: string;
+  /** The protocol version of the stream. */
+  protocol: number;
+}
+
+/**
+ * A thread, announced before its first slice. It may be announced again
+ * with the same `tid` when it is renamed.
+ */
+export interface ThreadInfo {
+  /** The dense thread id, in order of first appearance; the main thread is 1. */
+  tid: number;
+  /** The Python thread name, or `Thread <ident>` until one is known. */
+  name: string;
+  /** The Python thread ident (`threading.get_ident()`). */
+  ident: number;
+  /** The operating system's thread id, when known. */
+  nativeId: number | null;
+}
+
+/** What the stream held, reported once it has ended. */
+export interface TraceSummary {
+  /** Whether the stream ended with an `end` record. */
+  complete: boolean;
+  /** The events received and converted. */
+  events: number;
+  /** The events the collector says it recorded (`end.events`); unknown if incomplete. */
+  recorded: number | undefined;
+  /** The events the collector says it recorded but could not send. */
+  dropped: number;
+  /** Why recording stopped (`end.reason`); unknown if incomplete. */
+  reason: string | undefined;
+  /** The slices emitted. */
+  slices: number;
+  /** The slices still open at the end, closed at the last timestamp. */
+  unfinished: number;
+  /** The threads seen (dense ids 1..threads). */
+  threads: number;
+  /** The last timestamp of the stream, in µs since trace time zero. */
+  duration: number;
+  /** The Python process id. */
+  pid: number;
+  /** The interpreter version. */
+  pythonVersion: string;
+  /** The collector's hook. */
+  engine: string;
+  /** The protocol version of the stream. */
+  protocol: number;
+}
+
+/**
+ * Where the frame-state machine sends what it finds, as it finds it:
+ * process, then threads and slices interleaved, then the summary. Slices
+ * arrive as they close (children before their parents), not in start order.
+ */
+export interface TraceSink {
+  /** The traced process; called once, first. */
+  process(process: ProcessInfo): void;
+  /** A thread is announced or renamed. */
+  thread(thread: ThreadInfo): void;
+  /** A slice has closed. The object is reused: copy what you keep. */
+  slice(slice: Slice): void;
+  /** The stream has ended; nothing follows. */
+  finish(summary: TraceSummary): void;
+}

@@ -1,0 +1,66 @@
+/** Running programs under plain Python and under Panopticon, for end-to-end tests. */
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** What a finished process showed the world. */
+export interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** How to run a program. */
+export interface RunOptions {
+  /** Bytes for standard input; none means an empty stdin. */
+  stdin?: string;
+  /** Working directory. */
+  cwd?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+}
+
+async function run(command: string, args: string[], options: RunOptions): Promise<Outcome> {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  if (options.stdin) await writer.write(new TextEncoder().encode(options.stdin));
+  await writer.close();
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Runs `python args…` directly. */
+export function runPython(python: string, args: string[], options: RunOptions = {}) {
+  return run(python, args, options);
+}
+
+/** Runs `panopticon [options] args…` from source, as `deno run -A main.ts` does. */
+export function runPanopticon(args: string[], options: RunOptions = {}): Promise<Outcome> {
+  return run(Deno.execPath(), ["run", "-A", MAIN, ...args], options);
+}
+
+/**
+ * Panopticon's own lines on stderr (`panopticon: …`, after the program's
+ * output), removed so that the program's stderr can be compared with a
+ * plain run's.
+ */
+export function programStderr(stderr: string): string {
+  return stderr.split(/(?<=\n)/).filter((line) => !line.startsWith("panopticon: ")).join("");
+}
+
+/** A fresh temporary directory, removed by the returned function. */
+export async function tempDir(): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "panopticon-test-" });
+  return { path, remove: () => Deno.remove(path, { recursive: true }) };
+}

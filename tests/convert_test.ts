@@ -1,0 +1,429 @@
+import assert from "node:assert/strict";
+import {
+  type ConversionSummary,
+  convert,
+  type ConvertOptions,
+  decodeNdjson,
+  ProtocolError,
+  type ProtocolRecord,
+  toCatapult,
+} from "../mod.ts";
+
+// deno-lint-ignore no-explicit-any
+type TraceEvent = Record<string, any>;
+interface Trace {
+  traceEvents: TraceEvent[];
+  displayTimeUnit: string;
+  // deno-lint-ignore no-explicit-any
+  otherData: Record<string, any>;
+}
+
+function fixture(name: string): Promise<Uint8Array> {
+  return Deno.readFile(new URL(`./fixtures/${name}`, import.meta.url));
+}
+
+/** Converts `chunks` and returns the output text, parsed, with the summary. */
+async function convertChunks(
+  chunks: Uint8Array[],
+  options?: ConvertOptions,
+): Promise<{ text: string; trace: Trace; summary: ConversionSummary }> {
+  let text = "";
+  const decoder = new TextDecoder();
+  const summary = await convert(
+    ReadableStream.from(chunks),
+    new WritableStream({
+      write: (chunk) => void (text += decoder.decode(chunk, { stream: true })),
+    }),
+    options,
+  );
+  return { text, trace: JSON.parse(text), summary };
+}
+
+/** The complete events, as `[name, tid, ts, dur]` plus their flow fields when present. */
+function slices(trace: Trace): unknown[][] {
+  return trace.traceEvents
+    .filter((event) => event.ph === "X")
+    .sort((a, b) => a.ts - b.ts || a.tid - b.tid)
+    .map((event) => {
+      const row: unknown[] = [event.name, event.tid, event.ts, event.dur];
+      if (event.bind_id !== undefined) {
+        row.push(event.bind_id, event.flow_in ?? false, event.flow_out ?? false);
+      }
+      return row;
+    });
+}
+
+/** The last name each thread was given. */
+function threadNames(trace: Trace): Record<number, string> {
+  const names: Record<number, string> = {};
+  for (const event of trace.traceEvents) {
+    if (event.ph === "M" && event.name === "thread_name") names[event.tid] = event.args.name;
+  }
+  return names;
+}
+
+Deno.test("convert writes the protocol's example as a valid trace", async () => {
+  const { trace, summary } = await convertChunks([await fixture("generator.ndjson")]);
+  assert.deepEqual(slices(trace), [
+    ["<module>", 1, 0, 0.7],
+    ["numbers", 1, 0.1, 0.1, "0x1", false, true],
+    ["print", 1, 0.3, 0.1],
+    ["numbers", 1, 0.5, 0.1, "0x1", true, false],
+    ["panopticon.flush", 1, 0.71, 0.04],
+  ]);
+  const numbers = trace.traceEvents.find((event) => event.name === "numbers")!;
+  assert.equal(numbers.cat, "generator");
+  assert.deepEqual(numbers.args, { file: "gen.py", line: 1 });
+  assert.equal(numbers.pid, 4242);
+  assert.deepEqual(threadNames(trace), { 1: "MainThread" });
+  assert.equal(trace.traceEvents[0]!.args.name, "python gen.py");
+  assert.equal(trace.displayTimeUnit, "ns");
+  assert.equal(trace.otherData.complete, true);
+  assert.deepEqual(summary, {
+    complete: true,
+    events: 8,
+    recorded: 8,
+    dropped: 0,
+    reason: "exit",
+    slices: 5,
+    unfinished: 0,
+    threads: 1,
+    duration: 0.8,
+    pid: 4242,
+    pythonVersion: "3.12.1",
+    engine: "monitoring",
+    protocol: 1,
+    warnings: [],
+  });
+});
+
+Deno.test("convert follows a generator resumed on another thread", async () => {
+  const { trace, summary } = await convertChunks([await fixture("threads.ndjson")]);
+  assert.deepEqual(slices(trace), [
+    ["<module>", 1, 0, 13],
+    ["produce", 1, 1, 1, "0x1", false, true],
+    ["time.sleep", 1, 3, 7],
+    ["threading.Thread.run", 2, 4, 5],
+    ["wörker", 2, 5, 3],
+    ["produce", 2, 6, 1, "0x1", true, true],
+    ["panopticon.flush", 2, 9.1, 0.2],
+    ["threading.Thread.run", 3, 9.5, 0.3],
+    ["wörker", 3, 9.6, 0.1],
+    ["produce", 1, 11, 1, "0x1", true, false],
+  ]);
+  assert.deepEqual(threadNames(trace), {
+    1: "MainThread",
+    2: "Thread-1 (wörker 😀)",
+    3: "Thread-2 (wörker)",
+  });
+  const idents = trace.traceEvents
+    .filter((event) => event.name === "thread_name")
+    .map((event) => [event.tid, event.args.ident, event.args.native_id]);
+  assert.deepEqual(idents.at(-1), [3, 200, 5152]);
+  assert.equal(summary.threads, 3);
+  assert.equal(summary.complete, true);
+  assert.deepEqual(summary.warnings, []);
+});
+
+Deno.test("convert writes a trace of a stream cut short", async () => {
+  const warned: string[] = [];
+  const { trace, summary } = await convertChunks([await fixture("truncated.ndjson")], {
+    onWarning: (message) => warned.push(message),
+  });
+  const expected = [
+    "line 7 is incomplete (the stream ended in the middle of it): it was dropped",
+    'the event stream ended without an "end" record (the program exited abruptly): ' +
+    "open slices were closed at the last timestamp",
+  ];
+  assert.deepEqual(summary.warnings, expected);
+  assert.deepEqual(warned, expected);
+  assert.equal(summary.complete, false);
+  assert.equal(summary.unfinished, 3);
+  assert.deepEqual(slices(trace), [
+    ["<module>", 1, 0, 4],
+    ["ticker", 1, 1, 1, "0x1", false, true],
+    ["ticker", 1, 3, 1, "0x1", true, false],
+    ["os._exit", 1, 4, 0],
+  ]);
+  const unfinished = trace.traceEvents.filter((event) => event.args?.unfinished === true);
+  assert.deepEqual(unfinished.map((event) => event.name).sort(), [
+    "<module>",
+    "os._exit",
+    "ticker",
+  ]);
+  assert.equal(trace.otherData.complete, false);
+});
+
+Deno.test("convert rejects a malformed stream, naming the line, and aborts the output", async () => {
+  let aborted: unknown;
+  let cancelled: unknown;
+  const bytes = await fixture("malformed.ndjson");
+  const input = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytes);
+    },
+    cancel(reason) {
+      cancelled = reason;
+    },
+  });
+  const output = new WritableStream<Uint8Array>({
+    abort(reason) {
+      aborted = reason;
+    },
+  });
+  await assert.rejects(() => convert(input, output), (error) => {
+    assert.ok(error instanceof ProtocolError);
+    assert.equal(error.line, 4);
+    assert.match(error.message, /^line 4: expected a JSON object, got text that is not JSON \(/);
+    return true;
+  });
+  assert.ok(aborted instanceof ProtocolError);
+  assert.ok(cancelled instanceof ProtocolError);
+});
+
+Deno.test("convert rejects streams that break the protocol", async (t) => {
+  const hello =
+    '{"kind":"hello","protocol":1,"pid":1,"python":"3.12.1","engine":"setprofile","t0":0,"main_thread":1,"argv":[]}';
+  const cases: { name: string; text: string; message: string }[] = [
+    {
+      name: "an empty stream",
+      text: "",
+      message:
+        'line 1: expected a "hello" record, got the end of the stream (the collector sent nothing)',
+    },
+    {
+      name: "a stream of blank lines",
+      text: "\n\n",
+      message:
+        'line 1: expected a "hello" record, got the end of the stream (the collector sent nothing)',
+    },
+    {
+      name: "a first record that is not hello",
+      text: '\n{"kind":"events","events":[]}\n',
+      message: 'line 2: expected a "hello" record first, got "events"',
+    },
+    {
+      name: "a newer protocol",
+      text: `${hello.replace('"protocol":1', '"protocol":2')}\n`,
+      message:
+        "line 1: the stream speaks protocol 2 but this converter understands up to 1: upgrade panopticon",
+    },
+    {
+      name: "an unknown kind",
+      text: `${hello}\n{"kind":"sample"}\n`,
+      message:
+        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, events, flush or end',
+    },
+    {
+      name: "a missing field",
+      text: `${hello}\n{"kind":"flush","thread":1,"start":1,"end":2}\n`,
+      message: 'line 2: expected an integer "events" in a "flush" record',
+    },
+  ];
+  for (const { name, text, message } of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(
+        () => convertChunks([new TextEncoder().encode(text)]),
+        (error) => {
+          assert.ok(error instanceof ProtocolError);
+          assert.equal(error.message, message);
+          return true;
+        },
+      );
+    });
+  }
+});
+
+Deno.test("convert checks the run's secret", async (t) => {
+  const text = new TextDecoder().decode(await fixture("generator.ndjson"));
+  const withSecret = (secret: string) => text.replace('"argv"', `"secret":"${secret}","argv"`);
+  const cases: { name: string; text: string; secret?: string; ok: boolean }[] = [
+    { name: "the right secret", text: withSecret("t0k3n"), secret: "t0k3n", ok: true },
+    { name: "a wrong secret", text: withSecret("guess"), secret: "t0k3n", ok: false },
+    { name: "no secret in the stream", text, secret: "t0k3n", ok: false },
+    { name: "an empty secret expected", text: withSecret("x"), secret: "", ok: false },
+    { name: "no secret expected", text: withSecret("anything"), ok: true },
+  ];
+  for (const { name, text, secret, ok } of cases) {
+    await t.step(name, async () => {
+      const run = () => convertChunks([new TextEncoder().encode(text)], { secret });
+      if (ok) {
+        assert.equal((await run()).summary.complete, true);
+      } else {
+        await assert.rejects(run, (error) => {
+          assert.ok(error instanceof ProtocolError);
+          assert.equal(error.message, "line 1: the event stream did not present this run's secret");
+          return true;
+        });
+      }
+    });
+  }
+});
+
+Deno.test("convert writes the same trace whatever the chunk boundaries", async (t) => {
+  for (const name of ["threads.ndjson", "truncated.ndjson"]) {
+    await t.step(name, async () => {
+      const bytes = await fixture(name);
+      const reference = (await convertChunks([bytes])).text;
+      for (let at = 1; at < bytes.length; at++) {
+        const { text } = await convertChunks([bytes.slice(0, at), bytes.slice(at)]);
+        assert.equal(text, reference, `split at byte ${at}`);
+      }
+      const { text } = await convertChunks(Array.from(bytes, (byte) => Uint8Array.of(byte)));
+      assert.equal(text, reference, "one byte per chunk");
+    });
+  }
+});
+
+Deno.test("convert reads no faster than its output is written", async () => {
+  const encoder = new TextEncoder();
+  const head = encoder.encode(
+    '{"kind":"hello","protocol":1,"pid":1,"python":"3.12.1","engine":"setprofile","t0":0,"main_thread":1,"argv":[]}\n' +
+      '{"kind":"code","id":1,"module":"__main__","qualname":"f","file":"f.py","line":1,"type":"function"}\n',
+  );
+  const batches = 200;
+  let pulls = 0;
+  const input = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulls++;
+      if (pulls === 1) return controller.enqueue(head);
+      if (pulls > batches + 1) return controller.close();
+      const base = pulls * 10_000;
+      const events = Array.from(
+        { length: 1000 },
+        (_, i) => `[${i % 2 === 0 ? 0 : 2},1,${base + i},0,1]`,
+      );
+      controller.enqueue(encoder.encode(`{"kind":"events","events":[${events.join(",")}]}\n`));
+    },
+  }, { highWaterMark: 0 });
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const output = new WritableStream<Uint8Array>({
+    async write() {
+      await gate;
+    },
+  });
+  const conversion = convert(input, output);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The output is blocked: only a few batches may be read ahead.
+  assert.ok(pulls < 10, `${pulls} batches were read while the output was blocked`);
+  release();
+  const summary = await conversion;
+  assert.equal(summary.events, batches * 1000);
+  assert.equal(summary.slices, batches * 500);
+});
+
+async function records(name: string): Promise<ProtocolRecord[]> {
+  return await Array.fromAsync(
+    ReadableStream.from([await fixture(name)]).pipeThrough(decodeNdjson()),
+  );
+}
+
+Deno.test("toCatapult converts bytes, record streams and async iterables alike", async (t) => {
+  const bytes = await fixture("threads.ndjson");
+  const reference = (await convertChunks([bytes])).text;
+  const decoded = await records("threads.ndjson");
+  const cases: { name: string; input: () => Parameters<typeof toCatapult>[0] }[] = [
+    {
+      name: "a byte stream",
+      input: () => ReadableStream.from([bytes.slice(0, 100), bytes.slice(100)]),
+    },
+    { name: "a record stream", input: () => ReadableStream.from(decoded) },
+    {
+      name: "an async iterable of records",
+      input: () =>
+        (async function* () {
+          yield* decoded;
+        })(),
+    },
+  ];
+  for (const { name, input } of cases) {
+    await t.step(name, async () => {
+      const text = (await Array.fromAsync(toCatapult(input()))).join("");
+      assert.equal(text, reference);
+    });
+  }
+});
+
+Deno.test("toCatapult errors its stream on a broken input", async (t) => {
+  const malformed = await fixture("malformed.ndjson");
+  const hello: ProtocolRecord = {
+    kind: "hello",
+    protocol: 1,
+    pid: 1,
+    python: "3.12.1",
+    engine: "monitoring",
+    t0: 0,
+    main_thread: 1,
+    argv: [],
+  };
+  const cases: {
+    name: string;
+    input: () => Parameters<typeof toCatapult>[0];
+    options?: ConvertOptions;
+    error: RegExp;
+  }[] = [
+    {
+      name: "malformed bytes",
+      input: () => ReadableStream.from([malformed]),
+      error: /ProtocolError: line 4: expected a JSON object/,
+    },
+    {
+      name: "a malformed record",
+      input: () =>
+        ReadableStream.from(
+          [hello, { kind: "events", events: [[9, 1, 2, 3, 4]] }] as ProtocolRecord[],
+        ),
+      error: /ProtocolError: line 2: expected event 1 of an "events" record/,
+    },
+    {
+      name: "a wrong secret",
+      input: () => ReadableStream.from([hello]),
+      options: { secret: "s" },
+      error: /ProtocolError: line 1: the event stream did not present this run's secret$/,
+    },
+    {
+      name: "bytes and records mixed",
+      input: () =>
+        ReadableStream.from<Uint8Array | ProtocolRecord>([
+          hello,
+          new Uint8Array(1),
+        ]) as ReadableStream<ProtocolRecord>,
+      error: /mixes bytes and records/,
+    },
+  ];
+  for (const { name, input, options, error } of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(() => Array.fromAsync(toCatapult(input(), options)), error);
+    });
+  }
+});
+
+Deno.test("toCatapult cancels its input when its output is cancelled", async () => {
+  let cancelled: unknown;
+  const encoder = new TextEncoder();
+  let pulls = 0;
+  // A valid stream that never ends.
+  const input = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(encoder.encode(
+        pulls++ === 0
+          ? '{"kind":"hello","protocol":1,"pid":1,"python":"3.12.1","engine":"monitoring","t0":0,"main_thread":1,"argv":[]}\n'
+          : '{"kind":"events","events":[]}\n',
+      ));
+    },
+    cancel(reason) {
+      cancelled = reason ?? "cancelled";
+    },
+  });
+  const output = toCatapult(input);
+  const reader = output.getReader();
+  await reader.cancel("enough");
+  // The cancellation reaches the input on the conversion's next turn.
+  for (let i = 0; i < 50 && cancelled === undefined; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.notEqual(cancelled, undefined);
+  assert.ok(!(cancelled instanceof ProtocolError), `cancelled by ${cancelled}`);
+  assert.ok(pulls > 1);
+});

@@ -1,0 +1,747 @@
+import assert from "node:assert/strict";
+import {
+  type CodeRecord,
+  type CodeType,
+  FrameStateMachine,
+  type HelloRecord,
+  type ProcessInfo,
+  type ProtocolEvent,
+  type ProtocolRecord,
+  type Slice,
+  type ThreadInfo,
+  type TraceSink,
+  type TraceSummary,
+} from "../mod.ts";
+
+/** A sink that keeps everything, slices rendered as short strings. */
+class RecordingSink implements TraceSink {
+  processes: ProcessInfo[] = [];
+  threads: ThreadInfo[] = [];
+  slices: string[] = [];
+  /** The slices as objects, copied (the machine reuses its object). */
+  raw: Slice[] = [];
+  summaries: TraceSummary[] = [];
+
+  process(process: ProcessInfo): void {
+    this.processes.push(process);
+  }
+  thread(thread: ThreadInfo): void {
+    this.threads.push({ ...thread });
+  }
+  slice(slice: Slice): void {
+    this.raw.push({ ...slice });
+    this.slices.push(show(slice));
+  }
+  finish(summary: TraceSummary): void {
+    this.summaries.push(summary);
+  }
+}
+
+/** `name tid:start-end`, then `flowN in out` and the args when present. */
+function show(slice: Slice): string {
+  let text = `${slice.site.name} ${slice.tid}:${slice.start}-${slice.start + slice.duration}`;
+  if (slice.flow !== 0) {
+    text += ` flow${slice.flow}${slice.flowIn ? " in" : ""}${slice.flowOut ? " out" : ""}`;
+  }
+  if (slice.args !== undefined) text += ` ${JSON.stringify(slice.args)}`;
+  return text;
+}
+
+const HELLO: HelloRecord = {
+  kind: "hello",
+  protocol: 1,
+  pid: 4242,
+  python: "3.12.1",
+  engine: "monitoring",
+  t0: 0,
+  main_thread: 1,
+  argv: ["prog.py", "--flag"],
+};
+
+function code(
+  id: number,
+  qualname: string,
+  type: CodeType = "function",
+  module = "__main__",
+): CodeRecord {
+  return { kind: "code", id, module, qualname, file: "prog.py", line: id * 10, type };
+}
+
+/** The code and C functions every case below may use. */
+const DEFINITIONS: ProtocolRecord[] = [
+  code(1, "<module>"),
+  code(2, "numbers", "generator"),
+  code(3, "outer"),
+  code(4, "inner"),
+  code(5, "main", "coroutine"),
+  code(6, "ticks", "async_generator"),
+  { kind: "cfunc", id: 1, name: "print" },
+  { kind: "cfunc", id: 2, name: "time.sleep" },
+];
+
+function events(...list: ProtocolEvent[]): ProtocolRecord {
+  return { kind: "events", events: list };
+}
+
+const END: ProtocolRecord = { kind: "end", ts: 0, events: 0, dropped: 0, reason: "exit" };
+
+/** Runs hello, the definitions and `records` through a machine, then ends it. */
+function run(records: ProtocolRecord[], hello: HelloRecord = HELLO) {
+  const sink = new RecordingSink();
+  const warnings: string[] = [];
+  const machine = new FrameStateMachine(sink, { onWarning: (message) => warnings.push(message) });
+  for (const record of [hello, ...DEFINITIONS, ...records]) machine.push(record);
+  const summary = machine.end();
+  return { sink, warnings, summary };
+}
+
+/** The slices rendered, in start order (ties by thread), for order-free comparison. */
+function sorted(sink: RecordingSink): string[] {
+  return sink.raw
+    .map((slice, i) => ({ slice, text: sink.slices[i]! }))
+    .sort((a, b) => a.slice.start - b.slice.start || a.slice.tid - b.slice.tid)
+    .map(({ text }) => text);
+}
+
+Deno.test("FrameStateMachine turns events into slices as the protocol says", async (t) => {
+  const cases: { name: string; events: ProtocolEvent[]; slices: string[] }[] = [
+    {
+      name: "nests calls and returns",
+      events: [[0, 1, 1000, 0, 3], [0, 1, 2000, 0, 4], [2, 1, 3000, 0, 4], [2, 1, 4000, 0, 3]],
+      slices: ["outer 1:1-4", "inner 1:2-3"],
+    },
+    {
+      name: "nests frames sent with frame id 0 by the stack",
+      events: [[0, 1, 1000, 0, 3], [0, 1, 2000, 0, 3], [2, 1, 3000, 0, 0], [3, 1, 4000, 0, 0]],
+      slices: ["outer 1:1-4", "outer 1:2-3"],
+    },
+    {
+      name: "joins the slices of a suspended generator with one flow",
+      events: [
+        [0, 1, 1000, 0, 1],
+        [0, 1, 2000, 70, 2],
+        [4, 1, 3000, 70, 0],
+        [5, 1, 4000, 0, 1],
+        [6, 1, 5000, 0, 0],
+        [1, 1, 6000, 70, 2],
+        [2, 1, 7000, 70, 0],
+        [2, 1, 8000, 0, 0],
+      ],
+      slices: [
+        "<module> 1:1-8",
+        "numbers 1:2-3 flow1 out",
+        "print 1:4-5",
+        "numbers 1:6-7 flow1 in",
+      ],
+    },
+    {
+      name: "gives middle slices flows both ways",
+      events: [
+        [0, 1, 1000, 70, 2],
+        [4, 1, 2000, 70, 2],
+        [1, 1, 3000, 70, 2],
+        [4, 1, 4000, 70, 2],
+        [1, 1, 5000, 70, 2],
+        [2, 1, 6000, 70, 2],
+      ],
+      slices: [
+        "numbers 1:1-2 flow1 out",
+        "numbers 1:3-4 flow1 in out",
+        "numbers 1:5-6 flow1 in",
+      ],
+    },
+    {
+      name: "follows a generator resumed on another thread",
+      events: [
+        [0, 1, 1000, 70, 2],
+        [4, 1, 2000, 70, 2],
+        [1, 2, 3000, 70, 2],
+        [4, 2, 4000, 70, 2],
+        [1, 1, 5000, 70, 2],
+        [2, 1, 6000, 70, 2],
+      ],
+      slices: [
+        "numbers 1:1-2 flow1 out",
+        "numbers 2:3-4 flow1 in out",
+        "numbers 1:5-6 flow1 in",
+      ],
+    },
+    {
+      name: "retires a frame id at its final return",
+      events: [
+        [0, 1, 1000, 70, 2],
+        [4, 1, 2000, 70, 2],
+        [1, 1, 3000, 70, 2],
+        [2, 1, 4000, 70, 2],
+        [0, 1, 5000, 70, 2],
+        [4, 1, 6000, 70, 2],
+        [1, 1, 7000, 70, 2],
+        [3, 1, 8000, 70, 2],
+      ],
+      slices: [
+        "numbers 1:1-2 flow1 out",
+        "numbers 1:3-4 flow1 in",
+        "numbers 1:5-6 flow2 out",
+        "numbers 1:7-8 flow2 in",
+      ],
+    },
+    {
+      name: "retires a suspended instance whose id is called again",
+      events: [[0, 1, 1000, 70, 2], [4, 1, 2000, 70, 2], [0, 1, 3000, 70, 5], [2, 1, 4000, 70, 5]],
+      slices: ["numbers 1:1-2", "main 1:3-4"],
+    },
+    {
+      name: "keeps the newer of two instances suspended under one id",
+      events: [
+        [0, 1, 1000, 70, 2],
+        [0, 2, 1500, 70, 5],
+        [4, 2, 2000, 70, 5],
+        [4, 1, 2500, 70, 2],
+        [1, 1, 3000, 70, 2],
+        [2, 1, 4000, 70, 2],
+      ],
+      slices: ["numbers 1:1-2.5 flow1 out", "main 2:1.5-2", "numbers 1:3-4 flow1 in"],
+    },
+    {
+      name: "ends a generator that is closed",
+      events: [[0, 1, 1000, 70, 2], [4, 1, 2000, 70, 2], [1, 1, 3000, 70, 2], [3, 1, 4000, 70, 0]],
+      slices: ["numbers 1:1-2 flow1 out", "numbers 1:3-4 flow1 in"],
+    },
+    {
+      name: "continues a generator that is thrown into and yields again",
+      events: [
+        [0, 1, 1000, 70, 2],
+        [4, 1, 2000, 70, 2],
+        [1, 1, 3000, 70, 2],
+        [4, 1, 4000, 70, 2],
+        [1, 1, 5000, 70, 2],
+        [3, 1, 6000, 70, 2],
+      ],
+      slices: [
+        "numbers 1:1-2 flow1 out",
+        "numbers 1:3-4 flow1 in out",
+        "numbers 1:5-6 flow1 in",
+      ],
+    },
+    {
+      name: "gives a generator that never suspends no flow",
+      events: [[0, 1, 1000, 70, 2], [2, 1, 2000, 70, 2]],
+      slices: ["numbers 1:1-2"],
+    },
+    {
+      name: "gives a generator suspended and never resumed no flow",
+      events: [[0, 1, 1000, 70, 2], [4, 1, 2000, 70, 2], [2, 1, 9000, 70, 2]],
+      slices: ["numbers 1:1-2"],
+    },
+    {
+      name: "joins coroutine and async generator slices",
+      events: [
+        [0, 1, 1000, 80, 5],
+        [4, 1, 2000, 80, 5],
+        [0, 1, 3000, 81, 6],
+        [4, 1, 4000, 81, 6],
+        [1, 1, 5000, 80, 5],
+        [2, 1, 6000, 80, 5],
+        [1, 1, 7000, 81, 6],
+        [2, 1, 8000, 81, 6],
+      ],
+      slices: [
+        "main 1:1-2 flow1 out",
+        "ticks 1:3-4 flow2 out",
+        "main 1:5-6 flow1 in",
+        "ticks 1:7-8 flow2 in",
+      ],
+    },
+    {
+      name: "continues a suspended plain function without flows",
+      events: [[0, 1, 1000, 90, 3], [4, 1, 2000, 90, 3], [1, 1, 3000, 90, 3], [2, 1, 4000, 90, 3]],
+      slices: ["outer 1:1-2", "outer 1:3-4"],
+    },
+    {
+      name: "resumes an unknown frame as an instance started before recording",
+      events: [
+        [1, 1, 1000, 80, 5],
+        [4, 1, 2000, 80, 5],
+        [1, 1, 3000, 80, 5],
+        [2, 1, 4000, 80, 5],
+        [1, 1, 5000, 81, 5],
+        [2, 1, 6000, 81, 5],
+      ],
+      slices: ["main 1:1-2 flow1 out", "main 1:3-4 flow1 in", "main 1:5-6"],
+    },
+    {
+      name: "closes the frames above an unbalanced return",
+      events: [[0, 1, 1000, 10, 3], [0, 1, 2000, 11, 4], [5, 1, 3000, 0, 1], [2, 1, 5000, 10, 3]],
+      slices: [
+        "outer 1:1-5",
+        'inner 1:2-5 {"unbalanced":true}',
+        'print 1:3-5 {"unbalanced":true}',
+      ],
+    },
+    {
+      name: "closes a generator above a return of frame 0",
+      events: [[0, 1, 1000, 0, 3], [0, 1, 2000, 70, 2], [2, 1, 3000, 0, 3]],
+      slices: ["outer 1:1-3", 'numbers 1:2-3 {"unbalanced":true}'],
+    },
+    {
+      name: "closes the frames above an unbalanced suspend",
+      events: [[0, 1, 1000, 70, 2], [5, 1, 2000, 0, 1], [4, 1, 3000, 70, 2], [1, 1, 4000, 70, 2]],
+      slices: [
+        "numbers 1:1-3 flow1 out",
+        'print 1:2-3 {"unbalanced":true}',
+        'numbers 1:4-4 flow1 in {"unfinished":true}',
+      ],
+    },
+    {
+      name: "ignores ends of frames that are not open",
+      events: [
+        [2, 1, 1000, 99, 0],
+        [4, 1, 2000, 98, 0],
+        [3, 1, 3000, 0, 0],
+        [6, 1, 4000, 0, 0],
+        [0, 1, 5000, 0, 3],
+        [6, 1, 6000, 0, 1],
+        [7, 1, 6500, 0, 1],
+        [2, 1, 7000, 0, 3],
+      ],
+      slices: ["outer 1:5-7"],
+    },
+    {
+      name: "ignores the end of a frame open on another thread",
+      events: [[0, 1, 1000, 70, 2], [2, 2, 2000, 70, 2], [2, 1, 3000, 70, 2]],
+      slices: ["numbers 1:1-3"],
+    },
+    {
+      name: "pairs C calls with their returns and raises",
+      events: [[5, 1, 1000, 0, 1], [5, 1, 2000, 0, 2], [7, 1, 3000, 0, 2], [6, 1, 4000, 0, 1]],
+      slices: ["print 1:1-4", "time.sleep 1:2-3"],
+    },
+    {
+      name: "nests Python frames called from C",
+      events: [[5, 1, 1000, 0, 1], [0, 1, 2000, 0, 4], [2, 1, 3000, 0, 4], [6, 1, 4000, 0, 1]],
+      slices: ["print 1:1-4", "inner 1:2-3"],
+    },
+  ];
+  for (const { name, events: list, slices } of cases) {
+    await t.step(name, () => {
+      const { sink } = run([events(...list)]);
+      assert.deepEqual(sorted(sink), slices);
+    });
+  }
+});
+
+Deno.test("FrameStateMachine closes what is open at the end at the last timestamp", async (t) => {
+  const open = events(
+    [0, 1, 1000, 0, 3],
+    [0, 1, 2000, 70, 2],
+    [4, 1, 3000, 70, 2],
+    [0, 1, 4000, 0, 4],
+    [5, 1, 5000, 0, 1],
+    [0, 2, 5500, 0, 3],
+  );
+  const cases: { name: string; records: ProtocolRecord[]; last: number; complete: boolean }[] = [
+    { name: "of a stream cut short", records: [open], last: 5.5, complete: false },
+    {
+      name: "of a stream cut short after a flush",
+      records: [open, { kind: "flush", thread: 1, start: 8000, end: 9000, events: 6 }],
+      last: 9,
+      complete: false,
+    },
+    {
+      name: "of a complete stream",
+      records: [open, { ...END, ts: 12000, events: 6 } as ProtocolRecord],
+      last: 12,
+      complete: true,
+    },
+  ];
+  for (const { name, records, last, complete } of cases) {
+    await t.step(name, () => {
+      const { sink, summary } = run(records);
+      const unfinished = sorted(sink).filter((slice) => slice.endsWith('{"unfinished":true}'));
+      assert.deepEqual(unfinished, [
+        `outer 1:1-${last} {"unfinished":true}`,
+        `inner 1:4-${last} {"unfinished":true}`,
+        `print 1:5-${last} {"unfinished":true}`,
+        `outer 2:5.5-${last} {"unfinished":true}`,
+      ]);
+      // The suspended generator's slice ended when it suspended.
+      assert.ok(sink.slices.includes("numbers 1:2-3"));
+      assert.equal(summary.unfinished, 4);
+      assert.equal(summary.complete, complete);
+      assert.equal(summary.duration, last);
+    });
+  }
+});
+
+Deno.test("FrameStateMachine emits each slice as it closes", () => {
+  const sink = new RecordingSink();
+  const machine = new FrameStateMachine(sink);
+  for (const record of [HELLO, ...DEFINITIONS]) machine.push(record);
+  machine.push(events([0, 1, 1000, 0, 3], [0, 1, 2000, 0, 4], [2, 1, 3000, 0, 4]));
+  assert.deepEqual(sink.slices, ["inner 1:2-3"]);
+  machine.push(events([2, 1, 4000, 0, 3]));
+  assert.deepEqual(sink.slices, ["inner 1:2-3", "outer 1:1-4"]);
+  assert.equal(sink.summaries.length, 0);
+  machine.end();
+  assert.equal(sink.summaries.length, 1);
+});
+
+Deno.test("FrameStateMachine holds nothing for frames that have ended", () => {
+  // 10,000 generator chains on reused ids: once each has returned, the end
+  // of the stream has nothing left to close or emit.
+  const sink = new RecordingSink();
+  const machine = new FrameStateMachine(sink);
+  for (const record of [HELLO, ...DEFINITIONS]) machine.push(record);
+  const list: ProtocolEvent[] = [];
+  for (let i = 0; i < 10_000; i++) {
+    const frame = 100 + (i % 7);
+    const ts = i * 10;
+    list.push([0, 1, ts, frame, 2], [4, 1, ts + 1, frame, 2], [1, 2, ts + 2, frame, 2]);
+    list.push([2, 2, ts + 3, frame, 2]);
+  }
+  machine.push(events(...list));
+  const before = sink.slices.length;
+  const summary = machine.end();
+  assert.equal(sink.slices.length, before);
+  assert.equal(summary.slices, 20_000);
+  assert.equal(summary.unfinished, 0);
+  // A fresh flow id per instance, never the frame id.
+  assert.equal(new Set(sink.raw.map((slice) => slice.flow)).size, 10_000);
+  assert.equal(Math.max(...sink.raw.map((slice) => slice.flow)), 10_000);
+});
+
+Deno.test("FrameStateMachine names slices from their code", async (t) => {
+  const cases: { module: string; qualname: string; type: CodeType; name: string }[] = [
+    { module: "__main__", qualname: "gen_text", type: "generator", name: "gen_text" },
+    { module: "__main__", qualname: "<module>", type: "function", name: "<module>" },
+    {
+      module: "asyncio.runners",
+      qualname: "run",
+      type: "function",
+      name: "asyncio.runners.run",
+    },
+    {
+      module: "threading",
+      qualname: "Thread.run",
+      type: "function",
+      name: "threading.Thread.run",
+    },
+    {
+      module: "pkg.mod",
+      qualname: "outer.<locals>.inner",
+      type: "coroutine",
+      name: "pkg.mod.outer.<locals>.inner",
+    },
+    { module: "", qualname: "anonymous", type: "async_generator", name: "anonymous" },
+  ];
+  for (const { module, qualname, type, name } of cases) {
+    await t.step(`${JSON.stringify(module)} ${qualname}`, () => {
+      const { sink } = run([
+        { kind: "code", id: 50, module, qualname, file: "m.py", line: 7, type },
+        events([0, 1, 1000, 0, 50], [2, 1, 2000, 0, 50]),
+      ]);
+      assert.equal(sink.raw.length, 1);
+      const { site } = sink.raw[0]!;
+      assert.deepEqual(
+        { name: site.name, category: site.category, file: site.file, line: site.line },
+        { name, category: type, file: "m.py", line: 7 },
+      );
+    });
+  }
+  await t.step("C functions", () => {
+    const { sink } = run([events([5, 1, 1000, 0, 2], [6, 1, 2000, 0, 2])]);
+    const { site } = sink.raw[0]!;
+    assert.deepEqual(
+      { name: site.name, category: site.category, file: site.file, line: site.line },
+      { name: "time.sleep", category: "c_function", file: undefined, line: undefined },
+    );
+  });
+  await t.step("flushes", () => {
+    const { sink } = run([{ kind: "flush", thread: 1, start: 1000, end: 1500, events: 3 }]);
+    assert.deepEqual(sink.slices, ['panopticon.flush 1:1-1.5 {"events":3}']);
+    assert.equal(sink.raw[0]!.site.category, "panopticon");
+  });
+});
+
+Deno.test("FrameStateMachine converts nanoseconds to microseconds since t0", async (t) => {
+  const cases: { t0: number; start: number; end: number; us: [number, number] }[] = [
+    { t0: 0, start: 1000, end: 2000, us: [1, 1] },
+    { t0: 1000, start: 1001, end: 1002, us: [0.001, 0.001] },
+    {
+      t0: 123_456_789_012_345,
+      start: 123_456_789_013_579,
+      end: 123_456_789_018_023,
+      us: [1.234, 4.444],
+    },
+    { t0: 5000, start: 6500, end: 6400, us: [1.5, 0] },
+  ];
+  for (const { t0, start, end, us } of cases) {
+    await t.step(`t0 ${t0}, ${start} to ${end}`, () => {
+      const { sink } = run([events([0, 1, start, 0, 3], [2, 1, end, 0, 3])], { ...HELLO, t0 });
+      const slice = sink.raw[0]!;
+      assert.deepEqual([slice.start, slice.duration], us);
+    });
+  }
+});
+
+Deno.test("FrameStateMachine maps thread idents to dense threads", async (t) => {
+  const thread = (ident: number, name: string, nativeId: number | null = null): ProtocolRecord => ({
+    kind: "thread",
+    thread: ident,
+    native_id: nativeId,
+    name,
+  });
+  const cases: {
+    name: string;
+    records: ProtocolRecord[];
+    threads: string[];
+    slices: string[];
+  }[] = [
+    {
+      name: "names the main thread from its first thread record",
+      records: [thread(1, "MainThread", 4242), events([0, 1, 1000, 0, 3], [2, 1, 2000, 0, 3])],
+      threads: ["1 MainThread 1/4242"],
+      slices: ["outer 1:1-2"],
+    },
+    {
+      name: "numbers threads in order of first appearance, the main thread first",
+      records: [
+        events([0, 7, 1000, 0, 3], [0, 1, 1500, 0, 3], [0, 9, 2000, 0, 3]),
+        events([2, 9, 3000, 0, 3], [2, 1, 3500, 0, 3], [2, 7, 4000, 0, 3]),
+      ],
+      threads: ["2 Thread 7 7/null", "1 MainThread 1/null", "3 Thread 9 9/null"],
+      slices: ["outer 2:1-4", "outer 1:1.5-3.5", "outer 3:2-3"],
+    },
+    {
+      name: "renames a thread that is inside a frame",
+      records: [
+        events([0, 7, 1000, 0, 3]),
+        thread(7, "Thread-1 (work)", 77),
+        events([2, 7, 2000, 0, 3]),
+      ],
+      threads: ["2 Thread 7 7/null", "2 Thread-1 (work) 7/77", "1 MainThread 1/null"],
+      slices: ["outer 2:1-2"],
+    },
+    {
+      name: "names a thread first seen through its events",
+      records: [events([0, 7, 1000, 0, 3], [2, 7, 2000, 0, 3]), thread(7, "Worker", 77)],
+      threads: ["2 Thread 7 7/null", "2 Worker 7/77", "1 MainThread 1/null"],
+      slices: ["outer 2:1-2"],
+    },
+    {
+      name: "starts a new thread when a named thread's ident is reused",
+      records: [
+        thread(7, "Thread-1", 71),
+        events([0, 7, 1000, 0, 3], [2, 7, 2000, 0, 3]),
+        thread(7, "Thread-2", 72),
+        events([0, 7, 3000, 0, 4], [2, 7, 4000, 0, 4]),
+        thread(1, "MainThread", 4242),
+      ],
+      threads: ["2 Thread-1 7/71", "3 Thread-2 7/72", "1 MainThread 1/4242"],
+      slices: ["outer 2:1-2", "inner 3:3-4"],
+    },
+    {
+      name: "starts a new main thread when its ident is reused after it was named",
+      records: [
+        thread(1, "MainThread", 4242),
+        thread(1, "Thread-9", 4243),
+        events([0, 1, 1000, 0, 3], [2, 1, 2000, 0, 3]),
+      ],
+      threads: ["1 MainThread 1/4242", "2 Thread-9 1/4243"],
+      slices: ["outer 2:1-2"],
+    },
+    {
+      name: "announces a thread that only flushed",
+      records: [{ kind: "flush", thread: 5, start: 1000, end: 2000, events: 0 }],
+      threads: ["2 Thread 5 5/null", "1 MainThread 1/null"],
+      slices: ['panopticon.flush 2:1-2 {"events":0}'],
+    },
+    {
+      name: "announces the main thread at the end even if it did nothing",
+      records: [],
+      threads: ["1 MainThread 1/null"],
+      slices: [],
+    },
+  ];
+  for (const { name, records, threads, slices } of cases) {
+    await t.step(name, () => {
+      const { sink, summary } = run(records);
+      assert.deepEqual(
+        sink.threads.map((info) => `${info.tid} ${info.name} ${info.ident}/${info.nativeId}`),
+        threads,
+      );
+      assert.deepEqual(sorted(sink), slices);
+      assert.equal(summary.threads, Math.max(...sink.threads.map((info) => info.tid)));
+    });
+  }
+});
+
+Deno.test("FrameStateMachine describes the process", () => {
+  const { sink } = run([], { ...HELLO, argv: ["async hello.py", "it's", "-v"] });
+  assert.deepEqual(sink.processes, [{
+    pid: 4242,
+    name: "python 'async hello.py' 'it'\\''s' -v",
+    argv: ["async hello.py", "it's", "-v"],
+    pythonVersion: "3.12.1",
+    engine: "monitoring",
+    protocol: 1,
+  }]);
+  assert.equal(run([]).sink.processes[0]!.name, "python prog.py --flag");
+});
+
+Deno.test("FrameStateMachine summarises the stream and warns", async (t) => {
+  const two = events([0, 1, 1000, 0, 3], [2, 1, 2000, 0, 3]);
+  const end = (fields: Partial<Record<"ts" | "events" | "dropped", number>>): ProtocolRecord => ({
+    ...END,
+    ts: 3000,
+    events: 2,
+    ...fields,
+  } as ProtocolRecord);
+  const cases: {
+    name: string;
+    records: ProtocolRecord[];
+    summary: Partial<TraceSummary>;
+    warnings: string[];
+  }[] = [
+    {
+      name: "a complete stream",
+      records: [two, end({})],
+      summary: {
+        complete: true,
+        events: 2,
+        recorded: 2,
+        dropped: 0,
+        reason: "exit",
+        slices: 1,
+        unfinished: 0,
+        threads: 1,
+        duration: 3,
+        pid: 4242,
+        pythonVersion: "3.12.1",
+        engine: "monitoring",
+        protocol: 1,
+      },
+      warnings: [],
+    },
+    {
+      name: "a stream cut short",
+      records: [two],
+      summary: { complete: false, events: 2, recorded: undefined, dropped: 0, reason: undefined },
+      warnings: [
+        'the event stream ended without an "end" record (the program exited abruptly): ' +
+        "open slices were closed at the last timestamp",
+      ],
+    },
+    {
+      name: "events the collector dropped",
+      records: [two, end({ events: 5, dropped: 3 })],
+      summary: { complete: true, events: 2, recorded: 5, dropped: 3 },
+      warnings: [
+        "the collector dropped 3 of the 5 events it recorded (reason: exit): the trace lacks them",
+      ],
+    },
+    {
+      name: "events lost on the way",
+      records: [two, end({ events: 4 })],
+      summary: { complete: true, events: 2, recorded: 4 },
+      warnings: ["the collector sent 4 events but 2 arrived"],
+    },
+    {
+      name: "code that no record defined",
+      records: [
+        events([0, 1, 1000, 0, 42], [2, 1, 2000, 0, 42], [5, 1, 2500, 0, 9]),
+        end({ events: 3 }),
+      ],
+      summary: { complete: true, events: 3, slices: 2, unfinished: 1 },
+      warnings: [
+        'line 10: an event refers to code 42, which no "code" record defined: its slices are named "<code 42>"',
+        'line 10: an event refers to cfunc 9, which no "cfunc" record defined: its slices are named "<cfunc 9>"',
+      ],
+    },
+    {
+      name: "records after the end",
+      records: [end({ events: 2 }), two],
+      summary: { complete: true, events: 2, slices: 1 },
+      warnings: ['line 11: records follow the "end" record: they were converted anyway'],
+    },
+  ];
+  for (const { name, records, summary, warnings: expected } of cases) {
+    await t.step(name, () => {
+      const { sink, summary: actual, warnings } = run(records);
+      assert.deepEqual(warnings, expected);
+      for (const [key, value] of Object.entries(summary)) {
+        assert.deepEqual(actual[key as keyof TraceSummary], value, key);
+      }
+      assert.deepEqual(sink.summaries, [actual]);
+    });
+  }
+});
+
+Deno.test("FrameStateMachine rejects streams out of order", async (t) => {
+  const cases: {
+    name: string;
+    push: (machine: FrameStateMachine) => void;
+    message: string;
+    line: number;
+  }[] = [
+    {
+      name: "a first record that is not hello",
+      push: (machine) => machine.push(events()),
+      message: 'line 1: expected a "hello" record first, got "events"',
+      line: 1,
+    },
+    {
+      name: "a first record that is not hello, at a given line",
+      push: (machine) => machine.push({ kind: "cfunc", id: 1, name: "print" }, 3),
+      message: 'line 3: expected a "hello" record first, got "cfunc"',
+      line: 3,
+    },
+    {
+      name: "a newer protocol",
+      push: (machine) => machine.push({ ...HELLO, protocol: 2 }),
+      message:
+        "line 1: the stream speaks protocol 2 but this converter understands up to 1: upgrade panopticon",
+      line: 1,
+    },
+    {
+      name: "protocol 0",
+      push: (machine) => machine.push({ ...HELLO, protocol: 0 }),
+      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 1",
+      line: 1,
+    },
+    {
+      name: "a second hello",
+      push: (machine) => {
+        machine.push(HELLO, 1);
+        machine.push(HELLO, 4);
+      },
+      message: 'line 4: expected one "hello" record, got a second one (the first was on line 1)',
+      line: 4,
+    },
+    {
+      name: "no hello at all",
+      push: (machine) => machine.end(),
+      message:
+        'line 1: expected a "hello" record, got the end of the stream (the collector sent nothing)',
+      line: 1,
+    },
+  ];
+  for (const { name, push, message, line } of cases) {
+    await t.step(name, () => {
+      const machine = new FrameStateMachine(new RecordingSink());
+      assert.throws(() => push(machine), (error) => {
+        assert.equal((error as Error).name, "ProtocolError");
+        assert.equal((error as Error).message, message);
+        assert.equal((error as { line: number }).line, line);
+        return true;
+      });
+    });
+  }
+  await t.step("a record after end()", () => {
+    const machine = new FrameStateMachine(new RecordingSink());
+    machine.push(HELLO);
+    machine.end();
+    assert.throws(() => machine.push(events()), /after end\(\)/);
+    assert.throws(() => machine.end(), /twice/);
+  });
+});

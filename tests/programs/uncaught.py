@@ -1,0 +1,10 @@
+def inner():
+    raise ValueError("boom")
+
+
+def outer():
+    inner()
+
+
+print("before the exception")
+outer()

@@ -1,0 +1,410 @@
+import assert from "node:assert/strict";
+import {
+  decodeNdjson,
+  decodeRecord,
+  NdjsonDecoder,
+  Op,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type ProtocolRecord,
+} from "../mod.ts";
+
+const encoder = new TextEncoder();
+
+/** Decodes `chunks` with `decodeNdjson`, returning the records and the warnings. */
+async function decodeChunks(
+  chunks: Uint8Array[],
+): Promise<{ records: ProtocolRecord[]; warnings: string[] }> {
+  const warnings: string[] = [];
+  const records = await Array.fromAsync(
+    ReadableStream.from(chunks).pipeThrough(
+      decodeNdjson({ onWarning: (message) => warnings.push(message) }),
+    ),
+  );
+  return { records, warnings };
+}
+
+/** Asserts that `run` throws a ProtocolError for `line` whose message matches `message`. */
+function assertProtocolError(run: () => unknown, line: number, message: string | RegExp): void {
+  assert.throws(run, (error) => {
+    assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${error}`);
+    assert.equal(error.line, line);
+    if (typeof message === "string") assert.equal(error.message, message);
+    else assert.match(error.message, message);
+    return true;
+  });
+}
+
+const HELLO =
+  '{"kind":"hello","protocol":1,"pid":4242,"python":"3.12.1","engine":"monitoring","t0":1000,"main_thread":140001,"argv":["gen.py"]}';
+
+Deno.test("Op numbers the operations as the protocol does", () => {
+  assert.deepEqual(Op, {
+    Call: 0,
+    Resume: 1,
+    Return: 2,
+    Unwind: 3,
+    Suspend: 4,
+    CCall: 5,
+    CReturn: 6,
+    CRaise: 7,
+  });
+  assert.equal(PROTOCOL_VERSION, 1);
+});
+
+Deno.test("ProtocolError carries the line and names it in its message", () => {
+  const error = new ProtocolError(12, "expected something", { cause: "why" });
+  assert.equal(error.line, 12);
+  assert.equal(error.message, "line 12: expected something");
+  assert.equal(error.name, "ProtocolError");
+  assert.equal(error.cause, "why");
+  assert.ok(error instanceof Error);
+});
+
+Deno.test("decodeRecord decodes every kind of record", async (t) => {
+  const cases: { name: string; text: string; kind: ProtocolRecord["kind"] }[] = [
+    { name: "hello", text: HELLO, kind: "hello" },
+    {
+      name: "hello with a secret",
+      text: HELLO.replace("}", ',"secret":"s3cret"}'),
+      kind: "hello",
+    },
+    {
+      name: "thread",
+      text: '{"kind":"thread","thread":140001,"native_id":4242,"name":"MainThread"}',
+      kind: "thread",
+    },
+    {
+      name: "thread without a native id",
+      text: '{"kind":"thread","thread":140001,"native_id":null,"name":"MainThread"}',
+      kind: "thread",
+    },
+    {
+      name: "code",
+      text:
+        '{"kind":"code","id":2,"module":"__main__","qualname":"numbers","file":"gen.py","line":1,"type":"generator"}',
+      kind: "code",
+    },
+    { name: "cfunc", text: '{"kind":"cfunc","id":1,"name":"print"}', kind: "cfunc" },
+    {
+      name: "events",
+      text: '{"kind":"events","events":[[0,140001,1000,0,1],[7,140001,1100,0,0]]}',
+      kind: "events",
+    },
+    { name: "empty events", text: '{"kind":"events","events":[]}', kind: "events" },
+    {
+      name: "flush",
+      text: '{"kind":"flush","thread":140001,"start":1710,"end":1750,"events":8}',
+      kind: "flush",
+    },
+    {
+      name: "end",
+      text: '{"kind":"end","ts":1800,"events":8,"dropped":0,"reason":"exit"}',
+      kind: "end",
+    },
+    {
+      name: "a line ending in CR",
+      text: '{"kind":"cfunc","id":1,"name":"print"}\r',
+      kind: "cfunc",
+    },
+  ];
+  for (const { name, text, kind } of cases) {
+    await t.step(name, () => {
+      const record = decodeRecord(text, 1);
+      assert.ok(record !== undefined);
+      assert.equal(record.kind, kind);
+      assert.deepEqual(record, JSON.parse(text));
+    });
+  }
+});
+
+Deno.test("decodeRecord keeps unknown fields and skips blank lines", async (t) => {
+  await t.step("unknown fields", () => {
+    const record = decodeRecord('{"kind":"cfunc","id":1,"name":"print","future":[1,2]}', 3);
+    assert.deepEqual(record, { kind: "cfunc", id: 1, name: "print", future: [1, 2] });
+  });
+  for (const blank of ["", " ", "\t", "\r", "  \r"]) {
+    await t.step(`blank line ${JSON.stringify(blank)}`, () => {
+      assert.equal(decodeRecord(blank, 1), undefined);
+    });
+  }
+});
+
+Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => {
+  const cases: { name: string; text: string; message: string | RegExp }[] = [
+    {
+      name: "text that is not JSON",
+      text: '{"kind":"end",',
+      message: /^line 7: expected a JSON object, got text that is not JSON \(.+\)$/,
+    },
+    {
+      name: "a JSON array",
+      text: "[1,2]",
+      message: "line 7: expected a JSON object, got an array",
+    },
+    {
+      name: "a JSON number",
+      text: "42",
+      message: "line 7: expected a JSON object, got a number (42)",
+    },
+    { name: "JSON null", text: "null", message: "line 7: expected a JSON object, got null" },
+    {
+      name: "no kind",
+      text: '{"ts":1}',
+      message: 'line 7: expected a string "kind" in the record, got undefined',
+    },
+    {
+      name: "an unknown kind",
+      text: '{"kind":"bogus"}',
+      message:
+        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, events, flush or end',
+    },
+    {
+      name: "a string ts in an end record",
+      text: '{"kind":"end","ts":"soon","events":8,"dropped":0,"reason":"exit"}',
+      message: 'line 7: expected an integer "ts" in an "end" record',
+    },
+    {
+      name: "a missing reason in an end record",
+      text: '{"kind":"end","ts":1,"events":8,"dropped":0}',
+      message: 'line 7: expected a string "reason" in an "end" record',
+    },
+    {
+      name: "a fractional t0 in a hello record",
+      text: HELLO.replace('"t0":1000', '"t0":1000.5'),
+      message: 'line 7: expected an integer "t0" in a "hello" record',
+    },
+    {
+      name: "a hello record without main_thread",
+      text: HELLO.replace(',"main_thread":140001', ""),
+      message: 'line 7: expected an integer "main_thread" in a "hello" record',
+    },
+    {
+      name: "argv that is not strings",
+      text: HELLO.replace('["gen.py"]', '["gen.py",3]'),
+      message: 'line 7: expected an array of strings "argv" in a "hello" record',
+    },
+    {
+      name: "a secret that is not a string",
+      text: HELLO.replace("}", ',"secret":1}'),
+      message: 'line 7: expected a string "secret" in a "hello" record',
+    },
+    {
+      name: "a thread record without native_id",
+      text: '{"kind":"thread","thread":1,"name":"MainThread"}',
+      message: 'line 7: expected an integer or null "native_id" in a "thread" record',
+    },
+    {
+      name: "a code record without qualname",
+      text: '{"kind":"code","id":2,"module":"m","file":"f.py","line":1,"type":"function"}',
+      message: 'line 7: expected a string "qualname" in a "code" record',
+    },
+    {
+      name: "a code record of an unknown type",
+      text:
+        '{"kind":"code","id":2,"module":"m","qualname":"q","file":"f.py","line":1,"type":"lambda"}',
+      message:
+        'line 7: expected "type" to be "function", "generator", "coroutine" or "async_generator" in a "code" record, got "lambda"',
+    },
+    {
+      name: "a cfunc record with a string id",
+      text: '{"kind":"cfunc","id":"1","name":"print"}',
+      message: 'line 7: expected an integer "id" in a "cfunc" record',
+    },
+    {
+      name: "a flush record without events",
+      text: '{"kind":"flush","thread":1,"start":1,"end":2}',
+      message: 'line 7: expected an integer "events" in a "flush" record',
+    },
+    {
+      name: "events that are not an array",
+      text: '{"kind":"events","events":{}}',
+      message: 'line 7: expected an array "events" in an "events" record',
+    },
+    {
+      name: "an event of four numbers",
+      text: '{"kind":"events","events":[[0,1,2,3,4],[0,1,2,3]]}',
+      message:
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five numbers with op 0 to 7, got [0,1,2,3]',
+    },
+    {
+      name: "an event that is not an array",
+      text: '{"kind":"events","events":[7]}',
+      message: /^line 7: expected event 1 of an "events" record .* got 7$/,
+    },
+    {
+      name: "op 8",
+      text: '{"kind":"events","events":[[8,1,2,3,4]]}',
+      message: /^line 7: expected event 1 .* got \[8,1,2,3,4\]$/,
+    },
+    { name: "op -1", text: '{"kind":"events","events":[[-1,1,2,3,4]]}', message: /event 1 / },
+    { name: "op 1.5", text: '{"kind":"events","events":[[1.5,1,2,3,4]]}', message: /event 1 / },
+    { name: 'op "1"', text: '{"kind":"events","events":[["1",1,2,3,4]]}', message: /event 1 / },
+    { name: "op null", text: '{"kind":"events","events":[[null,1,2,3,4]]}', message: /event 1 / },
+    {
+      name: "a string timestamp",
+      text: '{"kind":"events","events":[[0,1,"2",3,4]]}',
+      message: /event 1 /,
+    },
+    {
+      name: "a null ref",
+      text: '{"kind":"events","events":[[0,1,2,3,null]]}',
+      message: /event 1 /,
+    },
+  ];
+  for (const { name, text, message } of cases) {
+    await t.step(name, () => assertProtocolError(() => decodeRecord(text, 7), 7, message));
+  }
+});
+
+/** NDJSON with characters of two, three and four bytes in UTF-8. */
+const UNICODE_TEXT = [
+  HELLO,
+  '{"kind":"thread","thread":140001,"native_id":null,"name":"Wörker ✓ 😀"}',
+  "",
+  '{"kind":"code","id":1,"module":"café","qualname":"naïve.<locals>.😀","file":"/tmp/ünï.py","line":1,"type":"function"}',
+  '{"kind":"events","events":[[0,140001,1000,0,1],[2,140001,2000,0,1]]}',
+].join("\n") + "\n";
+
+Deno.test("decodeNdjson splits lines at any chunk boundary", async (t) => {
+  const bytes = encoder.encode(UNICODE_TEXT);
+  const expected = UNICODE_TEXT.split("\n").filter((line) => line !== "").map((line) =>
+    JSON.parse(line)
+  );
+
+  await t.step("in one chunk", async () => {
+    const { records, warnings } = await decodeChunks([bytes]);
+    assert.deepEqual(records, expected);
+    assert.deepEqual(warnings, []);
+  });
+  await t.step("in two chunks, split at every byte, even inside a character", async () => {
+    for (let at = 0; at <= bytes.length; at++) {
+      const { records } = await decodeChunks([bytes.slice(0, at), bytes.slice(at)]);
+      assert.deepEqual(records, expected, `split at byte ${at}`);
+    }
+  });
+  await t.step("one byte per chunk", async () => {
+    const chunks = Array.from(bytes, (byte) => Uint8Array.of(byte));
+    const { records } = await decodeChunks(chunks);
+    assert.deepEqual(records, expected);
+  });
+  await t.step("with empty chunks between", async () => {
+    const { records } = await decodeChunks([
+      new Uint8Array(0),
+      bytes.slice(0, 5),
+      new Uint8Array(0),
+      bytes.slice(5),
+      new Uint8Array(0),
+    ]);
+    assert.deepEqual(records, expected);
+  });
+});
+
+Deno.test("decodeNdjson handles the end of the stream", async (t) => {
+  const cfunc = '{"kind":"cfunc","id":1,"name":"print"}';
+  const cases: {
+    name: string;
+    text: string;
+    /** Bytes to cut off the end, to leave half a character. */
+    cut?: number;
+    kinds: string[];
+    warnings: (string | RegExp)[];
+  }[] = [
+    { name: "a final newline", text: `${cfunc}\n`, kinds: ["cfunc"], warnings: [] },
+    {
+      name: "a whole final record without newline",
+      text: `${cfunc}\n${cfunc}`,
+      kinds: ["cfunc", "cfunc"],
+      warnings: [],
+    },
+    { name: "trailing blank lines", text: `${cfunc}\n\n  \n `, kinds: ["cfunc"], warnings: [] },
+    {
+      name: "a final line cut short",
+      text: `${cfunc}\n\n{"kind":"events","events":[[0,1,`,
+      kinds: ["cfunc"],
+      warnings: ["line 3 is incomplete (the stream ended in the middle of it): it was dropped"],
+    },
+    {
+      name: "a multi-byte character cut short",
+      text: `${cfunc}\n{"kind":"cfunc","id":2,"name":"\u00e9`,
+      cut: 1,
+      kinds: ["cfunc"],
+      warnings: [/^line 2 is incomplete/],
+    },
+    { name: "an empty stream", text: "", kinds: [], warnings: [] },
+  ];
+  for (const { name, text, cut = 0, kinds, warnings: expected } of cases) {
+    await t.step(name, async () => {
+      const bytes = encoder.encode(text);
+      const { records, warnings } = await decodeChunks([bytes.slice(0, bytes.length - cut)]);
+      assert.deepEqual(records.map((record) => record.kind), kinds);
+      assert.equal(warnings.length, expected.length);
+      expected.forEach((message, i) => {
+        if (typeof message === "string") assert.equal(warnings[i], message);
+        else assert.match(warnings[i]!, message);
+      });
+    });
+  }
+});
+
+Deno.test("decodeNdjson errors the stream on a malformed line, counting blank lines", async () => {
+  const text = `${HELLO}\n\n\n{"kind":"cfunc","id":1}\n`;
+  await assert.rejects(
+    () => decodeChunks([encoder.encode(text)]),
+    (error) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.equal(error.line, 4);
+      assert.equal(error.message, 'line 4: expected a string "name" in a "cfunc" record');
+      return true;
+    },
+  );
+});
+
+Deno.test("decodeNdjson rejects a malformed final line that is whole JSON", async () => {
+  await assert.rejects(
+    () => decodeChunks([encoder.encode(`${HELLO}\n{"kind":"later"}`)]),
+    /^ProtocolError: line 2: unknown record kind "later"/,
+  );
+});
+
+Deno.test("NdjsonDecoder joins a line that spans many chunks in linear time", () => {
+  // 200,000 events in one line, fed in 4 KiB chunks: joining the pieces once
+  // per line keeps this fast; searching a growing string per chunk would not.
+  const events = Array.from({ length: 200_000 }, (_, i) => `[0,1,${i},0,1]`).join(",");
+  const bytes = encoder.encode(`{"kind":"events","events":[${events}]}\n`);
+  const decoder = new NdjsonDecoder();
+  const seen: [ProtocolRecord, number][] = [];
+  const started = performance.now();
+  for (let at = 0; at < bytes.length; at += 4096) {
+    decoder.push(bytes.subarray(at, at + 4096), (record, line) => seen.push([record, line]));
+  }
+  decoder.finish((record, line) => seen.push([record, line]));
+  const elapsed = performance.now() - started;
+  assert.equal(seen.length, 1);
+  const [record, line] = seen[0]!;
+  assert.equal(line, 1);
+  assert.equal(record.kind, "events");
+  assert.equal(record.kind === "events" && record.events.length, 200_000);
+  assert.equal(decoder.line, 1);
+  assert.ok(elapsed < 2000, `took ${elapsed} ms`);
+});
+
+Deno.test("decodeNdjson decodes the protocol's example, which the generator fixture holds", async () => {
+  const doc = await Deno.readTextFile(new URL("../docs/protocol.md", import.meta.url));
+  const example = doc.split("## Example")[1]?.match(/```\n([\s\S]*?)```/)?.[1];
+  assert.ok(example !== undefined, "docs/protocol.md has no example");
+  const fixture = await Deno.readFile(new URL("./fixtures/generator.ndjson", import.meta.url));
+  assert.equal(new TextDecoder().decode(fixture), example);
+  const { records, warnings } = await decodeChunks([fixture]);
+  assert.deepEqual(records.map((record) => record.kind), [
+    "hello",
+    "thread",
+    "code",
+    "code",
+    "cfunc",
+    "events",
+    "flush",
+    "end",
+  ]);
+  assert.deepEqual(warnings, []);
+});
