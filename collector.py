@@ -729,12 +729,14 @@ def _start():
     silence = engine.silencer()
 
     def forget_in_child():
-        # A forked child must not write into the parent's stream.
+        # A forked child must not write into the parent's stream, nor keep
+        # the converter waiting for the stream to close after the parent ends.
         recorder.closed = True
         atexit.unregister(finish)
         atexit.unregister(silence)
         try:
             engine.stop()
+            recorder.sock.close()
         except Exception:
             pass
 

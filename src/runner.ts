@@ -16,6 +16,7 @@ import collectorSource from "../collector.py" with { type: "text" };
 import type { Engine, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert } from "./convert.ts";
+import { ProtocolError } from "./protocol.ts";
 import type { PythonInfo } from "./python.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
@@ -353,9 +354,11 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     const exitCode = exitCodeOf(exit.value);
     const failedExitCode = exitCode === 0 ? 1 : exitCode;
     if (converted.status === "rejected") {
+      const reason = converted.reason instanceof ProtocolError
+        ? `the collector's event stream is broken at ${converted.reason.message}`
+        : reasonOf(converted.reason);
       throw new RunError(
-        `could not write the trace to ${options.output}: ${reasonOf(converted.reason)}; ` +
-          "no trace was written",
+        `could not write the trace to ${options.output}: ${reason}`,
         failedExitCode,
       );
     }
