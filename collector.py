@@ -19,18 +19,22 @@ Standard library only; Python 3.8 to 3.13.
 
 import atexit
 import dis
+import fnmatch
 import functools
 import json
+import marshal
 import os
 import socket
 import sys
 import threading
 import types
+from base64 import b64encode
 from time import perf_counter_ns
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
-# Event op codes, as in docs/protocol.md.
+# Event op codes, as in docs/protocol.md. The callbacks write them as
+# literals: a global lookup per event is measurable.
 OP_CALL = 0
 OP_RESUME = 1
 OP_RETURN = 2
@@ -101,20 +105,23 @@ def _suspension_offsets(code):
     return frozenset(offsets)
 
 
-if sys.version_info >= (3, 11):
+def _fresh_start_offsets(code):
+    """The values of `f_lasti` at which a 'call' event is a fresh start.
 
-    def _is_fresh_start(frame):
-        # 3.11+: a frame that starts afresh stands on `RESUME 0`; a resumed one
-        # on a RESUME with a non-zero "where" (after yield, yield from, await)
-        # or, when thrown into, on its YIELD_VALUE.
-        lasti = frame.f_lasti
-        raw = frame.f_code.co_code
-        return raw[lasti] == _RESUME and raw[lasti + 1] & 3 == 0
-
-else:
-
-    def _is_fresh_start(frame):
-        return frame.f_lasti < 0
+    3.8-3.10: -1, before the first instruction. 3.11+: a frame that starts
+    afresh stands on a `RESUME` whose "where" (oparg & 3) is 0; a resumed one
+    on a RESUME with a non-zero "where" (after yield, yield from, await) or,
+    when thrown into, on its YIELD_VALUE. Computed once per code object:
+    `co_code` builds a new bytes object on every access in 3.11.
+    """
+    if _RESUME is None:
+        return frozenset((-1,))
+    raw = code.co_code
+    return frozenset(
+        offset
+        for offset in range(0, len(raw), 2)
+        if raw[offset] == _RESUME and raw[offset + 1] & 3 == 0
+    )
 
 
 # --- naming code objects -----------------------------------------------------
@@ -181,6 +188,16 @@ def _code_type(flags):
     return "function"
 
 
+def _max_rss():
+    """The process's peak resident memory in bytes, where the platform tells."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux counts KiB
+
+
 def _native_id():
     get_native_id = getattr(threading, "get_native_id", None)
     return get_native_id() if get_native_id is not None else None
@@ -196,6 +213,70 @@ def _cfunc_name(fn):
     return qualname
 
 
+# --- filters -----------------------------------------------------------------------
+
+
+def _stdlib_dirs():
+    import sysconfig
+
+    dirs = set()
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib"):
+        path = paths.get(key)
+        if path:
+            dirs.add(os.path.join(path, ""))
+            dirs.add(os.path.join(os.path.realpath(path), ""))
+    return tuple(dirs)
+
+
+class Filters:
+    """Which code is recorded: decided once per code object.
+
+    Built from PANOPTICON_FILTERS (see src/cli.ts): patterns with an explicit
+    `module:`, `file:` or `function:` prefix, `exclude_stdlib`, `c_calls`.
+    """
+
+    def __init__(self, spec):
+        spec = spec or {}
+        self.include = [self._parse(p) for p in spec.get("include") or []]
+        self.exclude = [self._parse(p) for p in spec.get("exclude") or []]
+        self.stdlib = _stdlib_dirs() if spec.get("exclude_stdlib") else None
+        self.c_calls = spec.get("c_calls", True) is not False
+        # Whether any code can be excluded (this file always is, and needs no
+        # per-event check: its code never runs while recording is on).
+        self.active = bool(self.include or self.exclude or self.stdlib)
+
+    @staticmethod
+    def _parse(pattern):
+        kind, _, glob = str(pattern).partition(":")
+        if kind not in ("module", "file", "function") or not glob:
+            raise ValueError("bad filter pattern %r" % pattern)
+        return kind, glob
+
+    @staticmethod
+    def _matches(patterns, module, qualname, filename):
+        match = fnmatch.fnmatchcase
+        for kind, glob in patterns:
+            value = module if kind == "module" else filename if kind == "file" else qualname
+            if match(value, glob):
+                return True
+        return False
+
+    def _is_stdlib(self, filename):
+        if filename.startswith("<frozen"):
+            return True  # the import machinery
+        if "site-packages" in filename or "dist-packages" in filename:
+            return False
+        return filename.startswith(self.stdlib)
+
+    def allows(self, module, qualname, filename):
+        if self.stdlib is not None and self._is_stdlib(filename):
+            return False
+        if self.include and not self._matches(self.include, module, qualname, filename):
+            return False
+        return not self._matches(self.exclude, module, qualname, filename)
+
+
 # --- the recorder --------------------------------------------------------------
 
 
@@ -208,9 +289,10 @@ class Recorder:
     and the buffer is only ever trimmed from the front).
     """
 
-    def __init__(self, sock, engine):
+    def __init__(self, sock, engine, filters):
         self.sock = sock
         self.engine = engine
+        self.filters = filters
         self.events = []
         self.definitions = []
         self.lock = threading.Lock()
@@ -218,9 +300,13 @@ class Recorder:
         self.sent = 0
         self.dropped = 0
         # id(code) -> code number: positive for plain functions, negative for
-        # generator-like code, 0 for code that is never recorded (this file).
+        # generator-like code, 0 for code that is never recorded (this file,
+        # code the filters exclude).
         self.code_ids = {}
-        self.suspension_points = {}  # id(code) -> offsets where 'return' means suspend
+        # For generator-like code, id(code) -> f_lasti offsets where a 'call'
+        # event is a fresh start, and where a 'return' event is a suspension.
+        self.fresh_points = {}
+        self.suspension_points = {}
         self.code_count = 0
         self.cfunc_ids = {}  # id(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
@@ -234,27 +320,32 @@ class Recorder:
     def register_code(self, code, frame):
         """Number a code object, once. Returns 0 for code that is never traced."""
         key = id(code)
+        self.keep_alive.append(code)
         if code.co_filename == OWN_FILE:
             self.code_ids[key] = 0
-            self.keep_alive.append(code)
+            return 0
+        module = frame.f_globals.get("__name__") if frame is not None else None
+        module = module if isinstance(module, str) else ""
+        qualname = _qualname(code, frame) if frame is not None else code.co_name
+        if self.filters.active and not self.filters.allows(module, qualname, code.co_filename):
+            self.code_ids[key] = 0
             return 0
         self.code_count += 1
         number = self.code_count
         flags = code.co_flags
-        module = frame.f_globals.get("__name__") if frame is not None else None
         self.define(
             {
                 "kind": "code",
                 "id": number,
-                "module": module if isinstance(module, str) else "",
-                "qualname": _qualname(code, frame) if frame is not None else code.co_name,
+                "module": module,
+                "qualname": qualname,
                 "file": code.co_filename,
                 "line": code.co_firstlineno,
                 "type": _code_type(flags),
             }
         )
-        self.keep_alive.append(code)
         if flags & GENERATOR_LIKE:
+            self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
             number = -number
         self.code_ids[key] = number
@@ -287,9 +378,9 @@ class Recorder:
 
     # sending ------------------------------------------------------------------
 
-    def write(self, text):
+    def write(self, data):
         try:
-            self.sock.sendall(text.encode("utf-8", "surrogatepass"))
+            self.sock.sendall(data)
         except OSError as error:
             self.closed = True
             _warn("the trace channel closed (%s): recording stopped" % error)
@@ -309,15 +400,17 @@ class Recorder:
             definitions = self.definitions
             pending = "".join(definitions[: len(definitions)])
             del definitions[: len(definitions)]
-            parts = [pending] if pending else []
+            parts = [pending.encode()] if pending else []
             if count:
-                parts.append('{"kind":"events","events":')
-                parts.append(json.dumps(batch, separators=(",", ":")))
-                parts.append("}\n")
+                # marshal writes integers in binary, seven times faster than
+                # json.dumps writes them as text (docs/protocol.md, `packed`).
+                parts.append(b'{"kind":"events","packed":"')
+                parts.append(b64encode(marshal.dumps(batch, 2)))
+                parts.append(b'"}\n')
             if record is not None:
-                parts.append(json.dumps(record, separators=(",", ":")) + "\n")
+                parts.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
             if parts:
-                self.write("".join(parts))
+                self.write(b"".join(parts))
             self.sent += count
             if count:
                 self.define(
@@ -333,16 +426,17 @@ class Recorder:
     def finish(self, reason):
         ident = threading.get_ident()
         self.flush(ident)
-        self.flush(
-            ident,
-            {
-                "kind": "end",
-                "ts": perf_counter_ns(),
-                "events": self.sent + len(self.events),
-                "dropped": self.dropped,
-                "reason": reason,
-            },
-        )
+        end = {
+            "kind": "end",
+            "ts": perf_counter_ns(),
+            "events": self.sent + len(self.events),
+            "dropped": self.dropped,
+            "reason": reason,
+        }
+        max_rss = _max_rss()
+        if max_rss is not None:
+            end["max_rss"] = max_rss
+        self.flush(ident, end)
         with self.lock:
             self.closed = True
             try:
@@ -355,53 +449,80 @@ class Recorder:
 
 
 def _make_profiler(recorder, ident):
-    """A profile function for one thread, with its ident and tables bound."""
+    """A profile function for one thread, with its ident and tables bound.
+
+    This is the hot path of the setprofile engine: everything it uses is a
+    local or a closure variable, and op codes are literals (see OP_CALL).
+    """
     append = recorder.events.append
-    code_ids = recorder.code_ids
+    events = recorder.events
+    code_number = recorder.code_ids.get
+    fresh_points = recorder.fresh_points
     suspension_points = recorder.suspension_points
-    cfunc_ids = recorder.cfunc_ids
+    cfunc_number = recorder.cfunc_ids.get
     register_code = recorder.register_code
     register_cfunc = recorder.register_cfunc
-    events = recorder.events
     flush = recorder.flush
     now = perf_counter_ns
-    is_fresh_start = _is_fresh_start
+    _id = id
+    _len = len
+    threshold = FLUSH_THRESHOLD
+    c_calls = recorder.filters.c_calls
+    # With filters on, a C call is recorded only when its caller is, and a
+    # return must be looked up (an excluded frame's is not recorded); without
+    # them, the code's flags tell a generator's return more cheaply.
+    filtering = recorder.filters.active
+    generator_like = GENERATOR_LIKE
 
     def profile(frame, event, arg):
         if event == "call":
             code = frame.f_code
-            number = code_ids.get(id(code))
+            number = code_number(_id(code))
             if number is None:
                 number = register_code(code, frame)
             if number > 0:
-                append((OP_CALL, ident, now(), 0, number))
-            elif number < 0:
-                if is_fresh_start(frame):
-                    append((OP_CALL, ident, now(), id(frame), -number))
+                append((0, ident, now(), 0, number))
+            elif number:
+                if frame.f_lasti in fresh_points[_id(code)]:
+                    append((0, ident, now(), _id(frame), -number))
                 else:
-                    append((OP_RESUME, ident, now(), id(frame), -number))
-            if len(events) > FLUSH_THRESHOLD:
+                    append((1, ident, now(), _id(frame), -number))
+            else:
+                return
+            if _len(events) > threshold:
                 flush(ident)
         elif event == "return":
             ts = now()
-            points = suspension_points.get(id(frame.f_code))
-            if points is None:
-                append((OP_RETURN, ident, ts, 0, 0))
-            elif frame.f_lasti in points:
-                append((OP_SUSPEND, ident, ts, id(frame), 0))
+            code = frame.f_code
+            if filtering:
+                number = code_number(_id(code))
+                if number == 0:
+                    return
+                generator = number is not None and number < 0
             else:
-                append((OP_RETURN, ident, ts, id(frame), 0))
-        elif event == "c_call":
-            number = cfunc_ids.get(id(arg))
-            if number is None:
-                number = register_cfunc(arg)
-            append((OP_C_CALL, ident, now(), 0, number))
-            if len(events) > FLUSH_THRESHOLD:
-                flush(ident)
-        elif event == "c_return":
-            append((OP_C_RETURN, ident, now(), 0, 0))
-        elif event == "c_exception":
-            append((OP_C_RAISE, ident, now(), 0, 0))
+                generator = code.co_flags & generator_like
+            if not generator:
+                # A frame not seen starting (runpy's, below <module>) ends the
+                # same way: the converter ignores an end it has no start for.
+                append((2, ident, ts, 0, 0))
+            elif frame.f_lasti in suspension_points.get(_id(code), ()):
+                append((4, ident, ts, _id(frame), 0))
+            else:
+                append((2, ident, ts, _id(frame), 0))
+        elif c_calls:
+            if filtering and code_number(_id(frame.f_code)) == 0:
+                return
+            if event == "c_call":
+                number = cfunc_number(_id(arg))
+                if number is None:
+                    number = register_cfunc(arg)
+                append((5, ident, now(), 0, number))
+                if _len(events) > threshold:
+                    flush(ident)
+            elif event == "c_return":
+                append((6, ident, now(), 0, 0))
+            else:
+                append((7, ident, now(), 0, 0))
 
     return profile
 
@@ -479,7 +600,8 @@ class MonitoringEngine:
         append = recorder.events.append
         events = recorder.events
         code_ids = recorder.code_ids
-        cfunc_ids = recorder.cfunc_ids
+        code_number = code_ids.get
+        cfunc_number = recorder.cfunc_ids.get
         register_code = recorder.register_code
         register_cfunc = recorder.register_cfunc
         flush = recorder.flush
@@ -487,6 +609,11 @@ class MonitoringEngine:
         get_ident = threading.get_ident
         getframe = sys._getframe
         c_types = C_FUNCTION_TYPES
+        _id = id
+        _len = len
+        threshold = FLUSH_THRESHOLD
+        # With filters on, a C call is recorded only when its caller is.
+        c_calls_follow_caller = recorder.filters.active
 
         # Every thread that `threading` starts runs Thread._bootstrap first:
         # its start is where the thread is announced, before any of its
@@ -505,71 +632,91 @@ class MonitoringEngine:
                 del code_ids[id(code)]
             return bootstrap_number[0]
 
+        # The callbacks below are the hot path: locals and closure variables
+        # only, op codes as literals (see OP_CALL). Code that the filters
+        # exclude is switched off at its source with DISABLE, where the event
+        # is a local one (PY_START, PY_RESUME, PY_RETURN, PY_YIELD, CALL);
+        # for the others (PY_UNWIND, PY_THROW) DISABLE would raise into the
+        # program, so those return at once.
+
         def py_start(code, offset):
-            number = code_ids.get(id(code))
+            number = code_number(_id(code))
             if number is None:
                 number = first_sight(code, getframe(1))
             if number > 0:
-                append((OP_CALL, get_ident(), now(), 0, number))
-            elif number < 0:
-                append((OP_CALL, get_ident(), now(), id(getframe(1)), -number))
+                append((0, get_ident(), now(), 0, number))
+            elif number:
+                append((0, get_ident(), now(), _id(getframe(1)), -number))
             else:
                 return DISABLE
-            if len(events) > FLUSH_THRESHOLD:
+            if _len(events) > threshold:
                 flush(get_ident())
 
-        def resumed(code, offset, *_):
-            number = code_ids.get(id(code))
+        def py_resume(code, offset):
+            number = code_number(_id(code))
+            if number is None:
+                number = register_code(code, getframe(1))
+            if not number:
+                return DISABLE
+            append((1, get_ident(), now(), _id(getframe(1)), -number))
+            if _len(events) > threshold:
+                flush(get_ident())
+
+        def py_throw(code, offset, exception):
+            number = code_number(_id(code))
             if number is None:
                 number = register_code(code, getframe(1))
             if number:
-                append((OP_RESUME, get_ident(), now(), id(getframe(1)), -number))
+                append((1, get_ident(), now(), _id(getframe(1)), -number))
 
         def py_return(code, offset, value):
             ts = now()
-            if code.co_flags & GENERATOR_LIKE:
-                append((OP_RETURN, get_ident(), ts, id(getframe(1)), 0))
+            number = code_number(_id(code))
+            if number is None or number > 0:
+                append((2, get_ident(), ts, 0, 0))
+            elif number:
+                append((2, get_ident(), ts, _id(getframe(1)), 0))
             else:
-                append((OP_RETURN, get_ident(), ts, 0, 0))
+                return DISABLE
 
         def py_unwind(code, offset, exception):
             ts = now()
-            if code.co_flags & GENERATOR_LIKE:
-                append((OP_UNWIND, get_ident(), ts, id(getframe(1)), 0))
-            else:
-                append((OP_UNWIND, get_ident(), ts, 0, 0))
+            number = code_number(_id(code))
+            if number is None or number > 0:
+                append((3, get_ident(), ts, 0, 0))
+            elif number:
+                append((3, get_ident(), ts, _id(getframe(1)), 0))
 
         def py_yield(code, offset, value):
-            append((OP_SUSPEND, get_ident(), now(), id(getframe(1)), 0))
+            if not code_number(_id(code)):
+                return DISABLE
+            append((4, get_ident(), now(), _id(getframe(1)), 0))
 
         def call(code, offset, callable, arg0):
             if type(callable) in c_types:
-                number = cfunc_ids.get(id(callable))
+                if c_calls_follow_caller and code_number(_id(code)) == 0:
+                    return DISABLE
+                number = cfunc_number(_id(callable))
                 if number is None:
                     number = register_cfunc(callable)
-                append((OP_C_CALL, get_ident(), now(), 0, number))
-                if len(events) > FLUSH_THRESHOLD:
+                append((5, get_ident(), now(), 0, number))
+                if _len(events) > threshold:
                     flush(get_ident())
 
         def c_return(code, offset, callable, arg0):
             if type(callable) in c_types:
-                append((OP_C_RETURN, get_ident(), now(), 0, 0))
+                append((6, get_ident(), now(), 0, 0))
 
         def c_raise(code, offset, callable, arg0):
             if type(callable) in c_types:
-                append((OP_C_RAISE, get_ident(), now(), 0, 0))
+                append((7, get_ident(), now(), 0, 0))
 
         recording = (
-            E.PY_START
-            | E.PY_RESUME
-            | E.PY_RETURN
-            | E.PY_YIELD
-            | E.PY_UNWIND
-            | E.PY_THROW
-            | E.CALL
-            | E.C_RETURN
-            | E.C_RAISE
+            E.PY_START | E.PY_RESUME | E.PY_RETURN | E.PY_YIELD | E.PY_UNWIND | E.PY_THROW
         )
+        if recorder.filters.c_calls:
+            # C_RETURN and C_RAISE come only with CALL.
+            recording |= E.CALL | E.C_RETURN | E.C_RAISE
 
         def wait_for_main(code, offset):
             # Only PY_START is on until the program's <module> starts; any
@@ -580,17 +727,18 @@ class MonitoringEngine:
                 monitoring.register_callback(tool, E.PY_START, py_start)
                 monitoring.set_events(tool, recording)
                 monitoring.restart_events()
-                number = code_ids.get(id(code))
+                number = code_number(_id(code))
                 if number is None:
                     number = register_code(code, frame)
-                append((OP_CALL, get_ident(), now(), 0, number))
+                if number:
+                    append((0, get_ident(), now(), 0, number))
                 return None
             return DISABLE
 
         monitoring.use_tool_id(tool, "panopticon")
         monitoring.register_callback(tool, E.PY_START, wait_for_main)
-        monitoring.register_callback(tool, E.PY_RESUME, resumed)
-        monitoring.register_callback(tool, E.PY_THROW, resumed)
+        monitoring.register_callback(tool, E.PY_RESUME, py_resume)
+        monitoring.register_callback(tool, E.PY_THROW, py_throw)
         monitoring.register_callback(tool, E.PY_RETURN, py_return)
         monitoring.register_callback(tool, E.PY_UNWIND, py_unwind)
         monitoring.register_callback(tool, E.PY_YIELD, py_yield)
@@ -631,6 +779,7 @@ def _take_environment():
         "channel": env.pop("PANOPTICON_CHANNEL", None),
         "secret": env.pop("PANOPTICON_SECRET", None),
         "engine": env.pop("PANOPTICON_ENGINE", "auto"),
+        "filters": env.pop("PANOPTICON_FILTERS", None),
     }
     env.pop("PANOPTICON_DEBUG", None)
     own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
@@ -698,7 +847,12 @@ def _start():
     except OSError as error:
         _warn("cannot connect to the converter (%s): the program runs untraced" % error)
         return
-    recorder = Recorder(sock, None)
+    try:
+        filters = Filters(json.loads(settings["filters"]) if settings["filters"] else None)
+    except ValueError as error:
+        _warn("ignoring the filters (%s): recording everything" % error)
+        filters = Filters(None)
+    recorder = Recorder(sock, None, filters)
     engine = _choose_engine(settings["engine"], recorder)
     recorder.engine = engine.name
     main_ident = threading.get_ident()
@@ -714,7 +868,7 @@ def _start():
     }
     if settings["secret"]:
         hello["secret"] = settings["secret"]
-    recorder.write(json.dumps(hello, separators=(",", ":")) + "\n")
+    recorder.write(json.dumps(hello, separators=(",", ":")).encode() + b"\n")
     recorder.announce_thread(main_ident, threading.current_thread().name)
 
     def finish():

@@ -51,6 +51,8 @@ async function trace(command: TraceCommand): Promise<number> {
     python,
     output: command.output,
     engine: command.engine,
+    filters: command.filters,
+    maxDepth: command.maxDepth,
   });
   console.error(describeRun(command.output, python.version, result));
   for (const warning of result.summary.warnings) console.error(`panopticon: warning: ${warning}`);

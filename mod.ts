@@ -14,7 +14,7 @@
  * import assert from "node:assert/strict";
  *
  * const ndjson = [
- *   '{"kind":"hello","protocol":1,"pid":4242,"python":"3.12.1","engine":"monitoring","t0":1000,"main_thread":140001,"argv":["gen.py"]}',
+ *   '{"kind":"hello","protocol":2,"pid":4242,"python":"3.12.1","engine":"monitoring","t0":1000,"main_thread":140001,"argv":["gen.py"]}',
  *   '{"kind":"thread","thread":140001,"native_id":4242,"name":"MainThread"}',
  *   '{"kind":"code","id":1,"module":"__main__","qualname":"<module>","file":"gen.py","line":1,"type":"function"}',
  *   '{"kind":"code","id":2,"module":"__main__","qualname":"numbers","file":"gen.py","line":1,"type":"generator"}',
@@ -85,6 +85,7 @@ export {
   type RecordCallback,
   type ThreadRecord,
 } from "./src/protocol.ts";
+export { unpackEvents } from "./src/packed.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {

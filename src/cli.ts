@@ -27,6 +27,53 @@ export type Target =
   /** `panopticon -m module args…`: a module run as `__main__`. */
   | { kind: "module"; module: string; args: string[] };
 
+/** What a filter pattern is matched against. */
+export type PatternKind = "module" | "file" | "function";
+
+/** Every kind of filter pattern, in the order the help text lists them. */
+export const PATTERN_KINDS: readonly PatternKind[] = ["module", "file", "function"];
+
+/**
+ * A filter pattern in its explicit form, `KIND:GLOB`: `module:` matches the
+ * module's `__name__`, `file:` the code's file name and `function:` its
+ * qualified name; GLOB is fnmatch-style (`*`, `?`, `[...]`) and
+ * case-sensitive.
+ */
+export type FilterPattern = `${PatternKind}:${string}`;
+
+/**
+ * What the collector records. A Python function is recorded when it matches
+ * one of `include` (or `include` is empty) and none of `exclude`; a C call
+ * is recorded when the Python code that makes it is.
+ */
+export interface Filters {
+  /**
+   * `--include`: record only the code these patterns select.
+   *
+   * @default {[]} (all code)
+   */
+  include: FilterPattern[];
+  /**
+   * `--exclude`: never record the code these patterns select.
+   *
+   * @default {[]}
+   */
+  exclude: FilterPattern[];
+  /**
+   * `--exclude-stdlib`: do not record the standard library and the import
+   * machinery (the collector decides what that is).
+   *
+   * @default {false}
+   */
+  excludeStdlib: boolean;
+  /**
+   * Record calls of C functions; `--no-c-calls` turns this off.
+   *
+   * @default {true}
+   */
+  cCalls: boolean;
+}
+
 /** Run a program under the collector and write its trace. */
 export interface TraceCommand {
   kind: "trace";
@@ -42,6 +89,19 @@ export interface TraceCommand {
    * @default {"auto"}
    */
   engine: Engine;
+  /**
+   * The collector's filters, present only when one is given (`--include`,
+   * `--exclude`, `--exclude-stdlib`, `--no-c-calls`).
+   *
+   * @default {undefined} (every call is recorded)
+   */
+  filters?: Filters;
+  /**
+   * `--max-depth`: the converter leaves out slices nested deeper than this.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxDepth?: number;
 }
 
 /** Everything the command line can ask for. */
@@ -90,18 +150,74 @@ export function defaultOutput(target: Target): string {
 const SEE_HELP = "see panopticon --help";
 
 /** Our options that take a value, by every spelling. */
-const VALUE_OPTIONS: Record<string, "output" | "python" | "engine"> = {
+const VALUE_OPTIONS: Record<
+  string,
+  "output" | "python" | "engine" | "include" | "exclude" | "maxDepth"
+> = {
   "-o": "output",
   "--output": "output",
   "--python": "python",
   "--engine": "engine",
+  "--include": "include",
+  "--exclude": "exclude",
+  "--max-depth": "maxDepth",
 };
+
+/** Our options that take no value. */
+const FLAGS = ["--help", "--version", "--exclude-stdlib", "--no-c-calls"];
+
+const PATTERN_FORMS = "use module:GLOB, file:GLOB or function:GLOB";
+
+const EXAMPLE_PATTERNS: Record<PatternKind, FilterPattern> = {
+  module: "module:myapp.*",
+  file: "file:*/src/*.py",
+  function: "function:Handler.*",
+};
+
+/**
+ * The explicit form of the `--include`/`--exclude` pattern `pattern`: a
+ * `KIND:` prefix is checked and kept; a bare pattern is a file pattern when
+ * it contains `/` or ends in `.py`, else a module pattern.
+ */
+function filterPattern(option: string, pattern: string): FilterPattern {
+  const colon = pattern.indexOf(":");
+  // Text before the first colon is a prefix unless it holds a "/": then the
+  // colon is part of a bare file path ("*/a:b/*.py").
+  if (colon !== -1 && !pattern.slice(0, colon).includes("/")) {
+    const kind = pattern.slice(0, colon);
+    const glob = pattern.slice(colon + 1);
+    if (!(PATTERN_KINDS as readonly string[]).includes(kind)) {
+      throw new UsageError(
+        `unknown pattern kind "${kind}" in ${option} "${pattern}": ${PATTERN_FORMS}`,
+      );
+    }
+    if (glob === "") {
+      throw new UsageError(
+        `empty pattern in ${option} "${pattern}": give a glob after "${kind}:", ` +
+          `e.g. ${EXAMPLE_PATTERNS[kind as PatternKind]}`,
+      );
+    }
+    return `${kind as PatternKind}:${glob}`;
+  }
+  if (pattern === "") throw new UsageError(`empty pattern in ${option}: ${PATTERN_FORMS}`);
+  return pattern.includes("/") || pattern.endsWith(".py") ? `file:${pattern}` : `module:${pattern}`;
+}
+
+/** `--max-depth`'s value: a positive whole number. */
+function maxDepthOf(option: string, value: string): number {
+  const depth = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(depth) || depth < 1) {
+    throw new UsageError(`option "${option}" needs a positive whole number, not "${value}"`);
+  }
+  return depth;
+}
 
 /**
  * Parses Panopticon's command line (without the executable's own name).
  *
  * Throws {@linkcode UsageError} for an unknown option, an option without its
- * value, a bad `--engine` or a missing program.
+ * value, a bad `--engine`, `--include`/`--exclude` pattern or `--max-depth`,
+ * or a missing program.
  *
  * @example Options before the script, the program's arguments after it
  * ```ts
@@ -115,19 +231,43 @@ const VALUE_OPTIONS: Record<string, "output" | "python" | "engine"> = {
  *   engine: "auto",
  * });
  * ```
+ *
+ * @example Filters: bare patterns get their explicit kind
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./cli.ts";
+ *
+ * const command = parseCommandLine([
+ *   "--include", "myapp.*", "--exclude=tests/test_*.py", "--exclude-stdlib", "app.py",
+ * ]);
+ * assert.equal(command.kind, "trace");
+ * assert.deepEqual(command.filters, {
+ *   include: ["module:myapp.*"],
+ *   exclude: ["file:tests/test_*.py"],
+ *   excludeStdlib: true,
+ *   cCalls: true,
+ * });
+ * ```
  */
 export function parseCommandLine(argv: readonly string[]): CliCommand {
   let output: string | undefined;
   let python: string | undefined;
   let engine: Engine = "auto";
   let target: Target | undefined;
+  const include: FilterPattern[] = [];
+  const exclude: FilterPattern[] = [];
+  let excludeStdlib = false;
+  let cCalls = true;
+  let maxDepth: number | undefined;
 
   let i = 0;
   const takeValue = (option: string): string => {
     const value = argv[i + 1];
     // A following option is far more likely a forgotten value than a file
-    // name; `--output=-x` or `-o./-x` still name such a file.
-    if (value === undefined || value.startsWith("-")) {
+    // name; `--output=-x` or `-o./-x` still name such a file. A negative
+    // number after --max-depth is its value, so the error says what is wrong.
+    const negative = option === "--max-depth" && /^-[0-9]/.test(value ?? "");
+    if (value === undefined || (value.startsWith("-") && !negative)) {
       throw new UsageError(`option "${option}" needs a value: ${SEE_HELP}`);
     }
     i++;
@@ -160,6 +300,14 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (arg === "-h" || arg === "--help") return { kind: "help" };
     if (arg === "-V" || arg === "--version") return { kind: "version" };
+    if (arg === "--exclude-stdlib") {
+      excludeStdlib = true;
+      continue;
+    }
+    if (arg === "--no-c-calls") {
+      cCalls = false;
+      continue;
+    }
     if (arg.startsWith("-c") || arg.startsWith("-m")) {
       const option = arg.slice(0, 2);
       const value = takeProgram(option, arg.slice(2));
@@ -177,7 +325,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
       name = arg.slice(0, eq);
       value = arg.slice(eq + 1);
       if (!(name in VALUE_OPTIONS)) {
-        const known = ["--help", "--version"].includes(name);
+        const known = FLAGS.includes(name);
         throw new UsageError(
           known
             ? `option "${name}" takes no value: ${SEE_HELP}`
@@ -210,6 +358,15 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
         }
         engine = value as Engine;
         break;
+      case "include":
+        include.push(filterPattern(name, value));
+        break;
+      case "exclude":
+        exclude.push(filterPattern(name, value));
+        break;
+      case "maxDepth":
+        maxDepth = maxDepthOf(name, value);
+        break;
     }
   }
 
@@ -228,6 +385,10 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     engine,
   };
   if (python !== undefined) command.python = python;
+  if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
+    command.filters = { include, exclude, excludeStdlib, cCalls };
+  }
+  if (maxDepth !== undefined) command.maxDepth = maxDepth;
   return command;
 }
 
@@ -263,6 +424,32 @@ Options:
   -h, --help          show this help and exit
   -V, --version       show the version and exit
 
+Filters (by default every Python and C call is recorded):
+  --include PATTERN   record only the code PATTERN selects (also
+                      --include=PATTERN); repeat it to select more
+  --exclude PATTERN   do not record the code PATTERN selects (also
+                      --exclude=PATTERN); repeatable, wins over --include
+  --exclude-stdlib    do not record the standard library and the import
+                      machinery (<frozen ...> code)
+  --no-c-calls        do not record calls of C functions (print, len, ...)
+  --max-depth N       leave out of the trace the calls nested deeper than N
+                      (a positive whole number; 1 keeps each thread's
+                      outermost calls)
+
+  PATTERN is module:GLOB (the module's __name__, e.g. module:myapp.*),
+  file:GLOB (the code's file name, e.g. file:*/src/*.py) or function:GLOB
+  (the qualified name, e.g. function:Handler.*). A bare pattern is a file
+  pattern when it contains "/" or ends in ".py", else a module pattern.
+  GLOB is fnmatch-style (*, ?, [...]) and case-sensitive. A function is
+  recorded when it matches an --include (or none is given) and no
+  --exclude; a C call is recorded when the code that makes it is.
+
+  What they cost: on Python 3.12+ (the monitoring engine) what a filter
+  leaves out is switched off at its source and costs nothing after its
+  first event; before 3.12 (or with --engine setprofile) each call left out
+  still costs a profile callback that returns at once. --max-depth makes
+  the trace smaller but does not save the collector any work.
+
 Environment:
   PANOPTICON_PYTHON   the interpreter to use when --python is not given
   PANOPTICON_DEBUG    when set, the stack of Panopticon's own errors and the
@@ -272,6 +459,7 @@ Examples:
   panopticon app.py --port 8080         trace app.py into app.trace.json
   panopticon -o run.json -m pytest -x   trace pytest into run.json
   panopticon --python python3.12 -c "import asyncio"
+  panopticon --exclude-stdlib --include 'myapp.*' -m myapp
 
 Opening the trace:
   https://ui.perfetto.dev      "Open trace file", or drop the file on the page

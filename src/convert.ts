@@ -5,7 +5,7 @@
  */
 
 import { CatapultWriter } from "./catapult.ts";
-import { FrameStateMachine } from "./frames.ts";
+import { checkMaxDepth, FrameStateMachine } from "./frames.ts";
 import {
   checkRecord,
   NdjsonDecoder,
@@ -32,6 +32,16 @@ export interface ConvertOptions {
    * @default {undefined} (warnings only go to the summary)
    */
   onWarning?: (message: string) => void;
+  /**
+   * The deepest slices to write: a slice nested deeper than this on its
+   * thread's stack is left out (the outermost recorded frame is depth 1; a
+   * C call counts as a level), and so is any flow arrow to or from it.
+   * Everything above stays exact. `summary.omittedSlices` counts what was
+   * left out. A positive integer or `Infinity`.
+   *
+   * @default {Infinity}
+   */
+  maxDepth?: number;
 }
 
 /** What a conversion found, for the command line to report. */
@@ -87,25 +97,13 @@ const noop = () => {};
  * assert.deepEqual([print.name, print.cat, print.ts, print.dur], ["print", "c_function", 1, 2]);
  * ```
  */
-export async function convert(
+export function convert(
   input: ReadableStream<Uint8Array>,
   output: WritableStream<Uint8Array>,
   options: ConvertOptions = {},
 ): Promise<ConversionSummary> {
-  const encoder = new TextEncoderStream();
-  const piped = encoder.readable.pipeTo(output);
-  // Observed below in both outcomes; this only keeps an early failure of
-  // the output from being reported as unhandled in the meantime.
-  piped.catch(noop);
-  try {
-    const summary = await run(input, encoder.writable, options);
-    await piped;
-    return summary;
-  } catch (error) {
-    // `run` aborted the encoder, and `pipeTo` passes the abort on to `output`.
-    await piped.catch(noop);
-    throw error;
-  }
+  // The writer makes the bytes itself: no text encoder stands in between.
+  return run(input, output, options);
 }
 
 /**
@@ -134,16 +132,17 @@ export function toCatapult(
   input: TraceInput,
   options: ConvertOptions = {},
 ): ReadableStream<string> {
-  const { readable, writable } = new TransformStream<string, string>();
+  // The writer makes UTF-8; this is the one place where it becomes text.
+  const { readable, writable } = new TextDecoderStream();
   // A failure errors `readable`, where the reader sees it.
   run(input, writable, options).catch(noop);
   return readable;
 }
 
-/** Decodes, runs the frame-state machine and writes Catapult text to `output`. */
+/** Decodes, runs the frame-state machine and writes a Catapult trace to `output`. */
 async function run(
   input: TraceInput,
-  output: WritableStream<string>,
+  output: WritableStream<Uint8Array>,
   options: ConvertOptions,
 ): Promise<ConversionSummary> {
   const warnings: string[] = [];
@@ -151,8 +150,10 @@ async function run(
     warnings.push(message);
     options.onWarning?.(message);
   };
+  // Checked before the output is locked, so that a bad option leaves it untouched.
+  const maxDepth = checkMaxDepth(options.maxDepth);
   const writer = new CatapultWriter(output);
-  const machine = new FrameStateMachine(writer, { onWarning });
+  const machine = new FrameStateMachine(writer, { onWarning, maxDepth });
   const secret = options.secret;
   let first = true;
   const onRecord: RecordCallback = (record, line) => {

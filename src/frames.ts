@@ -10,10 +10,10 @@ import {
   Op,
   PROTOCOL_VERSION,
   ProtocolError,
-  type ProtocolEvent,
   type ProtocolRecord,
   type ThreadRecord,
 } from "./protocol.ts";
+import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 import type { Slice, SliceArgs, SliceSite, TraceSink, TraceSummary } from "./trace_model.ts";
 
 /** Options of {@linkcode FrameStateMachine}. */
@@ -25,6 +25,17 @@ export interface FrameStateMachineOptions {
    * @default {undefined} (warnings are dropped)
    */
   onWarning?: (message: string) => void;
+  /**
+   * The deepest slices to write, counted on their thread's stack at the
+   * time: the outermost recorded frame is depth 1, and a C call is a level
+   * like any other. Deeper slices are tracked, so that everything above
+   * them stays right, but not sent to the sink; a flow arrow is sent only
+   * between two slices that both are. The collector's flushes are always
+   * sent. Must be a positive integer or `Infinity`.
+   *
+   * @default {Infinity}
+   */
+  maxDepth?: number;
 }
 
 /** A slice site with what the machine needs to know about it. */
@@ -48,30 +59,31 @@ const UNFINISHED: SliceArgs = Object.freeze({ unfinished: true });
  * leaves the stack for the process-wide registry and keeps its last slice
  * there ("held") until it is known whether another slice follows: only then
  * can the slice say whether a flow leaves it.
+ *
+ * Entries are recycled: a thread's stack keeps the entries of returned
+ * frames and refills them for the next calls, so that a call, the most
+ * common event, allocates nothing. Only a suspension takes its entry off
+ * the stack for good.
  */
 class Entry {
   /** Python events: the wire frame id; C calls: -1. */
-  frame: number;
-  site: Site;
+  frame = 0;
+  site: Site = FLUSH_SITE;
   /** When the current slice began, in ns. */
-  start: number;
+  start = 0;
   /** Whether this is a C call. */
-  c: boolean;
-  /** The instance's flow id, from a counter; 0 until its first resumption. */
+  c = false;
+  /** The current slice's depth on its thread's stack, 1 for the outermost. */
+  depth = 0;
+  /** The flow id of the instance's current chain of slices; 0 before its first flow. */
   flow = 0;
-  /** Whether the current slice continues an earlier slice of this instance. */
-  continued = false;
+  /** Whether a flow arrives at the current slice from the previous one. */
+  flowIn = false;
   heldTid = 0;
   heldStart = 0;
   heldEnd = 0;
-  heldContinued = false;
-
-  constructor(frame: number, site: Site, start: number, c: boolean) {
-    this.frame = frame;
-    this.site = site;
-    this.start = start;
-    this.c = c;
-  }
+  heldDepth = 0;
+  heldFlowIn = false;
 }
 
 /** A thread: its dense id, names, and its stack of open entries. */
@@ -80,7 +92,12 @@ class ThreadState {
   named = false;
   /** Whether the sink has heard of it under its current name. */
   announced = false;
-  readonly stack: Entry[] = [];
+  /**
+   * The open entries are `stack[0]` to `stack[depth - 1]`; the slots above
+   * hold recycled entries (or nothing) for the next calls.
+   */
+  readonly stack: (Entry | undefined)[] = [];
+  depth = 0;
 
   constructor(
     readonly tid: number,
@@ -140,6 +157,9 @@ class ThreadState {
 export class FrameStateMachine {
   readonly #sink: TraceSink;
   readonly #onWarning: ((message: string) => void) | undefined;
+  readonly #maxDepth: number;
+  /** The current batch, decoded; reused from batch to batch. */
+  readonly #batch = new EventBatch();
 
   #hello: HelloRecord | undefined;
   #helloLine = 0;
@@ -164,6 +184,7 @@ export class FrameStateMachine {
 
   #events = 0;
   #slices = 0;
+  #omitted = 0;
   #unfinished = 0;
   /** The one slice object handed to the sink, refilled for every slice. */
   #slice: Slice = {
@@ -177,10 +198,15 @@ export class FrameStateMachine {
     args: undefined,
   };
 
-  /** Makes a machine that reports to `sink`. */
+  /**
+   * Makes a machine that reports to `sink`.
+   *
+   * @throws {RangeError} if `maxDepth` is not a positive integer or `Infinity`.
+   */
   constructor(sink: TraceSink, options: FrameStateMachineOptions = {}) {
     this.#sink = sink;
     this.#onWarning = options.onWarning;
+    this.#maxDepth = checkMaxDepth(options.maxDepth);
   }
 
   /**
@@ -189,8 +215,8 @@ export class FrameStateMachine {
    * records without blank lines).
    *
    * @throws {ProtocolError} if the first record is not a `hello`, if the
-   * stream's protocol is newer than {@linkcode PROTOCOL_VERSION}, or on a
-   * second `hello`.
+   * stream's protocol is newer than {@linkcode PROTOCOL_VERSION}, on a
+   * second `hello`, or on `packed` events that do not unpack.
    */
   push(record: ProtocolRecord, line?: number): void {
     if (this.#ended) throw new Error("FrameStateMachine.push() was called after end()");
@@ -206,9 +232,13 @@ export class FrameStateMachine {
       this.#warn(`line ${at}: records follow the "end" record: they were converted anyway`);
     }
     switch (record.kind) {
-      case "events":
-        this.#onEvents(record.events);
+      case "events": {
+        const batch = this.#batch;
+        if (record.packed !== undefined) batch.setPacked(record.packed, at);
+        else batch.setEvents(record.events ?? []);
+        this.#onEvents(batch.values, batch.length);
         break;
+      }
       case "code": {
         const name = record.module === "__main__" || record.module === ""
           ? record.qualname
@@ -268,10 +298,9 @@ export class FrameStateMachine {
     const last = this.#lastTs;
     for (const thread of this.#threads.values()) {
       if (!thread.announced) this.#announce(thread);
-      const stack = thread.stack;
-      for (let entry = stack.pop(); entry !== undefined; entry = stack.pop()) {
+      while (thread.depth > 0) {
         this.#unfinished++;
-        this.#close(thread.tid, entry, last, UNFINISHED);
+        this.#close(thread.tid, thread.stack[--thread.depth]!, last, UNFINISHED);
       }
     }
     for (const entry of this.#suspended.values()) this.#emitHeld(entry, false);
@@ -303,6 +332,7 @@ export class FrameStateMachine {
       dropped: end?.dropped ?? 0,
       reason: end?.reason,
       slices: this.#slices,
+      omittedSlices: this.#omitted,
       unfinished: this.#unfinished,
       threads: this.#tids,
       duration: (last - this.#t0) / 1000,
@@ -310,6 +340,7 @@ export class FrameStateMachine {
       pythonVersion: hello.python,
       engine: hello.engine,
       protocol: hello.protocol,
+      pythonMaxRss: end?.max_rss,
     };
     this.#sink.finish(summary);
     return summary;
@@ -350,23 +381,26 @@ export class FrameStateMachine {
     this.#newThread(record.main_thread, "MainThread", null);
   }
 
-  /** The hot loop: one pass over the batch, no allocation but for new frames. */
-  #onEvents(events: readonly ProtocolEvent[]): void {
-    this.#events += events.length;
+  /**
+   * The hot loop: one pass over the batch, five numbers per event. It
+   * allocates nothing but for frames that suspend (see {@linkcode Entry}).
+   */
+  #onEvents(values: Float64Array, count: number): void {
+    this.#events += count;
     let ident = this.#cacheIdent;
     let thread = this.#cacheThread;
     let last = this.#lastTs;
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i]!;
-      const ts = event[2];
+    const end = count * EVENT_FIELDS;
+    for (let at = 0; at < end; at += EVENT_FIELDS) {
+      const ts = values[at + 2]!;
       if (ts > last) last = ts;
-      if (event[1] !== ident || thread === undefined) {
-        ident = event[1];
+      if (values[at + 1] !== ident || thread === undefined) {
+        ident = values[at + 1]!;
         thread = this.#threadOf(ident);
       }
-      switch (event[0]) {
+      switch (values[at]) {
         case Op.Call: {
-          const frame = event[3];
+          const frame = values[at + 3]!;
           if (this.#suspended.size !== 0) {
             const stale = this.#suspended.get(frame);
             if (stale !== undefined) {
@@ -375,28 +409,27 @@ export class FrameStateMachine {
               this.#emitHeld(stale, false);
             }
           }
-          thread.stack.push(new Entry(frame, this.#code(event[4]), ts, false));
+          this.#push(thread, frame, this.#code(values[at + 4]!), ts, false);
           break;
         }
         case Op.Resume:
-          this.#resume(thread, ts, event[3], event[4]);
+          this.#resume(thread, ts, values[at + 3]!, values[at + 4]!);
           break;
         case Op.Return:
         case Op.Unwind:
-          this.#leave(thread, ts, event[3]);
+          this.#leave(thread, ts, values[at + 3]!);
           break;
         case Op.Suspend:
-          this.#suspend(thread, ts, event[3]);
+          this.#suspend(thread, ts, values[at + 3]!);
           break;
         case Op.CCall:
-          thread.stack.push(new Entry(-1, this.#cfunc(event[4]), ts, true));
+          this.#push(thread, -1, this.#cfunc(values[at + 4]!), ts, true);
           break;
         case Op.CReturn:
         case Op.CRaise: {
-          const stack = thread.stack;
-          const top = stack[stack.length - 1];
+          const top = thread.depth > 0 ? thread.stack[thread.depth - 1]! : undefined;
           if (top !== undefined && top.c) {
-            stack.pop();
+            thread.depth--;
             this.#close(thread.tid, top, ts, undefined);
           }
           break;
@@ -408,39 +441,68 @@ export class FrameStateMachine {
     this.#lastTs = last;
   }
 
+  /** Opens a new frame instance or C call on top of `thread`'s stack, in a recycled entry. */
+  #push(thread: ThreadState, frame: number, site: Site, ts: number, c: boolean): void {
+    const depth = thread.depth++;
+    let entry = thread.stack[depth];
+    if (entry === undefined) {
+      entry = new Entry();
+      thread.stack[depth] = entry;
+    }
+    entry.frame = frame;
+    entry.site = site;
+    entry.start = ts;
+    entry.c = c;
+    entry.depth = depth + 1;
+    entry.flow = 0;
+    entry.flowIn = false;
+  }
+
   #resume(thread: ThreadState, ts: number, frame: number, ref: number): void {
-    let entry = this.#suspended.get(frame);
+    const entry = this.#suspended.get(frame);
     if (entry === undefined) {
       // Its start was not recorded: a new instance with no flow arriving.
-      entry = new Entry(frame, this.#code(ref), ts, false);
-    } else {
-      this.#suspended.delete(frame);
-      const flows = entry.site.flows;
-      if (flows && entry.flow === 0) entry.flow = ++this.#flows;
-      this.#emitHeld(entry, flows);
-      entry.start = ts;
-      entry.continued = true;
+      this.#push(thread, frame, this.#code(ref), ts, false);
+      return;
     }
-    thread.stack.push(entry);
+    this.#suspended.delete(frame);
+    const depth = thread.depth + 1;
+    // A flow joins two slices only if both are written.
+    const link = entry.site.flows && entry.heldDepth <= this.#maxDepth &&
+      depth <= this.#maxDepth;
+    if (link && entry.flow === 0) entry.flow = ++this.#flows;
+    this.#emitHeld(entry, link);
+    // A chain broken by an omitted slice starts afresh under a new flow id.
+    if (!link) entry.flow = 0;
+    entry.start = ts;
+    entry.depth = depth;
+    entry.flowIn = link;
+    // The recycled entry this replaces, if any, is left to the collector.
+    thread.stack[thread.depth++] = entry;
   }
 
   /** `return` or `unwind`: the instance ends and its id is retired. */
   #leave(thread: ThreadState, ts: number, frame: number): void {
-    const at = find(thread.stack, frame);
+    const at = find(thread, frame);
     if (at < 0) return;
     this.#closeAbove(thread, at, ts);
-    this.#close(thread.tid, thread.stack.pop()!, ts, undefined);
+    thread.depth = at;
+    this.#close(thread.tid, thread.stack[at]!, ts, undefined);
   }
 
   #suspend(thread: ThreadState, ts: number, frame: number): void {
-    const at = find(thread.stack, frame);
+    const at = find(thread, frame);
     if (at < 0) return;
     this.#closeAbove(thread, at, ts);
-    const entry = thread.stack.pop()!;
+    const entry = thread.stack[at]!;
+    // The entry now belongs to the registry: the slot gets a new one.
+    thread.stack[at] = undefined;
+    thread.depth = at;
     entry.heldTid = thread.tid;
     entry.heldStart = entry.start;
     entry.heldEnd = ts;
-    entry.heldContinued = entry.continued;
+    entry.heldDepth = entry.depth;
+    entry.heldFlowIn = entry.flowIn;
     const stale = this.#suspended.get(frame);
     if (stale !== undefined) this.#emitHeld(stale, false);
     this.#suspended.set(frame, entry);
@@ -448,25 +510,33 @@ export class FrameStateMachine {
 
   /** Closes the entries above index `at`: their ends were not recorded. */
   #closeAbove(thread: ThreadState, at: number, ts: number): void {
-    const stack = thread.stack;
-    while (stack.length > at + 1) this.#close(thread.tid, stack.pop()!, ts, UNBALANCED);
+    while (thread.depth > at + 1) {
+      this.#close(thread.tid, thread.stack[--thread.depth]!, ts, UNBALANCED);
+    }
   }
 
+  /** Emits the current slice of an entry that has just left the stack, unless it is too deep. */
   #close(tid: number, entry: Entry, ts: number, args: SliceArgs | undefined): void {
-    const site = entry.site;
-    this.#emit(tid, site, entry.start, ts, entry.flow, site.flows && entry.continued, false, args);
+    if (entry.depth > this.#maxDepth) {
+      this.#omitted++;
+      return;
+    }
+    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, args);
   }
 
   /** Emits the slice a suspended instance holds; a flow leaves it if it is resumed. */
   #emitHeld(entry: Entry, flowOut: boolean): void {
-    const site = entry.site;
+    if (entry.heldDepth > this.#maxDepth) {
+      this.#omitted++;
+      return;
+    }
     this.#emit(
       entry.heldTid,
-      site,
+      entry.site,
       entry.heldStart,
       entry.heldEnd,
       entry.flow,
-      site.flows && entry.heldContinued,
+      entry.heldFlowIn,
       flowOut,
       undefined,
     );
@@ -504,7 +574,7 @@ export class FrameStateMachine {
    */
   #onThread(record: ThreadRecord): void {
     const current = this.#threads.get(record.thread);
-    if (current !== undefined && (current.stack.length > 0 || !current.named)) {
+    if (current !== undefined && (current.depth > 0 || !current.named)) {
       const changed = current.name !== record.name || current.nativeId !== record.native_id;
       current.name = record.name;
       current.nativeId = record.native_id;
@@ -569,9 +639,23 @@ export class FrameStateMachine {
   }
 }
 
-/** The index of the open Python frame `frame` on `stack`, searched from the top; -1 if absent. */
-function find(stack: Entry[], frame: number): number {
-  for (let i = stack.length - 1; i >= 0; i--) {
+/**
+ * Returns a `maxDepth` option's value, `Infinity` if it is undefined.
+ *
+ * @throws {RangeError} if it is not a positive integer or `Infinity`.
+ */
+export function checkMaxDepth(maxDepth: number | undefined): number {
+  const value = maxDepth ?? Infinity;
+  if (!(value >= 1 && (Number.isInteger(value) || value === Infinity))) {
+    throw new RangeError(`maxDepth must be a positive integer or Infinity, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** The index of the open Python frame `frame` on `thread`'s stack, searched from the top; -1 if absent. */
+function find(thread: ThreadState, frame: number): number {
+  const stack = thread.stack;
+  for (let i = thread.depth - 1; i >= 0; i--) {
     const entry = stack[i]!;
     if (entry.frame === frame && !entry.c) return i;
   }

@@ -8,8 +8,11 @@
 
 import { LineSplitter } from "./_lines.ts";
 
-/** The newest protocol version this converter understands. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The newest protocol version this converter understands. Version 2 added
+ * `packed` events and `end.max_rss`; version 1 streams are still read.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /**
  * The operation codes of an event, the first element of
@@ -126,12 +129,21 @@ export interface CFuncRecord {
   name: string;
 }
 
-/** A batch of events in the order they happened. */
+/**
+ * A batch of events in the order they happened. It has exactly one of
+ * `events` and `packed`; {@linkcode checkRecord} makes sure of it.
+ */
 export interface EventsRecord {
   /** Always `"events"`. */
   kind: "events";
-  /** The events, each `[op, thread, ts, frame, ref]`. */
-  events: readonly ProtocolEvent[];
+  /** The events, each `[op, thread, ts, frame, ref]`, as JSON arrays (protocol 1). */
+  events?: readonly ProtocolEvent[];
+  /**
+   * The same events, packed (protocol 2): the base64 of CPython's
+   * `marshal.dumps(events, 2)`. {@linkcode unpackEvents} decodes it; the
+   * converter decodes it, and checks it, when it converts the batch.
+   */
+  packed?: string;
 }
 
 /** Time the collector spent on itself, shown as its own slice. */
@@ -160,6 +172,8 @@ export interface EndRecord {
   dropped: number;
   /** Why recording stopped, e.g. `"exit"`. */
   reason: string;
+  /** The Python process's peak resident memory, in bytes, when the collector knows it. */
+  max_rss?: number;
 }
 
 /** Any record of the protocol, discriminated by `kind`. */
@@ -316,6 +330,7 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
       integer(record, "events", line);
       integer(record, "dropped", line);
       string(record, "reason", line);
+      if (record.max_rss !== undefined) integer(record, "max_rss", line);
       break;
     default:
       if (typeof kind !== "string") {
@@ -329,9 +344,27 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
   return record as unknown as ProtocolRecord;
 }
 
-/** The hot path: every event of every batch goes through this loop once. */
+/**
+ * Exactly one of `events` and `packed`. JSON events are checked here, one
+ * loop over the batch; packed ones when they are unpacked, which is the
+ * same loop over bytes (see `packed.ts`): checking them here would decode
+ * every batch twice.
+ */
 function checkEvents(record: Record<string, unknown>, line: number): void {
   const events = record.events;
+  const packed = record.packed;
+  if ((events === undefined) === (packed === undefined)) {
+    throw new ProtocolError(
+      line,
+      `expected exactly one of "events" and "packed" in an "events" record, got ${
+        events === undefined ? "neither" : "both"
+      }`,
+    );
+  }
+  if (events === undefined) {
+    if (typeof packed !== "string") throw fieldError(line, "a string", "packed", "events");
+    return;
+  }
   if (!Array.isArray(events)) throw fieldError(line, "an array", "events", "events");
   for (let i = 0; i < events.length; i++) {
     const event = events[i];

@@ -2,7 +2,8 @@
  * Running a traced program: {@linkcode runTraced} checks the script and the
  * output file, writes the collector into a private directory as
  * `sitecustomize.py`, starts `<python> <the user's arguments>` with the
- * collector's environment, streams the collector's connection into
+ * collector's environment (its filters in `PANOPTICON_FILTERS`, see
+ * {@linkcode filtersVariable}), streams the collector's connection into
  * {@linkcode convert} while the program runs, and waits for both.
  *
  * The child process sits behind {@linkcode ChildProcess} and
@@ -13,9 +14,9 @@
 
 import { dirname } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
-import type { Engine, Target } from "./cli.ts";
+import type { Engine, Filters, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
-import { type ConversionSummary, convert } from "./convert.ts";
+import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { PythonInfo } from "./python.ts";
 
@@ -74,6 +75,19 @@ export interface RunOptions {
    * @default {"auto"}
    */
   engine?: Engine;
+  /**
+   * What the collector records, passed to it in `PANOPTICON_FILTERS`.
+   *
+   * @default {undefined} (every call is recorded)
+   */
+  filters?: Filters;
+  /**
+   * The converter leaves out slices nested deeper than this (a positive
+   * whole number); passed to {@linkcode convert} as `maxDepth`.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxDepth?: number;
   /**
    * The environment the program would get without Panopticon.
    *
@@ -143,6 +157,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_SECRET",
   "PANOPTICON_ENGINE",
   "PANOPTICON_PYTHONPATH",
+  "PANOPTICON_FILTERS",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -155,6 +170,47 @@ export interface ChannelSettings {
   secret: string;
   /** The engine asked for. */
   engine: Engine;
+  /**
+   * The collector's filters.
+   *
+   * @default {undefined} (none)
+   */
+  filters?: Filters;
+}
+
+/**
+ * The value of `PANOPTICON_FILTERS` for `filters`, or `undefined` when they
+ * filter nothing (no variable: the collector records every call).
+ *
+ * The value is one JSON object, with the patterns in their explicit
+ * `module:`/`file:`/`function:` form so the collector never guesses:
+ * `{"include":[…],"exclude":[…],"exclude_stdlib":true|false,"c_calls":true|false}`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { filtersVariable } from "./runner.ts";
+ *
+ * assert.equal(
+ *   filtersVariable({ include: ["module:myapp.*"], exclude: [], excludeStdlib: true, cCalls: true }),
+ *   '{"include":["module:myapp.*"],"exclude":[],"exclude_stdlib":true,"c_calls":true}',
+ * );
+ * assert.equal(
+ *   filtersVariable({ include: [], exclude: [], excludeStdlib: false, cCalls: true }),
+ *   undefined,
+ * );
+ * ```
+ */
+export function filtersVariable(filters: Filters | undefined): string | undefined {
+  if (filters === undefined) return undefined;
+  const { include, exclude, excludeStdlib, cCalls } = filters;
+  if (include.length === 0 && exclude.length === 0 && !excludeStdlib && cCalls) return undefined;
+  return JSON.stringify({
+    include,
+    exclude,
+    exclude_stdlib: excludeStdlib,
+    c_calls: cCalls,
+  });
 }
 
 /**
@@ -166,7 +222,9 @@ export interface ChannelSettings {
  *   `sys.path`);
  * - `PANOPTICON_PYTHONPATH`: the user's `PYTHONPATH`, only if it was set
  *   (possibly empty), so the collector can restore it;
- * - `PANOPTICON_CHANNEL`, `PANOPTICON_SECRET`, `PANOPTICON_ENGINE`.
+ * - `PANOPTICON_CHANNEL`, `PANOPTICON_SECRET`, `PANOPTICON_ENGINE`;
+ * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
+ *   filters filter something.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -180,6 +238,8 @@ export function childEnvironment(
   env["PANOPTICON_CHANNEL"] = settings.socket;
   env["PANOPTICON_SECRET"] = settings.secret;
   env["PANOPTICON_ENGINE"] = settings.engine;
+  const filters = filtersVariable(settings.filters);
+  if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
   return env;
 }
 
@@ -326,7 +386,10 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       socket: channel.path,
       secret,
       engine: options.engine ?? "auto",
+      filters: options.filters,
     });
+    const convertOptions: ConvertOptions = { secret };
+    if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
 
     let child: ChildProcess;
     try {
@@ -343,7 +406,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     const status = child.status;
     const conversion = channel.accept({ until: status }).then(async (stream) => {
       if (stream === undefined) return undefined;
-      const summary = await (options.convert ?? convert)(stream, file.writable, { secret });
+      const summary = await (options.convert ?? convert)(stream, file.writable, convertOptions);
       written = true;
       return summary;
     });

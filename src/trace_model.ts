@@ -104,6 +104,11 @@ export interface TraceSummary {
   reason: string | undefined;
   /** The slices emitted. */
   slices: number;
+  /**
+   * The slices not emitted because they were deeper than the converter's
+   * `maxDepth`; 0 or absent when there was no limit.
+   */
+  omittedSlices?: number;
   /** The slices still open at the end, closed at the last timestamp. */
   unfinished: number;
   /** The threads seen (dense ids 1..threads). */
@@ -118,6 +123,11 @@ export interface TraceSummary {
   engine: string;
   /** The protocol version of the stream. */
   protocol: number;
+  /**
+   * The Python process's peak resident memory in bytes (`end.max_rss`), when
+   * the collector reported it (protocol 2, a complete stream).
+   */
+  pythonMaxRss?: number;
 }
 
 /**

@@ -50,19 +50,20 @@ function slice(fields: Partial<Slice>): Slice {
   };
 }
 
-/** Runs `write` against a writer whose output is collected; returns the chunks. */
+/** Runs `write` against a writer whose output is collected; returns the chunks, as text. */
 async function collect(
   write: (writer: CatapultWriter) => void,
   options?: CatapultWriterOptions,
 ): Promise<string[]> {
-  const chunks: string[] = [];
+  const chunks: Uint8Array[] = [];
   const writer = new CatapultWriter(
     new WritableStream({ write: (chunk) => void chunks.push(chunk) }),
     options,
   );
   write(writer);
   await writer.close();
-  return chunks;
+  // Every chunk ends between two events, so it decodes on its own.
+  return chunks.map((chunk) => new TextDecoder("utf-8", { fatal: true }).decode(chunk));
 }
 
 // deno-lint-ignore no-explicit-any

@@ -3,14 +3,39 @@ import {
   type CliCommand,
   defaultOutput,
   ENGINES,
+  type FilterPattern,
+  type Filters,
   HELP_TEXT,
   parseCommandLine,
+  PATTERN_KINDS,
   type Target,
+  type TraceCommand,
   UsageError,
 } from "../src/cli.ts";
 
 function script(path: string, ...args: string[]): Target {
   return { kind: "script", path, args };
+}
+
+/** The trace command `argv` parses to (it must be one). */
+function traceCommand(argv: string[]): TraceCommand {
+  const command = parseCommandLine(argv);
+  if (command.kind !== "trace") throw new Error(`not a trace command: ${command.kind}`);
+  return command;
+}
+
+/** Filters with the defaults, and `changes`. */
+function filters(changes: Partial<Filters>): Filters {
+  return { include: [], exclude: [], excludeStdlib: false, cCalls: true, ...changes };
+}
+
+/** Asserts that `argv` throws a {@linkcode UsageError} whose message matches. */
+function throwsUsage(argv: string[], message: RegExp) {
+  throws(() => parseCommandLine(argv), (error: unknown) => {
+    if (!(error instanceof UsageError)) return false;
+    match(error.message, message);
+    return true;
+  });
 }
 
 Deno.test("parseCommandLine() reads every form of the command line", async (t) => {
@@ -180,6 +205,7 @@ Deno.test("parseCommandLine() rejects what it cannot understand", async (t) => {
     ["a value for a flag", ["--help=1"], /^option "--help" takes no value/],
     ["-o without its value", ["-o"], /^option "-o" needs a value: see panopticon --help$/],
     ["-o followed by an option", ["-o", "--engine", "auto", "a.py"], /^option "-o" needs a value/],
+    ["-o followed by a negative number", ["-o", "-1", "a.py"], /^option "-o" needs a value/],
     ["--output= with nothing", ["--output=", "a.py"], /^option "--output" needs a value/],
     ["--python without its value", ["--python"], /^option "--python" needs a value/],
     ["--engine without its value", ["--engine"], /^option "--engine" needs a value/],
@@ -195,13 +221,286 @@ Deno.test("parseCommandLine() rejects what it cannot understand", async (t) => {
     ["nothing after --", ["--"], /^no program to trace after "--"/],
   ];
   for (const [name, argv, message] of cases) {
+    await t.step(name, () => throwsUsage(argv, message));
+  }
+});
+
+Deno.test("parseCommandLine() reads --include patterns", async (t) => {
+  const cases: [string, string[], FilterPattern[]][] = [
+    ["--include PATTERN", ["--include", "module:myapp.*", "app.py"], ["module:myapp.*"]],
+    ["--include=PATTERN", ["--include=function:Handler.*", "app.py"], ["function:Handler.*"]],
+    ["a file pattern", ["--include", "file:*/src/*.py", "app.py"], ["file:*/src/*.py"]],
+    ["repeated, in order", [
+      "--include",
+      "module:a",
+      "--include=file:b/*.py",
+      "--include",
+      "function:c",
+      "app.py",
+    ], ["module:a", "file:b/*.py", "function:c"]],
+    ["a repeated pattern", ["--include", "a", "--include", "a", "app.py"], [
+      "module:a",
+      "module:a",
+    ]],
+    ["a glob with a colon", ["--include", "function:f:g", "app.py"], ["function:f:g"]],
+    ["a value after = with an equals sign", ["--include=file:a=b.py", "app.py"], ["file:a=b.py"]],
+  ];
+  for (const [name, argv, include] of cases) {
     await t.step(name, () => {
-      throws(() => parseCommandLine(argv), (error: unknown) => {
-        if (!(error instanceof UsageError)) return false;
-        match(error.message, message);
-        return true;
+      const command = traceCommand(argv);
+      deepEqual(command.filters, filters({ include }));
+      deepEqual(command.target, script("app.py"));
+    });
+  }
+});
+
+Deno.test("parseCommandLine() reads --exclude patterns", async (t) => {
+  const cases: [string, string[], Partial<Filters>][] = [
+    ["--exclude PATTERN", ["--exclude", "module:tests.*", "app.py"], {
+      exclude: ["module:tests.*"],
+    }],
+    ["--exclude=PATTERN", ["--exclude=file:*/vendor/*", "app.py"], {
+      exclude: ["file:*/vendor/*"],
+    }],
+    ["repeated", ["--exclude", "function:_*", "--exclude=module:log*", "app.py"], {
+      exclude: ["function:_*", "module:log*"],
+    }],
+    ["with --include", ["--include", "myapp.*", "--exclude", "myapp.tests.*", "app.py"], {
+      include: ["module:myapp.*"],
+      exclude: ["module:myapp.tests.*"],
+    }],
+  ];
+  for (const [name, argv, expected] of cases) {
+    await t.step(name, () => deepEqual(traceCommand(argv).filters, filters(expected)));
+  }
+});
+
+Deno.test("parseCommandLine() gives a bare pattern its explicit kind", async (t) => {
+  const cases: [string, FilterPattern][] = [
+    ["myapp", "module:myapp"],
+    ["myapp.*", "module:myapp.*"],
+    ["*.handlers", "module:*.handlers"],
+    ["[ab]?", "module:[ab]?"],
+    ["app.py", "file:app.py"],
+    ["*.py", "file:*.py"],
+    ["*/src/*", "file:*/src/*"],
+    ["/abs/path/tool.py", "file:/abs/path/tool.py"],
+    ["src/", "file:src/"],
+    // A "/" before the first colon makes it part of a path, not a prefix.
+    ["*/odd:dir/*.py", "file:*/odd:dir/*.py"],
+    ["module:app.py", "module:app.py"],
+    ["file:myapp", "file:myapp"],
+    ["function:a/b", "function:a/b"],
+  ];
+  for (const [pattern, expected] of cases) {
+    await t.step(`${pattern} -> ${expected}`, () => {
+      deepEqual(traceCommand(["--include", pattern, "--exclude", pattern, "a.py"]).filters, {
+        include: [expected],
+        exclude: [expected],
+        excludeStdlib: false,
+        cCalls: true,
       });
     });
+  }
+});
+
+Deno.test("parseCommandLine() reads --exclude-stdlib, --no-c-calls and --max-depth", async (t) => {
+  const cases: [string, string[], Partial<TraceCommand>][] = [
+    ["--exclude-stdlib", ["--exclude-stdlib", "app.py"], {
+      filters: filters({ excludeStdlib: true }),
+    }],
+    ["--no-c-calls", ["--no-c-calls", "app.py"], { filters: filters({ cCalls: false }) }],
+    ["--max-depth N", ["--max-depth", "3", "app.py"], { maxDepth: 3 }],
+    ["--max-depth=N", ["--max-depth=1", "app.py"], { maxDepth: 1 }],
+    ["the last --max-depth wins", ["--max-depth", "9", "--max-depth=12", "app.py"], {
+      maxDepth: 12,
+    }],
+    ["every filter", [
+      "--exclude-stdlib",
+      "--no-c-calls",
+      "--include=myapp.*",
+      "--exclude",
+      "function:*.debug",
+      "--max-depth",
+      "40",
+      "-o",
+      "t.json",
+      "app.py",
+    ], {
+      output: "t.json",
+      filters: {
+        include: ["module:myapp.*"],
+        exclude: ["function:*.debug"],
+        excludeStdlib: true,
+        cCalls: false,
+      },
+      maxDepth: 40,
+    }],
+    ["flags given twice", [
+      "--exclude-stdlib",
+      "--exclude-stdlib",
+      "--no-c-calls",
+      "--no-c-calls",
+      "app.py",
+    ], {
+      filters: filters({ excludeStdlib: true, cCalls: false }),
+    }],
+    ["no filter", ["app.py"], {}],
+    ["--max-depth alone sets no collector filter", ["--max-depth", "2", "app.py"], {
+      maxDepth: 2,
+    }],
+  ];
+  for (const [name, argv, expected] of cases) {
+    await t.step(name, () => {
+      deepEqual(parseCommandLine(argv), {
+        kind: "trace",
+        target: script("app.py"),
+        output: "app.trace.json",
+        engine: "auto",
+        ...expected,
+      });
+    });
+  }
+});
+
+Deno.test("parseCommandLine() leaves filter options after the program to the program", async (t) => {
+  const cases: [string, string[], Target][] = [
+    [
+      "after a script",
+      ["app.py", "--include", "x", "--exclude-stdlib", "--max-depth", "0"],
+      script(
+        "app.py",
+        "--include",
+        "x",
+        "--exclude-stdlib",
+        "--max-depth",
+        "0",
+      ),
+    ],
+    [
+      "after --",
+      ["--", "app.py", "--no-c-calls", "--exclude=foo:bar"],
+      script(
+        "app.py",
+        "--no-c-calls",
+        "--exclude=foo:bar",
+      ),
+    ],
+    ["after -m MODULE", ["-m", "pytest", "--include=a", "--max-depth=x"], {
+      kind: "module",
+      module: "pytest",
+      args: ["--include=a", "--max-depth=x"],
+    }],
+    ["after -c CODE", ["-c", "pass", "--exclude", ""], {
+      kind: "code",
+      code: "pass",
+      args: ["--exclude", ""],
+    }],
+  ];
+  for (const [name, argv, target] of cases) {
+    await t.step(name, () => {
+      const command = traceCommand(["--no-c-calls", ...argv]);
+      deepEqual(command.target, target);
+      deepEqual(command.filters, filters({ cCalls: false }), "only ours are read");
+      equal(command.maxDepth, undefined);
+    });
+  }
+});
+
+Deno.test("parseCommandLine() rejects a bad pattern", async (t) => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      "an unknown kind",
+      ["--include", "foo:bar", "a.py"],
+      /^unknown pattern kind "foo" in --include "foo:bar": use module:GLOB, file:GLOB or function:GLOB$/,
+    ],
+    [
+      "an unknown kind after =",
+      ["--exclude=func:main", "a.py"],
+      /^unknown pattern kind "func" in --exclude "func:main"/,
+    ],
+    ["a kind in capitals", ["--include", "Module:a", "a.py"], /^unknown pattern kind "Module"/],
+    [
+      "a file name with a colon that is no path",
+      ["--include", "app.py:main", "a.py"],
+      /^unknown pattern kind "app\.py" in --include "app\.py:main"/,
+    ],
+    ["an empty kind", ["--include", ":x", "a.py"], /^unknown pattern kind "" in --include ":x"/],
+    [
+      "an empty module glob",
+      ["--include", "module:", "a.py"],
+      /^empty pattern in --include "module:": give a glob after "module:", e\.g\. module:myapp\.\*$/,
+    ],
+    [
+      "an empty file glob",
+      ["--exclude=file:", "a.py"],
+      /^empty pattern in --exclude "file:": give a glob after "file:", e\.g\. file:\*\/src\/\*\.py$/,
+    ],
+    [
+      "an empty function glob",
+      ["--exclude", "function:", "a.py"],
+      /^empty pattern in --exclude "function:".*e\.g\. function:Handler\.\*$/,
+    ],
+    [
+      "an empty pattern",
+      ["--include", "", "a.py"],
+      /^empty pattern in --include: use module:GLOB, file:GLOB or function:GLOB$/,
+    ],
+    ["--include= with nothing", ["--include=", "a.py"], /^option "--include" needs a value/],
+    ["--include without its value", ["--include"], /^option "--include" needs a value/],
+    [
+      "--exclude followed by an option",
+      ["--exclude", "--no-c-calls", "a.py"],
+      /^option "--exclude" needs a value/,
+    ],
+    [
+      "a bad pattern after good ones",
+      ["--include", "a", "--include", "b", "--exclude", "c:d", "a.py"],
+      /^unknown pattern kind "c" in --exclude "c:d"/,
+    ],
+  ];
+  for (const [name, argv, message] of cases) {
+    await t.step(name, () => throwsUsage(argv, message));
+  }
+});
+
+Deno.test("parseCommandLine() rejects a bad --max-depth or a value for a flag", async (t) => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      "zero",
+      ["--max-depth", "0", "a.py"],
+      /^option "--max-depth" needs a positive whole number, not "0"$/,
+    ],
+    [
+      "negative",
+      ["--max-depth", "-1", "a.py"],
+      /^option "--max-depth" needs a positive whole number, not "-1"$/,
+    ],
+    ["negative after =", ["--max-depth=-3", "a.py"], /not "-3"$/],
+    ["a fraction", ["--max-depth", "2.5", "a.py"], /not "2\.5"$/],
+    ["a word", ["--max-depth", "deep", "a.py"], /not "deep"$/],
+    ["a sign", ["--max-depth", "+2", "a.py"], /not "\+2"$/],
+    ["an exponent", ["--max-depth", "1e3", "a.py"], /not "1e3"$/],
+    ["hexadecimal", ["--max-depth", "0x10", "a.py"], /not "0x10"$/],
+    ["spaces", ["--max-depth", " 2", "a.py"], /not " 2"$/],
+    ["too large", ["--max-depth", "99999999999999999999", "a.py"], /not "99999999999999999999"$/],
+    ["no value", ["--max-depth"], /^option "--max-depth" needs a value/],
+    [
+      "followed by an option",
+      ["--max-depth", "--no-c-calls", "a.py"],
+      /^option "--max-depth" needs a value/,
+    ],
+    ["--max-depth= with nothing", ["--max-depth=", "a.py"], /^option "--max-depth" needs a value/],
+    [
+      "--exclude-stdlib=1",
+      ["--exclude-stdlib=1", "a.py"],
+      /^option "--exclude-stdlib" takes no value/,
+    ],
+    ["--no-c-calls=yes", ["--no-c-calls=yes", "a.py"], /^option "--no-c-calls" takes no value/],
+    ["--c-calls", ["--c-calls", "a.py"], /^unknown option "--c-calls"/],
+  ];
+  for (const [name, argv, message] of cases) {
+    await t.step(name, () => throwsUsage(argv, message));
   }
 });
 
@@ -232,8 +531,16 @@ Deno.test("HELP_TEXT documents every option, the viewers and PANOPTICON_PYTHON",
       "-o, --output FILE",
       "--python PATH",
       "--engine ENGINE",
+      "--include PATTERN",
+      "--include=PATTERN",
+      "--exclude PATTERN",
+      "--exclude=PATTERN",
+      "--exclude-stdlib",
+      "--no-c-calls",
+      "--max-depth N",
       "-h, --help",
       "-V, --version",
+      ...PATTERN_KINDS.map((kind) => `${kind}:GLOB`),
       "PANOPTICON_PYTHON",
       "https://ui.perfetto.dev",
       "chrome://tracing",
@@ -243,6 +550,16 @@ Deno.test("HELP_TEXT documents every option, the viewers and PANOPTICON_PYTHON",
   ) {
     match(HELP_TEXT, new RegExp(word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
   }
+  // What each filter costs.
+  match(
+    HELP_TEXT,
+    /on Python 3\.12\+ \(the monitoring engine\)[^]*costs nothing after its\s+first event/,
+  );
+  match(HELP_TEXT, /before 3\.12[^]*profile callback that returns at once/);
+  match(
+    HELP_TEXT,
+    /--max-depth makes\s+the trace smaller but does not save the collector any work/,
+  );
   for (const line of HELP_TEXT.split("\n")) {
     ok(line.length <= 80, `help line too long: ${line}`);
   }

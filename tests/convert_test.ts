@@ -92,7 +92,9 @@ Deno.test("convert writes the protocol's example as a valid trace", async () => 
     pid: 4242,
     pythonVersion: "3.12.1",
     engine: "monitoring",
-    protocol: 1,
+    protocol: 2,
+    omittedSlices: 0,
+    pythonMaxRss: undefined,
     warnings: [],
   });
 });
@@ -123,6 +125,83 @@ Deno.test("convert follows a generator resumed on another thread", async () => {
   assert.equal(summary.threads, 3);
   assert.equal(summary.complete, true);
   assert.deepEqual(summary.warnings, []);
+});
+
+Deno.test("convert reads packed events (protocol 2) as it reads JSON events (protocol 1)", async () => {
+  const v2 = await convertChunks([await fixture("threads.ndjson")]);
+  const v1 = await convertChunks([await fixture("threads_v1.ndjson")]);
+  assert.deepEqual(v2.trace.traceEvents, v1.trace.traceEvents);
+  assert.equal(v2.summary.protocol, 2);
+  assert.equal(v1.summary.protocol, 1);
+  assert.deepEqual({ ...v2.summary, protocol: 1, pythonMaxRss: undefined }, v1.summary);
+  // Only protocol 2 reports the Python process's peak memory.
+  assert.equal(v2.summary.pythonMaxRss, 31_457_280);
+  assert.equal(v2.trace.otherData.python_max_rss, 31_457_280);
+  assert.equal("python_max_rss" in v1.trace.otherData, false);
+  assert.deepEqual(
+    { ...v2.trace.otherData, protocol: 1, python_max_rss: undefined },
+    { ...v1.trace.otherData, python_max_rss: undefined },
+  );
+});
+
+Deno.test("convert leaves out slices deeper than maxDepth", async (t) => {
+  const bytes = await fixture("threads.ndjson");
+  const cases: { maxDepth: number; names: string[]; omitted: number }[] = [
+    {
+      maxDepth: 1,
+      names: ["<module>", "threading.Thread.run", "panopticon.flush", "threading.Thread.run"],
+      omitted: 6,
+    },
+    {
+      maxDepth: 2,
+      names: [
+        "<module>",
+        "produce",
+        "time.sleep",
+        "threading.Thread.run",
+        "wörker",
+        "panopticon.flush",
+        "threading.Thread.run",
+        "wörker",
+        // Back at depth 2; its slice at depth 3 on thread 2 is left out, and
+        // so are both flows to and from it.
+        "produce",
+      ],
+      omitted: 1,
+    },
+    {
+      maxDepth: Infinity,
+      names: slices((await convertChunks([bytes])).trace).map((row) => row[0] as string),
+      omitted: 0,
+    },
+  ];
+  for (const { maxDepth, names, omitted } of cases) {
+    await t.step(`maxDepth ${maxDepth}`, async () => {
+      const { trace, summary } = await convertChunks([bytes], { maxDepth });
+      assert.deepEqual(slices(trace).map((row) => row[0]), names);
+      assert.equal(summary.omittedSlices, omitted);
+      assert.equal(summary.slices, names.length);
+      assert.equal(trace.otherData.omitted_slices, omitted || undefined);
+      // No flow arrow is left without its other end.
+      const ends = new Map<string, number>();
+      for (const event of trace.traceEvents) {
+        if (event.bind_id === undefined) continue;
+        const balance = (event.flow_out ? 1 : 0) - (event.flow_in ? 1 : 0);
+        ends.set(event.bind_id, (ends.get(event.bind_id) ?? 0) + balance);
+      }
+      for (const [id, balance] of ends) assert.equal(balance, 0, `flow ${id}`);
+    });
+  }
+  await t.step("rejects maxDepth 0, leaving the streams untouched", async () => {
+    const input = ReadableStream.from([bytes]);
+    const output = new WritableStream<Uint8Array>();
+    await assert.rejects(
+      () => convert(input, output, { maxDepth: 0 }),
+      new RangeError("maxDepth must be a positive integer or Infinity, got 0"),
+    );
+    assert.equal(input.locked, false);
+    assert.equal(output.locked, false);
+  });
 });
 
 Deno.test("convert writes a trace of a stream cut short", async () => {
@@ -204,9 +283,21 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
     },
     {
       name: "a newer protocol",
-      text: `${hello.replace('"protocol":1', '"protocol":2')}\n`,
+      text: `${hello.replace('"protocol":1', '"protocol":3')}\n`,
       message:
-        "line 1: the stream speaks protocol 2 but this converter understands up to 1: upgrade panopticon",
+        "line 1: the stream speaks protocol 3 but this converter understands up to 2: upgrade panopticon",
+    },
+    {
+      name: "packed events that are not base64",
+      text: `${hello}\n\n{"kind":"events","packed":"W$=="}\n`,
+      message:
+        'line 3: expected "packed" to be base64 in an "events" record (Found a character that cannot be part of a valid base64 string.)',
+    },
+    {
+      name: "packed events cut short",
+      text: `${hello}\n{"kind":"events","packed":"WwEAAAAoBQAAAGkAAAAAaeEiAgBp6AMAAGkAAAAA"}\n`,
+      message: 'line 2: the "packed" events are malformed: the list claims 1 items but only ' +
+        "30 bytes were sent (truncated?)",
     },
     {
       name: "an unknown kind",
@@ -261,7 +352,7 @@ Deno.test("convert checks the run's secret", async (t) => {
 });
 
 Deno.test("convert writes the same trace whatever the chunk boundaries", async (t) => {
-  for (const name of ["threads.ndjson", "truncated.ndjson"]) {
+  for (const name of ["threads.ndjson", "threads_v1.ndjson", "truncated.ndjson"]) {
     await t.step(name, async () => {
       const bytes = await fixture(name);
       const reference = (await convertChunks([bytes])).text;

@@ -3,6 +3,7 @@ import {
   type CodeRecord,
   type CodeType,
   FrameStateMachine,
+  type FrameStateMachineOptions,
   type HelloRecord,
   type ProcessInfo,
   type ProtocolEvent,
@@ -12,6 +13,7 @@ import {
   type TraceSink,
   type TraceSummary,
 } from "../mod.ts";
+import { packEvents } from "./_packed.ts";
 
 /** A sink that keeps everything, slices rendered as short strings. */
 class RecordingSink implements TraceSink {
@@ -49,7 +51,7 @@ function show(slice: Slice): string {
 
 const HELLO: HelloRecord = {
   kind: "hello",
-  protocol: 1,
+  protocol: 2,
   pid: 4242,
   python: "3.12.1",
   engine: "monitoring",
@@ -86,10 +88,17 @@ function events(...list: ProtocolEvent[]): ProtocolRecord {
 const END: ProtocolRecord = { kind: "end", ts: 0, events: 0, dropped: 0, reason: "exit" };
 
 /** Runs hello, the definitions and `records` through a machine, then ends it. */
-function run(records: ProtocolRecord[], hello: HelloRecord = HELLO) {
+function run(
+  records: ProtocolRecord[],
+  hello: HelloRecord = HELLO,
+  options: FrameStateMachineOptions = {},
+) {
   const sink = new RecordingSink();
   const warnings: string[] = [];
-  const machine = new FrameStateMachine(sink, { onWarning: (message) => warnings.push(message) });
+  const machine = new FrameStateMachine(sink, {
+    ...options,
+    onWarning: (message) => warnings.push(message),
+  });
   for (const record of [hello, ...DEFINITIONS, ...records]) machine.push(record);
   const summary = machine.end();
   return { sink, warnings, summary };
@@ -326,6 +335,251 @@ Deno.test("FrameStateMachine turns events into slices as the protocol says", asy
     await t.step(name, () => {
       const { sink } = run([events(...list)]);
       assert.deepEqual(sorted(sink), slices);
+    });
+  }
+});
+
+Deno.test("FrameStateMachine reads packed events as it reads JSON events", async (t) => {
+  const list: ProtocolEvent[] = [
+    [0, 1, 1000, 0, 1],
+    [0, 1, 2000, 140245060931392, 2],
+    [4, 1, 3000, 140245060931392, 2],
+    [5, 140245061072704, 4000, 0, 1],
+    [6, 140245061072704, 5000, 0, 1],
+    [1, 1, 6000, 140245060931392, 2],
+    [2, 1, 7000, 140245060931392, 0],
+    [2, 1, 1_718_034_712_345_678, 0, 0],
+  ];
+  const json = run([events(...list)]);
+  const cases: { name: string; records: ProtocolRecord[] }[] = [
+    { name: "one batch", records: [{ kind: "events", packed: packEvents(list) }] },
+    {
+      name: "a batch per event, with empty batches",
+      records: list.flatMap((event) => [
+        { kind: "events", packed: packEvents([event]) },
+        { kind: "events", packed: packEvents([]) },
+      ]),
+    },
+    {
+      name: "packed and JSON batches mixed",
+      records: [
+        { kind: "events", packed: packEvents(list.slice(0, 3)) },
+        events(...list.slice(3, 5)),
+        { kind: "events", packed: packEvents(list.slice(5)) },
+      ],
+    },
+  ];
+  for (const { name, records } of cases) {
+    await t.step(name, () => {
+      const packed = run(records);
+      assert.deepEqual(packed.sink.slices, json.sink.slices);
+      assert.deepEqual(packed.sink.threads, json.sink.threads);
+      assert.equal(packed.summary.events, list.length);
+    });
+  }
+  await t.step("of protocol 1", () => {
+    const old = run([events(...list)], { ...HELLO, protocol: 1 });
+    assert.deepEqual(old.sink.slices, json.sink.slices);
+    assert.equal(old.summary.protocol, 1);
+  });
+});
+
+Deno.test("FrameStateMachine leaves out slices deeper than maxDepth", async (t) => {
+  const cases: {
+    name: string;
+    maxDepth: number;
+    events: ProtocolEvent[];
+    slices: string[];
+    omitted: number;
+  }[] = [
+    {
+      name: "keeps every slice at or above the limit",
+      maxDepth: 2,
+      events: [
+        [0, 1, 1000, 0, 3], // outer, depth 1
+        [0, 1, 2000, 0, 4], // inner, depth 2
+        [0, 1, 3000, 0, 4], // inner, depth 3
+        [0, 1, 3500, 0, 4], // inner, depth 4
+        [2, 1, 3600, 0, 4],
+        [2, 1, 4000, 0, 4],
+        [2, 1, 5000, 0, 4],
+        [0, 1, 6000, 0, 4], // inner, depth 2 again
+        [2, 1, 7000, 0, 4],
+        [2, 1, 8000, 0, 3],
+      ],
+      slices: ["outer 1:1-8", "inner 1:2-5", "inner 1:6-7"],
+      omitted: 2,
+    },
+    {
+      name: "counts a C call as a level",
+      maxDepth: 2,
+      events: [
+        [0, 1, 1000, 0, 3],
+        [5, 1, 2000, 0, 1], // print, depth 2
+        [0, 1, 3000, 0, 4], // inner called from C, depth 3
+        [2, 1, 4000, 0, 4],
+        [6, 1, 5000, 0, 1],
+        [2, 1, 6000, 0, 3],
+      ],
+      slices: ["outer 1:1-6", "print 1:2-5"],
+      omitted: 1,
+    },
+    {
+      name: "counts each thread's stack on its own",
+      maxDepth: 1,
+      events: [
+        [0, 1, 1000, 0, 3],
+        [0, 2, 2000, 0, 4],
+        [0, 1, 3000, 0, 4],
+        [2, 1, 4000, 0, 4],
+        [2, 2, 5000, 0, 4],
+        [2, 1, 6000, 0, 3],
+      ],
+      slices: ["outer 1:1-6", "inner 2:2-5"],
+      omitted: 1,
+    },
+    {
+      name: "keeps the flows of a generator whose slices are all kept",
+      maxDepth: 2,
+      events: [
+        [0, 1, 1000, 0, 3],
+        [0, 1, 2000, 70, 2],
+        [4, 1, 3000, 70, 2],
+        [1, 1, 4000, 70, 2],
+        [2, 1, 5000, 70, 2],
+        [2, 1, 6000, 0, 3],
+      ],
+      slices: ["outer 1:1-6", "numbers 1:2-3 flow1 out", "numbers 1:4-5 flow1 in"],
+      omitted: 0,
+    },
+    {
+      name: "writes no flow of a generator whose slices are all left out",
+      maxDepth: 1,
+      events: [
+        [0, 1, 1000, 0, 3],
+        [0, 1, 2000, 70, 2],
+        [4, 1, 3000, 70, 2],
+        [1, 1, 4000, 70, 2],
+        [4, 1, 5000, 70, 2],
+        [1, 1, 6000, 70, 2],
+        [2, 1, 7000, 70, 2],
+        [2, 1, 8000, 0, 3],
+        [0, 1, 9000, 80, 5], // a later coroutine at depth 1 gets flow 1
+        [4, 1, 9500, 80, 5],
+        [1, 1, 10000, 80, 5],
+        [2, 1, 10500, 80, 5],
+      ],
+      slices: ["outer 1:1-8", "main 1:9-9.5 flow1 out", "main 1:10-10.5 flow1 in"],
+      omitted: 3,
+    },
+    {
+      name: "writes no flow between a kept slice and a left-out one",
+      maxDepth: 2,
+      events: [
+        [0, 1, 1000, 80, 5], // main, depth 1
+        [4, 1, 2000, 80, 5],
+        [0, 1, 2500, 0, 3], // outer, depth 1
+        [0, 1, 2600, 0, 4], // inner, depth 2
+        [1, 1, 3000, 80, 5], // main resumed at depth 3: left out
+        [4, 1, 4000, 80, 5],
+        [2, 1, 4500, 0, 4],
+        [2, 1, 4600, 0, 3],
+        [1, 1, 5000, 80, 5], // resumed at depth 1: kept, but no flow from depth 3
+        [4, 1, 6000, 80, 5],
+        [1, 1, 7000, 80, 5], // kept: a flow joins it to the one before
+        [2, 1, 8000, 80, 5],
+      ],
+      slices: [
+        "main 1:1-2",
+        "outer 1:2.5-4.6",
+        "inner 1:2.6-4.5",
+        "main 1:5-6 flow1 out",
+        "main 1:7-8 flow1 in",
+      ],
+      omitted: 1,
+    },
+    {
+      name: "gives a chain broken by a left-out slice a new flow id",
+      maxDepth: 1,
+      events: [
+        [0, 1, 1000, 80, 5],
+        [4, 1, 2000, 80, 5],
+        [1, 1, 3000, 80, 5],
+        [4, 1, 4000, 80, 5],
+        [0, 1, 4500, 0, 3],
+        [1, 1, 5000, 80, 5], // depth 2: left out
+        [4, 1, 6000, 80, 5],
+        [2, 1, 6500, 0, 3],
+        [1, 1, 7000, 80, 5],
+        [4, 1, 8000, 80, 5],
+        [1, 1, 9000, 80, 5],
+        [2, 1, 10000, 80, 5],
+      ],
+      slices: [
+        "main 1:1-2 flow1 out",
+        "main 1:3-4 flow1 in",
+        "outer 1:4.5-6.5",
+        "main 1:7-8 flow2 out",
+        "main 1:9-10 flow2 in",
+      ],
+      omitted: 1,
+    },
+    {
+      name: "leaves out deep unbalanced and unfinished slices too",
+      maxDepth: 1,
+      events: [
+        [0, 1, 1000, 10, 3],
+        [0, 1, 2000, 11, 4],
+        [2, 1, 3000, 10, 3], // closes inner, unbalanced
+        [0, 1, 4000, 0, 3],
+        [5, 1, 5000, 0, 1], // still open at the end
+      ],
+      slices: ["outer 1:1-3", 'outer 1:4-5 {"unfinished":true}'],
+      omitted: 2,
+    },
+    {
+      name: "leaves out nothing with an infinite limit",
+      maxDepth: Infinity,
+      events: [[0, 1, 1000, 0, 3], [0, 1, 2000, 0, 4], [2, 1, 3000, 0, 4], [2, 1, 4000, 0, 3]],
+      slices: ["outer 1:1-4", "inner 1:2-3"],
+      omitted: 0,
+    },
+  ];
+  for (const { name, maxDepth, events: list, slices, omitted } of cases) {
+    await t.step(name, () => {
+      const { sink, summary } = run([events(...list)], HELLO, { maxDepth });
+      assert.deepEqual(sorted(sink), slices);
+      assert.equal(summary.omittedSlices, omitted);
+      assert.equal(summary.slices, slices.length);
+    });
+  }
+  await t.step("keeps the collector's flushes", () => {
+    const { sink } = run(
+      [
+        events([0, 1, 1000, 0, 3], [0, 1, 2000, 0, 4]),
+        { kind: "flush", thread: 1, start: 2500, end: 2600, events: 2 },
+      ],
+      HELLO,
+      { maxDepth: 1 },
+    );
+    assert.deepEqual(sorted(sink), [
+      'outer 1:1-2.6 {"unfinished":true}',
+      'panopticon.flush 1:2.5-2.6 {"events":2}',
+    ]);
+  });
+  for (const maxDepth of [0, -1, 1.5, NaN, -Infinity]) {
+    await t.step(`rejects maxDepth ${maxDepth}`, () => {
+      assert.throws(
+        () => new FrameStateMachine(new RecordingSink(), { maxDepth }),
+        (error) => {
+          assert.ok(error instanceof RangeError);
+          assert.equal(
+            error.message,
+            `maxDepth must be a positive integer or Infinity, got ${maxDepth}`,
+          );
+          return true;
+        },
+      );
     });
   }
 });
@@ -584,7 +838,7 @@ Deno.test("FrameStateMachine describes the process", () => {
     argv: ["async hello.py", "it's", "-v"],
     pythonVersion: "3.12.1",
     engine: "monitoring",
-    protocol: 1,
+    protocol: 2,
   }]);
   assert.equal(run([]).sink.processes[0]!.name, "python prog.py --flag");
 });
@@ -619,8 +873,16 @@ Deno.test("FrameStateMachine summarises the stream and warns", async (t) => {
         pid: 4242,
         pythonVersion: "3.12.1",
         engine: "monitoring",
-        protocol: 1,
+        protocol: 2,
+        omittedSlices: 0,
+        pythonMaxRss: undefined,
       },
+      warnings: [],
+    },
+    {
+      name: "the peak memory of the Python process",
+      records: [two, { ...end({}), max_rss: 31_457_280 } as ProtocolRecord],
+      summary: { complete: true, pythonMaxRss: 31_457_280 },
       warnings: [],
     },
     {
@@ -698,16 +960,26 @@ Deno.test("FrameStateMachine rejects streams out of order", async (t) => {
     },
     {
       name: "a newer protocol",
-      push: (machine) => machine.push({ ...HELLO, protocol: 2 }),
+      push: (machine) => machine.push({ ...HELLO, protocol: 3 }),
       message:
-        "line 1: the stream speaks protocol 2 but this converter understands up to 1: upgrade panopticon",
+        "line 1: the stream speaks protocol 3 but this converter understands up to 2: upgrade panopticon",
       line: 1,
     },
     {
       name: "protocol 0",
       push: (machine) => machine.push({ ...HELLO, protocol: 0 }),
-      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 1",
+      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 2",
       line: 1,
+    },
+    {
+      name: "packed events that do not unpack",
+      push: (machine) => {
+        machine.push(HELLO, 1);
+        machine.push({ kind: "events", packed: "WwEAAAA=" }, 5);
+      },
+      message: 'line 5: the "packed" events are malformed: the list claims 1 items but only ' +
+        "5 bytes were sent (truncated?)",
+      line: 5,
     },
     {
       name: "a second hello",

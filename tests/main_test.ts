@@ -50,6 +50,18 @@ Deno.test("main reports its own errors once, without a stack, with status 2 or 1
     ],
     ["no program", [], 2, /^error: no program to trace: give a script, -c CODE or -m MODULE/],
     [
+      "a bad filter pattern",
+      ["--include", "foo:bar", "x.py"],
+      2,
+      /^error: unknown pattern kind "foo" in --include "foo:bar": use module:GLOB, file:GLOB or function:GLOB\n$/,
+    ],
+    [
+      "a bad --max-depth",
+      ["--max-depth", "0", "x.py"],
+      2,
+      /^error: option "--max-depth" needs a positive whole number, not "0"\n$/,
+    ],
+    [
       "a missing script",
       ["--python", "python3", "/nonexistent/app.py"],
       1,

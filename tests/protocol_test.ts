@@ -36,7 +36,7 @@ function assertProtocolError(run: () => unknown, line: number, message: string |
 }
 
 const HELLO =
-  '{"kind":"hello","protocol":1,"pid":4242,"python":"3.12.1","engine":"monitoring","t0":1000,"main_thread":140001,"argv":["gen.py"]}';
+  '{"kind":"hello","protocol":2,"pid":4242,"python":"3.12.1","engine":"monitoring","t0":1000,"main_thread":140001,"argv":["gen.py"]}';
 
 Deno.test("Op numbers the operations as the protocol does", () => {
   assert.deepEqual(Op, {
@@ -49,7 +49,7 @@ Deno.test("Op numbers the operations as the protocol does", () => {
     CReturn: 6,
     CRaise: 7,
   });
-  assert.equal(PROTOCOL_VERSION, 1);
+  assert.equal(PROTOCOL_VERSION, 2);
 });
 
 Deno.test("ProtocolError carries the line and names it in its message", () => {
@@ -93,6 +93,16 @@ Deno.test("decodeRecord decodes every kind of record", async (t) => {
     },
     { name: "empty events", text: '{"kind":"events","events":[]}', kind: "events" },
     {
+      name: "packed events",
+      text: '{"kind":"events","packed":"WwEAAAAoBQAAAGkAAAAAaeEiAgBp6AMAAGkAAAAAaQEAAAA="}',
+      kind: "events",
+    },
+    {
+      name: "packed events that only unpacking can tell are malformed",
+      text: '{"kind":"events","packed":"not base64!"}',
+      kind: "events",
+    },
+    {
       name: "flush",
       text: '{"kind":"flush","thread":140001,"start":1710,"end":1750,"events":8}',
       kind: "flush",
@@ -101,6 +111,16 @@ Deno.test("decodeRecord decodes every kind of record", async (t) => {
       name: "end",
       text: '{"kind":"end","ts":1800,"events":8,"dropped":0,"reason":"exit"}',
       kind: "end",
+    },
+    {
+      name: "end with max_rss",
+      text: '{"kind":"end","ts":1800,"events":8,"dropped":0,"reason":"exit","max_rss":31457280}',
+      kind: "end",
+    },
+    {
+      name: "hello of protocol 1",
+      text: HELLO.replace('"protocol":2', '"protocol":1'),
+      kind: "hello",
     },
     {
       name: "a line ending in CR",
@@ -170,6 +190,11 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       message: 'line 7: expected a string "reason" in an "end" record',
     },
     {
+      name: "a max_rss that is not an integer",
+      text: '{"kind":"end","ts":1,"events":8,"dropped":0,"reason":"exit","max_rss":"30M"}',
+      message: 'line 7: expected an integer "max_rss" in an "end" record',
+    },
+    {
       name: "a fractional t0 in a hello record",
       text: HELLO.replace('"t0":1000', '"t0":1000.5'),
       message: 'line 7: expected an integer "t0" in a "hello" record',
@@ -215,6 +240,23 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "a flush record without events",
       text: '{"kind":"flush","thread":1,"start":1,"end":2}',
       message: 'line 7: expected an integer "events" in a "flush" record',
+    },
+    {
+      name: "an events record with neither events nor packed",
+      text: '{"kind":"events"}',
+      message:
+        'line 7: expected exactly one of "events" and "packed" in an "events" record, got neither',
+    },
+    {
+      name: "an events record with both events and packed",
+      text: '{"kind":"events","events":[],"packed":"WwAAAAA="}',
+      message:
+        'line 7: expected exactly one of "events" and "packed" in an "events" record, got both',
+    },
+    {
+      name: "packed events that are not a string",
+      text: '{"kind":"events","packed":[1,2]}',
+      message: 'line 7: expected a string "packed" in an "events" record',
     },
     {
       name: "events that are not an array",
@@ -384,7 +426,7 @@ Deno.test("NdjsonDecoder joins a line that spans many chunks in linear time", ()
   const [record, line] = seen[0]!;
   assert.equal(line, 1);
   assert.equal(record.kind, "events");
-  assert.equal(record.kind === "events" && record.events.length, 200_000);
+  assert.equal(record.kind === "events" && record.events?.length, 200_000);
   assert.equal(decoder.line, 1);
   assert.ok(elapsed < 2000, `took ${elapsed} ms`);
 });

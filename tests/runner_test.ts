@@ -1,6 +1,6 @@
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { dirname } from "node:path";
-import type { Target } from "../src/cli.ts";
+import type { Filters, Target } from "../src/cli.ts";
 import type { ConversionSummary } from "../src/convert.ts";
 import {
   childArgs,
@@ -8,6 +8,7 @@ import {
   type ChildStatus,
   type Convert,
   exitCodeOf,
+  filtersVariable,
   resolveEngine,
   RunError,
   type RunOptions,
@@ -278,6 +279,152 @@ Deno.test("childEnvironment() sets PYTHONPATH and PANOPTICON_PYTHONPATH", async 
       equal(env.PANOPTICON_SECRET, "s");
       equal(env.PANOPTICON_ENGINE, "auto");
       if (base.HOME) equal(env.HOME, base.HOME);
+    });
+  }
+});
+
+/** Filters with the defaults, and `changes`. */
+function filters(changes: Partial<Filters>): Filters {
+  return { include: [], exclude: [], excludeStdlib: false, cCalls: true, ...changes };
+}
+
+Deno.test("filtersVariable() encodes the filters as one JSON object", async (t) => {
+  const cases: [string, Filters | undefined, string | undefined][] = [
+    ["no filters", undefined, undefined],
+    ["filters that filter nothing", filters({}), undefined],
+    [
+      "--include",
+      filters({ include: ["module:myapp.*", "file:*/src/*.py"] }),
+      '{"include":["module:myapp.*","file:*/src/*.py"],"exclude":[],"exclude_stdlib":false,"c_calls":true}',
+    ],
+    [
+      "--exclude",
+      filters({ exclude: ["function:Handler.*"] }),
+      '{"include":[],"exclude":["function:Handler.*"],"exclude_stdlib":false,"c_calls":true}',
+    ],
+    [
+      "--exclude-stdlib",
+      filters({ excludeStdlib: true }),
+      '{"include":[],"exclude":[],"exclude_stdlib":true,"c_calls":true}',
+    ],
+    [
+      "--no-c-calls",
+      filters({ cCalls: false }),
+      '{"include":[],"exclude":[],"exclude_stdlib":false,"c_calls":false}',
+    ],
+    [
+      "a pattern with quotes, a backslash and non-ASCII",
+      filters({ include: ['file:*/"quoted"\\dir/*.py', "function:caf\u00e9"] }),
+      '{"include":["file:*/\\"quoted\\"\\\\dir/*.py","function:caf\u00e9"],"exclude":[],"exclude_stdlib":false,"c_calls":true}',
+    ],
+  ];
+  for (const [name, given, expected] of cases) {
+    await t.step(name, () => {
+      const value = filtersVariable(given);
+      equal(value, expected);
+      if (value !== undefined && given !== undefined) {
+        deepEqual(JSON.parse(value), {
+          include: given.include,
+          exclude: given.exclude,
+          exclude_stdlib: given.excludeStdlib,
+          c_calls: given.cCalls,
+        });
+      }
+    });
+  }
+});
+
+Deno.test("childEnvironment() sets PANOPTICON_FILTERS only when a filter is given", async (t) => {
+  const settings = {
+    dir: "/tmp/p",
+    socket: "/tmp/p/channel.sock",
+    secret: "s",
+    engine: "auto" as const,
+  };
+  const cases: [string, Record<string, string>, Filters | undefined, string | undefined][] = [
+    ["no filters", { HOME: "/h" }, undefined, undefined],
+    [
+      "no filters, a stale variable",
+      { PANOPTICON_FILTERS: '{"include":["x"]}' },
+      undefined,
+      undefined,
+    ],
+    ["empty filters, a stale variable", { PANOPTICON_FILTERS: "stale" }, filters({}), undefined],
+    [
+      "filters, a stale variable",
+      { PANOPTICON_FILTERS: "stale" },
+      filters({ excludeStdlib: true, cCalls: false }),
+      '{"include":[],"exclude":[],"exclude_stdlib":true,"c_calls":false}',
+    ],
+  ];
+  for (const [name, base, given, expected] of cases) {
+    await t.step(name, () => {
+      const env = childEnvironment(base, { ...settings, filters: given });
+      equal(env.PANOPTICON_FILTERS, expected);
+      equal("PANOPTICON_FILTERS" in env, expected !== undefined);
+    });
+  }
+});
+
+Deno.test("runTraced() passes the filters to the collector and the depth to the converter", async (t) => {
+  const cases: [string, Partial<RunOptions>, string | undefined, number | undefined][] = [
+    [
+      "every filter and a depth",
+      {
+        filters: {
+          include: ["module:myapp.*", "file:*/src/*.py"],
+          exclude: ["function:Handler.*"],
+          excludeStdlib: true,
+          cCalls: false,
+        },
+        maxDepth: 3,
+      },
+      '{"include":["module:myapp.*","file:*/src/*.py"],"exclude":["function:Handler.*"],"exclude_stdlib":true,"c_calls":false}',
+      3,
+    ],
+    [
+      "--exclude-stdlib alone",
+      { filters: filters({ excludeStdlib: true }) },
+      '{"include":[],"exclude":[],"exclude_stdlib":true,"c_calls":true}',
+      undefined,
+    ],
+    ["a depth alone", { maxDepth: 1 }, undefined, 1],
+    ["no filter", {}, undefined, undefined],
+  ];
+  for (const [name, extra, variable, maxDepth] of cases) {
+    await t.step(name, async () => {
+      await using box = await sandbox();
+      const fake = fakeSpawn(tracedExit({ code: 0, signal: null }));
+      let convertOptions: Record<string, unknown> | undefined;
+      const convert: Convert = async (input, output, options) => {
+        convertOptions = { ...options };
+        await input.cancel();
+        await output.close();
+        return fakeSummary();
+      };
+      await runTraced(
+        script(box.script),
+        box.options(fake.spawn, {
+          convert,
+          env: { PATH: "/usr/bin", PANOPTICON_FILTERS: '{"include":["stale"]}' },
+          ...extra,
+        }),
+      );
+      const env = fake.requests[0]!.env;
+      const dir = dirname(env.PANOPTICON_CHANNEL!);
+      const expected: Record<string, string> = {
+        PATH: "/usr/bin",
+        PYTHONPATH: dir,
+        PANOPTICON_CHANNEL: `${dir}/channel.sock`,
+        PANOPTICON_SECRET: env.PANOPTICON_SECRET!,
+        PANOPTICON_ENGINE: "auto",
+      };
+      if (variable !== undefined) expected.PANOPTICON_FILTERS = variable;
+      deepEqual(env, expected, "the stale value is gone, the new one exact");
+      deepEqual(convertOptions, {
+        secret: env.PANOPTICON_SECRET,
+        ...(maxDepth === undefined ? {} : { maxDepth }),
+      });
     });
   }
 });

@@ -1,0 +1,928 @@
+/**
+ * Collector overhead: runs each workload of the shared benchmark untraced,
+ * traced by Panopticon, and under the two floors of `bench/floor.py`, in
+ * alternating runs, and prints per workload the median times, their ratios,
+ * the events, the trace's size and the peak memory of the Python process
+ * and of the converter; then runs the converter benchmark once. The results
+ * go to `bench/results/latest.json` and a dated copy.
+ *
+ *     deno task bench [--all | --python PATH...] [--workloads a,b] [--runs N]
+ *                     [--reps N] [--workloads-dir DIR] [--results DIR] [--quick]
+ *
+ * Every time is the whole process, from spawn to exit, measured by
+ * `bench/_measure.py`; the traced time is thus Python, collector and
+ * converter together, with the trace complete on disk.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { findTestPythons, type TestPython } from "../tests/_pythons.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const MAIN = join(ROOT, "main.ts");
+const MEASURE = join(ROOT, "bench", "_measure.py");
+const FLOOR = join(ROOT, "bench", "floor.py");
+const CONVERTER_BENCH = join(ROOT, "bench", "converter.ts");
+
+/** The filtered run: only the workload's own file is recorded. */
+const FILTERED_WORKLOAD = "stdlib_mix.py";
+const FILTER_ARGS = ["--include", "file:*/stdlib_mix.py"];
+
+/** Targets of the overhead issue, printed next to the figures. */
+const TARGET_OVER_FLOOR = 1.3;
+const TARGET_FILTERED = 1.15;
+
+const HELP = `Collector overhead benchmark.
+
+Usage: deno task bench [options]
+
+Options:
+  --all                 every Python found (default: the oldest and the newest)
+  --python PATH         benchmark this interpreter (repeatable)
+  --workloads a,b       only these workloads (names with or without .py)
+  --runs N              alternating runs of each kind; the median is reported (default 5)
+  --reps N              BENCH_REPS for every workload (default: each workload's own)
+  --workloads-dir DIR   where the workloads are (default: ../shared/bench/workloads)
+  --results DIR         where the JSON results go (default: bench/results)
+  --quick               smoke test: 1 run, BENCH_REPS=1, one workload (calls unless
+                        --workloads), a small converter run; writes quick.json only
+  -h, --help            show this help`;
+
+// --- options -----------------------------------------------------------------
+
+/** What to run, from the command line. */
+interface Options {
+  pythons: string[];
+  all: boolean;
+  workloads: string[] | undefined;
+  runs: number;
+  reps: string | undefined;
+  workloadsDir: string;
+  resultsDir: string;
+  quick: boolean;
+  /** Events for the converter benchmark; undefined: its own default. */
+  converterEvents: number | undefined;
+}
+
+class UsageError extends Error {}
+
+function positiveInteger(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new UsageError(`${name} wants a positive whole number, got "${text}"`);
+  }
+  return value;
+}
+
+function parseOptions(args: string[]): Options | "help" {
+  const { values } = parseArgs({
+    args,
+    options: {
+      all: { type: "boolean" },
+      python: { type: "string", multiple: true },
+      workloads: { type: "string" },
+      runs: { type: "string" },
+      reps: { type: "string" },
+      "workloads-dir": { type: "string" },
+      results: { type: "string" },
+      quick: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return "help";
+  const quick = values.quick ?? false;
+  const runs = positiveInteger(values.runs, "--runs") ?? (quick ? 1 : 5);
+  const reps = positiveInteger(values.reps, "--reps") ?? (quick ? 1 : undefined);
+  const workloads = values.workloads?.split(",").map((name) => name.trim()).filter(Boolean);
+  return {
+    pythons: values.python ?? [],
+    all: values.all ?? false,
+    workloads: workloads ?? (quick ? ["calls"] : undefined),
+    runs,
+    reps: reps?.toString(),
+    workloadsDir: resolve(
+      values["workloads-dir"] ?? join(ROOT, "..", "shared", "bench", "workloads"),
+    ),
+    resultsDir: resolve(values.results ?? join(ROOT, "bench", "results")),
+    quick,
+    converterEvents: quick ? 200_000 : undefined,
+  };
+}
+
+// --- what to run on ------------------------------------------------------------
+
+function pythonVersion(path: string): string {
+  const output = new Deno.Command(path, {
+    args: ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  if (!output.success) throw new Error(`Cannot run the Python interpreter ${path}`);
+  return new TextDecoder().decode(output.stdout).trim();
+}
+
+/** The interpreters to benchmark: those asked for, else all or the oldest and newest found. */
+function choosePythons(options: Options, found: TestPython[]): TestPython[] {
+  if (options.pythons.length > 0) {
+    return options.pythons.map((path) => ({ path, version: pythonVersion(path) }));
+  }
+  if (found.length === 0) {
+    throw new Error("Cannot find a Python interpreter: pass --python to choose one");
+  }
+  if (options.all || found.length === 1) return found;
+  return [found[0]!, found[found.length - 1]!];
+}
+
+/**
+ * The interpreter that runs `_measure.py`: the newest found, since 3.9+
+ * has `os.pidfd_open` for an exact time of exit. It only waits, so which
+ * one it is does not change the figures.
+ */
+function chooseWrapper(found: TestPython[], benchmarked: TestPython[]): string {
+  return (found[found.length - 1] ?? benchmarked[benchmarked.length - 1]!).path;
+}
+
+/** The engine the collector picks by default (`auto`), which the floor imitates. */
+function engineFor(version: string): "monitoring" | "setprofile" {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  return major > 3 || (major === 3 && minor >= 12) ? "monitoring" : "setprofile";
+}
+
+function listWorkloads(dir: string, wanted: string[] | undefined): string[] {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(dir)]
+      .filter((entry) => entry.isFile && entry.name.endsWith(".py"))
+      .map((entry) => entry.name)
+      .sort();
+  } catch (error) {
+    throw new Error(`Cannot read the workloads in ${dir}: pass --workloads-dir (${error})`);
+  }
+  if (wanted === undefined) return names.map((name) => join(dir, name));
+  return wanted.map((want) => {
+    const name = want.endsWith(".py") ? want : `${want}.py`;
+    if (!names.includes(name)) {
+      throw new UsageError(`no workload "${want}" in ${dir} (there are ${names.join(", ")})`);
+    }
+    return join(dir, name);
+  });
+}
+
+/** Whether the CLI has `--include` yet (another engineer is adding it). */
+function supportsInclude(): boolean {
+  const output = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "--help"],
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  return new TextDecoder().decode(output.stdout).includes("--include");
+}
+
+// --- machine and code ------------------------------------------------------------
+
+interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memory_bytes: number;
+  os: string;
+  deno: string;
+  load_average_start: number[];
+  load_average_end?: number[];
+}
+
+function cpuModel(): string {
+  try {
+    const cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
+    return /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function machineInfo(): MachineInfo {
+  return {
+    cpu: cpuModel(),
+    cores: navigator.hardwareConcurrency,
+    memory_bytes: Deno.systemMemoryInfo().total,
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    deno: Deno.version.deno,
+    load_average_start: Deno.loadavg(),
+  };
+}
+
+function git(args: string[]): string | undefined {
+  try {
+    const output = new Deno.Command("git", { args, cwd: ROOT, stdout: "piped", stderr: "null" })
+      .outputSync();
+    return output.success ? new TextDecoder().decode(output.stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function sha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The code measured. Others edit the tree while benchmarks run, so the
+ * commit alone does not say what ran: the changed files and the collector's
+ * hash do.
+ */
+async function codeInfo() {
+  return {
+    commit: git(["rev-parse", "HEAD"]),
+    // --no-optional-locks: status must not rewrite the index of a shared tree.
+    changed_files: git(["--no-optional-locks", "status", "--porcelain"])?.split("\n")
+      .filter(Boolean),
+    collector_sha256: await sha256(join(ROOT, "collector.py")),
+  };
+}
+
+// --- one measured run ------------------------------------------------------------
+
+/** What `_measure.py` reports. */
+interface Measurement {
+  wall_s: number;
+  status: number;
+  /** `ru_maxrss` from wait4: the child's peak or a waited-for descendant's, whichever is larger. */
+  max_rss: number;
+  /** The child's own VmHWM, sampled every 10 ms; null if never sampled. */
+  own_peak_rss: number | null;
+}
+
+/** The runs alternated in each round, in this order. */
+type Kind = "untraced" | "traced" | "floor_append" | "floor_noop" | "filtered";
+
+interface Context {
+  wrapper: string;
+  python: TestPython;
+  engine: "monitoring" | "setprofile";
+  workload: string;
+  tracePath: string;
+  env: Record<string, string>;
+}
+
+function commandFor(kind: Kind, context: Context): string[] {
+  const { python, workload, tracePath, engine } = context;
+  const traced = [Deno.execPath(), "run", "-A", MAIN, "--python", python.path, "-o", tracePath];
+  switch (kind) {
+    case "untraced":
+      return [python.path, workload];
+    case "traced":
+      return [...traced, workload];
+    case "filtered":
+      return [...traced, ...FILTER_ARGS, workload];
+    case "floor_append":
+      return [python.path, FLOOR, "append", engine, workload];
+    case "floor_noop":
+      return [python.path, FLOOR, "noop", engine, workload];
+  }
+}
+
+/** Runs `command` under `_measure.py`; its output (stdout and stderr) is returned as `log`. */
+async function measure(
+  wrapper: string,
+  command: string[],
+  env: Record<string, string>,
+): Promise<{ measurement: Measurement; log: string }> {
+  const output = await new Deno.Command(wrapper, {
+    args: [MEASURE, ...command],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const log = new TextDecoder().decode(output.stderr);
+  const line = new TextDecoder().decode(output.stdout).trim();
+  if (!output.success || line === "") {
+    throw new Error(`Cannot measure ${command.join(" ")}:\n${log}`);
+  }
+  const measurement = JSON.parse(line) as Measurement;
+  if (measurement.status !== 0) {
+    throw new Error(`${command.join(" ")} exited with status ${measurement.status}:\n${log}`);
+  }
+  return { measurement, log };
+}
+
+// --- reading a trace ------------------------------------------------------------
+
+/** What the benchmark reads from a finished trace. */
+interface TraceFacts {
+  bytes: number;
+  /** Complete events (`ph:"X"`) counted in the file. */
+  slices_counted: number;
+  /** The trace's `otherData`, or undefined if it could not be read. */
+  other_data: Record<string, unknown> | undefined;
+}
+
+const SLICE_MARK = new TextEncoder().encode('\n{"ph":"X"');
+
+function markAt(data: Uint8Array, at: number): boolean {
+  for (let i = 1; i < SLICE_MARK.length; i++) {
+    if (data[at + i] !== SLICE_MARK[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * Counts the lines that start with `{"ph":"X"`. The writer puts each event
+ * on its own line; a trace can be over 1 GB, so it is read in chunks, never
+ * parsed whole. A newline too close to a chunk's end to be checked is
+ * carried, with what follows it, into the next chunk.
+ */
+async function countSlices(path: string): Promise<number> {
+  using file = await Deno.open(path);
+  let count = 0;
+  let carry = new Uint8Array(0);
+  for await (const chunk of file.readable) {
+    const data = carry.length === 0 ? chunk : concat(carry, chunk);
+    const last = data.length - SLICE_MARK.length;
+    let at = data.indexOf(10);
+    while (at !== -1 && at <= last) {
+      if (markAt(data, at)) count++;
+      at = data.indexOf(10, at + 1);
+    }
+    carry = at === -1 ? new Uint8Array(0) : data.slice(at);
+  }
+  return count;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
+
+/** Parses `otherData`, which the writer puts on the trace's last line. */
+async function readOtherData(
+  path: string,
+  size: number,
+): Promise<Record<string, unknown> | undefined> {
+  using file = await Deno.open(path);
+  const tail = Math.min(size, 65536);
+  await file.seek(size - tail, Deno.SeekMode.Start);
+  const buffer = new Uint8Array(tail);
+  let filled = 0;
+  while (filled < tail) {
+    const read = await file.read(buffer.subarray(filled));
+    if (read === null) break;
+    filled += read;
+  }
+  const text = new TextDecoder().decode(buffer.subarray(0, filled)).trimEnd();
+  const key = text.lastIndexOf('"otherData":');
+  if (key === -1 || !text.endsWith("}")) return undefined;
+  try {
+    // `"otherData":{…}}`: the object, without the trace's closing brace.
+    return JSON.parse(text.slice(key + '"otherData":'.length, -1));
+  } catch {
+    return undefined;
+  }
+}
+
+async function readTrace(path: string): Promise<TraceFacts> {
+  const { size } = await Deno.stat(path);
+  return {
+    bytes: size,
+    slices_counted: await countSlices(path),
+    other_data: await readOtherData(path, size),
+  };
+}
+
+// --- a workload's rounds ------------------------------------------------------------
+
+interface Run {
+  kind: Kind;
+  round: number;
+  measurement: Measurement;
+  trace?: TraceFacts;
+  /** Panopticon's warnings printed during a traced run. */
+  warnings?: string[];
+}
+
+function kindsFor(workload: string, include: boolean): Kind[] {
+  const kinds: Kind[] = ["untraced", "traced", "floor_append", "floor_noop"];
+  if (include && basename(workload) === FILTERED_WORKLOAD) kinds.push("filtered");
+  return kinds;
+}
+
+function panopticonWarnings(log: string): string[] {
+  return log.split("\n").filter((line) => line.startsWith("panopticon: warning:"));
+}
+
+async function runOnce(kind: Kind, round: number, context: Context): Promise<Run> {
+  const command = commandFor(kind, context);
+  const { measurement, log } = await measure(context.wrapper, command, context.env);
+  if (kind !== "traced" && kind !== "filtered") return { kind, round, measurement };
+  const trace = await readTrace(context.tracePath);
+  await Deno.remove(context.tracePath);
+  return { kind, round, measurement, trace, warnings: panopticonWarnings(log) };
+}
+
+/**
+ * The runs of one workload: `runs` rounds, each running every kind once in
+ * the same order, so that a slow spell of the machine hits all kinds alike.
+ */
+async function runWorkload(context: Context, kinds: Kind[], runs: number): Promise<Run[]> {
+  const results: Run[] = [];
+  const label = `${context.python.version} ${basename(context.workload)}`;
+  for (let round = 1; round <= runs; round++) {
+    for (const kind of kinds) {
+      const run = await runOnce(kind, round, context);
+      results.push(run);
+      console.error(
+        `[${label} ${round}/${runs}] ${kind.padEnd(12)} ${seconds(run.measurement.wall_s)}`,
+      );
+    }
+  }
+  return results;
+}
+
+// --- figures ------------------------------------------------------------
+
+function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function numberField(data: Record<string, unknown> | undefined, key: string): number | undefined {
+  const value = data?.[key];
+  return typeof value === "number" ? value : undefined;
+}
+
+function ratio(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || b === undefined || b <= 0 ? undefined : a / b;
+}
+
+/**
+ * The converter's own peak. wait4's ru_maxrss is the larger of deno's peak
+ * and the traced Python's (Linux counts reaped descendants), so it is deno's
+ * exactly when it exceeds Python's known peak; otherwise the sampled VmHWM,
+ * which can miss only the last 10 ms.
+ */
+function converterRss(run: Run): { bytes: number | undefined; source: string } {
+  const { max_rss, own_peak_rss } = run.measurement;
+  const python = numberField(run.trace?.other_data, "python_max_rss");
+  if (python !== undefined && max_rss > python) return { bytes: max_rss, source: "wait4" };
+  return { bytes: own_peak_rss ?? undefined, source: "sampled VmHWM" };
+}
+
+/** The figures of one workload on one Python, from its runs. */
+interface Summary {
+  untraced_s?: number;
+  traced_s?: number;
+  floor_append_s?: number;
+  floor_noop_s?: number;
+  filtered_s?: number;
+  traced_ratio?: number;
+  floor_append_ratio?: number;
+  floor_noop_ratio?: number;
+  filtered_ratio?: number;
+  /** (traced − untraced) / (floor_append − untraced); the target is ≤ 1.3. */
+  over_floor?: number;
+  events?: number;
+  events_distinct: number[];
+  dropped?: number;
+  slices?: number;
+  filtered_events?: number;
+  events_per_s?: number;
+  ns_per_event?: number;
+  trace_bytes?: number;
+  bytes_per_event?: number;
+  bytes_per_slice?: number;
+  python_rss_untraced?: number;
+  python_rss_traced?: number;
+  converter_rss?: number;
+  converter_rss_source?: string;
+  floor_append_rss?: number;
+}
+
+function medianOf(runs: Run[], kind: Kind, pick: (run: Run) => number | undefined) {
+  return median(
+    runs.filter((run) => run.kind === kind).map(pick).filter((v): v is number => v !== undefined),
+  );
+}
+
+function summarize(runs: Run[]): Summary {
+  const wall = (kind: Kind) => medianOf(runs, kind, (run) => run.measurement.wall_s);
+  const other = (kind: Kind, key: string) =>
+    medianOf(runs, kind, (run) => numberField(run.trace?.other_data, key));
+  const untraced = wall("untraced");
+  const traced = wall("traced");
+  const floorAppend = wall("floor_append");
+  const events = other("traced", "recorded") ?? other("traced", "events");
+  const slices = medianOf(runs, "traced", (run) => run.trace?.slices_counted);
+  const bytes = medianOf(runs, "traced", (run) => run.trace?.bytes);
+  const tracedRuns = runs.filter((run) => run.kind === "traced");
+  return {
+    untraced_s: untraced,
+    traced_s: traced,
+    floor_append_s: floorAppend,
+    floor_noop_s: wall("floor_noop"),
+    filtered_s: wall("filtered"),
+    traced_ratio: ratio(traced, untraced),
+    floor_append_ratio: ratio(floorAppend, untraced),
+    floor_noop_ratio: ratio(wall("floor_noop"), untraced),
+    filtered_ratio: ratio(wall("filtered"), untraced),
+    over_floor: untraced === undefined || traced === undefined || floorAppend === undefined
+      ? undefined
+      : ratio(traced - untraced, floorAppend - untraced),
+    events,
+    events_distinct: [
+      ...new Set(tracedRuns.map((run) => numberField(run.trace?.other_data, "recorded") ?? -1)),
+    ],
+    dropped: other("traced", "dropped"),
+    slices,
+    filtered_events: other("filtered", "recorded") ?? other("filtered", "events"),
+    events_per_s: ratio(events, traced),
+    ns_per_event: events && traced !== undefined && untraced !== undefined
+      ? (traced - untraced) / events * 1e9
+      : undefined,
+    trace_bytes: bytes,
+    bytes_per_event: ratio(bytes, events),
+    bytes_per_slice: ratio(bytes, slices),
+    python_rss_untraced: medianOf(runs, "untraced", (run) => run.measurement.max_rss),
+    python_rss_traced: other("traced", "python_max_rss"),
+    converter_rss: medianOf(runs, "traced", (run) => converterRss(run).bytes),
+    converter_rss_source: tracedRuns[0] && converterRss(tracedRuns[0]).source,
+    floor_append_rss: medianOf(runs, "floor_append", (run) => run.measurement.max_rss),
+  };
+}
+
+/** What looked wrong in the traces: inconsistent counts, missing fields, drops. */
+function checkTraces(label: string, runs: Run[], summary: Summary, engine: string): string[] {
+  const problems: string[] = [];
+  if (summary.events_distinct.length > 1) {
+    problems.push(
+      `${label}: recorded events differ between runs: ${summary.events_distinct.join(", ")}`,
+    );
+  }
+  for (const run of runs) {
+    const data = run.trace?.other_data;
+    if (run.trace === undefined) continue;
+    const where = `${label} ${run.kind} run ${run.round}`;
+    if (data === undefined) {
+      problems.push(`${where}: no readable otherData at the end of the trace`);
+      continue;
+    }
+    const slices = numberField(data, "slices");
+    if (slices !== undefined && slices !== run.trace.slices_counted) {
+      problems.push(
+        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ph:"X" lines`,
+      );
+    }
+    if (data.complete !== true) {
+      problems.push(`${where}: trace not complete (reason ${data.reason})`);
+    }
+    if (numberField(data, "dropped")) problems.push(`${where}: ${data.dropped} events dropped`);
+    if (numberField(data, "events") !== numberField(data, "recorded")) {
+      problems.push(`${where}: events ${data.events} received but ${data.recorded} recorded`);
+    }
+    if (numberField(data, "unfinished")) {
+      problems.push(`${where}: ${data.unfinished} unfinished slices`);
+    }
+    if (data.engine !== engine) {
+      problems.push(`${where}: engine ${data.engine}, expected ${engine}`);
+    }
+    for (const warning of run.warnings ?? []) problems.push(`${where}: ${warning}`);
+  }
+  return problems;
+}
+
+// --- the converter benchmark ------------------------------------------------------------
+
+interface ConverterFigures {
+  events_per_s?: number;
+  records_per_s?: number;
+  mb_per_s_in?: number;
+  mb_per_s_out?: number;
+  peak_rss_mb?: number;
+  /** The benchmark's own output, kept whole in case its format changes. */
+  output: string;
+}
+
+function matchNumber(text: string, pattern: RegExp, scale = 1): number | undefined {
+  const found = pattern.exec(text)?.[1];
+  return found === undefined ? undefined : Number(found.replaceAll(",", "")) * scale;
+}
+
+/** Reads the figures from bench/converter.ts's output (it exports none). */
+function parseConverterOutput(output: string): ConverterFigures {
+  return {
+    events_per_s: matchNumber(output, /([\d.]+) M events\/s/, 1e6),
+    records_per_s: matchNumber(output, /([\d.,]+) records\/s/),
+    mb_per_s_in: matchNumber(output, /([\d.]+) MB\/s in/),
+    mb_per_s_out: matchNumber(output, /([\d.]+) MB\/s out/),
+    peak_rss_mb: matchNumber(output, /peak RSS ([\d.]+) MB/),
+    output,
+  };
+}
+
+async function runConverterBench(events: number | undefined): Promise<ConverterFigures> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CONVERTER_BENCH, ...(events === undefined ? [] : [String(events)])],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim();
+  if (!output.success) {
+    return { output: `${text}\n${new TextDecoder().decode(output.stderr)}`.trim() };
+  }
+  return parseConverterOutput(text);
+}
+
+// --- printing ------------------------------------------------------------
+
+function seconds(value: number | undefined): string {
+  if (value === undefined) return "n/a";
+  return value >= 10 ? `${value.toFixed(1)} s` : `${value.toFixed(3)} s`;
+}
+
+function times(value: number | undefined): string {
+  if (value === undefined) return "n/a";
+  return value >= 10 ? `${value.toFixed(1)}×` : `${value.toFixed(2)}×`;
+}
+
+function megabytes(bytes: number | undefined): string {
+  return bytes === undefined ? "n/a" : `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+function count(value: number | undefined): string {
+  return value === undefined ? "n/a" : Math.round(value).toLocaleString("en-US");
+}
+
+/** Pads columns: the first to the left, the others to the right. */
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) =>
+    Math.max(...rows.map((row) => row[column]?.length ?? 0))
+  );
+  return rows.map((row) =>
+    row.map((cell, column) =>
+      column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)
+    ).join("  ").trimEnd()
+  ).join("\n");
+}
+
+interface WorkloadResult {
+  python: TestPython;
+  engine: string;
+  workload: string;
+  runs: Run[];
+  summary: Summary;
+}
+
+function spread(runs: Run[], kind: Kind): [string, string] {
+  const walls = runs.filter((run) => run.kind === kind).map((run) => run.measurement.wall_s);
+  if (walls.length === 0) return ["", ""];
+  return [seconds(Math.min(...walls)), seconds(Math.max(...walls))];
+}
+
+function filteredLine(result: WorkloadResult, include: boolean): string | undefined {
+  if (basename(result.workload) !== FILTERED_WORKLOAD) return undefined;
+  const command = `--include ${FILTER_ARGS[1]}`;
+  if (!include) return `filtered (${command}): n/a (no --include yet)`;
+  const { filtered_ratio, filtered_events, filtered_s } = result.summary;
+  const target = engineFor(result.python.version) === "monitoring"
+    ? ` (target ≤ ${TARGET_FILTERED}× on 3.12+)`
+    : "";
+  return `filtered (${command}): ${seconds(filtered_s)}, ${
+    times(filtered_ratio)
+  } untraced${target}, ` +
+    `${count(filtered_events)} events`;
+}
+
+function formatWorkload(result: WorkloadResult, include: boolean, reps: string): string {
+  const { summary: s, runs } = result;
+  const rows = [
+    ["", "median", "min", "max", "× untraced"],
+    ["untraced", seconds(s.untraced_s), ...spread(runs, "untraced"), "1.00×"],
+    ["traced", seconds(s.traced_s), ...spread(runs, "traced"), times(s.traced_ratio)],
+    [
+      "floor: append",
+      seconds(s.floor_append_s),
+      ...spread(runs, "floor_append"),
+      times(s.floor_append_ratio),
+    ],
+    [
+      "floor: no-op",
+      seconds(s.floor_noop_s),
+      ...spread(runs, "floor_noop"),
+      times(s.floor_noop_ratio),
+    ],
+  ];
+  const rounds = Math.max(...runs.map((run) => run.round));
+  const sameEvents = s.events_distinct.length > 1
+    ? "DIFFER between runs"
+    : rounds === 1
+    ? "1 run"
+    : `same in all ${rounds} runs`;
+  const lines = [
+    `${basename(result.workload)} · Python ${result.python.version} (${result.engine}) · ` +
+    `${rounds} run${rounds === 1 ? "" : "s"} · BENCH_REPS ${reps}`,
+    table(rows).replace(/^/gm, "  "),
+    `  cost over the append floor: ${times(s.over_floor)} (target ≤ ${TARGET_OVER_FLOOR}×); ` +
+    `${s.ns_per_event === undefined ? "n/a" : s.ns_per_event.toFixed(0)} ns per event traced`,
+    `  events: ${count(s.events)} recorded (${sameEvents}), ${count(s.dropped)} dropped, ` +
+    `${count(s.events_per_s)} events/s traced`,
+    `  trace: ${megabytes(s.trace_bytes)}, ${count(s.slices)} slices, ` +
+    `${s.bytes_per_event?.toFixed(1) ?? "n/a"} B/event, ${
+      s.bytes_per_slice?.toFixed(1) ?? "n/a"
+    } B/slice`,
+    `  peak RSS: Python ${megabytes(s.python_rss_untraced)} untraced, ` +
+    `${
+      s.python_rss_traced === undefined
+        ? "n/a (no otherData.python_max_rss)"
+        : megabytes(s.python_rss_traced)
+    } traced; ` +
+    `converter ${megabytes(s.converter_rss)} (${s.converter_rss_source ?? "n/a"}); ` +
+    `append floor ${megabytes(s.floor_append_rss)}`,
+  ];
+  const filtered = filteredLine(result, include);
+  if (filtered) lines.push(`  ${filtered}`);
+  return lines.join("\n");
+}
+
+function formatSummary(results: WorkloadResult[]): string {
+  const rows = [[
+    "Python",
+    "workload",
+    "untraced",
+    "traced",
+    "ratio",
+    "append floor",
+    "no-op floor",
+    "over floor",
+    "events/s",
+    "B/slice",
+    "Py RSS",
+    "deno RSS",
+  ]];
+  for (const { python, workload, summary: s } of results) {
+    rows.push([
+      python.version,
+      basename(workload, ".py"),
+      seconds(s.untraced_s),
+      seconds(s.traced_s),
+      times(s.traced_ratio),
+      times(s.floor_append_ratio),
+      times(s.floor_noop_ratio),
+      times(s.over_floor),
+      count(s.events_per_s),
+      s.bytes_per_slice?.toFixed(0) ?? "n/a",
+      s.python_rss_traced === undefined ? "n/a" : megabytes(s.python_rss_traced),
+      megabytes(s.converter_rss),
+    ]);
+  }
+  return table(rows);
+}
+
+function formatConverter(figures: ConverterFigures): string {
+  if (figures.events_per_s === undefined) {
+    return `converter benchmark: could not read its figures:\n${figures.output}`;
+  }
+  return `converter (bench/converter.ts): ${(figures.events_per_s / 1e6).toFixed(2)} M events/s, ` +
+    `${count(figures.records_per_s)} records/s (NDJSON lines, 8192 events each), ` +
+    `${figures.mb_per_s_in ?? "n/a"} MB/s in, ${figures.mb_per_s_out ?? "n/a"} MB/s out, ` +
+    `peak RSS ${figures.peak_rss_mb ?? "n/a"} MB`;
+}
+
+// --- saving ------------------------------------------------------------
+
+/** Writes the results as `latest.json` and a dated copy (a quick run only as `quick.json`). */
+async function saveResults(dir: string, quick: boolean, results: unknown): Promise<string[]> {
+  await Deno.mkdir(dir, { recursive: true });
+  const text = JSON.stringify(results, null, 2) + "\n";
+  const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
+  const names = quick ? ["quick.json"] : ["latest.json", `overhead-${stamp}Z.json`];
+  for (const name of names) await Deno.writeTextFile(join(dir, name), text);
+  return names.map((name) => join(dir, name));
+}
+
+// --- main ------------------------------------------------------------
+
+/** Fills the caches (deno's transpiled modules) so that the first traced run is not slower. */
+function warmUp(): void {
+  new Deno.Command(Deno.execPath(), { args: ["run", "-A", MAIN, "--version"], stdout: "null" })
+    .outputSync();
+}
+
+async function benchmark(options: Options): Promise<number> {
+  const machine = machineInfo();
+  const found = findTestPythons();
+  const pythons = choosePythons(options, found);
+  const wrapper = chooseWrapper(found, pythons);
+  const workloads = listWorkloads(options.workloadsDir, options.workloads);
+  const include = supportsInclude();
+  const code = await codeInfo();
+  const reps = options.reps ?? Deno.env.get("BENCH_REPS") ?? "default";
+  const env: Record<string, string> = options.reps ? { BENCH_REPS: options.reps } : {};
+  warmUp();
+  console.error(
+    `load average at start: ${machine.load_average_start.map((v) => v.toFixed(2)).join(" ")} ` +
+      `on ${machine.cores} cores`,
+  );
+
+  const tempDir = await Deno.makeTempDir({ prefix: "panopticon-bench-" });
+  const results: WorkloadResult[] = [];
+  const warnings: string[] = [];
+  try {
+    for (const python of pythons) {
+      const engine = engineFor(python.version);
+      for (const workload of workloads) {
+        const context = {
+          wrapper,
+          python,
+          engine,
+          workload,
+          env,
+          tracePath: join(tempDir, "trace.json"),
+        };
+        const runs = await runWorkload(context, kindsFor(workload, include), options.runs);
+        const summary = summarize(runs);
+        const result = { python, engine, workload, runs, summary };
+        results.push(result);
+        warnings.push(
+          ...checkTraces(`${python.version} ${basename(workload)}`, runs, summary, engine),
+        );
+        console.log(formatWorkload(result, include, reps) + "\n");
+      }
+    }
+  } finally {
+    await Deno.remove(tempDir, { recursive: true });
+  }
+  if (results.some((result) => result.summary.python_rss_traced === undefined)) {
+    warnings.push("otherData.python_max_rss is missing: the traced Python's peak RSS is n/a");
+  }
+
+  console.error("converter benchmark…");
+  const converter = await runConverterBench(options.converterEvents);
+  machine.load_average_end = Deno.loadavg();
+
+  console.log(formatSummary(results));
+  console.log("\n" + formatConverter(converter));
+  console.log(
+    `\nload average: ${machine.load_average_start.map((v) => v.toFixed(2)).join(" ")} at start, ` +
+      `${
+        machine.load_average_end.map((v) => v.toFixed(2)).join(" ")
+      } at end (${machine.cores} cores)`,
+  );
+  if (warnings.length > 0) {
+    console.log("\nwarnings:\n" + warnings.map((w) => `  - ${w}`).join("\n"));
+  }
+
+  const saved = await saveResults(options.resultsDir, options.quick, {
+    benchmark: "overhead",
+    date: new Date().toISOString(),
+    command: ["deno", "task", "bench", ...Deno.args].join(" "),
+    machine,
+    code,
+    settings: {
+      runs: options.runs,
+      bench_reps: reps,
+      workloads_dir: options.workloadsDir,
+      include_supported: include,
+      filter_args: FILTER_ARGS,
+      quick: options.quick,
+    },
+    pythons: pythons.map(({ path, version }) => ({ path, version, engine: engineFor(version) })),
+    results: results.map(({ python, engine, workload, runs, summary }) => ({
+      python: python.version,
+      engine,
+      workload: basename(workload),
+      summary,
+      runs,
+    })),
+    converter,
+    warnings,
+  });
+  console.log(`\nresults: ${saved.join(", ")}`);
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  try {
+    const options = parseOptions(args);
+    if (options === "help") {
+      console.log(HELP);
+      return 0;
+    }
+    return await benchmark(options);
+  } catch (error) {
+    const usage = error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+    return usage ? 2 : 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
