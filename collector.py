@@ -871,16 +871,31 @@ def _start():
     recorder.write(json.dumps(hello, separators=(",", ":")).encode() + b"\n")
     recorder.announce_thread(main_ident, threading.current_thread().name)
 
-    def finish():
+    def finish(reason="exit"):
         # Registered first, so atexit runs it last: after the program's own
         # exit handlers and after non-daemon threads were joined.
+        if recorder.closed:
+            return
         try:
             engine.stop()
-            recorder.finish("exit")
+            recorder.finish(reason)
         except Exception as error:
             _warn("could not finish the trace: %s" % error)
 
     silence = engine.silencer()
+    real_exit = os._exit
+
+    def exit_now(status):
+        # os._exit skips atexit: send what was recorded first. `silence` is a
+        # functools.partial, whose call records no event, unlike a call of
+        # sys.setprofile or sys.monitoring.set_events from here would.
+        if not recorder.closed:
+            silence()
+            finish("os._exit")
+        real_exit(status)
+
+    functools.update_wrapper(exit_now, real_exit)
+    os._exit = exit_now
 
     def forget_in_child():
         # A forked child must not write into the parent's stream, nor keep
