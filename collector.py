@@ -24,6 +24,7 @@ import functools
 import json
 import marshal
 import os
+import signal
 import socket
 import sys
 import threading
@@ -43,6 +44,19 @@ OP_SUSPEND = 4
 OP_C_CALL = 5
 OP_C_RETURN = 6
 OP_C_RAISE = 7
+
+def _asynchronous_signals():
+    """The signals held back while a record is sent (see Recorder.write)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return frozenset()
+    names = (
+        "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
+        "SIGCHLD", "SIGWINCH", "SIGPIPE", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGURG",
+    )
+    return frozenset(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
+HELD_SIGNALS = _asynchronous_signals()
 
 # Buffered events before a flush. Large enough that flushing is rare, small
 # enough that a batch encodes in well under a millisecond.
@@ -70,7 +84,7 @@ def _debug(message):
 
 def _warn(message):
     try:
-        sys.stderr.write("panopticon: %s\n" % message)
+        sys.stderr.write("panopticon: warning: %s\n" % message)
         sys.stderr.flush()
     except Exception:
         pass
@@ -379,11 +393,26 @@ class Recorder:
     # sending ------------------------------------------------------------------
 
     def write(self, data):
+        """Send all of `data` as one piece.
+
+        `sendall` checks for signals between partial sends, and a handler
+        that raises there (Ctrl-C's KeyboardInterrupt) would leave half a
+        record on the wire and the rest of the stream unreadable. The
+        asynchronous signals are therefore held back while it runs: they are
+        delivered, and their handlers run, once the record is whole. (A
+        signal the kernel hands to another thread meanwhile can still raise
+        here, in the main thread: see docs/reliability.md.)
+        """
+        if HELD_SIGNALS:
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
         try:
             self.sock.sendall(data)
         except OSError as error:
             self.closed = True
             _warn("the trace channel closed (%s): recording stopped" % error)
+        finally:
+            if HELD_SIGNALS:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def flush(self, ident, record=None):
         """Send the buffered events, then `record` if given, in that order."""
@@ -532,9 +561,11 @@ class ProfileEngine:
 
     def __init__(self, recorder):
         self.recorder = recorder
+        self.main_profile = None
 
     def start(self, main_ident):
         recorder = self.recorder
+        engine = self
 
         def wait_for_main(frame, event, arg):
             # Site initialisation and runpy run before the program: start at
@@ -545,6 +576,7 @@ class ProfileEngine:
                 and frame.f_globals.get("__name__") == "__main__"
             ):
                 profile = _make_profiler(recorder, main_ident)
+                engine.main_profile = profile
                 sys.setprofile(profile)
                 profile(frame, event, arg)
 
@@ -558,6 +590,22 @@ class ProfileEngine:
 
         threading.setprofile(start_thread)
         sys.setprofile(wait_for_main)
+
+    def check_at_exit(self, current_profile):
+        """Say so when the main thread stopped recording before the end.
+
+        Python removes a profile function that raises (a RecursionError at
+        the recursion limit, where the callback has no stack room left), and
+        the program may replace it (sys.setprofile, cProfile): the events of
+        the rest of the run are then missing. `current_profile` reads
+        sys.getprofile() through functools.partial, so no event is recorded.
+        """
+        if self.main_profile is not None and current_profile() is not self.main_profile:
+            _warn(
+                "recording of the main thread stopped before the program ended: its "
+                "profile function was removed or replaced (by sys.setprofile, another "
+                "profiler, or a RecursionError at the recursion limit)"
+            )
 
     def silencer(self):
         """A C callable that stops recording on the calling thread.
@@ -582,13 +630,19 @@ class MonitoringEngine:
         self.recorder = recorder
         self.tool = tool
 
+    # Tool ids 3 and 4 have no assigned role. PROFILER_ID (2) would be the
+    # natural choice, but cProfile claims it on 3.12+ and a program that
+    # profiles itself (or claims the id) must run as it does without us.
+    TOOL_IDS = (4, 3)
+
     @staticmethod
     def available():
         monitoring = getattr(sys, "monitoring", None)
         if monitoring is None:
             return None
-        if monitoring.get_tool(monitoring.PROFILER_ID) is None:
-            return monitoring.PROFILER_ID
+        for tool in MonitoringEngine.TOOL_IDS:
+            if monitoring.get_tool(tool) is None:
+                return tool
         return None
 
     def start(self, main_ident):
@@ -747,6 +801,9 @@ class MonitoringEngine:
         monitoring.register_callback(tool, E.C_RAISE, c_raise)
         monitoring.set_events(tool, E.PY_START)
 
+    def check_at_exit(self, current_profile):
+        """Nothing to check: the program cannot take over this tool's events."""
+
     def silencer(self):
         """A C callable that stops recording, for atexit (see ProfileEngine)."""
         return functools.partial(sys.monitoring.set_events, self.tool, 0)
@@ -833,7 +890,7 @@ def _choose_engine(requested, recorder):
             if sys.version_info < (3, 12):
                 _warn("the monitoring engine needs Python 3.12 or newer: using setprofile")
             else:
-                _warn("the sys.monitoring profiler tool id is taken: using setprofile")
+                _warn("the sys.monitoring tool ids 3 and 4 are taken: using setprofile")
     return ProfileEngine(recorder)
 
 
@@ -885,14 +942,17 @@ def _start():
     silence = engine.silencer()
     real_exit = os._exit
 
-    def exit_now(status):
+    def exit_now(*args, **kwargs):
         # os._exit skips atexit: send what was recorded first. `silence` is a
         # functools.partial, whose call records no event, unlike a call of
-        # sys.setprofile or sys.monitoring.set_events from here would.
-        if not recorder.closed:
+        # sys.setprofile or sys.monitoring.set_events from here would. A call
+        # that os._exit may refuse goes straight to it, for its own error. The
+        # test calls no function that recording would see (no len(), no
+        # isinstance()): its events would land in the program's trace.
+        if not recorder.closed and args and not args[1:] and not kwargs and type(args[0]) in (int, bool):
             silence()
             finish("os._exit")
-        real_exit(status)
+        real_exit(*args, **kwargs)
 
     functools.update_wrapper(exit_now, real_exit)
     os._exit = exit_now
@@ -903,6 +963,7 @@ def _start():
         recorder.closed = True
         atexit.unregister(finish)
         atexit.unregister(silence)
+        atexit.unregister(engine.check_at_exit)
         try:
             engine.stop()
             recorder.sock.close()
@@ -911,8 +972,9 @@ def _start():
 
     atexit.register(finish)
     # atexit runs its handlers last-in first-out: this one stops recording,
-    # from C, just before `finish`.
+    # from C, just before `finish`; the check runs before both.
     atexit.register(silence)
+    atexit.register(engine.check_at_exit, functools.partial(sys.getprofile))
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=forget_in_child)
     engine.start(main_ident)

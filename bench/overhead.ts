@@ -19,7 +19,7 @@
 import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { findTestPythons, type TestPython } from "../tests/_pythons.ts";
+import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const MAIN = join(ROOT, "main.ts");
@@ -601,31 +601,61 @@ function checkTraces(label: string, runs: Run[], summary: Summary, engine: strin
 
 // --- the converter benchmark ------------------------------------------------------------
 
-interface ConverterFigures {
+/** One size of bench/converter.ts: it converts a synthetic stream held in memory. */
+interface ConverterRun {
+  events?: number;
+  /** Protocol records (a batch of up to 8192 events and its flush record each). */
+  records?: number;
+  seconds?: number;
   events_per_s?: number;
   records_per_s?: number;
   mb_per_s_in?: number;
   mb_per_s_out?: number;
+  bytes_per_slice?: number;
   peak_rss_mb?: number;
+  /** RSS growth while converting: the peak less the RSS with the input already in memory. */
+  rss_growth_mb?: number;
+}
+
+interface ConverterFigures {
+  runs: ConverterRun[];
   /** The benchmark's own output, kept whole in case its format changes. */
   output: string;
 }
 
-function matchNumber(text: string, pattern: RegExp, scale = 1): number | undefined {
+function matchNumber(text: string, pattern: RegExp): number | undefined {
   const found = pattern.exec(text)?.[1];
-  return found === undefined ? undefined : Number(found.replaceAll(",", "")) * scale;
+  return found === undefined ? undefined : Number(found.replaceAll(",", ""));
 }
 
-/** Reads the figures from bench/converter.ts's output (it exports none). */
-function parseConverterOutput(output: string): ConverterFigures {
+/** The figures of one size's paragraph, which starts "N events in R records". */
+function parseConverterRun(text: string): ConverterRun {
+  const events = matchNumber(text, /^([\d,]+) events in/);
+  const records = matchNumber(text, /events in ([\d,]+) records/);
+  const seconds = matchNumber(text, /converted in ([\d.]+) s/);
+  const peak = matchNumber(text, /peak RSS ([\d.]+) MB/);
+  const before = matchNumber(text, /peak RSS [\d.]+ MB \(([\d.]+) MB before/);
   return {
-    events_per_s: matchNumber(output, /([\d.]+) M events\/s/, 1e6),
-    records_per_s: matchNumber(output, /([\d.,]+) records\/s/),
-    mb_per_s_in: matchNumber(output, /([\d.]+) MB\/s in/),
-    mb_per_s_out: matchNumber(output, /([\d.]+) MB\/s out/),
-    peak_rss_mb: matchNumber(output, /peak RSS ([\d.]+) MB/),
-    output,
+    events,
+    records,
+    seconds,
+    events_per_s: matchNumber(text, /throughput: ([\d,.]+) events\/s/),
+    records_per_s: ratio(records, seconds),
+    mb_per_s_in: matchNumber(text, /([\d.]+) MB\/s in/),
+    mb_per_s_out: matchNumber(text, /([\d.]+) MB\/s out/),
+    bytes_per_slice: matchNumber(text, /([\d.]+) bytes per slice/),
+    peak_rss_mb: peak,
+    rss_growth_mb: peak === undefined || before === undefined ? undefined : peak - before,
   };
+}
+
+/**
+ * Reads bench/converter.ts's printed figures: it exports no function (its
+ * JSON `--child` mode is internal), so its text is the interface.
+ */
+function parseConverterOutput(output: string): ConverterFigures {
+  const paragraphs = output.split(/\n(?=[\d,]+ events in )/).slice(1);
+  return { runs: paragraphs.map(parseConverterRun), output };
 }
 
 async function runConverterBench(events: number | undefined): Promise<ConverterFigures> {
@@ -636,7 +666,7 @@ async function runConverterBench(events: number | undefined): Promise<ConverterF
   }).output();
   const text = new TextDecoder().decode(output.stdout).trim();
   if (!output.success) {
-    return { output: `${text}\n${new TextDecoder().decode(output.stderr)}`.trim() };
+    return { runs: [], output: `${text}\n${new TextDecoder().decode(output.stderr)}`.trim() };
   }
   return parseConverterOutput(text);
 }
@@ -786,14 +816,20 @@ function formatSummary(results: WorkloadResult[]): string {
   return table(rows);
 }
 
+function formatConverterRun(run: ConverterRun): string {
+  return `  ${count(run.events)} events: ${count(run.events_per_s)} events/s, ` +
+    `${count(run.records_per_s)} records/s, ${run.mb_per_s_in ?? "n/a"} MB/s in, ` +
+    `${run.mb_per_s_out ?? "n/a"} MB/s out, ${run.bytes_per_slice ?? "n/a"} B/slice, ` +
+    `peak RSS ${run.peak_rss_mb ?? "n/a"} MB (+${run.rss_growth_mb?.toFixed(1) ?? "n/a"} MB ` +
+    `while converting; the rest is the input held in memory)`;
+}
+
 function formatConverter(figures: ConverterFigures): string {
-  if (figures.events_per_s === undefined) {
+  const readable = figures.runs.filter((run) => run.events_per_s !== undefined);
+  if (readable.length === 0) {
     return `converter benchmark: could not read its figures:\n${figures.output}`;
   }
-  return `converter (bench/converter.ts): ${(figures.events_per_s / 1e6).toFixed(2)} M events/s, ` +
-    `${count(figures.records_per_s)} records/s (NDJSON lines, 8192 events each), ` +
-    `${figures.mb_per_s_in ?? "n/a"} MB/s in, ${figures.mb_per_s_out ?? "n/a"} MB/s out, ` +
-    `peak RSS ${figures.peak_rss_mb ?? "n/a"} MB`;
+  return "converter alone (bench/converter.ts):\n" + readable.map(formatConverterRun).join("\n");
 }
 
 // --- saving ------------------------------------------------------------
@@ -808,6 +844,19 @@ async function saveResults(dir: string, quick: boolean, results: unknown): Promi
   return names.map((name) => join(dir, name));
 }
 
+/**
+ * The collector is being edited while benchmarks run: a run that spans an
+ * edit mixes two collectors, and says so.
+ */
+async function checkCollectorUnchanged(before: string): Promise<string[]> {
+  const after = await sha256(join(ROOT, "collector.py"));
+  if (after === before) return [];
+  return [
+    `collector.py changed during the run (sha256 ${before.slice(0, 12)}… → ` +
+    `${after.slice(0, 12)}…): the runs may mix two versions`,
+  ];
+}
+
 // --- main ------------------------------------------------------------
 
 /** Fills the caches (deno's transpiled modules) so that the first traced run is not slower. */
@@ -816,9 +865,23 @@ function warmUp(): void {
     .outputSync();
 }
 
+/**
+ * The fixed cost in every traced time: deno starting and loading main.ts
+ * (`--version`), the median of `runs` runs. It weighs on short workloads.
+ */
+async function measureStartup(wrapper: string, runs: number): Promise<number | undefined> {
+  const walls: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const command = [Deno.execPath(), "run", "-A", MAIN, "--version"];
+    walls.push((await measure(wrapper, command, {})).measurement.wall_s);
+  }
+  return median(walls);
+}
+
 async function benchmark(options: Options): Promise<number> {
   const machine = machineInfo();
-  const found = findTestPythons();
+  // Found once, when tests/_pythons.ts is loaded.
+  const found = [...TEST_PYTHONS];
   const pythons = choosePythons(options, found);
   const wrapper = chooseWrapper(found, pythons);
   const workloads = listWorkloads(options.workloadsDir, options.workloads);
@@ -863,13 +926,16 @@ async function benchmark(options: Options): Promise<number> {
   if (results.some((result) => result.summary.python_rss_traced === undefined)) {
     warnings.push("otherData.python_max_rss is missing: the traced Python's peak RSS is n/a");
   }
+  warnings.push(...await checkCollectorUnchanged(code.collector_sha256));
 
   console.error("converter benchmark…");
   const converter = await runConverterBench(options.converterEvents);
+  const startup = await measureStartup(wrapper, options.runs);
   machine.load_average_end = Deno.loadavg();
 
   console.log(formatSummary(results));
   console.log("\n" + formatConverter(converter));
+  console.log(`\ndeno start-up (main.ts --version), in every traced time: ${seconds(startup)}`);
   console.log(
     `\nload average: ${machine.load_average_start.map((v) => v.toFixed(2)).join(" ")} at start, ` +
       `${
@@ -903,6 +969,7 @@ async function benchmark(options: Options): Promise<number> {
       runs,
     })),
     converter,
+    deno_startup_s: startup,
     warnings,
   });
   console.log(`\nresults: ${saved.join(", ")}`);

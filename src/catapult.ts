@@ -35,10 +35,13 @@ export interface CatapultWriterOptions {
 
 /** The rendered parts of a site's slices, computed once per site. */
 interface RenderedSite {
-  /** `,"name":…,"cat":…,"args":{…}` as UTF-8: the tail of a slice without extra args or flow. */
-  plain: Uint8Array;
-  /** `,"name":…,"cat":…` */
-  head: string;
+  /**
+   * `,\n{"ph":"X","name":…,"cat":…,"args":{…},"pid":<pid>,"tid":` as UTF-8:
+   * everything a slice without extra args writes before its numbers.
+   */
+  head: Uint8Array;
+  /** `"name":…,"cat":…` */
+  names: string;
   /** The site's args without braces, e.g. `"file":"a.py","line":1`, or "". */
   args: string;
 }
@@ -48,18 +51,15 @@ const encoder = new TextEncoder();
 const ascii = (text: string): Uint8Array => encoder.encode(text);
 
 // The constant parts of a slice, as bytes.
-const SEPARATOR = ascii(",\n");
-const TS = ascii(',"ts":');
-const DUR = ascii(',"dur":');
+const SEPARATOR = ",\n";
 const BIND_ID = ascii(',"bind_id":"0x');
 const FLOW_IN = ascii(',"flow_in":true');
 const FLOW_OUT = ascii(',"flow_out":true');
-const CLOSE_BRACE = 0x7d;
 /**
- * More than the bytes a slice needs beyond its site's: the start up to
- * `"tid":`, three integers, two times, a flow id and both flow flags.
+ * More than the bytes a slice needs beyond its head: a thread id, two
+ * times, a flow id and both flow flags.
  */
-const SLICE_BYTES = 256;
+const SLICE_BYTES = 192;
 const HEX = ascii("0123456789abcdef");
 
 /**
@@ -115,10 +115,36 @@ function writeMicros(out: Uint8Array, at: number, us: number): number {
   return at;
 }
 
+/**
+ * Writes `,"ts":` at `at`; returns the index after. Six stores beat both a
+ * loop and `set()` for a constant this short (measured: a loop costs about
+ * 2 ns a byte here, `set()` 20 to 30 ns a call whatever the length).
+ */
+function writeTsKey(out: Uint8Array, at: number): number {
+  out[at] = 0x2c; // ,
+  out[at + 1] = 0x22; // "
+  out[at + 2] = 0x74; // t
+  out[at + 3] = 0x73; // s
+  out[at + 4] = 0x22; // "
+  out[at + 5] = 0x3a; // :
+  return at + 6;
+}
+
+/** Writes `,"dur":` at `at`; returns the index after. */
+function writeDurKey(out: Uint8Array, at: number): number {
+  out[at] = 0x2c; // ,
+  out[at + 1] = 0x22; // "
+  out[at + 2] = 0x64; // d
+  out[at + 3] = 0x75; // u
+  out[at + 4] = 0x72; // r
+  out[at + 5] = 0x22; // "
+  out[at + 6] = 0x3a; // :
+  return at + 7;
+}
+
 /** Copies `bytes` to `out` at `at`; returns the index after. */
 function copy(out: Uint8Array, at: number, bytes: Uint8Array): number {
-  // A loop beats `set()` for the short fragments of a slice (measured).
-  for (let i = 0; i < bytes.length; i++) out[at + i] = bytes[i]!;
+  out.set(bytes, at);
   return at + bytes.length;
 }
 
@@ -138,8 +164,12 @@ function copy(out: Uint8Array, at: number, bytes: Uint8Array): number {
  *
  * Slices are the bulk of a trace, so they are written straight into a
  * byte buffer: each site's `name`, `cat` and `args` are escaped and
- * encoded once, and numbers are formatted digit by digit. No string is
- * made per slice.
+ * encoded once, with the `pid`, and numbers are formatted digit by digit.
+ * No string is made per slice: that takes about half the time of
+ * building each slice as a string and encoding them once per 64 KiB
+ * (measured, 130 against 230 to 250 ns a slice). A slice reads
+ * `{"ph":"X","name":"fib","cat":"function","args":{"file":"fib.py","line":1},"pid":7,"tid":1,"ts":12.5,"dur":0.25}`:
+ * the constant fields first, so that they are one copy.
  *
  * @example Writing a trace by hand
  * ```ts
@@ -174,8 +204,6 @@ export class CatapultWriter implements TraceSink {
   #at = 0;
   #first = true;
   #pid = 0;
-  /** `{"ph":"X","pid":<pid>,"tid":`, the start of every slice. */
-  #sliceStart = ascii('{"ph":"X","pid":0,"tid":');
   #sites = new Map<SliceSite, RenderedSite>();
   #sortedTids = 0;
 
@@ -191,7 +219,8 @@ export class CatapultWriter implements TraceSink {
   /** Writes the `process_name` metadata event. */
   process(process: ProcessInfo): void {
     this.#pid = process.pid;
-    this.#sliceStart = ascii(`{"ph":"X","pid":${process.pid},"tid":`);
+    // Rendered sites hold the pid.
+    this.#sites.clear();
     // No `tid`: a metadata event of the process as a whole.
     this.#event(
       `{"ph":"M","pid":${process.pid},"name":"process_name","args":{"name":${
@@ -220,32 +249,33 @@ export class CatapultWriter implements TraceSink {
     const site = this.#sites.get(slice.site) ?? this.#render(slice.site);
     const args = slice.args;
     // Extra args are rare (unfinished, unbalanced, flushes): they go as text.
-    const tail = args === undefined ? site.plain : ascii(
-      `${site.head},"args":{${site.args}${site.args === "" ? "" : ","}${
-        JSON.stringify(args).slice(1, -1)
-      }}`,
+    const head = args === undefined ? site.head : this.#head(
+      site.names,
+      `${site.args}${site.args === "" ? "" : ","}${JSON.stringify(args).slice(1, -1)}`,
     );
-    const out = this.#reserve(tail.length + SLICE_BYTES);
+    const out = this.#reserve(head.length + SLICE_BYTES);
     let at = this.#at;
-    if (this.#first) this.#first = false;
-    else at = copy(out, at, SEPARATOR);
-    at = copy(out, at, this.#sliceStart);
+    if (this.#first) {
+      this.#first = false;
+      at = copy(out, at, head.subarray(SEPARATOR.length));
+    } else {
+      at = copy(out, at, head);
+    }
     at = writeInteger(out, at, slice.tid);
-    at = copy(out, at, TS);
+    at = writeTsKey(out, at);
     at = writeMicros(out, at, slice.start);
-    at = copy(out, at, DUR);
+    at = writeDurKey(out, at);
     at = writeMicros(out, at, slice.duration);
-    at = copy(out, at, tail);
     const flow = slice.flow;
     if (flow !== 0) {
       // Chromium writes v2 flow ids as hex strings; Perfetto reads them so.
       at = copy(out, at, BIND_ID);
       at = writeHex(out, at, flow);
-      out[at++] = 0x22; // '"'
+      out[at++] = 0x22; // "
       if (slice.flowIn) at = copy(out, at, FLOW_IN);
       if (slice.flowOut) at = copy(out, at, FLOW_OUT);
     }
-    out[at++] = CLOSE_BRACE;
+    out[at++] = 0x7d; // }
     this.#at = at;
     if (at >= this.#chunkSize) this.#flush();
   }
@@ -342,14 +372,22 @@ export class CatapultWriter implements TraceSink {
   }
 
   #render(site: SliceSite): RenderedSite {
-    const head = `,"name":${JSON.stringify(site.name)},"cat":${JSON.stringify(site.category)}`;
+    const names = `"name":${JSON.stringify(site.name)},"cat":${JSON.stringify(site.category)}`;
     let args = "";
     if (site.file !== undefined) args += `"file":${JSON.stringify(site.file)}`;
     if (site.line !== undefined) args += `${args === "" ? "" : ","}"line":${site.line}`;
-    const plain = encoder.encode(args === "" ? head : `${head},"args":{${args}}`);
-    const rendered = { head, args, plain };
+    const rendered = { names, args, head: this.#head(names, args) };
     this.#sites.set(site, rendered);
     return rendered;
+  }
+
+  /** The bytes of a slice up to its `tid`, separator first. */
+  #head(names: string, args: string): Uint8Array {
+    return encoder.encode(
+      `${SEPARATOR}{"ph":"X",${names}${
+        args === "" ? "" : `,"args":{${args}}`
+      },"pid":${this.#pid},"tid":`,
+    );
   }
 }
 

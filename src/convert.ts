@@ -79,7 +79,7 @@ const noop = () => {};
  * import assert from "node:assert/strict";
  *
  * const ndjson = [
- *   '{"kind":"hello","protocol":1,"pid":7,"python":"3.12.1","engine":"monitoring","t0":0,"main_thread":1,"argv":["a.py"]}',
+ *   '{"kind":"hello","protocol":2,"pid":7,"python":"3.12.1","engine":"monitoring","t0":0,"main_thread":1,"argv":["a.py"]}',
  *   '{"kind":"cfunc","id":1,"name":"print"}',
  *   '{"kind":"events","events":[[5,1,1000,0,1],[6,1,3000,0,1]]}',
  *   '{"kind":"end","ts":4000,"events":2,"dropped":0,"reason":"exit"}',
@@ -118,7 +118,7 @@ export function convert(
  * import assert from "node:assert/strict";
  *
  * const records: ProtocolRecord[] = [
- *   { kind: "hello", protocol: 1, pid: 7, python: "3.12.1", engine: "monitoring", t0: 0, main_thread: 1, argv: ["a.py"] },
+ *   { kind: "hello", protocol: 2, pid: 7, python: "3.12.1", engine: "monitoring", t0: 0, main_thread: 1, argv: ["a.py"] },
  *   { kind: "code", id: 1, module: "__main__", qualname: "main", file: "a.py", line: 1, type: "function" },
  *   { kind: "events", events: [[0, 1, 0, 9, 1], [2, 1, 1500, 9, 1]] },
  * ];

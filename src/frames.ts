@@ -146,7 +146,7 @@ class ThreadState {
  *   finish() {},
  * };
  * const machine = new FrameStateMachine(sink);
- * machine.push({ kind: "hello", protocol: 1, pid: 7, python: "3.12.1", engine: "monitoring", t0: 1000, main_thread: 1, argv: ["a.py"] });
+ * machine.push({ kind: "hello", protocol: 2, pid: 7, python: "3.12.1", engine: "monitoring", t0: 1000, main_thread: 1, argv: ["a.py"] });
  * machine.push({ kind: "code", id: 1, module: "__main__", qualname: "main", file: "a.py", line: 1, type: "function" });
  * machine.push({ kind: "events", events: [[0, 1, 1000, 50, 1], [2, 1, 3500, 50, 1]] });
  * const summary = machine.end();
@@ -299,8 +299,10 @@ export class FrameStateMachine {
     for (const thread of this.#threads.values()) {
       if (!thread.announced) this.#announce(thread);
       while (thread.depth > 0) {
-        this.#unfinished++;
-        this.#close(thread.tid, thread.stack[--thread.depth]!, last, UNFINISHED);
+        const entry = thread.stack[--thread.depth]!;
+        // Counted as `slices` are: those written.
+        if (entry.depth <= this.#maxDepth) this.#unfinished++;
+        this.#close(thread.tid, entry, last, UNFINISHED);
       }
     }
     for (const entry of this.#suspended.values()) this.#emitHeld(entry, false);

@@ -242,6 +242,8 @@ const CODE_TYPES: ReadonlySet<string> = new Set<CodeType>([
  * ```
  */
 export function decodeRecord(text: string, line: number): ProtocolRecord | undefined {
+  const packed = packedOf(text);
+  if (packed !== undefined) return { kind: "events", packed };
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -255,6 +257,26 @@ export function decodeRecord(text: string, line: number): ProtocolRecord | undef
     });
   }
   return checkRecord(value, line);
+}
+
+/** How collector.py begins an `events` record with `packed` events. */
+const PACKED_START = '{"kind":"events","packed":"';
+const PACKED_END = '"}';
+
+/**
+ * The `packed` field of a line that is exactly a packed `events` record as
+ * collector.py writes it, or `undefined` for any other line, which then
+ * goes through `JSON.parse`. Such lines are nearly all of a stream's bytes,
+ * and cutting the base64 out of the line costs nothing, where parsing the
+ * JSON copies it (measured: 3% of the conversion time, a quarter of its
+ * peak heap). Base64 holds no
+ * character that JSON escapes; a line with a quote or a backslash in the
+ * middle is left to `JSON.parse`.
+ */
+function packedOf(text: string): string | undefined {
+  if (!text.startsWith(PACKED_START) || !text.endsWith(PACKED_END)) return undefined;
+  const packed = text.slice(PACKED_START.length, -PACKED_END.length);
+  return packed.includes('"') || packed.includes("\\") ? undefined : packed;
 }
 
 /**

@@ -109,7 +109,7 @@ export interface TraceSummary {
    * `maxDepth`; 0 or absent when there was no limit.
    */
   omittedSlices?: number;
-  /** The slices still open at the end, closed at the last timestamp. */
+  /** The slices still open at the end, closed at the last timestamp (of those emitted). */
   unfinished: number;
   /** The threads seen (dense ids 1..threads). */
   threads: number;

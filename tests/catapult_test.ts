@@ -220,7 +220,7 @@ Deno.test("CatapultWriter writes times in microseconds, at most to the nanosecon
       const chunks = await collect((writer) => {
         writer.slice(slice({ site: PRINT, start: us, duration: us }));
       });
-      assert.match(chunks.join(""), new RegExp(`,"ts":${text},"dur":${text},`));
+      assert.match(chunks.join(""), new RegExp(`,"ts":${text},"dur":${text}}`));
     });
   }
 });

@@ -551,6 +551,7 @@ Deno.test("FrameStateMachine leaves out slices deeper than maxDepth", async (t) 
       assert.deepEqual(sorted(sink), slices);
       assert.equal(summary.omittedSlices, omitted);
       assert.equal(summary.slices, slices.length);
+      assert.equal(summary.unfinished, slices.filter((s) => s.includes("unfinished")).length);
     });
   }
   await t.step("keeps the collector's flushes", () => {

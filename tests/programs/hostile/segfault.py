@@ -1,0 +1,24 @@
+"""A segmentation fault (status 139). Enough calls come first for the
+collector to send a batch, so the trace has frames open when it crashed."""
+import ctypes
+import sys
+
+
+def tick(i):
+    return i + 1
+
+
+def crash():
+    print("crashing")
+    sys.stdout.flush()
+    ctypes.string_at(0)
+
+
+def main():
+    total = 0
+    for i in range(6000):
+        total = tick(total)
+    crash()
+
+
+main()
