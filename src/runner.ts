@@ -529,7 +529,13 @@ function handleSignals(child: ChildProcess): () => void {
     }
   }
   return () => {
-    for (const [signal, handler] of installed) Deno.removeSignalListener(signal, handler);
+    for (const [signal, handler] of installed) {
+      // The SIGINT of a Ctrl-C reaches the whole group, and Deno may hand it
+      // to its listener only after the program has exited: removed by then,
+      // the default action would end Panopticon before it reports. Ignoring
+      // it stays in place until Panopticon exits.
+      if (signal !== "SIGINT") Deno.removeSignalListener(signal, handler);
+    }
   };
 }
 

@@ -1,5 +1,7 @@
 /** Running programs under plain Python and under Panopticon, for end-to-end tests. */
 
+import { readTrace, type Trace } from "./_trace.ts";
+
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** What a finished process showed the world. */
@@ -63,4 +65,35 @@ export function programStderr(stderr: string): string {
 export async function tempDir(): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await Deno.makeTempDir({ prefix: "panopticon-test-" });
   return { path, remove: () => Deno.remove(path, { recursive: true }) };
+}
+
+/**
+ * Traces `args` (a program and its arguments, after Panopticon's own
+ * `options`) with the interpreter at `python` into a temporary file, and
+ * returns the outcome with the parsed trace. A missing or unreadable trace
+ * fails with what Panopticon said.
+ */
+export async function traceProgram(
+  python: string,
+  options: string[],
+  args: string[],
+  run: RunOptions = {},
+): Promise<{ outcome: Outcome; trace: Trace }> {
+  const dir = await tempDir();
+  try {
+    const output = `${dir.path}/trace.json`;
+    const outcome = await runPanopticon(
+      ["--python", python, "-o", output, ...options, ...args],
+      run,
+    );
+    let trace: Trace;
+    try {
+      trace = await readTrace(output);
+    } catch (error) {
+      throw new Error(`no readable trace (${error}); panopticon said:\n${outcome.stderr}`);
+    }
+    return { outcome, trace };
+  } finally {
+    await dir.remove();
+  }
 }

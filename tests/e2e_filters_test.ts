@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { oldestAndNewest, type TestPython } from "./_pythons.ts";
-import { type Outcome, programStderr, runPanopticon, runPython, tempDir } from "./_run.ts";
-import { flowChains, parentOf, readTrace, slices, type Trace, type TraceEvent } from "./_trace.ts";
+import { type Outcome, programStderr, runPython, traceProgram } from "./_run.ts";
+import { flowChains, parentOf, slices, type Trace, type TraceEvent } from "./_trace.ts";
 
 const PROGRAM = new URL("./programs/filtered.py", import.meta.url).pathname;
 
@@ -18,30 +18,8 @@ function minor(python: TestPython): number {
 }
 
 /** Traces the program with `options`; returns the outcome and the parsed trace. */
-async function trace(python: TestPython, engine: string, options: string[]) {
-  const dir = await tempDir();
-  try {
-    const output = `${dir.path}/trace.json`;
-    const outcome = await runPanopticon([
-      "--python",
-      python.path,
-      "--engine",
-      engine,
-      "-o",
-      output,
-      ...options,
-      PROGRAM,
-    ]);
-    let parsed: Trace;
-    try {
-      parsed = await readTrace(output);
-    } catch (error) {
-      throw new Error(`no readable trace (${error}); panopticon said:\n${outcome.stderr}`);
-    }
-    return { outcome, trace: parsed };
-  } finally {
-    await dir.remove();
-  }
+function trace(python: TestPython, engine: string, options: string[]) {
+  return traceProgram(python.path, ["--engine", engine, ...options], [PROGRAM]);
 }
 
 const plainRuns = new Map<string, Promise<Outcome>>();

@@ -6,11 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { TEST_PYTHONS, type TestPython } from "./_pythons.ts";
-import { programStderr, type RunOptions, runPanopticon, runPython, tempDir } from "./_run.ts";
+import { programStderr, type RunOptions, runPython, traceProgram } from "./_run.ts";
 import {
   encloses,
   flowChains,
-  readTrace,
   rootSlices,
   slices,
   threadNames,
@@ -31,29 +30,13 @@ function minor(python: TestPython): number {
 }
 
 /** Traces `args` with `python`; returns the outcome and the parsed trace. */
-async function trace(
+function trace(
   python: TestPython,
   args: string[],
   options: RunOptions & { engine?: string } = {},
 ) {
-  const dir = await tempDir();
-  try {
-    const output = `${dir.path}/trace.json`;
-    const engine = options.engine ? ["--engine", options.engine] : [];
-    const outcome = await runPanopticon(
-      ["--python", python.path, "-o", output, ...engine, ...args],
-      options,
-    );
-    let parsed: Trace | undefined;
-    try {
-      parsed = await readTrace(output);
-    } catch (error) {
-      throw new Error(`no readable trace (${error}); panopticon said:\n${outcome.stderr}`);
-    }
-    return { outcome, trace: parsed };
-  } finally {
-    await dir.remove();
-  }
+  const engine = options.engine ? ["--engine", options.engine] : [];
+  return traceProgram(python.path, engine, args, options);
 }
 
 /** Asserts that a traced run behaves exactly like a plain one. */
