@@ -98,6 +98,10 @@ function writeMicros(out: Uint8Array, at: number, us: number): number {
     out[at++] = 0x2d; // "-"
     ns = -ns;
   }
+  // Beyond 2^53 ns (104 days: the wire's integers stay below 2^53, but a
+  // difference of two may not) the arithmetic below is not exact. NaN
+  // fails this test too.
+  if (!(ns <= Number.MAX_SAFE_INTEGER)) return writeLargeMicros(out, at, ns / 1000);
   const whole = Math.floor(ns / 1000);
   at = writeInteger(out, at, whole);
   const fraction = ns - whole * 1000;
@@ -113,6 +117,20 @@ function writeMicros(out: Uint8Array, at: number, us: number): number {
     }
   }
   return at;
+}
+
+/**
+ * Writes `us`, a non-negative number of microseconds too big for the exact
+ * digits of {@linkcode writeMicros}, as `String()` does (shortest form; in
+ * exponent notation from 10^21 on, which is still JSON, and at most 24
+ * characters); returns the index after. Off the hot path: no slice of a
+ * stream that keeps to the protocol gets here.
+ *
+ * @throws {RangeError} if `us` is NaN or infinite: JSON has no such numbers.
+ */
+function writeLargeMicros(out: Uint8Array, at: number, us: number): number {
+  if (!Number.isFinite(us)) throw new RangeError(`a slice's time is not finite: ${us} µs`);
+  return at + encoder.encodeInto(String(us), out.subarray(at)).written;
 }
 
 /**

@@ -134,8 +134,12 @@ export function toCatapult(
 ): ReadableStream<string> {
   // The writer makes UTF-8; this is the one place where it becomes text.
   const { readable, writable } = new TextDecoderStream();
-  // A failure errors `readable`, where the reader sees it.
-  run(input, writable, options).catch(noop);
+  // A failure errors `readable`, where the reader sees it: `run` aborts the
+  // output it writes to, and one that fails before it locks the output (a
+  // bad option) leaves it to this catch, or the reader would wait forever.
+  run(input, writable, options)
+    .catch((error) => writable.locked ? undefined : writable.abort(error))
+    .catch(noop);
   return readable;
 }
 

@@ -12,6 +12,9 @@
 
 import { ProtocolError, type ProtocolEvent } from "./protocol.ts";
 
+/** Every integer on the wire is below 2^63 in magnitude (docs/protocol.md). */
+const TWO_TO_63 = 2 ** 63;
+
 /** The numbers of one event in an {@linkcode EventBatch}: op, thread, ts, frame, ref. */
 export const EVENT_FIELDS = 5;
 
@@ -74,7 +77,7 @@ export class EventBatch {
 
   /**
    * Fills the batch from an `events` field, already checked to hold arrays
-   * of five numbers (see `checkRecord`).
+   * of five integers below 2^63 (see `checkRecord`).
    */
   setEvents(events: readonly ProtocolEvent[]): void {
     const values = this.reserve(events.length);
@@ -175,20 +178,24 @@ function unmarshal(bytes: Uint8Array, end: number, batch: EventBatch, line: numb
         const size = digits < 0 ? -digits : digits;
         at += 5;
         if (at + 2 * size > end) fail(`truncated at event ${i + 1} of ${count}`);
-        // Four 15-bit digits reach 2^60; the protocol keeps below 2^53.
-        if (size > 4) fail(`an integer of event ${i + 1} is not below 2^53`);
+        // Five 15-bit digits reach 2^75; the protocol keeps below 2^63.
+        if (size > 5) fail(`an integer of event ${i + 1} is not below 2^63`);
         // Unrolled: thread idents, clocks and frame ids take three or four digits.
         const d0 = size > 0 ? view.getUint16(at, true) : 0;
         const d1 = size > 1 ? view.getUint16(at + 2, true) : 0;
         const d2 = size > 2 ? view.getUint16(at + 4, true) : 0;
         const d3 = size > 3 ? view.getUint16(at + 6, true) : 0;
+        const d4 = size > 4 ? view.getUint16(at + 8, true) : 0;
         at += 2 * size;
-        if ((d0 | d1 | d2 | d3) > 32767) {
+        if ((d0 | d1 | d2 | d3 | d4) > 32767) {
           fail(`a digit of a long integer of event ${i + 1} is out of range`);
         }
-        const value = d0 + d1 * 0x8000 + d2 * 0x40000000 + d3 * 0x200000000000;
-        if (value > Number.MAX_SAFE_INTEGER) {
-          fail(`an integer of event ${i + 1} is not below 2^53`);
+        // Above 2^53 (a clock on a host up for more than 104 days) the value
+        // is rounded, by a few nanoseconds: far below the trace's precision.
+        const value = d0 + d1 * 0x8000 + d2 * 0x40000000 + d3 * 0x200000000000 +
+          d4 * 0x1000000000000000;
+        if (value >= TWO_TO_63) {
+          fail(`an integer of event ${i + 1} is not below 2^63`);
         }
         values[out++] = digits < 0 ? -value : value;
       } else if (type === INT || type === LONG || at >= end) {

@@ -225,6 +225,35 @@ Deno.test("CatapultWriter writes times in microseconds, at most to the nanosecon
   }
 });
 
+Deno.test("CatapultWriter writes times beyond 2^53 ns as JSON numbers, and refuses NaN", async (t) => {
+  // Found by tests/fuzz_test.ts (through the converter, before it refused
+  // such input): 1e300 µs wrote digits past the slice's room, Infinity
+  // looped forever and NaN wrote a NUL byte.
+  const cases: { us: number; text: string }[] = [
+    { us: 18014398509481.98, text: "18014398509481.98" },
+    { us: -18014398509481.98, text: "-18014398509481.98" },
+    { us: 1e300, text: "1e\\+300" },
+  ];
+  for (const { us, text } of cases) {
+    await t.step(`${us} µs`, async () => {
+      const { text: written, json } = await trace(
+        slice({ site: PRINT, start: us, duration: Math.abs(us) }),
+      );
+      assert.match(written, new RegExp(`,"ts":${text},"dur":${text.replace(/^-/, "")}}`));
+      assert.equal(json.traceEvents.at(-1)!.ts, us);
+    });
+  }
+  for (const us of [NaN, Infinity, -Infinity]) {
+    await t.step(`${us} µs`, () => {
+      const writer = new CatapultWriter(new WritableStream());
+      assert.throws(
+        () => writer.slice(slice({ site: PRINT, start: us })),
+        new RangeError(`a slice's time is not finite: ${Math.abs(us)} µs`),
+      );
+    });
+  }
+});
+
 Deno.test("CatapultWriter joins slices with v2 flows", async (t) => {
   const cases: { name: string; slice: Slice; flow: TraceEvent }[] = [
     {

@@ -310,6 +310,22 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       text: `${hello}\n{"kind":"flush","thread":1,"start":1,"end":2}\n`,
       message: 'line 2: expected an integer "events" in a "flush" record',
     },
+    {
+      // Found by tests/fuzz_test.ts: this looped forever.
+      name: "JSON events with a timestamp of 1e400",
+      text: `${hello}\n{"kind":"events","events":[[5,1,2,0,1],[6,1,1e400,0,1]]}\n`,
+      message:
+        'line 2: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], ' +
+        "five integers below 2^63 with op 0 to 7, got [6,1,Infinity,0,1]",
+    },
+    {
+      // Found by tests/fuzz_test.ts: this wrote `"ident":Infinity`, which is not JSON.
+      name: "JSON events on thread 1e400",
+      text: `${hello}\n{"kind":"events","events":[[5,1e400,2,0,1]]}\n`,
+      message:
+        'line 2: expected event 1 of an "events" record to be [op, thread, ts, frame, ref], ' +
+        "five integers below 2^63 with op 0 to 7, got [5,Infinity,2,0,1]",
+    },
   ];
   for (const { name, text, message } of cases) {
     await t.step(name, async () => {
@@ -474,6 +490,18 @@ Deno.test("toCatapult errors its stream on a broken input", async (t) => {
       error: /ProtocolError: line 1: the event stream did not present this run's secret$/,
     },
     {
+      name: "JSON events with an infinite timestamp",
+      input: () =>
+        ReadableStream.from(
+          [hello, {
+            kind: "events",
+            events: [[5, 1, 2, 0, 1], [6, 1, Infinity, 0, 1]],
+          }] as ProtocolRecord[],
+        ),
+      error:
+        /ProtocolError: line 2: expected event 2 of an "events" record .* got \[6,1,Infinity,0,1\]$/,
+    },
+    {
       name: "bytes and records mixed",
       input: () =>
         ReadableStream.from<Uint8Array | ProtocolRecord>([
@@ -488,6 +516,26 @@ Deno.test("toCatapult errors its stream on a broken input", async (t) => {
       await assert.rejects(() => Array.fromAsync(toCatapult(input(), options)), error);
     });
   }
+});
+
+Deno.test("toCatapult errors its stream on a bad maxDepth, leaving the input untouched", async () => {
+  // Found by tests/fuzz_test.ts: the option was refused before the output
+  // was locked, and nothing errored the returned stream, so a reader waited
+  // forever.
+  const input = ReadableStream.from([await fixture("generator.ndjson")]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the stream neither ended nor errored")), 2000);
+  });
+  try {
+    await assert.rejects(
+      () => Promise.race([Array.fromAsync(toCatapult(input, { maxDepth: 0 })), hang]),
+      new RangeError("maxDepth must be a positive integer or Infinity, got 0"),
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(input.locked, false);
 });
 
 Deno.test("toCatapult cancels its input when its output is cancelled", async () => {

@@ -267,7 +267,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an event of four numbers",
       text: '{"kind":"events","events":[[0,1,2,3,4],[0,1,2,3]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five numbers with op 0 to 7, got [0,1,2,3]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 7, got [0,1,2,3]',
     },
     {
       name: "an event that is not an array",
@@ -292,6 +292,47 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "a null ref",
       text: '{"kind":"events","events":[[0,1,2,3,null]]}',
       message: /event 1 /,
+    },
+    // Found by tests/fuzz_test.ts: JSON events took any number, and `1e400`
+    // (Infinity) made the converter loop forever, NaN or 1e300 wrote text
+    // that is not JSON. They are integers below 2^63, as packed ones are.
+    {
+      name: "an infinite timestamp",
+      text: '{"kind":"events","events":[[0,1,2,3,4],[6,1,1e400,0,1]]}',
+      message:
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 7, got [6,1,Infinity,0,1]',
+    },
+    {
+      name: "an infinite thread",
+      text: '{"kind":"events","events":[[0,-1e400,2,3,4]]}',
+      message: /got \[0,-Infinity,2,3,4\]$/,
+    },
+    {
+      name: "a huge frame",
+      text: '{"kind":"events","events":[[0,1,2,1e300,4]]}',
+      message: /event 1 /,
+    },
+    {
+      name: "a timestamp of 2^63",
+      text: '{"kind":"events","events":[[0,1,9223372036854775808,3,4]]}',
+      message: /event 1 /,
+    },
+    {
+      name: "a fractional timestamp",
+      text: '{"kind":"events","events":[[0,1,2.5,3,4]]}',
+      message: /event 1 /,
+    },
+    {
+      name: "a t0 of 1e300 in a hello record",
+      text: HELLO.replace('"t0":1000', '"t0":1e300'),
+      message:
+        'line 7: expected an integer "t0" in a "hello" record, got 1e+300, which is not below 2^63',
+    },
+    {
+      name: "a native_id of -2^63 in a thread record",
+      text: '{"kind":"thread","thread":1,"native_id":-9223372036854775808,"name":"T"}',
+      message:
+        'line 7: expected an integer or null "native_id" in a "thread" record, got -9223372036854776000, which is not below 2^63',
     },
   ];
   for (const { name, text, message } of cases) {
