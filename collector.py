@@ -34,16 +34,10 @@ from time import perf_counter_ns
 
 PROTOCOL_VERSION = 2
 
-# Event op codes, as in docs/protocol.md. The callbacks write them as
-# literals: a global lookup per event is measurable.
-OP_CALL = 0
-OP_RESUME = 1
-OP_RETURN = 2
-OP_UNWIND = 3
-OP_SUSPEND = 4
-OP_C_CALL = 5
-OP_C_RETURN = 6
-OP_C_RAISE = 7
+# Event op codes (docs/protocol.md): 0 call, 1 resume, 2 return, 3 unwind,
+# 4 suspend, 5 c_call, 6 c_return, 7 c_raise. The callbacks write them as
+# literals, since a global lookup per event is measurable.
+
 
 def _asynchronous_signals():
     """The signals held back while a record is sent (see Recorder.write)."""
@@ -58,8 +52,9 @@ def _asynchronous_signals():
 
 HELD_SIGNALS = _asynchronous_signals()
 
-# Buffered events before a flush. Large enough that flushing is rare, small
-# enough that a batch encodes in well under a millisecond.
+# Buffered events before a flush. Large enough that the fixed cost of a flush
+# (the lock, the signal mask, a write) is spread thin; small enough that a
+# batch encodes in a millisecond or two and a killed program loses little.
 FLUSH_THRESHOLD = 8192
 
 CO_GENERATOR = 0x20
@@ -493,7 +488,7 @@ def _make_profiler(recorder, ident):
     """A profile function for one thread, with its ident and tables bound.
 
     This is the hot path of the setprofile engine: everything it uses is a
-    local or a closure variable, and op codes are literals (see OP_CALL).
+    local or a closure variable, and op codes are literals (see the op codes above).
     """
     append = recorder.events.append
     events = recorder.events
@@ -699,7 +694,7 @@ class MonitoringEngine:
             return bootstrap_number[0]
 
         # The callbacks below are the hot path: locals and closure variables
-        # only, op codes as literals (see OP_CALL). Code that the filters
+        # only, op codes as literals (see the op codes above). Code that the filters
         # exclude is switched off at its source with DISABLE, where the event
         # is a local one (PY_START, PY_RESUME, PY_RETURN, PY_YIELD, CALL);
         # for the others (PY_UNWIND, PY_THROW) DISABLE would raise into the
