@@ -18,16 +18,22 @@ const TWO_TO_63 = 2 ** 63;
 /** The numbers of one event in an {@linkcode EventBatch}: op, thread, ts, frame, ref. */
 export const EVENT_FIELDS = 5;
 
-// The marshal type bytes that format version 2 writes for a list of tuples
-// of integers. Version 2 has no back-references (FLAG_REF, 0x80, came with
-// version 3), so any other byte is an error.
+// The marshal type bytes that format versions 2 to 4 write for a list of
+// tuples of integers; any other byte is an error. Version 4 (what the
+// collector writes, being cheaper for it than version 2) adds the small tuple
+// and back-references: a type byte with FLAG_REF set enters the object in a
+// table, and REF names an earlier entry by its index (the collector's thread
+// ident and its small integers are shared objects, so they repeat as REFs).
 const LIST = 0x5b; // "["
-const TUPLE = 0x28; // "("
+const TUPLE = 0x28; // "(": int32 count
+const SMALL_TUPLE = 0x29; // ")": one-byte count
 const INT = 0x69; // "i": int32
 const LONG = 0x6c; // "l": int32 digit count (signed), then 15-bit digits
+const REF = 0x72; // "r": int32 index into the table of flagged objects
+const FLAG_REF = 0x80;
 
-/** The smallest encoding of one event: a tuple header and five `i` items. */
-const MIN_EVENT_BYTES = 5 + EVENT_FIELDS * 5;
+/** The smallest encoding of one event: a small tuple's header and five 5-byte items. */
+const MIN_EVENT_BYTES = 2 + EVENT_FIELDS * 5;
 
 /**
  * One batch of events, flat: event `i` is `values[5 * i]` to
@@ -41,6 +47,8 @@ export class EventBatch {
   /** How many events the batch holds. */
   length = 0;
   #bytes: Uint8Array = new Uint8Array(0);
+  /** The marshal back-reference table of the batch being read (see FLAG_REF). */
+  refs: number[] = [];
 
   /**
    * Fills the batch from a `packed` field. Throws a {@linkcode ProtocolError}
@@ -147,8 +155,15 @@ function unmarshal(bytes: Uint8Array, end: number, batch: EventBatch, line: numb
   const fail = (detail: string): never => {
     throw new ProtocolError(line, `the "packed" events are malformed: ${detail}`);
   };
+  // The objects flagged so far, by index: an integer's value, NaN for the
+  // list and the tuples (which nothing refers to).
+  const refs = batch.refs;
+  refs.length = 0;
   if (end < 5) fail(`expected a marshalled list, got ${end} bytes`);
-  if (bytes[0] !== LIST) fail(`expected a list (type byte "["), got ${typeByte(bytes[0]!)}`);
+  if ((bytes[0]! & ~FLAG_REF) !== LIST) {
+    fail(`expected a list (type byte "["), got ${typeByte(bytes[0]!)}`);
+  }
+  if (bytes[0]! & FLAG_REF) refs.push(NaN);
   const count = view.getInt32(1, true);
   // Checked before anything is allocated for `count` events.
   if (count < 0 || count > (end - 5) / MIN_EVENT_BYTES) {
@@ -158,22 +173,47 @@ function unmarshal(bytes: Uint8Array, end: number, batch: EventBatch, line: numb
   let at = 5;
   let out = 0;
   for (let i = 0; i < count; i++) {
-    if (at + 5 > end) fail(`truncated at event ${i + 1} of ${count}`);
-    if (bytes[at] !== TUPLE) {
-      fail(`expected event ${i + 1} to be a tuple (type byte "("), got ${typeByte(bytes[at]!)}`);
+    if (at + 2 > end) fail(`truncated at event ${i + 1} of ${count}`);
+    const tupleType = bytes[at]! & ~FLAG_REF;
+    if (bytes[at]! & FLAG_REF) refs.push(NaN);
+    let size: number;
+    if (tupleType === SMALL_TUPLE) {
+      size = bytes[at + 1]!;
+      at += 2;
+    } else if (tupleType === TUPLE && at + 5 <= end) {
+      size = view.getInt32(at + 1, true);
+      at += 5;
+    } else if (tupleType === TUPLE) {
+      return fail(`truncated at event ${i + 1} of ${count}`);
+    } else {
+      return fail(
+        `expected event ${i + 1} to be a tuple (type byte "(" or ")"), got ${typeByte(bytes[at]!)}`,
+      );
     }
-    const size = view.getInt32(at + 1, true);
     if (size !== EVENT_FIELDS) {
       fail(`expected event ${i + 1} to be a tuple of 5 integers, got one of ${size} items`);
     }
-    at += 5;
     for (let field = 0; field < EVENT_FIELDS; field++) {
-      // One branch per item: nearly every integer of a batch is an `i`.
-      const type = bytes[at];
+      // The commonest item first: a plain `i`.
+      const type = bytes[at]!;
       if (type === INT && at + 5 <= end) {
         values[out++] = view.getInt32(at + 1, true);
         at += 5;
-      } else if (type === LONG && at + 5 <= end) {
+        continue;
+      }
+      const kind = type & ~FLAG_REF;
+      let value: number;
+      if (type === REF && at + 5 <= end) {
+        const index = view.getInt32(at + 1, true);
+        at += 5;
+        value = refs[index] ?? NaN;
+        if (Number.isNaN(value)) {
+          fail(`event ${i + 1} refers to object ${index}, which is not an integer before it`);
+        }
+      } else if (kind === INT && at + 5 <= end) {
+        value = view.getInt32(at + 1, true);
+        at += 5;
+      } else if (kind === LONG && at + 5 <= end) {
         const digits = view.getInt32(at + 1, true);
         const size = digits < 0 ? -digits : digits;
         at += 5;
@@ -192,20 +232,22 @@ function unmarshal(bytes: Uint8Array, end: number, batch: EventBatch, line: numb
         }
         // Above 2^53 (a clock on a host up for more than 104 days) the value
         // is rounded, by a few nanoseconds: far below the trace's precision.
-        const value = d0 + d1 * 0x8000 + d2 * 0x40000000 + d3 * 0x200000000000 +
+        const magnitude = d0 + d1 * 0x8000 + d2 * 0x40000000 + d3 * 0x200000000000 +
           d4 * 0x1000000000000000;
-        if (value >= TWO_TO_63) {
+        if (magnitude >= TWO_TO_63) {
           fail(`an integer of event ${i + 1} is not below 2^63`);
         }
-        values[out++] = digits < 0 ? -value : value;
-      } else if (type === INT || type === LONG || at >= end) {
-        fail(`truncated at event ${i + 1} of ${count}`);
+        value = digits < 0 ? -magnitude : magnitude;
+      } else if (kind === INT || kind === LONG || kind === REF || at >= end) {
+        return fail(`truncated at event ${i + 1} of ${count}`);
       } else {
-        fail(
-          `expected the integers of event ${i + 1}, got ${typeByte(type!)} at byte ${at} ` +
-            '(only list "[", tuple "(", int "i" and long "l" occur)',
+        return fail(
+          `expected the integers of event ${i + 1}, got ${typeByte(type)} at byte ${at} ` +
+            '(only list "[", tuples "(" and ")", int "i", long "l" and reference "r" occur)',
         );
       }
+      if (type & FLAG_REF) refs.push(value);
+      values[out++] = value;
     }
     const op = values[out - EVENT_FIELDS]!;
     // `op >>> 0 === op` holds only for a non-negative integer.
