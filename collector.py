@@ -32,11 +32,13 @@ import types
 from base64 import b64encode
 from time import perf_counter_ns
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # Event op codes (docs/protocol.md): 0 call, 1 resume, 2 return, 3 unwind,
-# 4 suspend, 5 c_call, 6 c_return, 7 c_raise. The callbacks write them as
-# literals, since a global lookup per event is measurable.
+# 4 suspend, 5 c_call, 6 c_return, 7 c_raise; the marks of the in-program
+# API: 8 instant, 9 counter, 10 span begin, 11 span end, 12 stop (recording
+# stops on the thread). The callbacks write them as literals, since a global
+# lookup per event is measurable.
 
 
 def _asynchronous_signals():
@@ -78,11 +80,13 @@ def _debug(message):
 
 
 def _warn(message):
+    """Say `message` on stderr; False if it could not be said."""
     try:
         sys.stderr.write("panopticon: warning: %s\n" % message)
         sys.stderr.flush()
+        return True
     except Exception:
-        pass
+        return False
 
 
 # --- where a frame is suspended rather than finished -------------------------
@@ -298,6 +302,44 @@ class Filters:
         return not self._matches(self.exclude, module, qualname, filename)
 
 
+# --- marks: what the program itself puts on the timeline ---------------------
+
+
+class _Mark(tuple):
+    """`(category, name, args)` of an instant, counter or span, as given.
+
+    A tuple subclass: made by a call of a type, which no profiler reports,
+    and refused by marshal, which is how a flush finds the marks in a batch
+    (Recorder._define_marks).
+    """
+
+    __slots__ = ()
+
+
+def _text(value):
+    try:
+        return value if type(value) is str else str(value)
+    except Exception:
+        return "<%s>" % type(value).__name__
+
+
+def _jsonable(value, depth):
+    """`value` as JSON values: other objects by their repr(), cycles cut."""
+    if value is None or type(value) in (str, bool, int):
+        return value
+    if type(value) is float:
+        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+    if depth < 8:
+        if isinstance(value, dict):
+            return {_text(k): _jsonable(v, depth + 1) for k, v in list(value.items())}
+        if isinstance(value, (list, tuple)):
+            return [_jsonable(v, depth + 1) for v in value]
+    try:
+        return repr(value)
+    except Exception:
+        return "<%s>" % type(value).__name__
+
+
 # --- the recorder --------------------------------------------------------------
 
 
@@ -329,6 +371,7 @@ class Recorder:
         self.fresh_points = {}
         self.suspension_points = {}
         self.code_count = 0
+        self.mark_count = 0
         self.cfunc_ids = {}  # id(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
         self.keep_alive = []  # keeps ids in the tables from being reused
@@ -339,12 +382,35 @@ class Recorder:
         self.definitions.append(json.dumps(record, separators=(",", ":")) + "\n")
 
     def register_code(self, code, frame):
-        """Number a code object, once. Returns 0 for code that is never traced."""
+        """Number a code object, once. Returns 0 for code that is never traced.
+
+        This file's own code (the API's wrappers and context managers, the
+        audit hook) is recorded but marked hidden: the converter follows its
+        frames, so that the stack stays right, and shows what they call.
+        """
         key = id(code)
         self.keep_alive.append(code)
         if code.co_filename == OWN_FILE:
-            self.code_ids[key] = 0
-            return 0
+            self.code_count += 1
+            number = self.code_count
+            self.define(
+                {
+                    "kind": "code",
+                    "id": number,
+                    "module": "panopticon",
+                    "qualname": code.co_name,
+                    "file": code.co_filename,
+                    "line": code.co_firstlineno,
+                    "type": _code_type(code.co_flags),
+                    "hidden": True,
+                }
+            )
+            if code.co_flags & GENERATOR_LIKE:
+                self.fresh_points[key] = _fresh_start_offsets(code)
+                self.suspension_points[key] = _suspension_offsets(code)
+                number = -number
+            self.code_ids[key] = number
+            return number
         module = frame.f_globals.get("__name__") if frame is not None else None
         module = module if isinstance(module, str) else ""
         qualname = _qualname(code, frame) if frame is not None else code.co_name
@@ -433,18 +499,25 @@ class Recorder:
             # added before the first event that uses it.
             batch = events[:count]
             del events[:count]
-            definitions = self.definitions
-            pending = "".join(definitions[: len(definitions)])
-            del definitions[: len(definitions)]
-            parts = [pending.encode()] if pending else []
+            packed = None
             if count:
                 # marshal writes integers in binary, several times faster than
                 # json.dumps writes them as text (docs/protocol.md, `packed`).
                 # Version 4 writes the thread ident and the small integers,
                 # shared objects, once a batch and then refers back to them:
                 # cheaper than version 2 and shorter (docs/protocol.md).
+                try:
+                    packed = marshal.dumps(batch, 4)
+                except ValueError:
+                    # A _Mark cannot be marshalled: this batch holds marks.
+                    packed = marshal.dumps(self._define_marks(batch), 4)
+            definitions = self.definitions
+            pending = "".join(definitions[: len(definitions)])
+            del definitions[: len(definitions)]
+            parts = [pending.encode()] if pending else []
+            if packed is not None:
                 parts.append(b'{"kind":"events","packed":"')
-                parts.append(b64encode(marshal.dumps(batch, 4)))
+                parts.append(b64encode(packed))
                 parts.append(b'"}\n')
             if record is not None:
                 parts.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
@@ -461,6 +534,32 @@ class Recorder:
                         "events": count,
                     }
                 )
+
+    def _define_marks(self, batch):
+        """Send a `mark` record for each mark of `batch`; return it with their numbers.
+
+        The API appends marks with their name and arguments as they were
+        given: turning them into JSON there would call code that recording
+        sees. Here, in a flush, recording sees nothing.
+        """
+        resolved = []
+        for event in batch:
+            mark = event[4]
+            if type(mark) is _Mark:
+                self.mark_count += 1
+                category, name, args = mark
+                self.define(
+                    {
+                        "kind": "mark",
+                        "id": self.mark_count,
+                        "name": _text(name),
+                        "category": category,
+                        "args": _jsonable(args, 0),
+                    }
+                )
+                event = (event[0], event[1], event[2], event[3], self.mark_count)
+            resolved.append(event)
+        return resolved
 
     def finish(self, reason):
         ident = threading.get_ident()
@@ -572,10 +671,36 @@ class ProfileEngine:
     def __init__(self, recorder):
         self.recorder = recorder
         self.main_profile = None
+        # ident -> the profile function recording that thread, for the
+        # guard (see _guard_profiler) and for threads switched on by the API.
+        self.profiles = {}
+        self.announced = {}  # ident -> the name its `thread` record gave
 
-    def start(self, main_ident):
+    def profile_for(self, ident):
+        """The profile function of thread `ident`, made once."""
+        profile = self.profiles.get(ident)
+        if profile is None:
+            profile = self.profiles[ident] = _make_profiler(self.recorder, ident)
+        return profile
+
+    def record_thread(self, ident):
+        """Start recording the calling thread (the API, in manual mode).
+
+        The thread is announced the first time, and again only under a new
+        name: a thread that is switched on and off many times stays one track.
+        Must run while the thread records nothing: announcing runs Python code.
+        """
+        name = threading.current_thread().name
+        if self.announced.get(ident) != name:
+            self.announced[ident] = name
+            self.recorder.announce_thread(ident, name)
+        _switch_profile(self.profile_for(ident))
+
+    def start(self, main_ident, manual=False):
         recorder = self.recorder
         engine = self
+        if manual:
+            return  # Threads are switched on by the API (record_thread).
 
         def wait_for_main(frame, event, arg):
             # Site initialisation and runpy run before the program: start at
@@ -585,17 +710,21 @@ class ProfileEngine:
                 and frame.f_code.co_name == "<module>"
                 and frame.f_globals.get("__name__") == "__main__"
             ):
-                profile = _make_profiler(recorder, main_ident)
+                profile = engine.profile_for(main_ident)
                 engine.main_profile = profile
-                sys.setprofile(profile)
+                engine.announced[main_ident] = threading.current_thread().name
+                _switch_profile(profile)
                 profile(frame, event, arg)
 
         def start_thread(frame, event, arg):
             # threading installs this in each new thread before `run`.
             ident = threading.get_ident()
-            recorder.announce_thread(ident, threading.current_thread().name)
+            name = threading.current_thread().name
+            engine.announced[ident] = name
+            recorder.announce_thread(ident, name)
             profile = _make_profiler(recorder, ident)
-            sys.setprofile(profile)
+            engine.profiles[ident] = profile
+            _switch_profile(profile)
             profile(frame, event, arg)
 
         threading.setprofile(start_thread)
@@ -610,7 +739,11 @@ class ProfileEngine:
         the rest of the run are then missing. `current_profile` reads
         sys.getprofile() through functools.partial, so no event is recorded.
         """
-        if self.main_profile is not None and current_profile() is not self.main_profile:
+        if (
+            self.main_profile is not None
+            and current_profile() is not self.main_profile
+            and not _guard.warned
+        ):
             _warn(
                 "recording of the main thread stopped before the program ended: its "
                 "profile function was removed or replaced (by sys.setprofile, another "
@@ -626,7 +759,7 @@ class ProfileEngine:
         return functools.partial(sys.setprofile, None)
 
     def stop(self):
-        sys.setprofile(None)
+        _switch_profile(None)
         threading.setprofile(None)
 
 
@@ -655,7 +788,9 @@ class MonitoringEngine:
                 return tool
         return None
 
-    def start(self, main_ident):
+    def start(self, main_ident, manual=False):
+        # Manual recording is per thread, which sys.monitoring is not: the
+        # API always records with the setprofile engine (see _choose_engine).
         monitoring = sys.monitoring
         E = monitoring.events
         DISABLE = monitoring.DISABLE
@@ -836,6 +971,518 @@ class MonitoringEngine:
         monitoring.free_tool_id(self.tool)
 
 
+# --- switching the profile function, and the guard on it ----------------------
+
+# C callables called through functools.partial: a profiler reports a call
+# of a builtin (`c_call`), but not of a partial object, so these switch and
+# read the profile function, and take times and idents, without an event.
+_set_profile = functools.partial(sys.setprofile)
+_get_profile = functools.partial(sys.getprofile)
+_now = functools.partial(perf_counter_ns)
+_ident = functools.partial(threading.get_ident)
+_frame_of_caller = functools.partial(sys._getframe, 1)
+
+
+class _Guard:
+    """Watches for the program (or a library) replacing our profile function.
+
+    An audit hook sees every `sys.setprofile`, including cProfile's before
+    3.12. When it is not our own, and it replaces the function that records
+    the calling thread, the trace gets a `profiler replaced` instant with the
+    culprit's place, and recording of that thread stops there (op 12); the
+    terminal is warned once. Python offers no hook *after* the change, so
+    recording does not resume when the other tool lets go.
+    """
+
+    def __init__(self):
+        self.engine = None
+        self.local = threading.local()
+        self.warned = False
+        self.installed = False
+
+    def stand_down(self):
+        """Our own switching off at exit is not the program's doing."""
+        self.engine = None
+
+    def watch(self, engine):
+        self.engine = engine
+        if not self.installed and hasattr(sys, "addaudithook"):
+            self.installed = True
+            sys.addaudithook(self.audit)
+
+    def audit(self, event, args):
+        if event != "sys.setprofile" or getattr(self.local, "switching", False):
+            return
+        engine = self.engine
+        if engine is None or engine.recorder.closed:
+            return
+        ident = _ident()
+        ours = engine.profiles.get(ident)
+        if ours is None or _get_profile() is not ours:
+            return
+        try:
+            caller = _frame_of_caller()
+            where = "%s:%d (%s)" % (caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_name)
+        except Exception:
+            # No room left on the stack (Python removes a profile function
+            # that raised, as at the recursion limit), or no Python caller.
+            where = None
+        if not self.warned and where is not None:
+            self.warned = _warn(
+                "the program replaced the profile function at %s: recording of thread %s "
+                "stopped there (the trace marks the moment)"
+                % (where, threading.current_thread().name)
+            )
+        args = {"by": where} if where is not None else {"by": "Python (an error in the profile function)"}
+        mark = _Mark(("panopticon", "recording stopped: profile function replaced", args))
+        # The last events of this thread: nothing may be recorded after the
+        # stop, so the stop comes last and no call follows it here.
+        _session_state.recording.discard(ident)
+        engine.recorder.events += ((8, ident, _now(), 0, mark), (12, ident, _now(), 0, 0))
+
+
+_guard = _Guard()
+
+
+def _switch_profile(profile, stop=None):
+    """Install `profile` on the calling thread, as ourselves (the guard stays quiet).
+
+    Switching recording on or off must be the last thing a thread does
+    before or after it: the frames around it then record no call that has
+    no end. With `stop`, the thread's ident, its `stop` event is sent just
+    before recording ends: after this frame's own call, which it closes.
+    """
+    local = _guard.local
+    local.switching = True
+    try:
+        if stop is not None:
+            _session_state.events += ((12, stop, _now(), 0, 0),)
+        _set_profile(profile)
+    finally:
+        local.switching = False
+
+
+# --- the in-program API: trace(), traced, instant(), counter(), span() --------------
+
+
+class _SessionState:
+    """What the API needs of the recording in progress.
+
+    Under the CLI it is the run's own recording: with `--manual`, threads
+    record only inside `trace()` blocks and `traced` calls; otherwise all
+    the time, and those only add their marks. In a plain `python` process,
+    the first `trace()` or `traced` call opens a recording of its own
+    (_open_in_process) that ends with the outermost `trace()` block, or at
+    exit when a `traced` function opened it.
+    """
+
+    def __init__(self):
+        self.recorder = None
+        self.engine = None
+        self.events = None  # the recorder's event list
+        self.manual = False
+        self.in_process = None  # the _InProcess output of a plain-python recording
+        self.depth = {}  # ident -> nesting of trace()/traced on that thread
+        self.recording = set()  # idents recording now (manual mode)
+        self.blocks = 0  # trace() blocks and traced calls open, all threads
+        self.lock = threading.RLock()
+
+    def attach(self, recorder, engine, manual, in_process=None):
+        self.recorder = recorder
+        self.engine = engine
+        self.events = recorder.events
+        self.manual = manual
+        self.in_process = in_process
+        self.depth = {}
+        self.recording = set()
+        self.blocks = 0
+
+    def detach(self):
+        self.recorder = self.engine = self.events = self.in_process = None
+        self.recording = set()
+
+    def active(self, ident):
+        """Whether marks of thread `ident` are recorded now."""
+        return self.events is not None and (not self.manual or ident in self.recording)
+
+
+_session_state = _SessionState()
+
+
+def _enter(path, opener, default_path="panopticon.json"):
+    """Start (or nest) recording of the calling thread; False if it cannot.
+
+    `path` is where the caller asked the trace to go, if it did; a recording
+    that this call opens goes there, or to `default_path`.
+    """
+    state = _session_state
+    ident = _ident()
+    state.lock.acquire()
+    try:
+        if state.recorder is not None and state.recorder.closed and state.in_process is None:
+            return False  # the command's recording has ended: the program is exiting
+        if state.recorder is None or state.recorder.closed:
+            _open_in_process(path or default_path, opener)
+        elif path is not None and state.in_process is not None and path != state.in_process.path:
+            _warn_once(
+                "nested",
+                "%s asked for %s while the trace to %s is being recorded: it is recorded there"
+                % (opener, path, state.in_process.path),
+            )
+        state.blocks += 1
+        depth = state.depth.get(ident, 0)
+        state.depth[ident] = depth + 1
+        start = not depth and state.manual
+        if start:
+            state.recording.add(ident)
+    finally:
+        state.lock.release()
+    if start:
+        state.engine.record_thread(ident)  # the last thing: see _switch_profile
+    return True
+
+
+def _leave():
+    """Undo one _enter(): the outermost stops recording of the thread."""
+    state = _session_state
+    ident = _ident()
+    state.lock.acquire()
+    try:
+        state.blocks -= 1
+        depth = state.depth.get(ident, 1) - 1
+        if depth:
+            state.depth[ident] = depth
+        else:
+            state.depth.pop(ident, None)
+        stop = not depth and state.manual and ident in state.recording
+        if stop:
+            state.recording.discard(ident)
+        close = (
+            state.blocks == 0 and state.in_process is not None and state.in_process.ends_with_blocks
+        )
+    finally:
+        state.lock.release()
+    if stop:
+        _switch_profile(None, stop=ident)
+    if close:
+        _close_in_process()
+
+
+_warned_once = set()
+
+
+def _warn_once(key, message):
+    if key not in _warned_once:
+        _warned_once.add(key)
+        _warn(message)
+
+
+class trace(object):
+    """Record the calling thread while the block runs: `with panopticon.trace("out.json"):`.
+
+    Under the `panopticon` command the trace goes where the command writes
+    it, and `path` is not used; with `--manual`, only such blocks (and
+    `traced` calls) are recorded. In a plain `python` process the block
+    records into `path` (default `panopticon.json`), written when the
+    outermost block ends. Blocks nest; other threads are recorded while
+    they are inside blocks of their own. An exception leaving the block is
+    marked on the timeline and goes on unchanged.
+    """
+
+    def __init__(self, path=None):
+        self.path = path
+        self.entered = False
+
+    def __enter__(self):
+        self.entered = _enter(self.path, "trace()")
+        return self
+
+    def __exit__(self, kind, exception, traceback):
+        if self.entered:
+            self.entered = False
+            if exception is not None:
+                instant("exception", exception=exception)
+            _leave()
+        return False
+
+
+def traced(target=None):
+    """Record every call of a function: `@panopticon.traced` or `@panopticon.traced("out.json")`.
+
+    For a generator, coroutine or async generator function, every
+    resumption of each of its frames is recorded, and nothing between them.
+    In a plain `python` process the trace is written to `target` (default
+    `<function>.json`) when the process exits.
+    """
+    if callable(target):
+        return _traced(target, None)
+    return functools.partial(_traced, path=target)
+
+
+def _traced(function, path):
+    default_path = "%s.json" % getattr(function, "__name__", "traced")
+    flags = getattr(getattr(function, "__code__", None), "co_flags", 0)
+    if flags & CO_ASYNC_GENERATOR:
+
+        def wrapper(*args, **kwargs):
+            return _TracedAsyncGenerator(function(*args, **kwargs), path, default_path)
+
+    elif flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE):
+
+        async def wrapper(*args, **kwargs):
+            return await _TracedSteps(function(*args, **kwargs), path, default_path)
+
+    elif flags & CO_GENERATOR:
+
+        def wrapper(*args, **kwargs):
+            return _TracedSteps(function(*args, **kwargs), path, default_path)
+
+    else:
+
+        def wrapper(*args, **kwargs):
+            entered = _enter(path, "traced", default_path)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if entered:
+                    _leave()
+
+    return functools.wraps(function)(wrapper)
+
+
+class _TracedSteps(object):
+    """A generator or awaitable whose every step is recorded.
+
+    Each `send`, `throw` and `close` of the inner object runs between an
+    _enter() and a _leave(). They are called through partial objects, so
+    that the call itself is not reported as a C call when recording has just
+    been switched on.
+    """
+
+    __slots__ = ("path", "default_path", "_send", "_throw", "_close")
+
+    def __init__(self, inner, path, default_path):
+        self.path = path
+        self.default_path = default_path
+        self._send = functools.partial(inner.send)
+        self._throw = functools.partial(inner.throw)
+        self._close = functools.partial(inner.close)
+
+    def __iter__(self):
+        return self
+
+    __await__ = __iter__
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        entered = _enter(self.path, "traced", self.default_path)
+        try:
+            return self._send(value)
+        finally:
+            if entered:
+                _leave()
+
+    def throw(self, *exception):
+        entered = _enter(self.path, "traced", self.default_path)
+        try:
+            return self._throw(*exception)
+        finally:
+            if entered:
+                _leave()
+
+    def close(self):
+        entered = _enter(self.path, "traced", self.default_path)
+        try:
+            return self._close()
+        finally:
+            if entered:
+                _leave()
+
+
+class _TracedAsyncGenerator(object):
+    """An async generator whose every step is recorded (see _TracedSteps)."""
+
+    __slots__ = ("path", "default_path", "_inner")
+
+    def __init__(self, inner, path, default_path):
+        self.path = path
+        self.default_path = default_path
+        self._inner = inner
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        return _TracedSteps(self._inner.__anext__(), self.path, self.default_path)
+
+    def asend(self, value):
+        return _TracedSteps(self._inner.asend(value), self.path, self.default_path)
+
+    def athrow(self, *exception):
+        return _TracedSteps(self._inner.athrow(*exception), self.path, self.default_path)
+
+    def aclose(self):
+        return _TracedSteps(self._inner.aclose(), self.path, self.default_path)
+
+
+def instant(name, **args):
+    """Put a marker on the calling thread's timeline, with `args` to show in it."""
+    state = _session_state
+    ident = _ident()
+    if state.active(ident):
+        state.events += ((8, ident, _now(), 0, _Mark(("mark", name, args))),)
+
+
+def counter(name, value=None, **values):
+    """Set a counter track: `counter("queue depth", 3)`, or several series by keyword."""
+    if value is not None:
+        values["value"] = value
+    for key in values:
+        if type(values[key]) not in (int, float):
+            raise TypeError("panopticon.counter() takes numbers, got %r for %r" % (values[key], key))
+    state = _session_state
+    ident = _ident()
+    if state.active(ident):
+        state.events += ((9, ident, _now(), 0, _Mark(("mark", name, values))),)
+
+
+_span_numbers = __import__("itertools").count(1)
+
+
+class span(object):
+    """A slice of the program's own on its thread's timeline: `with panopticon.span("phase 2"):`."""
+
+    __slots__ = ("name", "args", "number")
+
+    def __init__(self, name, **args):
+        self.name = name
+        self.args = args
+        self.number = 0
+
+    def __enter__(self):
+        state = _session_state
+        ident = _ident()
+        if state.active(ident):
+            self.number = next(_span_numbers)
+            state.events += ((10, ident, _now(), self.number, _Mark(("mark", self.name, self.args))),)
+        return self
+
+    def __exit__(self, kind, exception, traceback):
+        state = _session_state
+        ident = _ident()
+        if self.number and state.active(ident):
+            state.events += ((11, ident, _now(), self.number, 0),)
+        self.number = 0
+        return False
+
+
+# --- recording in a plain python process -----------------------------------------------
+
+
+class _InProcess(object):
+    """Where a plain-python recording goes: the `panopticon convert` command
+    found on PATH, reading the records on its standard input, or else an
+    NDJSON file beside `path` and a word on how to convert it."""
+
+    def __init__(self, path, ends_with_blocks):
+        import shutil
+        import subprocess
+
+        self.path = path
+        self.ends_with_blocks = ends_with_blocks
+        self.process = None
+        self.file = None
+        executable = shutil.which("panopticon")
+        if executable is not None:
+            self.process = subprocess.Popen(
+                [executable, "convert", "-", "-o", path], stdin=subprocess.PIPE
+            )
+            self.file = self.process.stdin
+        else:
+            base = path[:-5] if path.endswith(".json") else path
+            self.ndjson = base + ".ndjson"
+            self.file = open(self.ndjson, "wb")
+
+    def sendall(self, data):
+        self.file.write(data)
+        self.file.flush()
+
+    def close(self):
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        if self.process is not None:
+            status = self.process.wait()
+            if status != 0:
+                _warn("panopticon convert could not write %s (exit status %d)" % (self.path, status))
+        else:
+            _warn(
+                "no panopticon command on PATH: the records are in %s; convert them with: "
+                "panopticon convert %s -o %s" % (self.ndjson, self.ndjson, self.path)
+            )
+
+
+def _open_in_process(path, opener):
+    """Open a recording of this process; True if it started."""
+    state = _session_state
+    ends_with_blocks = opener == "trace()"
+    output = _InProcess(path or "panopticon.json", ends_with_blocks)
+    recorder = Recorder(output, None, Filters(None))
+    engine = ProfileEngine(recorder)
+    recorder.engine = engine.name
+    recorder.write(_hello_line(engine, None))
+    state.attach(recorder, engine, True, output)
+    _guard.watch(engine)
+    if not ends_with_blocks:
+        atexit.register(_close_in_process)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_in_child)
+    return True
+
+
+def _close_in_process():
+    state = _session_state
+    with state.lock:
+        output = state.in_process
+        recorder = state.recorder
+        if output is None or recorder is None or recorder.closed:
+            return
+        state.detach()
+        recorder.finish("exit")  # which closes `output`
+
+
+def _forget_in_child():
+    # A forked child must not write into its parent's recording.
+    state = _session_state
+    if state.in_process is not None and state.recorder is not None:
+        state.recorder.closed = True
+        state.detach()
+        try:
+            _set_profile(None)
+        except Exception:
+            pass
+
+
+def _hello_line(engine, secret):
+    hello = {
+        "kind": "hello",
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "engine": engine.name,
+        "t0": perf_counter_ns(),
+        "main_thread": threading.main_thread().ident,
+        "argv": [str(a) for a in sys.argv],
+    }
+    if secret:
+        hello["secret"] = secret
+    return json.dumps(hello, separators=(",", ":")).encode() + b"\n"
+
+
+
 # --- start-up -------------------------------------------------------------------
 
 
@@ -847,6 +1494,7 @@ def _take_environment():
         "secret": env.pop("PANOPTICON_SECRET", None),
         "engine": env.pop("PANOPTICON_ENGINE", "auto"),
         "filters": env.pop("PANOPTICON_FILTERS", None),
+        "manual": env.pop("PANOPTICON_MANUAL", "") == "1",
     }
     env.pop("PANOPTICON_DEBUG", None)
     own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
@@ -891,7 +1539,11 @@ def _connect(path):
     return sock
 
 
-def _choose_engine(requested, recorder):
+def _choose_engine(requested, recorder, manual):
+    if manual:
+        # Recording is switched on and off per thread: sys.monitoring's
+        # events are process-wide, a profile function is per thread.
+        return ProfileEngine(recorder)
     if requested in ("auto", "monitoring"):
         tool = MonitoringEngine.available()
         if tool is not None:
@@ -919,24 +1571,19 @@ def _start():
     except ValueError as error:
         _warn("ignoring the filters (%s): recording everything" % error)
         filters = Filters(None)
+    manual = settings["manual"]
     recorder = Recorder(sock, None, filters)
-    engine = _choose_engine(settings["engine"], recorder)
+    engine = _choose_engine(settings["engine"], recorder, manual)
     recorder.engine = engine.name
     main_ident = threading.get_ident()
-    hello = {
-        "kind": "hello",
-        "protocol": PROTOCOL_VERSION,
-        "pid": os.getpid(),
-        "python": "%d.%d.%d" % sys.version_info[:3],
-        "engine": engine.name,
-        "t0": perf_counter_ns(),
-        "main_thread": main_ident,
-        "argv": [str(a) for a in sys.argv],
-    }
-    if settings["secret"]:
-        hello["secret"] = settings["secret"]
-    recorder.write(json.dumps(hello, separators=(",", ":")).encode() + b"\n")
-    recorder.announce_thread(main_ident, threading.current_thread().name)
+    recorder.write(_hello_line(engine, settings["secret"]))
+    if not manual:
+        recorder.announce_thread(main_ident, threading.current_thread().name)
+    # `import panopticon` in the program gets this module, recording as it is.
+    sys.modules["panopticon"] = sys.modules[__name__]
+    _session_state.attach(recorder, engine, manual)
+    if engine.name == "setprofile":
+        _guard.watch(engine)
 
     def finish(reason="exit"):
         # Registered first, so atexit runs it last: after the program's own
@@ -960,6 +1607,7 @@ def _start():
         # test calls no function that recording would see (no len(), no
         # isinstance()): its events would land in the program's trace.
         if not recorder.closed and args and not args[1:] and not kwargs and type(args[0]) in (int, bool):
+            _guard.engine = None
             silence()
             finish("os._exit")
         real_exit(*args, **kwargs)
@@ -984,11 +1632,16 @@ def _start():
     # atexit runs its handlers last-in first-out: this one stops recording,
     # from C, just before `finish`; the check runs before both.
     atexit.register(silence)
+    atexit.register(_guard.stand_down)
     atexit.register(engine.check_at_exit, functools.partial(sys.getprofile))
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=forget_in_child)
-    engine.start(main_ident)
-    _debug("recording with the %s engine" % engine.name)
+    engine.start(main_ident, manual)
+    _debug("recording with the %s engine%s" % (engine.name, " (manual)" if manual else ""))
 
 
-_start()
+# Under the `panopticon` command this file is the interpreter's
+# `sitecustomize`; imported as `panopticon` (the file `panopticon
+# python-module` writes), it only offers the API.
+if __name__ == "sitecustomize":
+    _start()

@@ -10,8 +10,17 @@
  * @module
  */
 
+import collectorSource from "./collector.py" with { type: "text" };
 import denoJson from "./deno.json" with { type: "json" };
-import { HELP_TEXT, parseCommandLine, type TraceCommand, UsageError } from "./src/cli.ts";
+import {
+  type ConvertCommand,
+  HELP_TEXT,
+  parseCommandLine,
+  type TraceCommand,
+  UsageError,
+} from "./src/cli.ts";
+import { convert } from "./src/convert.ts";
+import { ProtocolError } from "./src/protocol.ts";
 import { findPython } from "./src/python.ts";
 import { RunError, type RunResult, runTraced } from "./src/runner.ts";
 
@@ -34,6 +43,11 @@ export async function main(args: readonly string[]): Promise<number> {
         return 0;
       case "trace":
         return await trace(command);
+      case "convert":
+        return await convertRecords(command);
+      case "python-module":
+        await writeAll(Deno.stdout, new TextEncoder().encode(collectorSource));
+        return 0;
     }
   } catch (error) {
     if (error instanceof UsageError) {
@@ -53,10 +67,60 @@ async function trace(command: TraceCommand): Promise<number> {
     engine: command.engine,
     filters: command.filters,
     maxDepth: command.maxDepth,
+    manual: command.manual,
   });
   console.error(describeRun(command.output, python.version, result));
   for (const warning of result.summary.warnings) console.error(`panopticon: warning: ${warning}`);
   return result.exitCode;
+}
+
+/**
+ * `panopticon convert`: the records a plain-python `panopticon.trace()`
+ * wrote (or handed over on standard input) become a trace.
+ */
+async function convertRecords(command: ConvertCommand): Promise<number> {
+  let input: ReadableStream<Uint8Array>;
+  if (command.input === "-") {
+    input = Deno.stdin.readable;
+  } else {
+    try {
+      input = (await Deno.open(command.input)).readable;
+    } catch (error) {
+      throw new RunError(`cannot read "${command.input}": ${reasonOf(error)}`);
+    }
+  }
+  let output: Deno.FsFile;
+  try {
+    output = await Deno.open(command.output, { write: true, create: true, truncate: true });
+  } catch (error) {
+    await input.cancel().catch(() => {});
+    throw new RunError(`cannot write the trace to "${command.output}": ${reasonOf(error)}`);
+  }
+  try {
+    const summary = await convert(input, output.writable, { maxDepth: command.maxDepth });
+    console.error(describeRun(command.output, [], { summary, engine: "setprofile" }));
+    for (const warning of summary.warnings) console.error(`panopticon: warning: ${warning}`);
+    return 0;
+  } catch (error) {
+    await Deno.remove(command.output).catch(() => {});
+    const what = command.input === "-" ? "standard input" : `"${command.input}"`;
+    if (error instanceof ProtocolError) {
+      throw new RunError(`${what} is not a Panopticon record stream: ${error.message}`);
+    }
+    throw new RunError(`could not convert ${what}: ${reasonOf(error)}`);
+  }
+}
+
+async function writeAll(file: Deno.FsFile | typeof Deno.stdout, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "No such file or directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "Permission denied";
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/ \(os error \d+\)$/, "");
 }
 
 /** The line printed after a run. */

@@ -76,6 +76,9 @@ export {
   type EventsRecord,
   type FlushRecord,
   type HelloRecord,
+  type JsonValue,
+  type MarkRecord,
+  MAX_OP,
   NdjsonDecoder,
   Op,
   PROTOCOL_VERSION,
@@ -89,6 +92,7 @@ export { unpackEvents } from "./src/packed.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {
+  Mark,
   ProcessInfo,
   Slice,
   SliceArgs,

@@ -7,6 +7,7 @@
 
 import manifest from "../deno.json" with { type: "json" };
 import type {
+  Mark,
   ProcessInfo,
   Slice,
   SliceSite,
@@ -296,6 +297,22 @@ export class CatapultWriter implements TraceSink {
     out[at++] = 0x7d; // }
     this.#at = at;
     if (at >= this.#chunkSize) this.#flush();
+  }
+
+  /**
+   * Writes an instant event (`ph:"i"`, on its thread's track) or a counter
+   * event (`ph:"C"`, a track of the process per counter name).
+   */
+  mark(mark: Mark): void {
+    // Nanosecond precision, as slices have it.
+    const ts = Math.round(mark.ts * 1000) / 1000;
+    const names = `"name":${JSON.stringify(mark.name)},"cat":${JSON.stringify(mark.category)}`;
+    const args = JSON.stringify(mark.args);
+    this.#event(
+      mark.kind === "instant"
+        ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${this.#pid},"tid":${mark.tid},"ts":${ts}}`
+        : `{"ph":"C",${names},"args":${args},"pid":${this.#pid},"ts":${ts}}`,
+    );
   }
 
   /** Writes the end of the trace, with the summary in `otherData`. */

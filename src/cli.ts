@@ -102,11 +102,32 @@ export interface TraceCommand {
    * @default {undefined} (no limit)
    */
   maxDepth?: number;
+  /**
+   * `--manual`: record only inside the program's `panopticon.trace()`
+   * blocks and `panopticon.traced` calls.
+   *
+   * @default {false}
+   */
+  manual?: boolean;
+}
+
+/** `panopticon convert`: turn a recorded NDJSON record stream into a trace. */
+export interface ConvertCommand {
+  kind: "convert";
+  /** The record stream's file; `-` is standard input. */
+  input: string;
+  /** Where the trace goes: `--output`, or the input's name with `.json`. */
+  output: string;
+  /** `--max-depth`, as for tracing. */
+  maxDepth?: number;
 }
 
 /** Everything the command line can ask for. */
 export type CliCommand =
   | TraceCommand
+  | ConvertCommand
+  /** `panopticon python-module`: print the collector, importable as `panopticon`. */
+  | { kind: "python-module" }
   /** `-h`, `--help`: print {@linkcode HELP_TEXT}. */
   | { kind: "help" }
   /** `-V`, `--version`: print the version. */
@@ -164,7 +185,7 @@ const VALUE_OPTIONS: Record<
 };
 
 /** Our options that take no value. */
-const FLAGS = ["--help", "--version", "--exclude-stdlib", "--no-c-calls"];
+const FLAGS = ["--help", "--version", "--exclude-stdlib", "--no-c-calls", "--manual"];
 
 const PATTERN_FORMS = "use module:GLOB, file:GLOB or function:GLOB";
 
@@ -250,6 +271,16 @@ function maxDepthOf(option: string, value: string): number {
  * ```
  */
 export function parseCommandLine(argv: readonly string[]): CliCommand {
+  // A subcommand is only ever the first argument: a script of that name
+  // runs as `panopticon ./convert` or `panopticon -- convert`.
+  if (argv[0] === "convert") return parseConvert(argv.slice(1));
+  if (argv[0] === "python-module") {
+    if (argv[1] === "-h" || argv[1] === "--help") return { kind: "help" };
+    if (argv.length > 1) {
+      throw new UsageError(`"python-module" takes no arguments, got "${argv[1]}": ${SEE_HELP}`);
+    }
+    return { kind: "python-module" };
+  }
   let output: string | undefined;
   let python: string | undefined;
   let engine: Engine = "auto";
@@ -259,6 +290,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let excludeStdlib = false;
   let cCalls = true;
   let maxDepth: number | undefined;
+  let manual = false;
 
   let i = 0;
   const takeValue = (option: string): string => {
@@ -306,6 +338,10 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (arg === "--no-c-calls") {
       cCalls = false;
+      continue;
+    }
+    if (arg === "--manual") {
+      manual = true;
       continue;
     }
     if (arg.startsWith("-c") || arg.startsWith("-m")) {
@@ -389,6 +425,80 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
+  if (manual) {
+    if (engine === "monitoring") {
+      throw new UsageError(
+        `--manual records with the setprofile engine: leave out --engine monitoring (${SEE_HELP})`,
+      );
+    }
+    command.manual = true;
+  }
+  return command;
+}
+
+/**
+ * `panopticon convert [INPUT] [-o OUTPUT] [--max-depth N]`. INPUT is a file
+ * of NDJSON records (`-`, or nothing, for standard input); OUTPUT defaults
+ * to INPUT with `.ndjson` replaced by `.json`, and is needed for stdin.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./cli.ts";
+ *
+ * assert.deepEqual(parseCommandLine(["convert", "run.ndjson"]), {
+ *   kind: "convert",
+ *   input: "run.ndjson",
+ *   output: "run.json",
+ * });
+ * ```
+ */
+export function parseConvert(argv: readonly string[]): CliCommand {
+  let input: string | undefined;
+  let output: string | undefined;
+  let maxDepth: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    const value = () => {
+      if (eq !== -1) return arg.slice(eq + 1);
+      const next = argv[++i];
+      if (next === undefined || next === "") {
+        throw new UsageError(`option "${name}" needs a value: ${SEE_HELP}`);
+      }
+      return next;
+    };
+    if (arg === "-h" || arg === "--help") return { kind: "help" };
+    if (arg.startsWith("-o") && arg.length > 2) {
+      output = arg.slice(2);
+    } else if (name === "-o" || name === "--output") {
+      output = value();
+    } else if (name === "--max-depth") {
+      maxDepth = maxDepthOf(name, value());
+    } else if (arg === "-" || !arg.startsWith("-")) {
+      if (input !== undefined) {
+        throw new UsageError(
+          `convert takes one input file, got "${input}" and "${arg}": ${SEE_HELP}`,
+        );
+      }
+      input = arg;
+    } else {
+      throw new UsageError(`unknown option "${arg}" for convert: ${SEE_HELP}`);
+    }
+  }
+  input ??= "-";
+  if (output === undefined) {
+    if (input === "-") {
+      throw new UsageError(`convert needs -o OUTPUT when it reads standard input: ${SEE_HELP}`);
+    }
+    output = `${input.replace(/\.ndjson$|\.jsonl$/, "")}.json`;
+  }
+  if (output === input) {
+    throw new UsageError(`the trace would overwrite its input "${input}": choose another -o`);
+  }
+  const command: ConvertCommand = { kind: "convert", input, output };
+  if (maxDepth !== undefined) command.maxDepth = maxDepth;
   return command;
 }
 
@@ -402,6 +512,8 @@ Usage:
   panopticon [options] script.py [args...]
   panopticon [options] -c CODE [args...]
   panopticon [options] -m MODULE [args...]
+  panopticon convert [INPUT.ndjson | -] [-o OUTPUT] [--max-depth N]
+  panopticon python-module > panopticon.py
 
 The program runs under the Python interpreter exactly as with
 "python script.py args...": same sys.argv, stdin, stdout, stderr and exit
@@ -421,6 +533,10 @@ Options:
   --engine ENGINE     how calls are recorded: auto (the default: monitoring
                       on Python 3.12+, setprofile before), setprofile
                       (sys.setprofile) or monitoring (sys.monitoring, 3.12+).
+  --manual            start with recording off: only the program's own
+                      "with panopticon.trace():" blocks and
+                      @panopticon.traced functions are recorded (with the
+                      setprofile engine). See "In the program" below.
   -h, --help          show this help and exit
   -V, --version       show the version and exit
 
@@ -449,6 +565,26 @@ Filters (by default every Python and C call is recorded):
   first event; before 3.12 (or with --engine setprofile) each call left out
   still costs a profile callback that returns at once. --max-depth makes
   the trace smaller but does not save the collector any work.
+
+In the program ("import panopticon" works under this command; see
+docs/python-api.md):
+  with panopticon.trace("out.json"): ...     record this block (--manual)
+  @panopticon.traced                         record every call of a function
+  panopticon.instant("cache miss", key=k)    a marker on the timeline
+  panopticon.counter("queue depth", n)       a counter track
+  with panopticon.span("phase 2"): ...       a named slice of your own
+  Without this command, "panopticon python-module > panopticon.py" gives the
+  same module for a plain python process: trace() then hands its records to
+  "panopticon convert" when the command is on PATH, and otherwise writes
+  out.ndjson and prints the command that converts it.
+
+Subcommands (only as the first argument; run a script called "convert"
+as "panopticon ./convert"):
+  convert             read the NDJSON records of a recording (a file, or
+                      "-" for standard input) and write the trace: to -o
+                      OUTPUT, by default INPUT with .ndjson replaced by .json
+  python-module       print the Python module "panopticon" (standard library
+                      only, Python 3.8+) for use without this command
 
 Environment:
   PANOPTICON_PYTHON   the interpreter to use when --python is not given

@@ -7,6 +7,7 @@
 import {
   type EndRecord,
   type HelloRecord,
+  type MarkRecord,
   Op,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -47,12 +48,17 @@ class Site implements SliceSite {
     readonly flows: boolean,
     readonly file?: string,
     readonly line?: number,
+    /** The collector's own code: followed on the stack, never shown. */
+    readonly hidden = false,
   ) {}
 }
 
 const FLUSH_SITE = new Site("panopticon.flush", "panopticon", false);
 const UNBALANCED: SliceArgs = Object.freeze({ unbalanced: true });
 const UNFINISHED: SliceArgs = Object.freeze({ unfinished: true });
+// Spans are entries of their own; their ids are kept apart from frame ids
+// (never negative) by a minus sign.
+const spanFrame = (span: number) => -span;
 
 /**
  * A frame instance or a C call on a thread's stack. A suspended instance
@@ -73,7 +79,17 @@ class Entry {
   start = 0;
   /** Whether this is a C call. */
   c = false;
-  /** The current slice's depth on its thread's stack, 1 for the outermost. */
+  /**
+   * Whether the slice is left out: the collector's own frames, and the C
+   * calls they make directly.
+   */
+  hidden = false;
+  /** A span's own arguments; `undefined` for frames and C calls. */
+  args: SliceArgs | undefined = undefined;
+  /**
+   * The current slice's depth among the shown slices of its thread's stack,
+   * 1 for the outermost; a hidden entry has its parent's.
+   */
   depth = 0;
   /** The flow id of the instance's current chain of slices; 0 before its first flow. */
   flow = 0;
@@ -175,6 +191,9 @@ export class FrameStateMachine {
   #lastTs = 0;
   #codes: (Site | undefined)[] = [];
   #cfuncs: (Site | undefined)[] = [];
+  #marks: (MarkRecord | undefined)[] = [];
+  /** The site of each span's mark, made when the span first opens. */
+  #spanSites: (Site | undefined)[] = [];
   #threads = new Map<number, ThreadState>();
   #tids = 0;
   #cacheIdent = NaN;
@@ -249,9 +268,14 @@ export class FrameStateMachine {
           record.type !== "function",
           record.file,
           record.line,
+          record.hidden === true,
         );
         break;
       }
+      case "mark":
+        this.#marks[record.id] = record;
+        this.#spanSites[record.id] = undefined;
+        break;
       case "cfunc":
         this.#cfuncs[record.id] = new Site(record.name, "c_function", false);
         break;
@@ -301,7 +325,7 @@ export class FrameStateMachine {
       while (thread.depth > 0) {
         const entry = thread.stack[--thread.depth]!;
         // Counted as `slices` are: those written.
-        if (entry.depth <= this.#maxDepth) this.#unfinished++;
+        if (!entry.hidden && entry.depth <= this.#maxDepth) this.#unfinished++;
         this.#close(thread.tid, entry, last, UNFINISHED);
       }
     }
@@ -436,6 +460,8 @@ export class FrameStateMachine {
           }
           break;
         }
+        default:
+          this.#onMarkEvent(thread, values[at]!, ts, values[at + 3]!, values[at + 4]!);
       }
     }
     this.#cacheIdent = ident;
@@ -444,20 +470,130 @@ export class FrameStateMachine {
   }
 
   /** Opens a new frame instance or C call on top of `thread`'s stack, in a recycled entry. */
-  #push(thread: ThreadState, frame: number, site: Site, ts: number, c: boolean): void {
+  #push(thread: ThreadState, frame: number, site: Site, ts: number, c: boolean): Entry {
     const depth = thread.depth++;
+    const parent = depth > 0 ? thread.stack[depth - 1] : undefined;
     let entry = thread.stack[depth];
     if (entry === undefined) {
       entry = new Entry();
       thread.stack[depth] = entry;
     }
+    // The collector's own frames are hidden, and so are the C calls they
+    // make themselves (taking a time, appending a mark): not the Python
+    // frames they call, such as a `traced` function's.
+    const hidden = site.hidden || (c && parent !== undefined && parent.hidden && !parent.c);
     entry.frame = frame;
     entry.site = site;
     entry.start = ts;
     entry.c = c;
-    entry.depth = depth + 1;
+    entry.hidden = hidden;
+    entry.args = undefined;
+    entry.depth = (parent === undefined ? 0 : parent.depth) + (hidden ? 0 : 1);
     entry.flow = 0;
     entry.flowIn = false;
+    return entry;
+  }
+
+  /** Instants, counters, spans, and the end of recording on a thread (protocol 3). */
+  #onMarkEvent(thread: ThreadState, op: number, ts: number, frame: number, ref: number): void {
+    switch (op) {
+      case Op.Instant:
+      case Op.Counter: {
+        const mark = this.#mark(ref);
+        this.#sink.mark?.({
+          kind: op === Op.Instant ? "instant" : "counter",
+          tid: op === Op.Instant ? thread.tid : 0,
+          ts: (ts - this.#t0) / 1000,
+          name: mark.name,
+          category: mark.category,
+          args: mark.args,
+        });
+        break;
+      }
+      case Op.SpanBegin: {
+        let site = this.#spanSites[ref];
+        if (site === undefined) {
+          site = new Site(this.#mark(ref).name, this.#mark(ref).category, false);
+          this.#spanSites[ref] = site;
+        }
+        const args = this.#mark(ref).args;
+        this.#openSpan(
+          thread,
+          spanFrame(frame),
+          site,
+          ts,
+          Object.keys(args).length ? args : undefined,
+        );
+        break;
+      }
+      case Op.SpanEnd:
+        this.#closeSpan(thread, ts, spanFrame(frame));
+        break;
+      case Op.Stop:
+        // Recording stops on this thread (a `trace()` block ends, or the
+        // program took the profiler over): what is open on it is closed now,
+        // for no more of it will be seen.
+        while (thread.depth > 0) {
+          this.#close(thread.tid, thread.stack[--thread.depth]!, ts, UNFINISHED);
+        }
+        break;
+    }
+  }
+
+  /**
+   * Opens a span. It begins inside the collector's `__enter__`, whose hidden
+   * frame (with the C calls it makes) is on top of the stack: the span goes
+   * beneath them, where the program's `with` statement is, so that their
+   * ends do not close it.
+   */
+  #openSpan(thread: ThreadState, frame: number, site: Site, ts: number, args?: SliceArgs): void {
+    const stack = thread.stack;
+    let at = thread.depth;
+    while (at > 0 && stack[at - 1]!.hidden) at--;
+    const entry = this.#push(thread, frame, site, ts, false);
+    entry.args = args;
+    if (at === thread.depth - 1) return;
+    stack.splice(thread.depth - 1, 1);
+    stack.splice(at, 0, entry);
+    entry.depth = at > 0 ? stack[at - 1]!.depth + 1 : 1;
+    for (let i = at + 1; i < thread.depth; i++) stack[i]!.depth = entry.depth;
+  }
+
+  /**
+   * Closes a span, from inside the collector's `__exit__`: the hidden
+   * entries above it stay open, for their ends are still to come. Anything
+   * else above it was left open inside the span and closes with it.
+   */
+  #closeSpan(thread: ThreadState, ts: number, frame: number): void {
+    const at = find(thread, frame);
+    if (at < 0) return;
+    const stack = thread.stack;
+    let run = thread.depth;
+    while (run > at + 1 && stack[run - 1]!.hidden) run--;
+    if (run !== at + 1) {
+      this.#leave(thread, ts, frame);
+      return;
+    }
+    const entry = stack[at]!;
+    stack.splice(at, 1);
+    thread.depth--;
+    // The slot freed above the open entries gets the span's entry, for reuse.
+    stack.splice(thread.depth, 0, entry);
+    for (let i = at; i < thread.depth; i++) stack[i]!.depth = at > 0 ? stack[at - 1]!.depth : 0;
+    this.#close(thread.tid, entry, ts, undefined);
+  }
+
+  #mark(ref: number): MarkRecord {
+    let mark = this.#marks[ref];
+    if (mark === undefined) {
+      mark = { kind: "mark", id: ref, name: `<mark ${ref}>`, category: "mark", args: {} };
+      this.#marks[ref] = mark;
+      this.#warn(
+        `line ${this.#line}: an event refers to mark ${ref}, which no "mark" record defined: ` +
+          `it is named "${mark.name}"`,
+      );
+    }
+    return mark;
   }
 
   #resume(thread: ThreadState, ts: number, frame: number, ref: number): void {
@@ -468,7 +604,8 @@ export class FrameStateMachine {
       return;
     }
     this.#suspended.delete(frame);
-    const depth = thread.depth + 1;
+    const parent = thread.depth > 0 ? thread.stack[thread.depth - 1]! : undefined;
+    const depth = (parent === undefined ? 0 : parent.depth) + (entry.hidden ? 0 : 1);
     // A flow joins two slices only if both are written.
     const link = entry.site.flows && entry.heldDepth <= this.#maxDepth &&
       depth <= this.#maxDepth;
@@ -519,15 +656,19 @@ export class FrameStateMachine {
 
   /** Emits the current slice of an entry that has just left the stack, unless it is too deep. */
   #close(tid: number, entry: Entry, ts: number, args: SliceArgs | undefined): void {
+    if (entry.hidden) return;
     if (entry.depth > this.#maxDepth) {
       this.#omitted++;
       return;
     }
-    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, args);
+    const own = entry.args;
+    const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
+    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all);
   }
 
   /** Emits the slice a suspended instance holds; a flow leaves it if it is resumed. */
   #emitHeld(entry: Entry, flowOut: boolean): void {
+    if (entry.hidden) return;
     if (entry.heldDepth > this.#maxDepth) {
       this.#omitted++;
       return;

@@ -89,6 +89,14 @@ export interface RunOptions {
    */
   maxDepth?: number;
   /**
+   * Record only inside the program's `panopticon.trace()` blocks and
+   * `panopticon.traced` calls (`--manual`), with the setprofile engine,
+   * whose hook is per thread.
+   *
+   * @default {false}
+   */
+  manual?: boolean;
+  /**
    * The environment the program would get without Panopticon.
    *
    * @default {Deno.env.toObject()}
@@ -133,7 +141,10 @@ export interface RunResult {
   exitCode: number;
   /** How the program ended. */
   status: ChildStatus;
-  /** What the converter wrote. */
+  /**
+   * What the converter wrote; its `warnings` begin with the connections the
+   * channel refused.
+   */
   summary: ConversionSummary;
   /** The engine asked for, `auto` resolved by the interpreter's version. */
   engine: Exclude<Engine, "auto">;
@@ -158,6 +169,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_ENGINE",
   "PANOPTICON_PYTHONPATH",
   "PANOPTICON_FILTERS",
+  "PANOPTICON_MANUAL",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -176,6 +188,13 @@ export interface ChannelSettings {
    * @default {undefined} (none)
    */
   filters?: Filters;
+  /**
+   * Record only inside the program's `panopticon.trace()` blocks and
+   * `panopticon.traced` calls (`PANOPTICON_MANUAL=1`).
+   *
+   * @default {false}
+   */
+  manual?: boolean;
 }
 
 /**
@@ -224,7 +243,8 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  *   (possibly empty), so the collector can restore it;
  * - `PANOPTICON_CHANNEL`, `PANOPTICON_SECRET`, `PANOPTICON_ENGINE`;
  * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
- *   filters filter something.
+ *   filters filter something;
+ * - `PANOPTICON_MANUAL`: `1` for manual recording.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -240,6 +260,7 @@ export function childEnvironment(
   env["PANOPTICON_ENGINE"] = settings.engine;
   const filters = filtersVariable(settings.filters);
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
+  if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
   return env;
 }
 
@@ -279,6 +300,22 @@ export function resolveEngine(
   }
   if (requested === "auto") return hasMonitoring ? "monitoring" : "setprofile";
   return requested;
+}
+
+/**
+ * The engine of manual recording: always `setprofile`, whose hook is per
+ * thread, as recording is switched on and off.
+ *
+ * Throws {@linkcode RunError} for `monitoring`.
+ */
+export function resolveManualEngine(requested: Engine): "setprofile" {
+  if (requested === "monitoring") {
+    throw new RunError(
+      "--manual records with the setprofile engine (sys.monitoring cannot be switched on " +
+        "for one thread): leave out --engine monitoring",
+    );
+  }
+  return "setprofile";
 }
 
 // Linux numbering; macOS and the BSDs differ for a few.
@@ -354,8 +391,10 @@ export function exitCodeOf(status: ChildStatus, os: string = Deno.build.os): num
  * script, an output file that cannot be written, an engine the interpreter
  * lacks), when the collector never connected, or when the trace cannot be
  * written; a `RunError` thrown after the program ran carries its exit code.
- * The private directory is removed on every path, and so is the output
- * file when no trace could be written.
+ * A connection to the channel whose first line is not a `hello` with this
+ * run's secret is refused, and reported in `summary.warnings` (or in the
+ * error). The private directory is removed on every path, and so is the
+ * output file when no trace could be written.
  *
  * @example
  * ```ts ignore
@@ -367,7 +406,9 @@ export function exitCodeOf(status: ChildStatus, os: string = Deno.build.os): num
  * ```
  */
 export async function runTraced(target: Target, options: RunOptions): Promise<RunResult> {
-  const engine = resolveEngine(options.engine ?? "auto", options.python.version);
+  const engine = options.manual
+    ? resolveManualEngine(options.engine ?? "auto")
+    : resolveEngine(options.engine ?? "auto", options.python.version);
   if (target.kind === "script") await checkScript(target.path, options.output);
   const file = await openOutput(options.output);
   let channel: Channel | undefined;
@@ -387,6 +428,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       secret,
       engine: options.engine ?? "auto",
       filters: options.filters,
+      manual: options.manual,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
@@ -404,7 +446,16 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     if (options.handleSignals ?? true) releaseSignals = handleSignals(child);
 
     const status = child.status;
-    const conversion = channel.accept({ until: status }).then(async (stream) => {
+    const refusals: string[] = [];
+    const conversion = channel.accept({
+      until: status,
+      admit: admitCollector(secret),
+      onRefused: (reason) =>
+        refusals.push(
+          `refused a connection to the event channel that did not present this run's secret ` +
+            `(${reason})`,
+        ),
+    }).then(async (stream) => {
       if (stream === undefined) return undefined;
       const summary = await (options.convert ?? convert)(stream, file.writable, convertOptions);
       written = true;
@@ -427,15 +478,19 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     }
     if (converted.value === undefined) {
       throw new RunError(
-        exitCode === 0
+        (exitCode === 0
           ? "the program ran but the Panopticon collector never connected " +
             "(is PYTHONPATH ignored, e.g. python -I or -E?); no trace was written"
           : `the program exited with status ${exitCode} before the Panopticon collector ` +
-            "connected; no trace was written",
+            "connected; no trace was written") + refusals.map((refusal) => `; ${refusal}`).join(""),
         failedExitCode,
       );
     }
-    return { exitCode, status: exit.value, summary: converted.value, engine };
+    const summary = {
+      ...converted.value,
+      warnings: [...refusals, ...converted.value.warnings],
+    };
+    return { exitCode, status: exit.value, summary, engine };
   } finally {
     releaseSignals();
     await channel?.close();
@@ -536,6 +591,26 @@ function handleSignals(child: ChildProcess): () => void {
       // it stays in place until Panopticon exits.
       if (signal !== "SIGINT") Deno.removeSignalListener(signal, handler);
     }
+  };
+}
+
+/**
+ * The channel's vetting (see `AcceptOptions.admit`): only this run's
+ * collector is let in, whose first line is its `hello` with `secret`.
+ */
+function admitCollector(secret: string): (firstLine: Uint8Array) => string | undefined {
+  return (firstLine) => {
+    let hello: { kind?: unknown; secret?: unknown } | null;
+    try {
+      hello = JSON.parse(new TextDecoder().decode(firstLine));
+    } catch {
+      return "its first line is not JSON";
+    }
+    if (typeof hello !== "object" || hello?.kind !== "hello") {
+      return "its first record is not a hello";
+    }
+    if (hello.secret !== secret) return "it presented another secret, or none";
+    return undefined;
   };
 }
 

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { JsonValue } from "./protocol.ts";
+
 /**
  * What a slice shows. One site is shared by every slice of one code object,
  * one C function, or the collector's own flushes, so a writer can render it
@@ -24,8 +26,28 @@ export interface SliceSite {
   readonly line?: number;
 }
 
-/** Arguments a slice carries beyond its site's `file` and `line`. */
-export type SliceArgs = Readonly<Record<string, string | number | boolean>>;
+/** Arguments a slice carries beyond its site's `file` and `line`: JSON values. */
+export type SliceArgs = Readonly<Record<string, JsonValue>>;
+
+/**
+ * A marker on a thread's timeline (`panopticon.instant()`, or the
+ * collector's own, such as a profiler that took over), or a counter's new
+ * values (`panopticon.counter()`, `tid` 0: counters belong to the process).
+ */
+export interface Mark {
+  /** `instant` or `counter`. */
+  kind: "instant" | "counter";
+  /** The dense thread id; 0 for a counter. */
+  tid: number;
+  /** When, in µs since trace time zero. */
+  ts: number;
+  /** The name on the timeline. */
+  name: string;
+  /** `mark` for the program's own, `panopticon` for the collector's. */
+  category: string;
+  /** Its arguments; for a counter, each series' value. */
+  args: Readonly<Record<string, JsonValue>>;
+}
 
 /**
  * A finished slice.
@@ -53,8 +75,9 @@ export interface Slice {
   flowOut: boolean;
   /**
    * Extra arguments: `{unbalanced: true}` (closed because an outer frame
-   * ended), `{unfinished: true}` (still open when the stream ended),
-   * `{events: n}` (a flush), or `undefined`.
+   * ended), `{unfinished: true}` (still open when the stream ended, or when
+   * recording stopped on its thread), `{events: n}` (a flush), a span's own
+   * arguments, or `undefined`.
    */
   args: SliceArgs | undefined;
 }
@@ -142,6 +165,8 @@ export interface TraceSink {
   thread(thread: ThreadInfo): void;
   /** A slice has closed. The object is reused: copy what you keep. */
   slice(slice: Slice): void;
+  /** An instant or counter value (protocol 3); a sink without it drops them. */
+  mark?(mark: Mark): void;
   /** The stream has ended; nothing follows. */
   finish(summary: TraceSummary): void;
 }

@@ -1,4 +1,4 @@
-import { equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { openChannel } from "../src/channel.ts";
 
 const encoder = new TextEncoder();
@@ -80,6 +80,154 @@ Deno.test("Channel.accept() still finds a connection made before `until` settled
       equal(await new Response(stream).text(), payload);
     });
   }
+});
+
+/** Admits a connection whose first line is `{"secret":"right"}`. */
+function admitRight(line: Uint8Array): string | undefined {
+  return new TextDecoder().decode(line) === '{"secret":"right"}' ? undefined : "a wrong secret";
+}
+
+async function connect(path: string, text?: string): Promise<Deno.UnixConn> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  if (text !== undefined) await conn.write(encoder.encode(text));
+  return conn;
+}
+
+/** Whether the other end closed `conn` (a read finds the end, or fails). */
+async function closedByPeer(conn: Deno.UnixConn): Promise<boolean> {
+  return await conn.read(new Uint8Array(16)).then((n) => n === null, () => true);
+}
+
+Deno.test("Channel.accept() refuses a connection that `admit` refuses and admits the right one", async () => {
+  await using channel = await openChannel();
+  const refused: string[] = [];
+  const accepting = channel.accept({ admit: admitRight, onRefused: (r) => refused.push(r) });
+  const rogue = await connect(channel.path, '{"secret":"wrong"}\n{"kind":"x"}\n');
+  const right = await connect(channel.path, '{"secret":"right"}\n{"kind":"y"}\n');
+  right.close();
+  const stream = await accepting;
+  ok(stream !== undefined);
+  equal(await new Response(stream).text(), '{"secret":"right"}\n{"kind":"y"}\n');
+  deepEqual(refused, ["a wrong secret"]);
+  ok(await closedByPeer(rogue), "the refused connection is closed");
+  rogue.close();
+});
+
+Deno.test("Channel.accept() admits past a connection that stays silent", async () => {
+  await using channel = await openChannel();
+  const refused: string[] = [];
+  const accepting = channel.accept({ admit: admitRight, onRefused: (r) => refused.push(r) });
+  const silent = await connect(channel.path);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const right = await connect(channel.path, '{"secret":"right"}\n');
+  right.close();
+  const stream = await accepting;
+  ok(stream !== undefined, "the silent connection holds up nothing");
+  equal(await new Response(stream).text(), '{"secret":"right"}\n');
+  deepEqual(refused, ["its first line had not come when the channel stopped listening"]);
+  ok(await closedByPeer(silent), "the silent connection is closed");
+  silent.close();
+});
+
+Deno.test("Channel.accept() streams every byte of the admitted connection, its first line included", async () => {
+  await using channel = await openChannel();
+  const body = Array.from({ length: 5000 }, (_, i) => `{"kind":"line","n":${i}}\n`).join("");
+  const writing = (async () => {
+    // The first line comes in pieces, the last one with the start of the body.
+    const conn = await connect(channel.path, '{"secret":');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await conn.write(encoder.encode('"right"'));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const rest = encoder.encode(`}\n${body}`);
+    for (let written = 0; written < rest.length;) {
+      written += await conn.write(rest.subarray(written));
+    }
+    conn.close();
+  })();
+  const stream = await channel.accept({ admit: admitRight });
+  ok(stream !== undefined);
+  equal(await new Response(stream).text(), `{"secret":"right"}\n${body}`);
+  await writing;
+});
+
+Deno.test("Channel.accept() refuses a connection without a whole first line", async (t) => {
+  const cases: [string, string, string][] = [
+    [
+      "a line longer than maxFirstLine",
+      `{"secret":"${"x".repeat(100)}"}\n`,
+      "longer than 64 bytes",
+    ],
+    ["a line longer than maxFirstLine, unfinished", "x".repeat(65), "longer than 64 bytes"],
+    ["a closed connection", "", "closed before its first line ended"],
+    ["a line cut short", '{"secret":"ri', "closed before its first line ended"],
+  ];
+  for (const [name, sent, reason] of cases) {
+    await t.step(name, async () => {
+      await using channel = await openChannel();
+      const refused: string[] = [];
+      const accepting = channel.accept({
+        admit: () => undefined,
+        onRefused: (r) => refused.push(r),
+        maxFirstLine: 64,
+      });
+      const rogue = await connect(channel.path, sent);
+      if (sent.endsWith("\n") || sent === "" || !sent.startsWith("x")) rogue.close();
+      const right = await connect(channel.path, '{"secret":"right"}\n');
+      right.close();
+      equal(await new Response(await accepting).text(), '{"secret":"right"}\n');
+      equal(refused.length, 1);
+      ok(refused[0]!.includes(reason), refused[0]);
+      if (sent.startsWith("x")) rogue.close();
+    });
+  }
+});
+
+Deno.test("Channel.accept() vets the connections made before `until` settled", async (t) => {
+  // The child connected, wrote and exited, and the exit is seen first.
+  await t.step("a refused connection, then the right one", async () => {
+    await using channel = await openChannel();
+    (await connect(channel.path, '{"secret":"wrong"}\n')).close();
+    (await connect(channel.path, '{"secret":"right"}\n{}\n')).close();
+    const refused: string[] = [];
+    const stream = await channel.accept({
+      until: Promise.resolve(),
+      admit: admitRight,
+      onRefused: (r) => refused.push(r),
+    });
+    ok(stream !== undefined, "the right connection is not lost");
+    equal(await new Response(stream).text(), '{"secret":"right"}\n{}\n');
+    // Accepted after `until` settled, the wrong one is reported only if its
+    // line is read before the right one is admitted (in practice, always):
+    // otherwise it is closed like a probe.
+    ok(refused.length <= 1 && refused.every((r) => r === "a wrong secret"), String(refused));
+  });
+  await t.step("a refused connection alone", async () => {
+    await using channel = await openChannel();
+    (await connect(channel.path, '{"secret":"wrong"}\n')).close();
+    const refused: string[] = [];
+    const stream = await channel.accept({
+      until: Promise.resolve(),
+      admit: admitRight,
+      onRefused: (r) => refused.push(r),
+    });
+    equal(stream, undefined);
+    deepEqual(refused, ["a wrong secret"]);
+  });
+  await t.step("a connection that passes itself off as the probe", async () => {
+    await using channel = await openChannel();
+    (await connect(channel.path, "\0")).close();
+    (await connect(channel.path, '{"secret":"right"}\n')).close();
+    const stream = await channel.accept({ until: Promise.resolve(), admit: admitRight });
+    equal(await new Response(stream).text(), '{"secret":"right"}\n');
+  });
+  await t.step("a silent connection", async () => {
+    await using channel = await openChannel();
+    const silent = await connect(channel.path);
+    const stream = await channel.accept({ until: Promise.resolve(), admit: admitRight });
+    equal(stream, undefined, "given up on once the queue is drained");
+    ok(await closedByPeer(silent), "the silent connection is closed");
+    silent.close();
+  });
 });
 
 Deno.test("Channel.accept() can be called only once", async () => {

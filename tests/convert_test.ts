@@ -283,9 +283,9 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
     },
     {
       name: "a newer protocol",
-      text: `${hello.replace('"protocol":1', '"protocol":3')}\n`,
+      text: `${hello.replace('"protocol":1', '"protocol":4')}\n`,
       message:
-        "line 1: the stream speaks protocol 3 but this converter understands up to 2: upgrade panopticon",
+        "line 1: the stream speaks protocol 4 but this converter understands up to 3: upgrade panopticon",
     },
     {
       name: "packed events that are not base64",
@@ -303,7 +303,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       name: "an unknown kind",
       text: `${hello}\n{"kind":"sample"}\n`,
       message:
-        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, events, flush or end',
+        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, flush or end',
     },
     {
       name: "a missing field",
@@ -316,7 +316,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       text: `${hello}\n{"kind":"events","events":[[5,1,2,0,1],[6,1,1e400,0,1]]}\n`,
       message:
         'line 2: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], ' +
-        "five integers below 2^63 with op 0 to 7, got [6,1,Infinity,0,1]",
+        "five integers below 2^63 with op 0 to 12, got [6,1,Infinity,0,1]",
     },
     {
       // Found by tests/fuzz_test.ts: this wrote `"ident":Infinity`, which is not JSON.
@@ -324,7 +324,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       text: `${hello}\n{"kind":"events","events":[[5,1e400,2,0,1]]}\n`,
       message:
         'line 2: expected event 1 of an "events" record to be [op, thread, ts, frame, ref], ' +
-        "five integers below 2^63 with op 0 to 7, got [5,Infinity,2,0,1]",
+        "five integers below 2^63 with op 0 to 12, got [5,Infinity,2,0,1]",
     },
   ];
   for (const { name, text, message } of cases) {
@@ -479,7 +479,7 @@ Deno.test("toCatapult errors its stream on a broken input", async (t) => {
       name: "a malformed record",
       input: () =>
         ReadableStream.from(
-          [hello, { kind: "events", events: [[9, 1, 2, 3, 4]] }] as ProtocolRecord[],
+          [hello, { kind: "events", events: [[13, 1, 2, 3, 4]] }] as ProtocolRecord[],
         ),
       error: /ProtocolError: line 2: expected event 1 of an "events" record/,
     },

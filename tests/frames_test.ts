@@ -961,15 +961,15 @@ Deno.test("FrameStateMachine rejects streams out of order", async (t) => {
     },
     {
       name: "a newer protocol",
-      push: (machine) => machine.push({ ...HELLO, protocol: 3 }),
+      push: (machine) => machine.push({ ...HELLO, protocol: 4 }),
       message:
-        "line 1: the stream speaks protocol 3 but this converter understands up to 2: upgrade panopticon",
+        "line 1: the stream speaks protocol 4 but this converter understands up to 3: upgrade panopticon",
       line: 1,
     },
     {
       name: "protocol 0",
       push: (machine) => machine.push({ ...HELLO, protocol: 0 }),
-      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 2",
+      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 3",
       line: 1,
     },
     {

@@ -48,8 +48,13 @@ Deno.test("Op numbers the operations as the protocol does", () => {
     CCall: 5,
     CReturn: 6,
     CRaise: 7,
+    Instant: 8,
+    Counter: 9,
+    SpanBegin: 10,
+    SpanEnd: 11,
+    Stop: 12,
   });
-  assert.equal(PROTOCOL_VERSION, 2);
+  assert.equal(PROTOCOL_VERSION, 3);
 });
 
 Deno.test("ProtocolError carries the line and names it in its message", () => {
@@ -177,7 +182,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an unknown kind",
       text: '{"kind":"bogus"}',
       message:
-        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, events, flush or end',
+        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, flush or end',
     },
     {
       name: "a string ts in an end record",
@@ -267,7 +272,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an event of four numbers",
       text: '{"kind":"events","events":[[0,1,2,3,4],[0,1,2,3]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 7, got [0,1,2,3]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, got [0,1,2,3]',
     },
     {
       name: "an event that is not an array",
@@ -275,9 +280,9 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       message: /^line 7: expected event 1 of an "events" record .* got 7$/,
     },
     {
-      name: "op 8",
-      text: '{"kind":"events","events":[[8,1,2,3,4]]}',
-      message: /^line 7: expected event 1 .* got \[8,1,2,3,4\]$/,
+      name: "op 13",
+      text: '{"kind":"events","events":[[13,1,2,3,4]]}',
+      message: /^line 7: expected event 1 .* got \[13,1,2,3,4\]$/,
     },
     { name: "op -1", text: '{"kind":"events","events":[[-1,1,2,3,4]]}', message: /event 1 / },
     { name: "op 1.5", text: '{"kind":"events","events":[[1.5,1,2,3,4]]}', message: /event 1 / },
@@ -300,7 +305,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an infinite timestamp",
       text: '{"kind":"events","events":[[0,1,2,3,4],[6,1,1e400,0,1]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 7, got [6,1,Infinity,0,1]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, got [6,1,Infinity,0,1]',
     },
     {
       name: "an infinite thread",

@@ -512,14 +512,16 @@ Deno.test("runTraced() keeps the program's status when the trace cannot be writt
     await t.step(`exit ${code}`, async () => {
       await using box = await sandbox();
       const fake = fakeSpawn(async (request) => {
-        await send(request, "not json\n");
+        // The hello gets the stream past the channel; the converter fails.
+        const hello = exampleStream(request.env.PANOPTICON_SECRET!).split("\n")[0]!;
+        await send(request, `${hello}\nnot json\n`);
         return { code, signal: null };
       });
       await rejects(runTraced(script(box.script), box.options(fake.spawn)), (error: unknown) => {
         ok(error instanceof RunError);
         match(
           error.message,
-          /^could not write the trace to .*app\.trace\.json: the collector's event stream is broken at line 1: expected a JSON object/,
+          /^could not write the trace to .*app\.trace\.json: the collector's event stream is broken at line 2: expected a JSON object/,
         );
         equal(error.exitCode, expected);
         return true;
@@ -626,6 +628,102 @@ Deno.test("runTraced() survives SIGINT and forwards SIGTERM and SIGHUP while the
   });
 });
 
+Deno.test("runTraced() refuses a connection without this run's secret and reports it", async (t) => {
+  const cases: [string, string | undefined, string][] = [
+    ["a wrong secret", exampleStream("0".repeat(64)), "it presented another secret, or none"],
+    [
+      "no secret",
+      exampleStream("").replace(',"secret":""', ""),
+      "it presented another secret, or none",
+    ],
+    [
+      "not a hello",
+      '{"kind":"end","ts":1,"events":0,"dropped":0,"reason":"exit"}\n',
+      "its first record is not a hello",
+    ],
+    ["not JSON", "GET / HTTP/1.0\r\n\r\n", "its first line is not JSON"],
+    ["no first line", "", "it closed before its first line ended"],
+    [
+      "silent, held open",
+      undefined,
+      "its first line had not come when the channel stopped listening",
+    ],
+  ];
+  for (const [name, text, reason] of cases) {
+    await t.step(name, async () => {
+      await using box = await sandbox();
+      let rogue: Deno.UnixConn | undefined;
+      const fake = fakeSpawn(async (request) => {
+        // Another process connects first; then the program's collector.
+        if (text === undefined) {
+          rogue = await Deno.connect({ transport: "unix", path: request.env.PANOPTICON_CHANNEL! });
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        } else {
+          await send(request, text);
+        }
+        return tracedExit({ code: 0, signal: null })(request);
+      });
+      const result = await runTraced(script(box.script), box.options(fake.spawn));
+      rogue?.close();
+      equal(result.exitCode, 0);
+      equal(result.summary.events, 8, "the program's own stream is converted");
+      equal(result.summary.complete, true);
+      deepEqual(result.summary.warnings, [
+        `refused a connection to the event channel that did not present this run's secret (${reason})`,
+      ]);
+      deepEqual(await entries(box.tmp), [], "the private directory is removed");
+    });
+  }
+
+  await t.step("only a rogue connection", async () => {
+    await using box = await sandbox();
+    const fake = fakeSpawn(async (request) => {
+      await send(request, exampleStream("0".repeat(64)));
+      return { code: 0, signal: null };
+    });
+    await rejects(runTraced(script(box.script), box.options(fake.spawn)), (error: unknown) => {
+      ok(error instanceof RunError);
+      equal(
+        error.message,
+        "the program ran but the Panopticon collector never connected " +
+          "(is PYTHONPATH ignored, e.g. python -I or -E?); no trace was written; " +
+          "refused a connection to the event channel that did not present this run's secret " +
+          "(it presented another secret, or none)",
+      );
+      equal(error.exitCode, 1);
+      return true;
+    });
+    equal(await exists(box.output), false);
+    deepEqual(await entries(box.tmp), []);
+  });
+});
+
+Deno.test("runTraced() removes its private directory when the program is killed by a signal", async (t) => {
+  // In a process of its own: SIGTERM is sent to Panopticon itself.
+  const cases: [string, Deno.Signal, number][] = [
+    ["SIGTERM sent to Panopticon, passed on to the program", "SIGTERM", 143],
+    ["SIGKILL sent to the program", "SIGKILL", 137],
+  ];
+  for (const [name, signal, exitCode] of cases) {
+    await t.step(name, async () => {
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", new URL("./_runner_killed.ts", import.meta.url).pathname, signal],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      deepEqual({ code: output.code, signal: output.signal }, { code: 0, signal: null }, stderr);
+      deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+        exitCode,
+        signal,
+        // Killed with its connection open: the trace is cut short.
+        complete: false,
+        left: [],
+      });
+    });
+  }
+});
+
 Deno.test("runTraced() runs a real interpreter with the user's arguments", async () => {
   await using box = await sandbox();
   // A stand-in collector: reports what the program will see, as one line.
@@ -633,7 +731,8 @@ Deno.test("runTraced() runs a real interpreter with the user's arguments", async
 import json, os, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(os.environ.pop("PANOPTICON_CHANNEL"))
-s.sendall((json.dumps({"argv": sys.argv, "secret": os.environ.pop("PANOPTICON_SECRET"),
+s.sendall((json.dumps({"kind": "hello", "argv": sys.argv,
+  "secret": os.environ.pop("PANOPTICON_SECRET"),
   "engine": os.environ.pop("PANOPTICON_ENGINE")}) + "\\n").encode())
 s.close()
 `;
