@@ -372,6 +372,7 @@ class Recorder:
         self.suspension_points = {}
         self.code_count = 0
         self.mark_count = 0
+        self.on_flush = None  # the engine's look at its own state, see MonitoringEngine
         self.cfunc_ids = {}  # id(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
         self.keep_alive = []  # keeps ids in the tables from being reused
@@ -490,6 +491,8 @@ class Recorder:
     def flush(self, ident, record=None):
         """Send the buffered events, then `record` if given, in that order."""
         start = perf_counter_ns()
+        if self.on_flush is not None:
+            self.on_flush()
         with self.lock:
             if self.closed:
                 return
@@ -772,6 +775,19 @@ class MonitoringEngine:
     def __init__(self, recorder, tool):
         self.recorder = recorder
         self.tool = tool
+        self.callbacks = {}  # event -> our callback, to move to another tool id
+        self.mask = 0  # the events we have switched on
+        self.reported_mask = 0
+        self.stopped = False
+        self.meddled = False
+        # sys.monitoring's own functions: the program's calls go through the
+        # guard (see guard_tool), ours never do.
+        monitoring = sys.monitoring
+        self.api = {
+            name: getattr(monitoring, name)
+            for name in ("use_tool_id", "free_tool_id", "get_tool", "set_events",
+                         "register_callback", "set_local_events")
+        }
 
     # Tool ids 3 and 4 have no assigned role. PROFILER_ID (2) would be the
     # natural choice, but cProfile claims it on 3.12+ and a program that
@@ -923,8 +939,8 @@ class MonitoringEngine:
             # this local event) and switched back on by restart_events().
             frame = getframe(1)
             if code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
-                monitoring.register_callback(tool, E.PY_START, py_start)
-                monitoring.set_events(tool, recording)
+                engine.register(E.PY_START, py_start)
+                engine.switch_on(recording)
                 monitoring.restart_events()
                 number = code_number(_id(code))
                 if number is None:
@@ -934,41 +950,146 @@ class MonitoringEngine:
                 return None
             return DISABLE
 
-        monitoring.use_tool_id(tool, "panopticon")
-        monitoring.register_callback(tool, E.PY_START, wait_for_main)
-        monitoring.register_callback(tool, E.PY_RESUME, py_resume)
-        monitoring.register_callback(tool, E.PY_THROW, py_throw)
-        monitoring.register_callback(tool, E.PY_RETURN, py_return)
-        monitoring.register_callback(tool, E.PY_UNWIND, py_unwind)
-        monitoring.register_callback(tool, E.PY_YIELD, py_yield)
-        monitoring.register_callback(tool, E.CALL, call)
-        monitoring.register_callback(tool, E.C_RETURN, c_return)
-        monitoring.register_callback(tool, E.C_RAISE, c_raise)
-        monitoring.set_events(tool, E.PY_START)
+        engine = self
+        self.api["use_tool_id"](tool, "panopticon")
+        for event, callback in (
+            (E.PY_START, wait_for_main),
+            (E.PY_RESUME, py_resume),
+            (E.PY_THROW, py_throw),
+            (E.PY_RETURN, py_return),
+            (E.PY_UNWIND, py_unwind),
+            (E.PY_YIELD, py_yield),
+            (E.CALL, call),
+            (E.C_RETURN, c_return),
+            (E.C_RAISE, c_raise),
+        ):
+            self.register(event, callback)
+        self.switch_on(E.PY_START)
+        self.guard_tool()
+
+    def register(self, event, callback):
+        self.callbacks[event] = callback
+        self.api["register_callback"](self.tool, event, callback)
+
+    def switch_on(self, mask):
+        self.mask = mask
+        self.api["set_events"](self.tool, mask)
+        # As sys.monitoring reports it back (C_RETURN and C_RAISE come with CALL).
+        self.reported_mask = sys.monitoring.get_events(self.tool)
 
     def check_at_exit(self, current_profile):
-        """Nothing to check: the program cannot take over this tool's events."""
+        """A last look at our tool id (see check_tool)."""
+        self.check_tool("at exit")
 
     def silencer(self):
-        """A C callable that stops recording, for atexit (see ProfileEngine)."""
-        return functools.partial(sys.monitoring.set_events, self.tool, 0)
+        """Stops recording, for atexit and os._exit (see ProfileEngine).
+
+        A method, not a partial object as for setprofile: the tool id may
+        change (see move), and this file's frames are hidden in the trace.
+        """
+        return self.silence
+
+    def silence(self):
+        self.api["set_events"](self.tool, 0)
 
     def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        self.release(self.tool)
+
+    def release(self, tool):
+        """Switch off and forget everything of ours on `tool`."""
+        api = self.api
+        api["set_events"](tool, 0)
+        for event in self.callbacks:
+            api["register_callback"](tool, event, None)
+        api["free_tool_id"](tool)
+
+    # The guard on the tool id --------------------------------------------------
+
+    def guard_tool(self):
+        """Watch the program's use of sys.monitoring for our tool id.
+
+        A program (or a library) that claims our id with use_tool_id gets it,
+        as it would without us: recording moves to another free id first, and
+        goes on. One that switches our events or callbacks without claiming
+        the id is let through, and the trace and the terminal say so.
+        """
+        engine = self
         monitoring = sys.monitoring
-        monitoring.set_events(self.tool, 0)
-        for event in (
-            "PY_START",
-            "PY_RESUME",
-            "PY_THROW",
-            "PY_RETURN",
-            "PY_UNWIND",
-            "PY_YIELD",
-            "CALL",
-            "C_RETURN",
-            "C_RAISE",
+        api = self.api
+
+        def use_tool_id(tool_id, name):
+            if tool_id == engine.tool and not engine.stopped:
+                engine.move(name, _place(sys._getframe(1)))
+            return api["use_tool_id"](tool_id, name)
+
+        functools.update_wrapper(use_tool_id, api["use_tool_id"])
+        monitoring.use_tool_id = use_tool_id
+        # The other functions are not wrapped: a wrapper is Python code that
+        # the program's own tools would see run. Their effect on our tool is
+        # checked instead, at each flush and at exit (check_tool).
+        self.recorder.on_flush = self.check_tool
+
+    def check_tool(self, when="while recording"):
+        """Say so, once, if our tool id's owner or events were changed under us."""
+        if self.stopped or self.meddled:
+            return
+        monitoring = sys.monitoring
+        if (
+            monitoring.get_tool(self.tool) == "panopticon"
+            and monitoring.get_events(self.tool) == self.reported_mask
         ):
-            monitoring.register_callback(self.tool, getattr(monitoring.events, event), None)
-        monitoring.free_tool_id(self.tool)
+            return
+        self.meddled = True
+        self.report(
+            "sys.monitoring tool %d changed" % self.tool,
+            "the program changed sys.monitoring tool %d, which Panopticon records with, without "
+            "claiming it (noticed %%s): the trace may lack events from then on" % self.tool,
+            when,
+        )
+
+    def move(self, claimant, where):
+        """Hand our tool id to the program: record on another free one."""
+        old = self.tool
+        free = [t for t in (4, 3, 5, 1, 0, 2) if t != old and self.api["get_tool"](t) is None]
+        if not free:
+            self.report(
+                "recording stopped: sys.monitoring tool %d claimed" % old,
+                "the program claimed sys.monitoring tool %d (as %r) at %%s, and no other tool id "
+                "is free: recording stopped there" % (old, claimant),
+                where,
+                stop=True,
+            )
+            self.release(old)
+            self.stopped = True
+            return
+        new = free[0]
+        api = self.api
+        # Off first: two tools on at once would record every event twice.
+        api["set_events"](old, 0)
+        api["use_tool_id"](new, "panopticon")
+        for event, callback in self.callbacks.items():
+            api["register_callback"](new, event, callback)
+        api["set_events"](new, self.mask)
+        self.tool = new
+        self.release(old)
+        self.report(
+            "recording moved to sys.monitoring tool %d" % new,
+            "the program claimed sys.monitoring tool %d (as %r) at %%s: recording goes on with "
+            "tool %d" % (old, claimant, new),
+            where,
+        )
+
+    def report(self, name, warning, where, stop=False):
+        """Mark the moment on the calling thread's track, and warn once."""
+        _warn_once(name.split(":")[0], warning % where)
+        ident = _ident()
+        mark = _Mark(("panopticon", name, {"by": where}))
+        self.recorder.events.append((8, ident, _now(), 0, mark))
+        if stop:
+            self.recorder.events.append((12, ident, _now(), 0, 0))
 
 
 # --- switching the profile function, and the guard on it ----------------------
@@ -1021,8 +1142,7 @@ class _Guard:
         if ours is None or _get_profile() is not ours:
             return
         try:
-            caller = _frame_of_caller()
-            where = "%s:%d (%s)" % (caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_name)
+            where = _place(_frame_of_caller())
         except Exception:
             # No room left on the stack (Python removes a profile function
             # that raised, as at the recursion limit), or no Python caller.
@@ -1042,6 +1162,11 @@ class _Guard:
 
 
 _guard = _Guard()
+
+
+def _place(frame):
+    """`file:line (function)` of a frame, for the trace and the terminal."""
+    return "%s:%d (%s)" % (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
 
 
 def _switch_profile(profile, stop=None):

@@ -393,3 +393,40 @@ Deno.test("CatapultWriter reports a failing output", async (t) => {
     assert.equal(reason, "malformed");
   });
 });
+
+Deno.test("CatapultWriter writes instants on their thread and counters on the process", async () => {
+  const chunks = await collect((writer) => {
+    writer.process(PROCESS);
+    writer.mark({
+      kind: "instant",
+      tid: 1,
+      ts: 1.2345678,
+      name: 'cache "miss"',
+      category: "mark",
+      args: { key: "k", nested: [1, { a: null }] },
+    });
+    writer.mark({
+      kind: "counter",
+      tid: 0,
+      ts: 2,
+      name: "queue depth",
+      category: "mark",
+      args: { value: 3 },
+    });
+    writer.finish(SUMMARY);
+  });
+  const json = JSON.parse(chunks.join(""));
+  assert.deepEqual(json.traceEvents.slice(1), [
+    {
+      ph: "i",
+      s: "t",
+      name: 'cache "miss"',
+      cat: "mark",
+      args: { key: "k", nested: [1, { a: null }] },
+      pid: 4242,
+      tid: 1,
+      ts: 1.235,
+    },
+    { ph: "C", name: "queue depth", cat: "mark", args: { value: 3 }, pid: 4242, ts: 2 },
+  ]);
+});

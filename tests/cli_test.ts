@@ -564,3 +564,95 @@ Deno.test("HELP_TEXT documents every option, the viewers and PANOPTICON_PYTHON",
     ok(line.length <= 80, `help line too long: ${line}`);
   }
 });
+
+Deno.test("parseCommandLine() reads --manual", async (t) => {
+  await t.step("before the program", () => {
+    deepEqual(traceCommand(["--manual", "app.py", "--manual"]), {
+      kind: "trace",
+      target: script("app.py", "--manual"),
+      output: "app.trace.json",
+      engine: "auto",
+      manual: true,
+    });
+  });
+  await t.step("with --engine setprofile", () => {
+    equal(traceCommand(["--engine", "setprofile", "--manual", "app.py"]).manual, true);
+  });
+  await t.step("not with --engine monitoring", () => {
+    throwsUsage(
+      ["--manual", "--engine", "monitoring", "app.py"],
+      /^--manual records with the setprofile engine: leave out --engine monitoring/,
+    );
+  });
+  await t.step("takes no value", () => {
+    throwsUsage(["--manual=yes", "app.py"], /^option "--manual" takes no value/);
+  });
+});
+
+Deno.test("parseCommandLine() reads the convert and python-module subcommands", async (t) => {
+  const cases: [string[], unknown][] = [
+    [["convert", "run.ndjson"], { kind: "convert", input: "run.ndjson", output: "run.json" }],
+    [["convert", "run.jsonl", "-o", "t.json"], {
+      kind: "convert",
+      input: "run.jsonl",
+      output: "t.json",
+    }],
+    [["convert", "-ot.json", "-"], { kind: "convert", input: "-", output: "t.json" }],
+    [["convert", "--output=t.json"], { kind: "convert", input: "-", output: "t.json" }],
+    [
+      ["convert", "x", "--max-depth", "3"],
+      { kind: "convert", input: "x", output: "x.json", maxDepth: 3 },
+    ],
+    [["convert", "--help"], { kind: "help" }],
+    [["python-module"], { kind: "python-module" }],
+    // Only the first argument is a subcommand.
+    [["-o", "t.json", "convert"], {
+      kind: "trace",
+      target: script("convert"),
+      output: "t.json",
+      engine: "auto",
+    }],
+    [["--", "convert"], {
+      kind: "trace",
+      target: script("convert"),
+      output: "convert.trace.json",
+      engine: "auto",
+    }],
+  ];
+  for (const [argv, expected] of cases) {
+    await t.step(argv.join(" "), () => deepEqual(parseCommandLine(argv), expected));
+  }
+  const errors: [string[], RegExp][] = [
+    [["convert"], /^convert needs -o OUTPUT when it reads standard input/],
+    [
+      ["convert", "a.ndjson", "b.ndjson"],
+      /^convert takes one input file, got "a.ndjson" and "b.ndjson"/,
+    ],
+    [["convert", "a.ndjson", "-o", "a.ndjson"], /^the trace would overwrite its input "a.ndjson"/],
+    [["convert", "a", "--engine", "x"], /^unknown option "--engine" for convert/],
+    [["convert", "a", "-o"], /^option "-o" needs a value/],
+    [["python-module", "x"], /^"python-module" takes no arguments, got "x"/],
+  ];
+  for (const [argv, message] of errors) {
+    await t.step(`rejects ${argv.join(" ")}`, () => throwsUsage(argv, message));
+  }
+});
+
+Deno.test("HELP_TEXT documents --manual, the API and the subcommands", () => {
+  for (
+    const word of [
+      "--manual",
+      "panopticon convert [INPUT.ndjson | -] [-o OUTPUT]",
+      "panopticon python-module > panopticon.py",
+      "panopticon.trace(",
+      "@panopticon.traced",
+      "panopticon.instant(",
+      "panopticon.counter(",
+      "panopticon.span(",
+      "docs/python-api.md",
+      'as "panopticon ./convert"',
+    ]
+  ) {
+    match(HELP_TEXT, new RegExp(word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  }
+});

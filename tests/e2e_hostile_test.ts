@@ -22,8 +22,7 @@
  *   the last timestamp and marked `args.unfinished`;
  * - nothing is lost quietly: a complete trace that ended normally has no
  *   unfinished slice on the main thread and no dropped event, unless the
- *   terminal warns (rows marked `todo` are exempt where the detection is
- *   still to be written, see docs/reliability.md);
+ *   terminal warns;
  * - the row's own structural expectations.
  *
  * docs/reliability.md lists every row with what the user sees; keep the two
@@ -120,12 +119,6 @@ interface Case {
   /** Which settings the row runs on (default: all). */
   when?: (setting: Setting) => boolean;
   /**
-   * Settings on which what the user should see is not settled yet (the
-   * detection is to do): only the unconditional contract is checked there
-   * (the program unchanged, a loadable trace), not "nothing lost quietly".
-   */
-  todo?: (setting: Setting) => boolean;
-  /**
    * A known limitation (docs/reliability.md says why): on these settings the
    * program's output may differ from a plain run in the way `differs` says,
    * and that is what is checked instead of equality. "nothing lost quietly"
@@ -168,6 +161,25 @@ function minorOf(python: TestPython): number {
 }
 
 const prog = (name: string) => `${HOSTILE}/${name}`;
+
+/** The instant events of a trace. */
+function instants(trace: Trace): TraceEvent[] {
+  return trace.traceEvents.filter((event) => event.ph === "i");
+}
+
+/**
+ * The guard on the profile function spoke: one instant on the main thread
+ * saying where the profile function was replaced, and one warning.
+ */
+function assertReplacedAt(run: TracedRun, where: RegExp): void {
+  const marks = instants(run.trace);
+  assert.deepEqual(marks.map((m) => [m.name, m.tid]), [
+    ["recording stopped: profile function replaced", run.main],
+  ]);
+  assert.match(String(marks[0]!.args?.by), where);
+  const warnings = run.panopticon.filter((line) => line.includes("replaced the profile function"));
+  assert.equal(warnings.length, 1, run.panopticon.join("\n"));
+}
 
 /** `lines` lines of text of varying length, for a large standard input. */
 function bulkText(lines: number): string {
@@ -369,24 +381,27 @@ const CASES: Case[] = [
   // The program replaces the profiler.
   {
     name: "profiler: sys.setprofile(None) mid-run",
-    sees: "setprofile engine: recording stops where the program switched it off; the trace says " +
-      "complete with the frames open then marked unfinished and no warning (detection to do). " +
-      "monitoring engine: unaffected, everything recorded",
-    todo: (s) => s.engine === "setprofile",
+    sees: "setprofile engine: recording of the thread stops there; the trace marks the moment " +
+      "(an instant naming the file and line) and closes the frames then open as unfinished; " +
+      "the terminal warns once. monitoring engine: unaffected, everything recorded",
     program: () => [prog("setprofile_none.py")],
     expect: (s) => ({
       code: 0,
       trace: "complete",
       reason: "exit",
       recorded: s.engine === "monitoring" ? ["before", "switch_off", "after"] : ["before"],
+      check: (run) => {
+        if (s.engine === "monitoring") return assert.deepEqual(instants(run.trace), []);
+        assert.deepEqual(slices(run.trace, "after"), []);
+        assertReplacedAt(run, /setprofile_none\.py:10 \(switch_off\)$/);
+      },
     }),
   },
   {
     name: "profiler: the program installs its own sys.setprofile function",
     sees: "the program's profiler sees its calls; setprofile engine: recording stops there, " +
-      "frames open then marked unfinished, no warning (detection to do); monitoring engine: " +
-      "unaffected",
-    todo: (s) => s.engine === "setprofile",
+      "the trace marks the moment and closes the frames then open as unfinished, the terminal " +
+      "warns once; monitoring engine: unaffected",
     program: () => [prog("setprofile_own.py")],
     expect: (s) => ({
       code: 0,
@@ -395,35 +410,96 @@ const CASES: Case[] = [
       // A profile function's own calls are never reported, under either engine.
       recorded: s.engine === "monitoring" ? ["before", "after"] : ["before"],
       absent: ["own_profiler"],
+      check: (run) => {
+        if (s.engine === "monitoring") return;
+        assertReplacedAt(run, /setprofile_own\.py:23 \(main\)$/);
+      },
     }),
   },
   {
     name: "profiler: the program claims sys.monitoring's PROFILER_ID",
-    sees: "the program gets the tool id and its callbacks run, as without Panopticon; the trace " +
-      "is loadable (what it holds after the clash: to do)",
+    sees: "the program gets the tool id and its callbacks run, as without Panopticon; no clash " +
+      "(Panopticon records with tool 4 or 3): everything recorded",
     when: (s) => s.minor >= 12,
-    todo: (s) => s.engine === "monitoring",
     program: () => [prog("monitoring_clash.py")],
+    expect: {
+      code: 0,
+      trace: "complete",
+      reason: "exit",
+      recorded: ["main", "work"],
+      check: (run) => assert.deepEqual(instants(run.trace), []),
+    },
+  },
+  {
+    name: "profiler: the program claims the sys.monitoring tool id Panopticon records with",
+    sees: "the program gets the tool id, as without Panopticon; monitoring engine: recording " +
+      "moves to another free tool id and goes on, the trace marks the moment (an instant naming " +
+      "the file and line) and the terminal warns once",
+    when: (s) => s.minor >= 12,
+    program: () => [prog("monitoring_takeover.py")],
     expect: (s) => ({
       code: 0,
       trace: "complete",
       reason: "exit",
-      recorded: s.engine === "setprofile" ? ["main", "work"] : ["main"],
+      recorded: ["main", "work"],
+      check: (run) => {
+        assert.equal(slices(run.trace, "work").length, 3, "work() before, during and after");
+        if (s.engine === "setprofile") return assert.deepEqual(instants(run.trace), []);
+        assert.deepEqual(instants(run.trace).map((i) => [i.name, i.args]), [
+          ["recording moved to sys.monitoring tool 3", {
+            by: `${HOSTILE}/monitoring_takeover.py:8 (main)`,
+          }],
+        ]);
+        assert.match(
+          run.outcome.stderr,
+          /panopticon: warning: the program claimed sys\.monitoring tool 4/,
+        );
+      },
+    }),
+  },
+  {
+    name: "profiler: the program switches off the tool id Panopticon records with",
+    sees: "monitoring engine: recording stops there; the trace is complete, marks that the tool " +
+      "was changed (noticed at exit), and the terminal warns once",
+    when: (s) => s.minor >= 12,
+    program: () => [prog("monitoring_meddle.py")],
+    expect: (s) => ({
+      code: 0,
+      trace: "complete",
+      reason: "exit",
+      check: (run) => {
+        if (s.engine === "setprofile") {
+          assert.equal(slices(run.trace, "work").length, 2);
+          return assert.deepEqual(instants(run.trace), []);
+        }
+        assert.equal(slices(run.trace, "work").length, 1);
+        assert.deepEqual(instants(run.trace).map((i) => [i.name, i.args]), [
+          ["sys.monitoring tool 4 changed", { by: "at exit" }],
+        ]);
+        assert.match(
+          run.outcome.stderr,
+          /panopticon: warning: the program changed sys\.monitoring tool 4/,
+        );
+      },
     }),
   },
   {
     name: "profiler: the program profiles itself with cProfile",
-    sees: "cProfile works as without Panopticon; recording goes on after profile.disable() " +
-      "(before 3.12 cProfile replaces the setprofile hook: to do)",
-    todo: (s) => s.engine === "setprofile" && s.minor < 12,
+    sees: "cProfile works as without Panopticon; recording goes on after profile.disable(), " +
+      "except before 3.12 under setprofile, where cProfile replaces the profile function: there " +
+      "recording stops at profile.enable(), the trace marks it and the terminal warns once",
     program: () => [prog("cprofile.py")],
     expect: (s) => ({
       code: 0,
       trace: "complete",
       reason: "exit",
       check: (run) => {
-        if (s.engine === "setprofile" && s.minor < 12) return;
+        if (s.engine === "setprofile" && s.minor < 12) {
+          assert.deepEqual(slices(run.trace, "work").length, 0);
+          return assertReplacedAt(run, /cprofile\.py:13 \(main\)$/);
+        }
         assert.deepEqual(slices(run.trace, "work").length, 2, "work() inside and after cProfile");
+        assert.deepEqual(instants(run.trace), []);
       },
     }),
   },
@@ -974,7 +1050,7 @@ async function check(kase: Case, setting: Setting): Promise<void> {
     }
 
     // Nothing lost quietly.
-    if (!(kase.todo?.(setting) ?? false) && limited === undefined) {
+    if (limited === undefined) {
       if (!said.some(isWarning)) {
         assert.deepEqual(other.dropped, 0, "events dropped without a warning");
         if (other.complete === true) {

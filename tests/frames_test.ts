@@ -1018,3 +1018,132 @@ Deno.test("FrameStateMachine rejects streams out of order", async (t) => {
     assert.throws(() => machine.end(), /twice/);
   });
 });
+
+Deno.test("FrameStateMachine follows the collector's hidden frames and shows the program's marks", async (t) => {
+  const HIDDEN: ProtocolRecord[] = [
+    { ...code(7, "__enter__"), module: "panopticon", hidden: true },
+    { ...code(8, "__exit__"), module: "panopticon", hidden: true },
+    { kind: "cfunc", id: 3, name: "list.append" },
+    { kind: "mark", id: 1, name: "phase 2", category: "mark", args: { items: 3 } },
+    { kind: "mark", id: 2, name: "cache miss", category: "mark", args: { key: "cart:42" } },
+    { kind: "mark", id: 3, name: "queue depth", category: "mark", args: { value: 3 } },
+  ];
+  const hello = { ...HELLO, protocol: 3 };
+  const runWith = (list: ProtocolEvent[], options: FrameStateMachineOptions = {}) => {
+    const sink = new RecordingSink();
+    const marks: unknown[] = [];
+    const machine = new FrameStateMachine(
+      Object.assign(sink, { mark: (mark: unknown) => marks.push(structuredClone(mark)) }),
+      options,
+    );
+    for (const record of [hello, ...DEFINITIONS, ...HIDDEN, events(...list)]) machine.push(record);
+    const summary = machine.end();
+    return { slices: sorted(sink), marks, summary };
+  };
+
+  await t.step("a hidden frame is not shown, nor its own C calls; what it calls is", () => {
+    const { slices, summary } = runWith([
+      [0, 1, 1000, 0, 3], // outer
+      [0, 1, 2000, 0, 7], // __enter__ (hidden)
+      [5, 1, 2100, 0, 3], // list.append from __enter__: hidden with it
+      [6, 1, 2200, 0, 0],
+      [0, 1, 2300, 0, 4], // inner, called by the hidden frame: shown
+      [2, 1, 2400, 0, 0],
+      [2, 1, 2500, 0, 0], // __enter__ returns
+      [2, 1, 4000, 0, 0], // outer returns
+    ]);
+    assert.deepEqual(slices, ["outer 1:1-4", "inner 1:2.3-2.4"]);
+    assert.equal(summary.slices, 2);
+  });
+
+  await t.step("a hidden frame takes no level of --max-depth", () => {
+    const { slices } = runWith([
+      [0, 1, 1000, 0, 3],
+      [0, 1, 2000, 0, 7],
+      [0, 1, 2300, 0, 4], // depth 2, not 3
+      [2, 1, 2400, 0, 0],
+      [2, 1, 2500, 0, 0],
+      [2, 1, 4000, 0, 0],
+    ], { maxDepth: 2 });
+    assert.deepEqual(slices, ["outer 1:1-4", "inner 1:2.3-2.4"]);
+  });
+
+  await t.step("a span opened and closed inside hidden frames nests where the program is", () => {
+    const { slices } = runWith([
+      [0, 1, 1000, 0, 3], // outer
+      [0, 1, 1500, 0, 7], // span.__enter__ (hidden)
+      [10, 1, 1600, 5, 1], // span 5 opens, mark "phase 2"
+      [2, 1, 1700, 0, 0], // __enter__ returns: the span stays open
+      [0, 1, 2000, 0, 4], // inner, inside the span
+      [2, 1, 3000, 0, 0],
+      [0, 1, 3500, 0, 8], // span.__exit__ (hidden)
+      [11, 1, 3600, 5, 0], // span 5 closes
+      [2, 1, 3700, 0, 0], // __exit__ returns: outer stays open
+      [2, 1, 5000, 0, 0],
+    ]);
+    assert.deepEqual(slices, [
+      "outer 1:1-5",
+      'phase 2 1:1.6-3.6 {"items":3}',
+      "inner 1:2-3",
+    ]);
+  });
+
+  await t.step("a span left open closes at the end as unfinished", () => {
+    const { slices } = runWith([[10, 1, 1000, 6, 1], [0, 1, 2000, 0, 4], [2, 1, 3000, 0, 0]]);
+    assert.deepEqual(slices, ['phase 2 1:1-3 {"items":3,"unfinished":true}', "inner 1:2-3"]);
+  });
+
+  await t.step("instants go to their thread, counters to the process", () => {
+    const { marks } = runWith([[8, 1, 1000, 0, 2], [9, 2, 2500, 0, 3]]);
+    assert.deepEqual(marks, [
+      {
+        kind: "instant",
+        tid: 1,
+        ts: 1,
+        name: "cache miss",
+        category: "mark",
+        args: { key: "cart:42" },
+      },
+      {
+        kind: "counter",
+        tid: 0,
+        ts: 2.5,
+        name: "queue depth",
+        category: "mark",
+        args: { value: 3 },
+      },
+    ]);
+  });
+
+  await t.step("stop closes what is open on its thread only, hidden frames silently", () => {
+    const { slices } = runWith([
+      [0, 1, 1000, 0, 3], // outer on thread 1
+      [0, 2, 1000, 0, 4], // inner on thread 2
+      [0, 1, 1500, 0, 8], // __exit__ (hidden)
+      [12, 1, 2000, 0, 0], // recording stops on thread 1
+      [2, 1, 2100, 0, 0], // an end after the stop: ignored
+      [2, 2, 3000, 0, 0],
+    ]);
+    assert.deepEqual(slices, ['outer 1:1-2 {"unfinished":true}', "inner 2:1-3"]);
+  });
+
+  await t.step("suspended frames survive a stop and join their next slice", () => {
+    const { slices } = runWith([
+      [0, 1, 1000, 70, 2], // numbers starts
+      [4, 1, 2000, 70, 0], // suspends
+      [12, 1, 2500, 0, 0],
+      [1, 1, 3000, 70, 2], // resumes after recording starts again
+      [2, 1, 4000, 70, 0],
+    ]);
+    assert.deepEqual(slices, ["numbers 1:1-2 flow1 out", "numbers 1:3-4 flow1 in"]);
+  });
+
+  await t.step("an undefined mark is named and warned about", () => {
+    const sink = new RecordingSink();
+    const warnings: string[] = [];
+    const machine = new FrameStateMachine(sink, { onWarning: (w) => warnings.push(w) });
+    for (const record of [hello, events([8, 1, 1000, 0, 9])]) machine.push(record);
+    machine.end();
+    assert.match(warnings[0]!, /mark 9, which no "mark" record defined/);
+  });
+});

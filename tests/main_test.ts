@@ -119,3 +119,65 @@ Deno.test("describeRun() says what was written and where to open it", async (t) 
     );
   });
 });
+
+Deno.test("main converts a recorded NDJSON stream (panopticon convert)", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "panopticon-test-" });
+  try {
+    const records = [
+      '{"kind":"hello","protocol":3,"pid":7,"python":"3.12.1","engine":"setprofile","t0":0,"main_thread":1,"argv":["a.py"]}',
+      '{"kind":"code","id":1,"module":"__main__","qualname":"main","file":"a.py","line":1,"type":"function"}',
+      '{"kind":"mark","id":1,"name":"cache miss","category":"mark","args":{"key":"k"}}',
+      '{"kind":"events","events":[[0,1,1000,0,1],[8,1,1500,0,1],[2,1,2000,0,0]]}',
+      '{"kind":"end","ts":2000,"events":3,"dropped":0,"reason":"exit"}',
+    ];
+    await Deno.writeTextFile(`${dir}/run.ndjson`, records.join("\n") + "\n");
+
+    await t.step("a file, into INPUT.json", async () => {
+      const { code, stderr } = await panopticon(["convert", "run.ndjson"], dir);
+      equal(code, 0, stderr);
+      match(stderr, /^panopticon: wrote run\.json — 3 events, 1 thread \(Python 3\.12\.1/);
+      const trace = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
+      deepEqual(
+        trace.traceEvents.filter((e: { ph: string }) => e.ph !== "M").map((e: { name: string }) =>
+          e.name
+        ),
+        ["cache miss", "main"],
+      );
+    });
+
+    await t.step("a stream cut short: the trace of what came, and a warning", async () => {
+      await Deno.writeTextFile(`${dir}/cut.ndjson`, records.slice(0, 4).join("\n"));
+      const { code, stderr } = await panopticon(["convert", "cut.ndjson", "-o", "cut.json"], dir);
+      equal(code, 0, stderr);
+      match(stderr, /cut short/);
+      match(stderr, /panopticon: warning: the event stream ended without an "end" record/);
+    });
+
+    await t.step("not a record stream: an error naming the line, and no file", async () => {
+      await Deno.writeTextFile(`${dir}/bad.ndjson`, `${records[0]}\n{"kind":"nope"}\n`);
+      const { code, stderr } = await panopticon(["convert", "bad.ndjson"], dir);
+      equal(code, 1);
+      equal(
+        stderr,
+        'error: "bad.ndjson" is not a Panopticon record stream: line 2: unknown record kind ' +
+          '"nope": expected hello, thread, code, cfunc, mark, events, flush or end\n',
+      );
+      equal(await Deno.stat(`${dir}/bad.json`).then(() => true, () => false), false);
+    });
+
+    await t.step("a missing input", async () => {
+      const { code, stderr } = await panopticon(["convert", "missing.ndjson"], dir);
+      equal(code, 1);
+      equal(stderr, 'error: cannot read "missing.ndjson": No such file or directory\n');
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main prints the Python module (panopticon python-module)", async () => {
+  const { code, stdout, stderr } = await panopticon(["python-module"]);
+  equal(code, 0);
+  equal(stderr, "");
+  equal(stdout, await Deno.readTextFile(new URL("../collector.py", import.meta.url)));
+});
