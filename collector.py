@@ -373,6 +373,7 @@ class Recorder:
         self.code_count = 0
         self.mark_count = 0
         self.on_flush = None  # the engine's look at its own state, see MonitoringEngine
+        self.on_close = None  # switches recording off when the channel breaks
         self.cfunc_ids = {}  # id(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
         self.keep_alive = []  # keeps ids in the tables from being reused
@@ -484,6 +485,13 @@ class Recorder:
         except OSError as error:
             self.closed = True
             _warn("the trace channel closed (%s): recording stopped" % error)
+            if self.on_close is not None:
+                # The program goes on at full speed, rather than feeding
+                # callbacks whose events can go nowhere.
+                try:
+                    self.on_close()
+                except Exception:
+                    pass
         finally:
             if HELD_SIGNALS:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -495,6 +503,11 @@ class Recorder:
             self.on_flush()
         with self.lock:
             if self.closed:
+                # Nothing can be sent any more (the channel broke, e.g. on a
+                # full disk): keep the buffer from growing for the rest of
+                # the run.
+                self.dropped += len(self.events)
+                del self.events[:]
                 return
             events = self.events
             count = len(events)
@@ -746,6 +759,7 @@ class ProfileEngine:
             self.main_profile is not None
             and current_profile() is not self.main_profile
             and not _guard.warned
+            and not self.recorder.closed
         ):
             _warn(
                 "recording of the main thread stopped before the program ended: its "
@@ -990,7 +1004,8 @@ class MonitoringEngine:
         return self.silence
 
     def silence(self):
-        self.api["set_events"](self.tool, 0)
+        if not self.stopped:
+            self.api["set_events"](self.tool, 0)
 
     def stop(self):
         if self.stopped:
@@ -1707,6 +1722,7 @@ def _start():
     # `import panopticon` in the program gets this module, recording as it is.
     sys.modules["panopticon"] = sys.modules[__name__]
     _session_state.attach(recorder, engine, manual)
+    recorder.on_close = engine.stop
     if engine.name == "setprofile":
         _guard.watch(engine)
 

@@ -92,7 +92,7 @@ Deno.test("convert writes the protocol's example as a valid trace", async () => 
     pid: 4242,
     pythonVersion: "3.12.1",
     engine: "monitoring",
-    protocol: 2,
+    protocol: 3,
     omittedSlices: 0,
     pythonMaxRss: undefined,
     warnings: [],

@@ -238,10 +238,25 @@ for (const python of oldestAndNewest()) {
         const ran = await runWay(python, "gens.py", way);
         assertUnchanged(ran, way);
         const trace = await ran.traces("gens.json");
-        assert.deepEqual(ownSlices(trace, ran.file), { numbers: 4, fetch: 2, ticks: 5 });
+        assert.deepEqual(ownSlices(trace, ran.file), { numbers: 4, fetch: 2, ticks: 5, total: 1 });
         assert.deepEqual(chainLengths(trace, "numbers"), [4]);
         assert.deepEqual(chainLengths(trace, "fetch"), [2]);
         assert.deepEqual(chainLengths(trace, "ticks"), [5]);
+      });
+
+      await t.step(`${way}: the profile function replaced inside a block (guard.py)`, async () => {
+        const ran = await runWay(python, "guard.py", way);
+        assertUnchanged(ran, way);
+        const trace = await ran.traces("guard.json");
+        assert.deepEqual(ownSlices(trace, ran.file), { before: 1 });
+        assert.deepEqual(
+          marks(trace).map((m) => [m.name, m.args]),
+          [["recording stopped: profile function replaced", { by: `${ran.file}:17 (<module>)` }]],
+        );
+        const warnings = ran.outcome.stderr.split("\n").filter((line) =>
+          line.startsWith("panopticon: warning: the program replaced the profile function at ")
+        );
+        assert.equal(warnings.length, 1, ran.outcome.stderr);
       });
     }
 

@@ -30,7 +30,7 @@
  */
 import assert from "node:assert/strict";
 import { oldestAndNewest, type TestPython } from "./_pythons.ts";
-import { type Outcome, programStderr, tempDir } from "./_run.ts";
+import { type Outcome, programStderr, runPanopticon, tempDir } from "./_run.ts";
 import {
   encloses,
   flowChains,
@@ -1129,4 +1129,41 @@ for (const python of oldestAndNewest()) {
       }
     });
   }
+}
+
+for (const python of oldestAndNewest()) {
+  Deno.test(`a full disk, on Python ${python.version}: a clear error, the program not held up`, async () => {
+    // /dev/full fails every write with ENOSPC, as a full disk does. It is
+    // reached through a link, which is what Panopticon removes afterwards.
+    const dir = await tempDir();
+    try {
+      const output = `${dir.path}/trace.json`;
+      await Deno.symlink("/dev/full", output);
+      const outcome = await runPanopticon([
+        "--python",
+        python.path,
+        "-o",
+        output,
+        prog("many_calls.py"),
+      ]);
+      assert.equal(outcome.stdout, "finished 300000\n", "the program ran to its end");
+      assert.equal(outcome.code, 1, outcome.stderr);
+      assert.match(
+        outcome.stderr,
+        /^panopticon: warning: the trace channel closed \(.*\): recording stopped$/m,
+      );
+      assert.match(
+        outcome.stderr,
+        new RegExp(`^error: could not write the trace to ${output}: No space left on device$`, "m"),
+      );
+      assert.equal(
+        await Deno.lstat(output).then(() => true, () => false),
+        false,
+        "the link is removed",
+      );
+      assert.ok((await Deno.stat("/dev/full")).isCharDevice);
+    } finally {
+      await dir.remove();
+    }
+  });
 }

@@ -24,6 +24,11 @@ async def ticks(n):
         yield i
 
 
+@panopticon.traced
+def total(values):
+    return sum(values)
+
+
 def consume():
     return sum(numbers(3))
 
@@ -34,4 +39,4 @@ async def amain():
     return first, rest
 
 
-print(consume(), asyncio.run(amain()))
+print(consume(), asyncio.run(amain()), total([1, 2]))
