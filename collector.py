@@ -1534,15 +1534,18 @@ class _InProcess(object):
         self.ends_with_blocks = ends_with_blocks
         self.process = None
         self.file = None
+        base = path[:-5] if path.endswith(".json") else path
+        self.ndjson = base + ".ndjson"
         executable = shutil.which("panopticon")
         if executable is not None:
-            self.process = subprocess.Popen(
-                [executable, "convert", "-", "-o", path], stdin=subprocess.PIPE
-            )
-            self.file = self.process.stdin
-        else:
-            base = path[:-5] if path.endswith(".json") else path
-            self.ndjson = base + ".ndjson"
+            try:
+                self.process = subprocess.Popen(
+                    [executable, "convert", "-", "-o", path], stdin=subprocess.PIPE
+                )
+                self.file = self.process.stdin
+            except OSError as error:
+                _warn("cannot run %s (%s): writing the records to %s" % (executable, error, self.ndjson))
+        if self.file is None:
             self.file = open(self.ndjson, "wb")
 
     def sendall(self, data):
@@ -1595,10 +1598,19 @@ def _close_in_process():
 
 
 def _forget_in_child():
-    # A forked child must not write into its parent's recording.
+    # A forked child must not write into its parent's recording, nor keep
+    # the converter's pipe open: the converter would wait for the child.
+    # The descriptor is pointed at /dev/null rather than closed, so that the
+    # file object stays valid; nothing is buffered in it (each write flushes).
     state = _session_state
     if state.in_process is not None and state.recorder is not None:
         state.recorder.closed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, state.in_process.file.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
         state.detach()
         try:
             _set_profile(None)

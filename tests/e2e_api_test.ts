@@ -244,6 +244,15 @@ for (const python of oldestAndNewest()) {
         assert.deepEqual(chainLengths(trace, "ticks"), [5]);
       });
 
+      await t.step(`${way}: a fork inside a block (forks.py)`, async () => {
+        const ran = await runWay(python, "forks.py", way);
+        assertUnchanged(ran, way);
+        assert.equal(ran.outcome.stdout, "block ended\nchild released\ndone\n");
+        const trace = await ran.traces("forks.json");
+        assert.deepEqual(ownSlices(trace, ran.file), { in_parent: 1 });
+        assert.equal(trace.otherData?.complete, true);
+      });
+
       await t.step(`${way}: the profile function replaced inside a block (guard.py)`, async () => {
         const ran = await runWay(python, "guard.py", way);
         assertUnchanged(ran, way);
