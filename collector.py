@@ -1581,8 +1581,7 @@ def _open_in_process(path, opener):
     _guard.watch(engine)
     if not ends_with_blocks:
         atexit.register(_close_in_process)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_forget_in_child)
+    _watch_forks(_forget_in_child)
     return True
 
 
@@ -1616,6 +1615,29 @@ def _forget_in_child():
             _set_profile(None)
         except Exception:
             pass
+
+
+def _mark_fork():
+    """In the parent, after a fork: the trace says the child is not traced."""
+    state = _session_state
+    ident = _ident()
+    if state.active(ident) and not state.recorder.closed:
+        mark = _Mark(("panopticon", "fork: the child process is not traced", {}))
+        state.events.append((8, ident, _now(), 0, mark))
+
+
+_fork_hooks = []
+
+
+def _watch_forks(forget_in_child):
+    """Once per process: a mark in the parent, and `forget_in_child` in the child."""
+    if hasattr(os, "register_at_fork") and not _fork_hooks:
+        _fork_hooks.append(forget_in_child)
+        os.register_at_fork(
+            after_in_parent=_mark_fork, after_in_child=lambda: _fork_hooks[0]()
+        )
+    elif _fork_hooks:
+        _fork_hooks[0] = forget_in_child
 
 
 def _hello_line(engine, secret):
@@ -1787,8 +1809,7 @@ def _start():
     atexit.register(silence)
     atexit.register(_guard.stand_down)
     atexit.register(engine.check_at_exit, functools.partial(sys.getprofile))
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=forget_in_child)
+    _watch_forks(forget_in_child)
     engine.start(main_ident, manual)
     _debug("recording with the %s engine%s" % (engine.name, " (manual)" if manual else ""))
 

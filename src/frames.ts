@@ -500,13 +500,16 @@ export class FrameStateMachine {
       case Op.Instant:
       case Op.Counter: {
         const mark = this.#mark(ref);
+        const args = op === Op.Instant ? mark.args : numbersOf(mark.args);
+        // A counter with no number to show has no track to set.
+        if (args === undefined) break;
         this.#sink.mark?.({
           kind: op === Op.Instant ? "instant" : "counter",
           tid: op === Op.Instant ? thread.tid : 0,
           ts: (ts - this.#t0) / 1000,
           name: mark.name,
           category: mark.category,
-          args: mark.args,
+          args,
         });
         break;
       }
@@ -803,6 +806,18 @@ function find(thread: ThreadState, frame: number): number {
     if (entry.frame === frame && !entry.c) return i;
   }
   return -1;
+}
+
+/**
+ * A counter's series: the arguments that are finite numbers, the only
+ * values a counter track can show; `undefined` if there is none.
+ */
+function numbersOf(args: MarkRecord["args"]): Record<string, number> | undefined {
+  let numbers: Record<string, number> | undefined;
+  for (const [key, value] of Object.entries(args)) {
+    if (typeof value === "number" && Number.isFinite(value)) (numbers ??= {})[key] = value;
+  }
+  return numbers;
 }
 
 /** Quotes a command-line argument the way a POSIX shell would need it. */

@@ -367,14 +367,28 @@ const CASES: Case[] = [
   {
     name: "fork: parent and children print, children exit by sys.exit and os._exit",
     sees: "every output and the children's statuses, status 0; the trace is the parent's " +
-      "alone, complete, every event received, no warning",
+      "alone, complete, every event received, no warning; an instant at each fork says the " +
+      "child is not traced",
     program: () => [prog("fork.py")],
     expect: {
       code: 0,
       trace: "complete",
       reason: "exit",
       absent: ["in_child"],
-      check: ({ trace }) => assert.deepEqual(slices(trace, "in_parent").length, 2),
+      check: ({ trace, main }) => {
+        assert.deepEqual(slices(trace, "in_parent").length, 2);
+        const forks = instants(trace);
+        assert.deepEqual(forks.map((i) => [i.name, i.tid]), [
+          ["fork: the child process is not traced", main],
+          ["fork: the child process is not traced", main],
+        ]);
+        // Each mark is inside the posix.fork call that made the child.
+        const calls = slices(trace, "posix.fork");
+        assert.equal(calls.length, 2);
+        forks.forEach((mark, i) => {
+          assert.ok(mark.ts >= calls[i]!.ts && mark.ts <= calls[i]!.ts + calls[i]!.dur!);
+        });
+      },
     },
   },
 

@@ -1115,6 +1115,23 @@ Deno.test("FrameStateMachine follows the collector's hidden frames and shows the
     ]);
   });
 
+  await t.step("a counter shows only its numbers, and nothing without one", () => {
+    const sink = new RecordingSink();
+    const marks: { args: unknown }[] = [];
+    const machine = new FrameStateMachine(
+      Object.assign(sink, { mark: (mark: { args: unknown }) => marks.push(structuredClone(mark)) }),
+    );
+    const records: ProtocolRecord[] = [
+      hello,
+      { kind: "mark", id: 1, name: "c", category: "mark", args: { a: 1, b: "x", c: [2] } },
+      { kind: "mark", id: 2, name: "d", category: "mark", args: { b: "x" } },
+      events([9, 1, 1000, 0, 1], [9, 1, 2000, 0, 2]),
+    ];
+    for (const record of records) machine.push(record);
+    machine.end();
+    assert.deepEqual(marks.map((m) => m.args), [{ a: 1 }]);
+  });
+
   await t.step("stop closes what is open on its thread only, hidden frames silently", () => {
     const { slices } = runWith([
       [0, 1, 1000, 0, 3], // outer on thread 1

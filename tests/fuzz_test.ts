@@ -17,7 +17,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { ProtocolEvent, ProtocolRecord } from "../mod.ts";
+import type { JsonValue, ProtocolEvent, ProtocolRecord } from "../mod.ts";
 import { marshalEvents } from "./_packed.ts";
 import type { FuzzJob, FuzzOutcome } from "./_fuzz_worker.ts";
 
@@ -130,7 +130,7 @@ function randomStream(r: Rng): Stream {
   ]]);
   const records: ProtocolRecord[] = [{
     kind: "hello",
-    protocol: r.pick([1, 2]),
+    protocol: r.pick([1, 2, 3]),
     pid: r.pick([4242, 1, 0, MAX]),
     python: r.pick(["3.12.1", "3.13.0", "", "é😀"]),
     engine: r.pick(["monitoring", "setprofile"]),
@@ -149,6 +149,22 @@ function randomStream(r: Rng): Stream {
       file: r.pick(["a.py", "/x/ü.py", ""]),
       line: r.pick([1, 0, 42, MAX]),
       type: r.pick(CODE_TYPES),
+      ...(r.chance(0.2) ? { hidden: true } : {}),
+    });
+  };
+  const marks = r.range(0, 3);
+  const defineMark = (id: number): void => {
+    records.push({
+      kind: "mark",
+      id,
+      name: r.pick(["cache miss", "", "é😀", '"\\\n']),
+      category: r.pick(["mark", "panopticon", ""]),
+      args: r.pick<{ [key: string]: JsonValue }>([
+        {},
+        { key: "k" },
+        { value: 3, nested: [1, { a: null }] },
+        { "": MAX },
+      ]),
     });
   };
   const defineCfunc = (id: number): void => {
@@ -163,6 +179,10 @@ function randomStream(r: Rng): Stream {
   for (let id = 1; id <= cfuncs; id++) {
     if (r.chance(0.7)) defineCfunc(id);
     else if (r.chance(0.5)) later.push(() => defineCfunc(id));
+  }
+  for (let id = 1; id <= marks; id++) {
+    if (r.chance(0.7)) defineMark(id);
+    else if (r.chance(0.5)) later.push(() => defineMark(id));
   }
 
   const frames = [0, 0, 0, 7001, 7002, 7003, 7004, 2 ** 31, MAX];
@@ -191,10 +211,19 @@ function randomStream(r: Rng): Stream {
       [12, 5],
       [12, 6],
       [6, 7],
+      [3, 8],
+      [2, 9],
+      [4, 10],
+      [4, 11],
+      [2, 12],
     ]) as ProtocolEvent[0];
     let frame = 0;
     let ref = 0;
-    if (op <= 4) {
+    if (op >= 8) {
+      // Spans are numbered apart from frames; marks are defined or not.
+      frame = op === 10 || op === 11 ? r.pick([1, 2, 3, MAX]) : r.pick([0, 0, 5]);
+      ref = op === 12 ? 0 : r.range(0, marks + 2);
+    } else if (op <= 4) {
       if (op === 0) {
         frame = r.pick(frames);
         open.push(frame);
@@ -742,6 +771,20 @@ function assertLoadable(text: string, where: string): TraceEvent[] {
     assert.ok(Number.isFinite(event.pid), what);
     if (event.ph === "M") {
       assert.equal(typeof event.name, "string", what);
+      continue;
+    }
+    if (event.ph === "i" || event.ph === "C") {
+      // Instants on a thread; counters of the process, numbers only.
+      assert.equal(typeof event.name, "string", what);
+      assert.equal(typeof event.cat, "string", what);
+      assert.ok(Number.isFinite(event.ts), what);
+      assert.equal(typeof event.args, "object", what);
+      if (event.ph === "i") {
+        assert.equal(event.s, "t", what);
+        assert.ok(Number.isSafeInteger(event.tid) && event.tid >= 1, what);
+      } else {
+        assert.ok(Object.values(event.args).every(Number.isFinite), what);
+      }
       continue;
     }
     assert.equal(event.ph, "X", what);
