@@ -20,6 +20,17 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
+import {
+  count,
+  git,
+  megabytes,
+  numberField,
+  pythonVersion,
+  readOtherData,
+  seconds,
+  sha256,
+  table,
+} from "./_common.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const MAIN = join(ROOT, "main.ts");
@@ -117,16 +128,6 @@ function parseOptions(args: string[]): Options | "help" {
 
 // --- what to run on ------------------------------------------------------------
 
-function pythonVersion(path: string): string {
-  const output = new Deno.Command(path, {
-    args: ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-    stdout: "piped",
-    stderr: "piped",
-  }).outputSync();
-  if (!output.success) throw new Error(`Cannot run the Python interpreter ${path}`);
-  return new TextDecoder().decode(output.stdout).trim();
-}
-
 /** The interpreters to benchmark: those asked for, else all or the oldest and newest found. */
 function choosePythons(options: Options, found: TestPython[]): TestPython[] {
   if (options.pythons.length > 0) {
@@ -214,21 +215,6 @@ function machineInfo(): MachineInfo {
     deno: Deno.version.deno,
     load_average_start: Deno.loadavg(),
   };
-}
-
-function git(args: string[]): string | undefined {
-  try {
-    const output = new Deno.Command("git", { args, cwd: ROOT, stdout: "piped", stderr: "null" })
-      .outputSync();
-    return output.success ? new TextDecoder().decode(output.stdout).trim() : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function sha256(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -362,38 +348,12 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
-/** Parses `otherData`, which the writer puts on the trace's last line. */
-async function readOtherData(
-  path: string,
-  size: number,
-): Promise<Record<string, unknown> | undefined> {
-  using file = await Deno.open(path);
-  const tail = Math.min(size, 65536);
-  await file.seek(size - tail, Deno.SeekMode.Start);
-  const buffer = new Uint8Array(tail);
-  let filled = 0;
-  while (filled < tail) {
-    const read = await file.read(buffer.subarray(filled));
-    if (read === null) break;
-    filled += read;
-  }
-  const text = new TextDecoder().decode(buffer.subarray(0, filled)).trimEnd();
-  const key = text.lastIndexOf('"otherData":');
-  if (key === -1 || !text.endsWith("}")) return undefined;
-  try {
-    // `"otherData":{…}}`: the object, without the trace's closing brace.
-    return JSON.parse(text.slice(key + '"otherData":'.length, -1));
-  } catch {
-    return undefined;
-  }
-}
-
 async function readTrace(path: string): Promise<TraceFacts> {
   const { size } = await Deno.stat(path);
   return {
     bytes: size,
     slices_counted: await countSlices(path),
-    other_data: await readOtherData(path, size),
+    other_data: await readOtherData(path),
   };
 }
 
@@ -453,11 +413,6 @@ function median(values: number[]): number | undefined {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function numberField(data: Record<string, unknown> | undefined, key: string): number | undefined {
-  const value = data?.[key];
-  return typeof value === "number" ? value : undefined;
 }
 
 function ratio(a: number | undefined, b: number | undefined): number | undefined {
@@ -673,34 +628,9 @@ async function runConverterBench(events: number | undefined): Promise<ConverterF
 
 // --- printing ------------------------------------------------------------
 
-function seconds(value: number | undefined): string {
-  if (value === undefined) return "n/a";
-  return value >= 10 ? `${value.toFixed(1)} s` : `${value.toFixed(3)} s`;
-}
-
 function times(value: number | undefined): string {
   if (value === undefined) return "n/a";
   return value >= 10 ? `${value.toFixed(1)}×` : `${value.toFixed(2)}×`;
-}
-
-function megabytes(bytes: number | undefined): string {
-  return bytes === undefined ? "n/a" : `${(bytes / 1e6).toFixed(1)} MB`;
-}
-
-function count(value: number | undefined): string {
-  return value === undefined ? "n/a" : Math.round(value).toLocaleString("en-US");
-}
-
-/** Pads columns: the first to the left, the others to the right. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) =>
-    Math.max(...rows.map((row) => row[column]?.length ?? 0))
-  );
-  return rows.map((row) =>
-    row.map((cell, column) =>
-      column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)
-    ).join("  ").trimEnd()
-  ).join("\n");
 }
 
 interface WorkloadResult {

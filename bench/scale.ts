@@ -35,6 +35,17 @@ import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
+import {
+  count,
+  git,
+  megabytes,
+  numberField,
+  pythonVersion,
+  readOtherData,
+  seconds,
+  sha256,
+  table,
+} from "./_common.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DEFAULT_MAIN = join(ROOT, "main.ts");
@@ -130,16 +141,6 @@ function parseOptions(args: string[]): Options | "help" {
     resultsDir: resolve(values.results ?? join(ROOT, "bench", "results")),
     keep: values.keep ?? false,
   };
-}
-
-function pythonVersion(path: string): string {
-  const output = new Deno.Command(path, {
-    args: ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-    stdout: "piped",
-    stderr: "piped",
-  }).outputSync();
-  if (!output.success) throw new Error(`Cannot run the Python interpreter ${path}`);
-  return new TextDecoder().decode(output.stdout).trim();
 }
 
 function choosePython(path: string | undefined): TestPython {
@@ -294,35 +295,6 @@ async function observe(
 }
 
 // --- reading a trace ------------------------------------------------------------
-
-/** Parses `otherData`, which the writer puts on the trace's last line. */
-async function readOtherData(path: string): Promise<Record<string, unknown> | undefined> {
-  using file = await Deno.open(path);
-  const { size } = await file.stat();
-  const tail = Math.min(size, 65536);
-  await file.seek(size - tail, Deno.SeekMode.Start);
-  const buffer = new Uint8Array(tail);
-  let filled = 0;
-  while (filled < tail) {
-    const read = await file.read(buffer.subarray(filled));
-    if (read === null) break;
-    filled += read;
-  }
-  const text = new TextDecoder().decode(buffer.subarray(0, filled)).trimEnd();
-  const key = text.lastIndexOf('"otherData":');
-  if (key === -1 || !text.endsWith("}")) return undefined;
-  try {
-    // `"otherData":{…}}`: the object, without the trace's closing brace.
-    return JSON.parse(text.slice(key + '"otherData":'.length, -1));
-  } catch {
-    return undefined;
-  }
-}
-
-function numberField(data: Record<string, unknown> | undefined, key: string): number | undefined {
-  const value = data?.[key];
-  return typeof value === "number" ? value : undefined;
-}
 
 // --- the checkpoints ------------------------------------------------------------
 
@@ -529,31 +501,6 @@ async function runCheckpoint(
 
 // --- printing ------------------------------------------------------------
 
-function megabytes(bytes: number | undefined): string {
-  return bytes === undefined ? "n/a" : `${(bytes / 1e6).toFixed(1)} MB`;
-}
-
-function count(value: number | undefined): string {
-  return value === undefined ? "n/a" : Math.round(value).toLocaleString("en-US");
-}
-
-function seconds(value: number | undefined): string {
-  if (value === undefined) return "n/a";
-  return value >= 10 ? `${value.toFixed(1)} s` : `${value.toFixed(2)} s`;
-}
-
-/** Pads columns: the first to the left, the others to the right. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) =>
-    Math.max(...rows.map((row) => row[column]?.length ?? 0))
-  );
-  return rows.map((row) =>
-    row.map((cell, column) =>
-      column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)
-    ).join("  ").trimEnd()
-  ).join("\n");
-}
-
 function formatTable(checkpoints: Checkpoint[]): string {
   const rows = [[
     "expected",
@@ -577,8 +524,8 @@ function formatTable(checkpoints: Checkpoint[]): string {
       count(c.received),
       count(c.dropped),
       count(c.unaccounted),
-      seconds(c.untraced_s),
-      seconds(c.wall_s),
+      seconds(c.untraced_s, 2),
+      seconds(c.wall_s, 2),
       count(c.events_per_s),
       megabytes(c.trace_bytes),
       c.bytes_per_event?.toFixed(1) ?? "n/a",
@@ -640,20 +587,6 @@ function boundedness(checkpoints: Checkpoint[]) {
 }
 
 // --- main ------------------------------------------------------------
-
-function git(args: string[]): string | undefined {
-  try {
-    const output = new Deno.Command("git", { args, cwd: ROOT, stdout: "piped", stderr: "null" })
-      .outputSync();
-    return output.success ? new TextDecoder().decode(output.stdout).trim() : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function sha256(path: string): Promise<string> {
-  return hex(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
-}
 
 function hex(digest: ArrayBuffer): string {
   return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");

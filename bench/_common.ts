@@ -1,0 +1,95 @@
+/**
+ * What the benchmarks share: reading a finished trace's summary, the
+ * interpreter's version, the code measured, and formatting figures for the
+ * tables they print.
+ *
+ * @module
+ */
+
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+export function count(value: number | undefined): string {
+  return value === undefined ? "n/a" : Math.round(value).toLocaleString("en-US");
+}
+
+export function git(args: string[]): string | undefined {
+  try {
+    const output = new Deno.Command("git", { args, cwd: ROOT, stdout: "piped", stderr: "null" })
+      .outputSync();
+    return output.success ? new TextDecoder().decode(output.stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function megabytes(bytes: number | undefined): string {
+  return bytes === undefined ? "n/a" : `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+export function numberField(
+  data: Record<string, unknown> | undefined,
+  key: string,
+): number | undefined {
+  const value = data?.[key];
+  return typeof value === "number" ? value : undefined;
+}
+
+export function pythonVersion(path: string): string {
+  const output = new Deno.Command(path, {
+    args: ["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  if (!output.success) throw new Error(`Cannot run the Python interpreter ${path}`);
+  return new TextDecoder().decode(output.stdout).trim();
+}
+
+export async function sha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** Pads columns: the first to the left, the others to the right. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) =>
+    Math.max(...rows.map((row) => row[column]?.length ?? 0))
+  );
+  return rows.map((row) =>
+    row.map((cell, column) =>
+      column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)
+    ).join("  ").trimEnd()
+  ).join("\n");
+}
+
+/** Parses `otherData`, which the writer puts on the trace's last line. */
+export async function readOtherData(path: string): Promise<Record<string, unknown> | undefined> {
+  using file = await Deno.open(path);
+  const { size } = await file.stat();
+  const tail = Math.min(size, 65536);
+  await file.seek(size - tail, Deno.SeekMode.Start);
+  const buffer = new Uint8Array(tail);
+  let filled = 0;
+  while (filled < tail) {
+    const read = await file.read(buffer.subarray(filled));
+    if (read === null) break;
+    filled += read;
+  }
+  const text = new TextDecoder().decode(buffer.subarray(0, filled)).trimEnd();
+  const key = text.lastIndexOf('"otherData":');
+  if (key === -1 || !text.endsWith("}")) return undefined;
+  try {
+    // `"otherData":{…}}`: the object, without the trace's closing brace.
+    return JSON.parse(text.slice(key + '"otherData":'.length, -1));
+  } catch {
+    return undefined;
+  }
+}
+
+/** `value` seconds, with `digits` decimals below ten seconds and one above. */
+export function seconds(value: number | undefined, digits = 3): string {
+  if (value === undefined) return "n/a";
+  return value >= 10 ? `${value.toFixed(1)} s` : `${value.toFixed(digits)} s`;
+}
