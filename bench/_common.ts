@@ -93,3 +93,31 @@ export function seconds(value: number | undefined, digits = 3): string {
   if (value === undefined) return "n/a";
   return value >= 10 ? `${value.toFixed(1)} s` : `${value.toFixed(digits)} s`;
 }
+
+/** A command line a benchmark cannot understand: it exits with status 2. */
+export class UsageError extends Error {}
+
+/**
+ * Runs a benchmark's command line: `--help` prints `help`; a usage error
+ * exits 2, any other error 1, each with one `error: …` line.
+ */
+export async function runBenchmark<Options>(
+  args: string[],
+  parseOptions: (args: string[]) => Options | "help",
+  help: string,
+  benchmark: (options: Options) => Promise<number>,
+): Promise<number> {
+  try {
+    const options = parseOptions(args);
+    if (options === "help") {
+      console.log(help);
+      return 0;
+    }
+    return await benchmark(options);
+  } catch (error) {
+    const usage = error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+    return usage ? 2 : 1;
+  }
+}

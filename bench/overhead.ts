@@ -27,9 +27,11 @@ import {
   numberField,
   pythonVersion,
   readOtherData,
+  runBenchmark,
   seconds,
   sha256,
   table,
+  UsageError,
 } from "./_common.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -77,8 +79,6 @@ interface Options {
   /** Events for the converter benchmark; undefined: its own default. */
   converterEvents: number | undefined;
 }
-
-class UsageError extends Error {}
 
 function positiveInteger(text: string | undefined, name: string): number | undefined {
   if (text === undefined) return undefined;
@@ -906,20 +906,4 @@ async function benchmark(options: Options): Promise<number> {
   return 0;
 }
 
-async function main(args: string[]): Promise<number> {
-  try {
-    const options = parseOptions(args);
-    if (options === "help") {
-      console.log(HELP);
-      return 0;
-    }
-    return await benchmark(options);
-  } catch (error) {
-    const usage = error instanceof UsageError ||
-      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
-    return usage ? 2 : 1;
-  }
-}
-
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await runBenchmark(Deno.args, parseOptions, HELP, benchmark));

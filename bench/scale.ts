@@ -42,9 +42,11 @@ import {
   numberField,
   pythonVersion,
   readOtherData,
+  runBenchmark,
   seconds,
   sha256,
   table,
+  UsageError,
 } from "./_common.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -101,8 +103,6 @@ interface Options {
   resultsDir: string;
   keep: boolean;
 }
-
-class UsageError extends Error {}
 
 function parseOptions(args: string[]): Options | "help" {
   const { values } = parseArgs({
@@ -728,20 +728,4 @@ async function benchmark(options: Options): Promise<number> {
   return warnings.length > 0 ? 1 : 0;
 }
 
-async function main(args: string[]): Promise<number> {
-  try {
-    const options = parseOptions(args);
-    if (options === "help") {
-      console.log(HELP);
-      return 0;
-    }
-    return await benchmark(options);
-  } catch (error) {
-    const usage = error instanceof UsageError ||
-      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
-    return usage ? 2 : 1;
-  }
-}
-
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await runBenchmark(Deno.args, parseOptions, HELP, benchmark));
