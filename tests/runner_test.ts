@@ -608,16 +608,25 @@ Deno.test("runTraced() reports an interpreter that cannot be started", async () 
   equal(await exists(box.output), false);
 });
 
-Deno.test("runTraced() survives SIGINT and forwards SIGTERM and SIGHUP while the program runs", async () => {
-  // In a process of its own: `deno test` itself stops at a SIGINT.
+/**
+ * Runs a test script of this directory in a process of its own (for the
+ * signals it sends), asserts that it succeeded, and returns what it printed
+ * on stdout, parsed as JSON.
+ */
+async function runScript(script: string, ...args: string[]): Promise<unknown> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./_runner_signals.ts", import.meta.url).pathname],
+    args: ["run", "-A", new URL(script, import.meta.url).pathname, ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();
   const stderr = new TextDecoder().decode(output.stderr);
   deepEqual({ code: output.code, signal: output.signal }, { code: 0, signal: null }, stderr);
-  deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+Deno.test("runTraced() survives SIGINT and forwards SIGTERM and SIGHUP while the program runs", async () => {
+  // In a process of its own: `deno test` itself stops at a SIGINT.
+  deepEqual(await runScript("./_runner_signals.ts"), {
     kills: ["SIGTERM", "SIGHUP"],
     // The fake program never connected: the run ends in a clear error,
     // with the program's status, after the signals.
@@ -706,14 +715,7 @@ Deno.test("runTraced() removes its private directory when the program is killed 
   ];
   for (const [name, signal, exitCode] of cases) {
     await t.step(name, async () => {
-      const output = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", new URL("./_runner_killed.ts", import.meta.url).pathname, signal],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(output.stderr);
-      deepEqual({ code: output.code, signal: output.signal }, { code: 0, signal: null }, stderr);
-      deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+      deepEqual(await runScript("./_runner_killed.ts", signal), {
         exitCode,
         signal,
         // Killed with its connection open: the trace is cut short.
