@@ -1,26 +1,33 @@
-"""Panopticon's Python collector.
+"""Panopticon's Python collector, and the module `panopticon`.
 
-The converter writes this file into a private directory as `sitecustomize.py`
-and puts that directory first on PYTHONPATH, so the interpreter loads it at
-start-up and then runs the user's program itself: `sys.argv`, `sys.path[0]`,
-`__main__`, tracebacks and the exit status stay Python's own. At import time
-this module removes every trace of itself (its `sys.path` entry, its
-environment variables), chains to the user's own `sitecustomize`, connects to
-the converter's socket and arms the profiler. Recording of the main thread
-starts at the program's `<module>` frame.
+Two roles, one file (standard library only; Python 3.8 to 3.13):
+
+- Under the `panopticon` command, this file is written into a private
+  directory as `sitecustomize.py`, first on PYTHONPATH, so the interpreter
+  loads it at start-up and then runs the user's program itself: `sys.argv`,
+  `sys.path[0]`, `__main__`, tracebacks and the exit status stay Python's
+  own. At import time it removes every trace of itself (its `sys.path` entry,
+  its environment variables), chains to the user's own `sitecustomize`,
+  connects to the converter's socket and arms the profiler; recording of the
+  main thread starts at the program's `<module>` frame (or, with `--manual`,
+  in the program's `trace()` blocks). `import panopticon` then gets this
+  module.
+- Written out by `panopticon python-module`, it is the importable module
+  `panopticon` for a plain `python` process: `trace()`, `traced`,
+  `instant()`, `counter()` and `span()` (docs/python-api.md). Nothing starts
+  at import.
 
 Events go out as NDJSON records, specified in docs/protocol.md. The per-event
 callbacks do as little as possible: one tuple appended to a shared list. Code
 objects and C functions are named once, when first seen, and referred to by
 small integers after that.
-
-Standard library only; Python 3.8 to 3.13.
 """
 
 import atexit
 import dis
 import fnmatch
 import functools
+import itertools
 import json
 import marshal
 import os
@@ -31,6 +38,8 @@ import threading
 import types
 from base64 import b64encode
 from time import perf_counter_ns
+
+__all__ = ["trace", "traced", "instant", "counter", "span"]
 
 PROTOCOL_VERSION = 3
 
@@ -1488,7 +1497,7 @@ def counter(name, value=None, **values):
         state.events += ((9, ident, _now(), 0, _Mark(("mark", name, values))),)
 
 
-_span_numbers = __import__("itertools").count(1)
+_span_numbers = itertools.count(1)
 
 
 class span(object):
