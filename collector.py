@@ -1,4 +1,4 @@
-"""Panopticon's Python collector, and the module `panopticon`.
+"""Panopticon's collector glue, its Python collector, and the module `panopticon`.
 
 Two roles, one file (standard library only; Python 3.8 to 3.13):
 
@@ -8,40 +8,39 @@ Two roles, one file (standard library only; Python 3.8 to 3.13):
   `sys.path[0]`, `__main__`, tracebacks and the exit status stay Python's
   own. At import time it removes every trace of itself (its `sys.path` entry,
   its environment variables), chains to the user's own `sitecustomize`,
-  connects to the converter's socket and arms the profiler; recording of the
-  main thread starts at the program's `<module>` frame (or, with `--manual`,
-  in the program's `trace()` blocks). `import panopticon` then gets this
-  module.
+  and starts recording: with the native collector (the C module the command
+  built for this interpreter, native/panopticon_native.c) where it was
+  given one, else with the Python collector below. Recording of the main
+  thread starts at the program's `<module>` frame (or, with `--manual`, in
+  the program's `trace()` blocks). `import panopticon` then gets this module.
 - Written out by `panopticon python-module`, it is the importable module
   `panopticon` for a plain `python` process: `trace()`, `traced`,
   `instant()`, `counter()` and `span()` (docs/python-api.md). Nothing starts
   at import.
 
-Events go out as NDJSON records, specified in docs/protocol.md. The per-event
-callbacks do as little as possible: one tuple appended to a shared list. Code
-objects and C functions are named once, when first seen, and referred to by
-small integers after that.
+The program must find `sys.modules` as `python` leaves it, plus `panopticon`:
+so at import this file uses only modules the interpreter has loaded before
+any `sitecustomize` (sys, os, _thread, marshal, time, _signal, _imp), and
+anything else (`_socket` for the Python collector, `atexit`) is imported
+where it is needed and taken out of `sys.modules` again where Python allows
+(see _import_quietly).
+
+Events go out as the records of docs/protocol.md. The Python collector's
+per-event callbacks do as little as possible: one tuple appended to a shared
+list. Code objects and C functions are named once, when first seen, and
+referred to by small integers after that.
 """
 
-import atexit
-import dis
-import fnmatch
-import functools
-import itertools
-import json
+import _signal
+import _thread
 import marshal
 import os
-import signal
-import socket
 import sys
-import threading
-import types
-from base64 import b64encode
 from time import perf_counter_ns
 
 __all__ = ["trace", "traced", "instant", "counter", "span"]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # Event op codes (docs/protocol.md): 0 call, 1 resume, 2 return, 3 unwind,
 # 4 suspend, 5 c_call, 6 c_return, 7 c_raise; the marks of the in-program
@@ -52,13 +51,13 @@ PROTOCOL_VERSION = 3
 
 def _asynchronous_signals():
     """The signals held back while a record is sent (see Recorder.write)."""
-    if not hasattr(signal, "pthread_sigmask"):
+    if not hasattr(_signal, "pthread_sigmask"):
         return frozenset()
     names = (
         "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
         "SIGCHLD", "SIGWINCH", "SIGPIPE", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGURG",
     )
-    return frozenset(getattr(signal, name) for name in names if hasattr(signal, name))
+    return frozenset(getattr(_signal, name) for name in names if hasattr(_signal, name))
 
 
 HELD_SIGNALS = _asynchronous_signals()
@@ -75,12 +74,29 @@ CO_ITERABLE_COROUTINE = 0x100
 GENERATOR_LIKE = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE
 
 # The C callables that `sys.setprofile` reports as `c_call`: builtin functions
-# and methods implemented in C. sys.monitoring's CALL event fires for every
-# callable, so the monitoring engine filters on the same types.
-C_FUNCTION_TYPES = (types.BuiltinFunctionType, types.MethodDescriptorType)
+# and methods implemented in C (types.BuiltinFunctionType and
+# types.MethodDescriptorType, without importing `types`). sys.monitoring's
+# CALL event fires for every callable, so the monitoring engine filters on
+# the same types.
+C_FUNCTION_TYPES = (type(len), type(str.join))
+_MethodType = type(_asynchronous_signals.__get__(0))
 
 OWN_FILE = __file__
 DEBUG = bool(os.environ.get("PANOPTICON_DEBUG"))
+
+# Identities without `id()`, which raises an audit event (`builtins.id`) that
+# the program's own audit hooks would see on every call: object's own hash
+# is the address, shifted, and audits nothing.
+_identity = object.__hash__
+
+# C callables that are not builtin functions: a profiler reports a call of a
+# builtin (`c_call`), but not of a method-wrapper, so these switch and read
+# the profile function, and take times, without an event.
+_set_profile = sys.setprofile.__call__
+_get_profile = sys.getprofile.__call__
+_now = perf_counter_ns.__call__
+_ident = _thread.get_ident.__call__
+_frame_of_caller = sys._getframe.__call__
 
 
 def _debug(message):
@@ -98,12 +114,144 @@ def _warn(message):
         return False
 
 
+def _import_quietly(name):
+    """Import module `name` for ourselves, leaving `sys.modules` as it was.
+
+    The program then imports its own copy when it wants one, and sees that
+    import (in its trace too). Not for `atexit` before 3.10: there Python
+    runs only the at-exit functions of the last `atexit` module imported, so
+    ours must stay the one in `sys.modules` (see _at_exit).
+    """
+    present = name in sys.modules
+    module = __import__(name)
+    if not present:
+        del sys.modules[name]
+    return module
+
+
+def _at_exit(function):
+    """Register `function` to run at exit, after the program's own at-exit functions."""
+    if sys.version_info >= (3, 10):
+        # The at-exit functions belong to the interpreter: any module object works.
+        atexit = _import_quietly("atexit")
+    else:
+        import atexit
+    atexit.register(function)
+    return atexit
+
+
+# --- JSON, without the json package ---------------------------------------------------
+
+_JSON_ESCAPES = {i: "\\u%04x" % i for i in range(32)}
+_JSON_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def _json_string(text):
+    # Lone surrogates (from undecodable bytes in a file name) become U+FFFD.
+    return '"%s"' % text.translate(_JSON_ESCAPES).encode("utf-8", "replace").decode("utf-8")
+
+
+def _json(value):
+    """JSON text of None, bool, int, float, str, list, tuple and dict (str keys)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    kind = type(value)
+    if kind is str:
+        return _json_string(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value) if value == value and value not in (float("inf"), float("-inf")) else '"%r"' % value
+    if kind is dict:
+        return "{%s}" % ",".join("%s:%s" % (_json_string(k), _json(v)) for k, v in value.items())
+    if kind in (list, tuple):
+        return "[%s]" % ",".join(_json(v) for v in value)
+    raise TypeError("not JSON: %r" % kind)
+
+
+def _json_line(record):
+    return (_json(record) + "\n").encode("utf-8")
+
+
+# --- glob patterns, as fnmatch.fnmatchcase reads them ----------------------------------
+
+
+def _glob_set(pattern, i, char):
+    """Match `char` against the set at pattern[i] ("["); (matched, index of "]") or None."""
+    j = i + 1
+    negate = j < len(pattern) and pattern[j] == "!"
+    if negate:
+        j += 1
+    first = j
+    found = False
+    while j < len(pattern) and (pattern[j] != "]" or j == first):
+        if j + 2 < len(pattern) and pattern[j + 1] == "-" and pattern[j + 2] != "]":
+            if pattern[j] <= char <= pattern[j + 2]:
+                found = True
+            j += 3
+        else:
+            if pattern[j] == char:
+                found = True
+            j += 1
+    if j >= len(pattern):
+        return None  # no closing "]": the "[" is a literal
+    return found != negate, j
+
+
+def _glob_match(pattern, text):
+    """fnmatch.fnmatchcase without `re` (the native module has the same matcher in C).
+
+    `*` any run of characters, `/` included; `?` one character; `[...]` a
+    set, `[!...]` its complement, `a-z` a range, a `]` first is literal and
+    an unclosed `[` is a literal `[`.
+    """
+    p = s = 0
+    star = -1
+    mark = 0
+    while s < len(text):
+        if p < len(pattern) and pattern[p] == "*":
+            star = p
+            p += 1
+            mark = s
+            continue
+        if p < len(pattern):
+            c = pattern[p]
+            end = p
+            if c == "?":
+                ok = True
+            elif c == "[" and _glob_set(pattern, p, text[s]) is not None:
+                ok, end = _glob_set(pattern, p, text[s])
+            else:
+                ok = c == text[s]
+            if ok:
+                p = end + 1
+                s += 1
+                continue
+        if star < 0:
+            return False
+        p = star + 1
+        mark += 1
+        s = mark
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
+
+
 # --- where a frame is suspended rather than finished -------------------------
 
-_OPS = dis.opmap
-_YIELD_VALUE = _OPS["YIELD_VALUE"]
-_YIELD_FROM = _OPS.get("YIELD_FROM")  # 3.8-3.10 only
-_RESUME = _OPS.get("RESUME")  # 3.11+
+# The opcodes the offsets below need, per version (tests/collector_test.ts
+# checks them against `dis.opmap`, which this file does not import).
+_YIELD_VALUE, _YIELD_FROM, _RESUME = {
+    (3, 8): (86, 72, None),
+    (3, 9): (86, 72, None),
+    (3, 10): (86, 72, None),
+    (3, 11): (86, None, 151),
+    (3, 12): (150, None, 151),
+}.get(sys.version_info[:2], (118, None, 149))  # 3.13
 
 
 def _suspension_offsets(code):
@@ -156,6 +304,14 @@ def _unwrap_method(obj):
     return obj
 
 
+_FunctionType = type(_unwrap_method)
+
+
+def _function_code(candidate):
+    # Only real functions: an attribute of anything else could run its code.
+    return candidate.__code__ if type(candidate) is _FunctionType else None
+
+
 def _search_qualname(code, frame):
     """Find a qualified name on 3.8-3.10, where code objects have none.
 
@@ -168,8 +324,8 @@ def _search_qualname(code, frame):
         return name
     g = frame.f_globals
     obj = g.get(name)
-    if getattr(obj, "__code__", None) is code:
-        return getattr(obj, "__qualname__", name)
+    if _function_code(obj) is code:
+        return obj.__qualname__
     for value in list(g.values()):
         if not isinstance(value, type):
             continue
@@ -179,8 +335,8 @@ def _search_qualname(code, frame):
             else:
                 candidates = (_unwrap_method(attr),)
             for candidate in candidates:
-                if getattr(candidate, "__code__", None) is code:
-                    return getattr(candidate, "__qualname__", name)
+                if _function_code(candidate) is code:
+                    return candidate.__qualname__
     back = frame.f_back
     if back is not None and code in back.f_code.co_consts:
         # Defined by the caller: a class body or a function nested in it.
@@ -225,16 +381,11 @@ def _max_rss():
     except (OSError, ValueError, IndexError):
         pass
     try:
-        import resource
+        resource = _import_quietly("resource")
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux counts KiB
-
-
-def _native_id():
-    get_native_id = getattr(threading, "get_native_id", None)
-    return get_native_id() if get_native_id is not None else None
 
 
 def _cfunc_name(fn):
@@ -251,29 +402,41 @@ def _cfunc_name(fn):
 
 
 def _stdlib_dirs():
-    import sysconfig
+    """The standard library's directories: where `os` came from, as given and resolved."""
+    library = os.path.dirname(os.__file__)
+    return tuple({os.path.join(library, ""), os.path.join(os.path.realpath(library), "")})
 
-    dirs = set()
-    paths = sysconfig.get_paths()
-    for key in ("stdlib", "platstdlib"):
-        path = paths.get(key)
-        if path:
-            dirs.add(os.path.join(path, ""))
-            dirs.add(os.path.join(os.path.realpath(path), ""))
-    return tuple(dirs)
+
+def _parse_filters(text):
+    """PANOPTICON_FILTERS (see src/runner.ts): one setting a line.
+
+    `include KIND:GLOB`, `exclude KIND:GLOB` (KIND is module, file or
+    function), `exclude-stdlib`, `no-c-calls`.
+    """
+    spec = {"include": [], "exclude": [], "exclude_stdlib": False, "c_calls": True}
+    for line in (text or "").splitlines():
+        word, _, rest = line.partition(" ")
+        if word in ("include", "exclude"):
+            kind, _, glob = rest.partition(":")
+            if kind not in ("module", "file", "function") or not glob:
+                raise ValueError("bad filter pattern %r" % rest)
+            spec[word].append((kind, glob))
+        elif word == "exclude-stdlib":
+            spec["exclude_stdlib"] = True
+        elif word == "no-c-calls":
+            spec["c_calls"] = False
+        elif word:
+            raise ValueError("unknown filter setting %r" % line)
+    return spec
 
 
 class Filters:
-    """Which code is recorded: decided once per code object.
+    """Which code is recorded: decided once per code object."""
 
-    Built from PANOPTICON_FILTERS (see src/cli.ts): patterns with an explicit
-    `module:`, `file:` or `function:` prefix, `exclude_stdlib`, `c_calls`.
-    """
-
-    def __init__(self, spec):
+    def __init__(self, spec=None):
         spec = spec or {}
-        self.include = [self._parse(p) for p in spec.get("include") or []]
-        self.exclude = [self._parse(p) for p in spec.get("exclude") or []]
+        self.include = list(spec.get("include") or [])
+        self.exclude = list(spec.get("exclude") or [])
         self.stdlib = _stdlib_dirs() if spec.get("exclude_stdlib") else None
         self.c_calls = spec.get("c_calls", True) is not False
         # Whether any code can be excluded (this file always is, and needs no
@@ -281,18 +444,10 @@ class Filters:
         self.active = bool(self.include or self.exclude or self.stdlib)
 
     @staticmethod
-    def _parse(pattern):
-        kind, _, glob = str(pattern).partition(":")
-        if kind not in ("module", "file", "function") or not glob:
-            raise ValueError("bad filter pattern %r" % pattern)
-        return kind, glob
-
-    @staticmethod
     def _matches(patterns, module, qualname, filename):
-        match = fnmatch.fnmatchcase
         for kind, glob in patterns:
             value = module if kind == "module" else filename if kind == "file" else qualname
-            if match(value, glob):
+            if _glob_match(glob, value):
                 return True
         return False
 
@@ -349,11 +504,87 @@ def _jsonable(value, depth):
         return "<%s>" % type(value).__name__
 
 
+# --- threads: serial numbers and names -------------------------------------------------
+
+# Every thread gets a serial number, the id its events carry: idents are
+# reused by the operating system, serials never (docs/protocol.md,
+# `thread_ids`). The main thread is 1.
+_local = _thread._local()
+_serials = [0]
+
+
+def _new_serial():
+    _serials[0] += 1
+    _local.serial = _serials[0]
+    return _serials[0]
+
+
+def _current_serial():
+    try:
+        return _local.serial
+    except AttributeError:
+        return 0
+
+
+def _threading_name(ident):
+    """The name `threading` gave the thread `ident`, if it is imported and knows it."""
+    threading = sys.modules.get("threading")
+    thread = getattr(threading, "_active", {}).get(ident) if threading is not None else None
+    name = vars(thread).get("_name") if thread is not None and hasattr(thread, "__dict__") else None
+    return name if type(name) is str else None
+
+
+def _bootstrap_name(function):
+    """The name of the threading.Thread whose `_bootstrap` method is `function`."""
+    if type(function) is not _MethodType:
+        return None
+    owner = function.__self__
+    name = vars(owner).get("_name") if hasattr(owner, "__dict__") else None
+    return name if type(name) is str else None
+
+
+def _wrap_thread_starters(on_start):
+    """Wrap `_thread.start_new_thread` (and 3.13's `start_joinable_thread`).
+
+    The new thread first runs `on_start(name)` (with the name of the
+    threading.Thread being started, or None), then the function it was
+    given. The native collector does the same in C; this is the Python
+    collector's, whose frames are hidden in the trace.
+    """
+    threading = sys.modules.get("threading")
+    for name, copy in (("start_new_thread", "_start_new_thread"),
+                       ("start_joinable_thread", "_start_joinable_thread")):
+        real = getattr(_thread, name, None)
+        if real is None:
+            continue
+        wrapper = _thread_starter(real, on_start)
+        setattr(_thread, name, wrapper)
+        if threading is not None and getattr(threading, copy, None) is real:
+            setattr(threading, copy, wrapper)
+
+
+def _thread_starter(real, on_start):
+    def start(function, *args, **kwargs):
+        name = _bootstrap_name(function)
+
+        def entry(*inner_args, **inner_kwargs):
+            on_start(name)
+            return function(*inner_args, **inner_kwargs)
+
+        return real(entry, *args, **kwargs)
+
+    for attribute in ("__name__", "__qualname__", "__doc__"):
+        setattr(start, attribute, getattr(real, attribute, None))
+    start.__module__ = "_thread"
+    start.__wrapped__ = real
+    return start
+
+
 # --- the recorder --------------------------------------------------------------
 
 
 class Recorder:
-    """Owns the channel, the event buffer and the tables of names.
+    """The Python collector's channel, event buffer and tables of names.
 
     Every callback appends `(op, thread, ts, frame, ref)` to `self.events`;
     `flush` sends what has accumulated. Flushes may come from any thread, so
@@ -361,36 +592,42 @@ class Recorder:
     and the buffer is only ever trimmed from the front).
     """
 
-    def __init__(self, sock, engine, filters):
+    def __init__(self, sock, engine, filters, binary=True, max_events=0):
         self.sock = sock
         self.engine = engine
         self.filters = filters
+        # Binary frames (docs/protocol.md) to the converter; base64 in a file
+        # of records, which stays text.
+        self.binary = binary
         self.events = []
         self.definitions = []
-        self.lock = threading.Lock()
-        self.closed = False
+        self.lock = _thread.RLock()
+        self.closed = False  # nothing more can be sent
+        self.limited = False  # --max-events was reached: nothing more is recorded
         self.sent = 0
         self.dropped = 0
-        # id(code) -> code number: positive for plain functions, negative for
-        # generator-like code, 0 for code that is never recorded (this file,
-        # code the filters exclude).
+        self.max_events = max_events
+        # _identity(code) -> code number: positive for plain functions,
+        # negative for generator-like code, 0 for code that is never recorded
+        # (code the filters exclude).
         self.code_ids = {}
-        # For generator-like code, id(code) -> f_lasti offsets where a 'call'
-        # event is a fresh start, and where a 'return' event is a suspension.
+        # For generator-like code, _identity(code) -> f_lasti offsets where a
+        # 'call' event is a fresh start, and where a 'return' event is a
+        # suspension.
         self.fresh_points = {}
         self.suspension_points = {}
         self.code_count = 0
         self.mark_count = 0
         self.on_flush = None  # the engine's look at its own state, see MonitoringEngine
-        self.on_close = None  # switches recording off when the channel breaks
-        self.cfunc_ids = {}  # id(C function) -> number, for long-lived callables
+        self.on_close = None  # switches recording off when the channel breaks or at the limit
+        self.cfunc_ids = {}  # _identity(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
-        self.keep_alive = []  # keeps ids in the tables from being reused
+        self.keep_alive = []  # keeps identities in the tables from being reused
 
     # definitions ------------------------------------------------------------
 
     def define(self, record):
-        self.definitions.append(json.dumps(record, separators=(",", ":")) + "\n")
+        self.definitions.append(_json_line(record))
 
     def register_code(self, code, frame):
         """Number a code object, once. Returns 0 for code that is never traced.
@@ -399,49 +636,33 @@ class Recorder:
         audit hook) is recorded but marked hidden: the converter follows its
         frames, so that the stack stays right, and shows what they call.
         """
-        key = id(code)
+        key = _identity(code)
         self.keep_alive.append(code)
-        if code.co_filename == OWN_FILE:
-            self.code_count += 1
-            number = self.code_count
-            self.define(
-                {
-                    "kind": "code",
-                    "id": number,
-                    "module": "panopticon",
-                    "qualname": code.co_name,
-                    "file": code.co_filename,
-                    "line": code.co_firstlineno,
-                    "type": _code_type(code.co_flags),
-                    "hidden": True,
-                }
-            )
-            if code.co_flags & GENERATOR_LIKE:
-                self.fresh_points[key] = _fresh_start_offsets(code)
-                self.suspension_points[key] = _suspension_offsets(code)
-                number = -number
-            self.code_ids[key] = number
-            return number
-        module = frame.f_globals.get("__name__") if frame is not None else None
-        module = module if isinstance(module, str) else ""
-        qualname = _qualname(code, frame) if frame is not None else code.co_name
-        if self.filters.active and not self.filters.allows(module, qualname, code.co_filename):
-            self.code_ids[key] = 0
-            return 0
+        hidden = code.co_filename == OWN_FILE
+        if hidden:
+            module, qualname = "panopticon", code.co_name
+        else:
+            module = frame.f_globals.get("__name__") if frame is not None else None
+            module = module if isinstance(module, str) else ""
+            qualname = _qualname(code, frame) if frame is not None else code.co_name
+            if self.filters.active and not self.filters.allows(module, qualname, code.co_filename):
+                self.code_ids[key] = 0
+                return 0
         self.code_count += 1
         number = self.code_count
         flags = code.co_flags
-        self.define(
-            {
-                "kind": "code",
-                "id": number,
-                "module": module,
-                "qualname": qualname,
-                "file": code.co_filename,
-                "line": code.co_firstlineno,
-                "type": _code_type(flags),
-            }
-        )
+        record = {
+            "kind": "code",
+            "id": number,
+            "module": module,
+            "qualname": qualname,
+            "file": code.co_filename,
+            "line": code.co_firstlineno,
+            "type": _code_type(flags),
+        }
+        if hidden:
+            record["hidden"] = True
+        self.define(record)
         if flags & GENERATOR_LIKE:
             self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
@@ -457,21 +678,28 @@ class Recorder:
             self.cfunc_by_name[name] = number
             self.define({"kind": "cfunc", "id": number, "name": name})
         # Builtin methods bound to an instance are created afresh for each
-        # call, so their ids are reused for other objects: only long-lived
-        # callables are remembered by id (and kept alive so the id stays theirs).
+        # call, so their identities are reused for other objects: only
+        # long-lived callables are remembered by identity (and kept alive so
+        # that it stays theirs).
         owner = getattr(fn, "__self__", None)
-        if owner is None or isinstance(owner, (types.ModuleType, type)) or not isinstance(
-            fn, types.BuiltinFunctionType
-        ):
-            self.cfunc_ids[id(fn)] = number
+        if owner is None or type(owner) is type(sys) or isinstance(owner, type) or type(fn) is not C_FUNCTION_TYPES[0]:
+            self.cfunc_ids[_identity(fn)] = number
             self.keep_alive.append(fn)
         return number
 
-    def announce_thread(self, ident, name):
+    def announce_thread(self, serial, name):
         """Send a `thread` record for the calling thread, after every event before it."""
+        get_native_id = getattr(_thread, "get_native_id", None)
+        ident = _thread.get_ident()
         self.flush(
-            ident,
-            {"kind": "thread", "thread": ident, "native_id": _native_id(), "name": name},
+            serial,
+            {
+                "kind": "thread",
+                "thread": serial,
+                "native_id": get_native_id() if get_native_id is not None else None,
+                "name": name if name is not None else "Thread %d" % ident,
+                "ident": ident,
+            },
         )
 
     # sending ------------------------------------------------------------------
@@ -488,24 +716,27 @@ class Recorder:
         here, in the main thread: see docs/reliability.md.)
         """
         if HELD_SIGNALS:
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+            held = _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD_SIGNALS)
         try:
             self.sock.sendall(data)
         except OSError as error:
             self.closed = True
             _warn("the trace channel closed (%s): recording stopped" % error)
-            if self.on_close is not None:
-                # The program goes on at full speed, rather than feeding
-                # callbacks whose events can go nowhere.
-                try:
-                    self.on_close()
-                except Exception:
-                    pass
+            self._switch_off()
         finally:
             if HELD_SIGNALS:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
 
-    def flush(self, ident, record=None):
+    def _switch_off(self):
+        # The program goes on at full speed, rather than feeding callbacks
+        # whose events can go nowhere.
+        if self.on_close is not None:
+            try:
+                self.on_close()
+            except Exception:
+                pass
+
+    def flush(self, serial, record=None):
         """Send the buffered events, then `record` if given, in that order."""
         start = perf_counter_ns()
         if self.on_flush is not None:
@@ -524,28 +755,44 @@ class Recorder:
             # added before the first event that uses it.
             batch = events[:count]
             del events[:count]
+            limit = None
+            if self.limited:
+                # Past --max-events: the stragglers of the other threads are
+                # not recorded either.
+                batch = []
+                count = 0
+            elif self.max_events and self.sent + count >= self.max_events:
+                # --max-events: what is past the limit is not recorded at all.
+                batch = batch[: self.max_events - self.sent]
+                count = len(batch)
+                last = batch[-1] if batch else (0, serial, perf_counter_ns())
+                limit = {"kind": "limit", "ts": last[2], "events": self.max_events, "thread": last[1]}
             packed = None
             if count:
                 # marshal writes integers in binary, several times faster than
-                # json.dumps writes them as text (docs/protocol.md, `packed`).
-                # Version 4 writes the thread ident and the small integers,
-                # shared objects, once a batch and then refers back to them:
-                # cheaper than version 2 and shorter (docs/protocol.md).
+                # JSON writes them as text (docs/protocol.md, `packed`).
+                # Version 4 writes the thread and the small integers, shared
+                # objects, once a batch and then refers back to them.
                 try:
                     packed = marshal.dumps(batch, 4)
                 except ValueError:
                     # A _Mark cannot be marshalled: this batch holds marks.
                     packed = marshal.dumps(self._define_marks(batch), 4)
             definitions = self.definitions
-            pending = "".join(definitions[: len(definitions)])
-            del definitions[: len(definitions)]
-            parts = [pending.encode()] if pending else []
+            parts = definitions[: len(definitions)]
+            del definitions[: len(parts)]
             if packed is not None:
-                parts.append(b'{"kind":"events","packed":"')
-                parts.append(b64encode(packed))
-                parts.append(b'"}\n')
+                if self.binary:
+                    parts.append(b'{"kind":"events","marshal":%d}\n' % len(packed))
+                    parts.append(packed)
+                else:
+                    parts.append(b'{"kind":"events","packed":"')
+                    parts.append(_base64(packed))
+                    parts.append(b'"}\n')
+            if limit is not None:
+                parts.append(_json_line(limit))
             if record is not None:
-                parts.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+                parts.append(_json_line(record))
             if parts:
                 self.write(b"".join(parts))
             self.sent += count
@@ -553,12 +800,15 @@ class Recorder:
                 self.define(
                     {
                         "kind": "flush",
-                        "thread": ident,
+                        "thread": serial,
                         "start": start,
                         "end": perf_counter_ns(),
                         "events": count,
                     }
                 )
+            if limit is not None:
+                self.limited = True
+                self._switch_off()
 
     def _define_marks(self, batch):
         """Send a `mark` record for each mark of `batch`; return it with their numbers.
@@ -587,20 +837,23 @@ class Recorder:
         return resolved
 
     def finish(self, reason):
-        ident = threading.get_ident()
-        self.flush(ident)
+        serial = _current_serial()
+        self.flush(serial)
+        self.limited = True  # nothing is recorded after the end
         end = {
             "kind": "end",
             "ts": perf_counter_ns(),
-            "events": self.sent + len(self.events),
+            "events": self.sent + self.dropped,
             "dropped": self.dropped,
             "reason": reason,
         }
         max_rss = _max_rss()
         if max_rss is not None:
             end["max_rss"] = max_rss
-        self.flush(ident, end)
         with self.lock:
+            if not self.closed:
+                self.write(b"".join(self.definitions) + _json_line(end))
+                del self.definitions[:]
             self.closed = True
             try:
                 self.sock.close()
@@ -608,14 +861,21 @@ class Recorder:
                 pass
 
 
+def _base64(data):
+    binascii = _import_quietly("binascii")
+    return binascii.b2a_base64(data, newline=False)
+
+
 # --- engine: sys.setprofile (3.8+) ----------------------------------------------
 
 
-def _make_profiler(recorder, ident):
-    """A profile function for one thread, with its ident and tables bound.
+def _make_profiler(recorder, serial):
+    """A profile function for one thread, with its serial and tables bound.
 
     This is the hot path of the setprofile engine: everything it uses is a
-    local or a closure variable, and op codes are literals (see the op codes above).
+    local or a closure variable, and op codes are literals (see the op codes
+    above). It reads `frame.f_code`, which Python audits (`object.__getattr__`):
+    the native collector reads it in C, without an audit event.
     """
     append = recorder.events.append
     events = recorder.events
@@ -627,7 +887,7 @@ def _make_profiler(recorder, ident):
     register_cfunc = recorder.register_cfunc
     flush = recorder.flush
     now = perf_counter_ns
-    _id = id
+    _id = _identity
     _len = len
     threshold = FLUSH_THRESHOLD
     c_calls = recorder.filters.c_calls
@@ -644,16 +904,16 @@ def _make_profiler(recorder, ident):
             if number is None:
                 number = register_code(code, frame)
             if number > 0:
-                append((0, ident, now(), 0, number))
+                append((0, serial, now(), 0, number))
             elif number:
                 if frame.f_lasti in fresh_points[_id(code)]:
-                    append((0, ident, now(), _id(frame), -number))
+                    append((0, serial, now(), _id(frame), -number))
                 else:
-                    append((1, ident, now(), _id(frame), -number))
+                    append((1, serial, now(), _id(frame), -number))
             else:
                 return
             if _len(events) > threshold:
-                flush(ident)
+                flush(serial)
         elif event == "return":
             ts = now()
             code = frame.f_code
@@ -667,11 +927,11 @@ def _make_profiler(recorder, ident):
             if not generator:
                 # A frame not seen starting (runpy's, below <module>) ends the
                 # same way: the converter ignores an end it has no start for.
-                append((2, ident, ts, 0, 0))
+                append((2, serial, ts, 0, 0))
             elif frame.f_lasti in suspension_points.get(_id(code), ()):
-                append((4, ident, ts, _id(frame), 0))
+                append((4, serial, ts, _id(frame), 0))
             else:
-                append((2, ident, ts, _id(frame), 0))
+                append((2, serial, ts, _id(frame), 0))
         elif c_calls:
             if filtering and code_number(_id(frame.f_code)) == 0:
                 return
@@ -679,13 +939,13 @@ def _make_profiler(recorder, ident):
                 number = cfunc_number(_id(arg))
                 if number is None:
                     number = register_cfunc(arg)
-                append((5, ident, now(), 0, number))
+                append((5, serial, now(), 0, number))
                 if _len(events) > threshold:
-                    flush(ident)
+                    flush(serial)
             elif event == "c_return":
-                append((6, ident, now(), 0, 0))
+                append((6, serial, now(), 0, 0))
             else:
-                append((7, ident, now(), 0, 0))
+                append((7, serial, now(), 0, 0))
 
     return profile
 
@@ -696,17 +956,18 @@ class ProfileEngine:
     def __init__(self, recorder):
         self.recorder = recorder
         self.main_profile = None
-        # ident -> the profile function recording that thread, for the
-        # guard (see _guard_profiler) and for threads switched on by the API.
+        # ident -> (profile function, serial) recording that thread, for the
+        # guard (see _Guard) and for threads switched on by the API.
         self.profiles = {}
-        self.announced = {}  # ident -> the name its `thread` record gave
+        self.announced = {}  # serial -> the name its `thread` record gave
 
     def profile_for(self, ident):
-        """The profile function of thread `ident`, made once."""
-        profile = self.profiles.get(ident)
-        if profile is None:
-            profile = self.profiles[ident] = _make_profiler(self.recorder, ident)
-        return profile
+        """The profile function of thread `ident` (the calling one), made once."""
+        entry = self.profiles.get(ident)
+        if entry is None:
+            serial = _current_serial() or _new_serial()
+            entry = self.profiles[ident] = (_make_profiler(self.recorder, serial), serial)
+        return entry
 
     def record_thread(self, ident):
         """Start recording the calling thread (the API, in manual mode).
@@ -715,17 +976,32 @@ class ProfileEngine:
         name: a thread that is switched on and off many times stays one track.
         Must run while the thread records nothing: announcing runs Python code.
         """
-        name = threading.current_thread().name
-        if self.announced.get(ident) != name:
-            self.announced[ident] = name
-            self.recorder.announce_thread(ident, name)
-        _switch_profile(self.profile_for(ident))
+        profile, serial = self.profile_for(ident)
+        name = _threading_name(ident) or ("MainThread" if serial == 1 else None)
+        if serial not in self.announced or (name is not None and self.announced[serial] != name):
+            self.announced[serial] = name
+            self.recorder.announce_thread(serial, name)
+        _switch_profile(profile)
 
-    def start(self, main_ident, manual=False):
-        recorder = self.recorder
+    def start(self, manual=False):
         engine = self
+        recorder = self.recorder
+
+        def thread_started(name):
+            # The first thing a new thread runs (see _wrap_thread_starters).
+            ident = _thread.get_ident()
+            serial = _new_serial()
+            if manual:
+                return  # Threads are switched on by the API (record_thread).
+            engine.announced[serial] = name
+            recorder.announce_thread(serial, name)
+            profile = _make_profiler(recorder, serial)
+            engine.profiles[ident] = (profile, serial)
+            _switch_profile(profile)
+
+        _wrap_thread_starters(thread_started)
         if manual:
-            return  # Threads are switched on by the API (record_thread).
+            return
 
         def wait_for_main(frame, event, arg):
             # Site initialisation and runpy run before the program: start at
@@ -735,38 +1011,25 @@ class ProfileEngine:
                 and frame.f_code.co_name == "<module>"
                 and frame.f_globals.get("__name__") == "__main__"
             ):
-                profile = engine.profile_for(main_ident)
+                _forget_sitecustomize()
+                profile, _ = engine.profile_for(_thread.get_ident())
                 engine.main_profile = profile
-                engine.announced[main_ident] = threading.current_thread().name
                 _switch_profile(profile)
                 profile(frame, event, arg)
 
-        def start_thread(frame, event, arg):
-            # threading installs this in each new thread before `run`.
-            ident = threading.get_ident()
-            name = threading.current_thread().name
-            engine.announced[ident] = name
-            recorder.announce_thread(ident, name)
-            profile = _make_profiler(recorder, ident)
-            engine.profiles[ident] = profile
-            _switch_profile(profile)
-            profile(frame, event, arg)
-
-        threading.setprofile(start_thread)
         sys.setprofile(wait_for_main)
 
-    def check_at_exit(self, current_profile):
+    def check_at_exit(self):
         """Say so when the main thread stopped recording before the end.
 
         Python removes a profile function that raises (a RecursionError at
         the recursion limit, where the callback has no stack room left), and
         the program may replace it (sys.setprofile, cProfile): the events of
-        the rest of the run are then missing. `current_profile` reads
-        sys.getprofile() through functools.partial, so no event is recorded.
+        the rest of the run are then missing.
         """
         if (
             self.main_profile is not None
-            and current_profile() is not self.main_profile
+            and _get_profile() is not self.main_profile
             and not _guard.warned
             and not self.recorder.closed
         ):
@@ -776,17 +1039,12 @@ class ProfileEngine:
                 "profiler, or a RecursionError at the recursion limit)"
             )
 
-    def silencer(self):
-        """A C callable that stops recording on the calling thread.
-
-        Called from atexit, which calls from C, so switching off records no
-        event (a call from Python code would record a stray `c_call`).
-        """
-        return functools.partial(sys.setprofile, None)
+    def silence(self):
+        """Stops recording on the calling thread, without an event (see _switch_profile)."""
+        _set_profile(None)
 
     def stop(self):
-        _switch_profile(None)
-        threading.setprofile(None)
+        _set_profile(None)
 
 
 # --- engine: sys.monitoring (3.12+) -------------------------------------------
@@ -827,68 +1085,68 @@ class MonitoringEngine:
                 return tool
         return None
 
-    def start(self, main_ident, manual=False):
+    def start(self, manual=False):
         # Manual recording is per thread, which sys.monitoring is not: the
         # API always records with the setprofile engine (see _choose_engine).
         monitoring = sys.monitoring
         E = monitoring.events
         DISABLE = monitoring.DISABLE
-        tool = self.tool
         recorder = self.recorder
         append = recorder.events.append
         events = recorder.events
-        code_ids = recorder.code_ids
-        code_number = code_ids.get
+        code_number = recorder.code_ids.get
         cfunc_number = recorder.cfunc_ids.get
         register_code = recorder.register_code
         register_cfunc = recorder.register_cfunc
         flush = recorder.flush
         now = perf_counter_ns
-        get_ident = threading.get_ident
+        local = _local
         getframe = sys._getframe
         c_types = C_FUNCTION_TYPES
-        _id = id
+        _id = _identity
         _len = len
         threshold = FLUSH_THRESHOLD
         # With filters on, a C call is recorded only when its caller is.
         c_calls_follow_caller = recorder.filters.active
 
-        # Every thread that `threading` starts runs Thread._bootstrap first:
-        # its start is where the thread is announced, before any of its
-        # events, so that a reused ident cannot merge two threads. Its code
-        # is never entered in `code_ids`, so that each start comes here.
-        bootstrap_code = threading.Thread._bootstrap.__code__
-        bootstrap_number = []
+        def first_sight():
+            # A thread's first event: it gets its serial, and is announced
+            # before the event (by threading's name if it has one already;
+            # a thread started through _thread is renamed by thread_started).
+            serial = _new_serial()
+            recorder.announce_thread(serial, _threading_name(_thread.get_ident()))
+            return serial
 
-        def first_sight(code, frame):
-            if code is not bootstrap_code:
-                return register_code(code, frame)
-            thread = frame.f_locals.get("self")
-            recorder.announce_thread(get_ident(), str(getattr(thread, "name", "")))
-            if not bootstrap_number:
-                bootstrap_number.append(register_code(code, frame))
-                del code_ids[id(code)]
-            return bootstrap_number[0]
+        def thread_started(name):
+            if name is not None:
+                recorder.announce_thread(_current_serial() or first_sight(), name)
+
+        _wrap_thread_starters(thread_started)
 
         # The callbacks below are the hot path: locals and closure variables
         # only, op codes as literals (see the op codes above). Code that the filters
         # exclude is switched off at its source with DISABLE, where the event
         # is a local one (PY_START, PY_RESUME, PY_RETURN, PY_YIELD, CALL);
         # for the others (PY_UNWIND, PY_THROW) DISABLE would raise into the
-        # program, so those return at once.
+        # program, so those return at once. A thread's serial is an attribute
+        # of a thread-local object: about as cheap as get_ident().
 
         def py_start(code, offset):
             number = code_number(_id(code))
             if number is None:
-                number = first_sight(code, getframe(1))
+                number = register_code(code, getframe(1))
+            try:
+                serial = local.serial
+            except AttributeError:
+                serial = first_sight()
             if number > 0:
-                append((0, get_ident(), now(), 0, number))
+                append((0, serial, now(), 0, number))
             elif number:
-                append((0, get_ident(), now(), _id(getframe(1)), -number))
+                append((0, serial, now(), _id(getframe(1)), -number))
             else:
                 return DISABLE
             if _len(events) > threshold:
-                flush(get_ident())
+                flush(serial)
 
         def py_resume(code, offset):
             number = code_number(_id(code))
@@ -896,39 +1154,59 @@ class MonitoringEngine:
                 number = register_code(code, getframe(1))
             if not number:
                 return DISABLE
-            append((1, get_ident(), now(), _id(getframe(1)), -number))
+            try:
+                serial = local.serial
+            except AttributeError:
+                serial = first_sight()
+            append((1, serial, now(), _id(getframe(1)), -number))
             if _len(events) > threshold:
-                flush(get_ident())
+                flush(serial)
 
         def py_throw(code, offset, exception):
             number = code_number(_id(code))
             if number is None:
                 number = register_code(code, getframe(1))
             if number:
-                append((1, get_ident(), now(), _id(getframe(1)), -number))
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                append((1, serial, now(), _id(getframe(1)), -number))
 
         def py_return(code, offset, value):
             ts = now()
             number = code_number(_id(code))
+            try:
+                serial = local.serial
+            except AttributeError:
+                serial = first_sight()
             if number is None or number > 0:
-                append((2, get_ident(), ts, 0, 0))
+                append((2, serial, ts, 0, 0))
             elif number:
-                append((2, get_ident(), ts, _id(getframe(1)), 0))
+                append((2, serial, ts, _id(getframe(1)), 0))
             else:
                 return DISABLE
 
         def py_unwind(code, offset, exception):
             ts = now()
             number = code_number(_id(code))
+            try:
+                serial = local.serial
+            except AttributeError:
+                serial = first_sight()
             if number is None or number > 0:
-                append((3, get_ident(), ts, 0, 0))
+                append((3, serial, ts, 0, 0))
             elif number:
-                append((3, get_ident(), ts, _id(getframe(1)), 0))
+                append((3, serial, ts, _id(getframe(1)), 0))
 
         def py_yield(code, offset, value):
             if not code_number(_id(code)):
                 return DISABLE
-            append((4, get_ident(), now(), _id(getframe(1)), 0))
+            try:
+                serial = local.serial
+            except AttributeError:
+                serial = first_sight()
+            append((4, serial, now(), _id(getframe(1)), 0))
 
         def call(code, offset, callable, arg0):
             if type(callable) in c_types:
@@ -937,17 +1215,29 @@ class MonitoringEngine:
                 number = cfunc_number(_id(callable))
                 if number is None:
                     number = register_cfunc(callable)
-                append((5, get_ident(), now(), 0, number))
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                append((5, serial, now(), 0, number))
                 if _len(events) > threshold:
-                    flush(get_ident())
+                    flush(serial)
 
         def c_return(code, offset, callable, arg0):
             if type(callable) in c_types:
-                append((6, get_ident(), now(), 0, 0))
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                append((6, serial, now(), 0, 0))
 
         def c_raise(code, offset, callable, arg0):
             if type(callable) in c_types:
-                append((7, get_ident(), now(), 0, 0))
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                append((7, serial, now(), 0, 0))
 
         recording = (
             E.PY_START | E.PY_RESUME | E.PY_RETURN | E.PY_YIELD | E.PY_UNWIND | E.PY_THROW
@@ -962,19 +1252,15 @@ class MonitoringEngine:
             # this local event) and switched back on by restart_events().
             frame = getframe(1)
             if code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+                _forget_sitecustomize()
                 engine.register(E.PY_START, py_start)
                 engine.switch_on(recording)
                 monitoring.restart_events()
-                number = code_number(_id(code))
-                if number is None:
-                    number = register_code(code, frame)
-                if number:
-                    append((0, get_ident(), now(), 0, number))
-                return None
+                return py_start(code, offset)
             return DISABLE
 
         engine = self
-        self.api["use_tool_id"](tool, "panopticon")
+        self.api["use_tool_id"](self.tool, "panopticon")
         for event, callback in (
             (E.PY_START, wait_for_main),
             (E.PY_RESUME, py_resume),
@@ -1000,19 +1286,12 @@ class MonitoringEngine:
         # As sys.monitoring reports it back (C_RETURN and C_RAISE come with CALL).
         self.reported_mask = sys.monitoring.get_events(self.tool)
 
-    def check_at_exit(self, current_profile):
+    def check_at_exit(self):
         """A last look at our tool id (see check_tool)."""
         self.check_tool("at exit")
 
-    def silencer(self):
-        """Stops recording, for atexit and os._exit (see ProfileEngine).
-
-        A method, not a partial object as for setprofile: the tool id may
-        change (see move), and this file's frames are hidden in the trace.
-        """
-        return self.silence
-
     def silence(self):
+        """Stops recording, for atexit and os._exit (see ProfileEngine)."""
         if not self.stopped:
             self.api["set_events"](self.tool, 0)
 
@@ -1043,13 +1322,16 @@ class MonitoringEngine:
         engine = self
         monitoring = sys.monitoring
         api = self.api
+        real = api["use_tool_id"]
 
         def use_tool_id(tool_id, name):
             if tool_id == engine.tool and not engine.stopped:
                 engine.move(name, _place(sys._getframe(1)))
-            return api["use_tool_id"](tool_id, name)
+            return real(tool_id, name)
 
-        functools.update_wrapper(use_tool_id, api["use_tool_id"])
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(use_tool_id, attribute, getattr(real, attribute, None))
+        use_tool_id.__wrapped__ = real
         monitoring.use_tool_id = use_tool_id
         # The other functions are not wrapped: a wrapper is Python code that
         # the program's own tools would see run. Their effect on our tool is
@@ -1109,23 +1391,14 @@ class MonitoringEngine:
     def report(self, name, warning, where, stop=False):
         """Mark the moment on the calling thread's track, and warn once."""
         _warn_once(name.split(":")[0], warning % where)
-        ident = _ident()
+        serial = _current_serial()
         mark = _Mark(("panopticon", name, {"by": where}))
-        self.recorder.events.append((8, ident, _now(), 0, mark))
+        self.recorder.events.append((8, serial, _now(), 0, mark))
         if stop:
-            self.recorder.events.append((12, ident, _now(), 0, 0))
+            self.recorder.events.append((12, serial, _now(), 0, 0))
 
 
-# --- switching the profile function, and the guard on it ----------------------
-
-# C callables called through functools.partial: a profiler reports a call
-# of a builtin (`c_call`), but not of a partial object, so these switch and
-# read the profile function, and take times and idents, without an event.
-_set_profile = functools.partial(sys.setprofile)
-_get_profile = functools.partial(sys.getprofile)
-_now = functools.partial(perf_counter_ns)
-_ident = functools.partial(threading.get_ident)
-_frame_of_caller = functools.partial(sys._getframe, 1)
+# --- the guard on the profile function ------------------------------------------
 
 
 class _Guard:
@@ -1136,12 +1409,14 @@ class _Guard:
     the calling thread, the trace gets a `profiler replaced` instant with the
     culprit's place, and recording of that thread stops there (op 12); the
     terminal is warned once. Python offers no hook *after* the change, so
-    recording does not resume when the other tool lets go.
+    recording does not resume when the other tool lets go. This is the
+    Python collector's: a Python function called for every audit event the
+    process raises. The native collector's is in C.
     """
 
     def __init__(self):
         self.engine = None
-        self.local = threading.local()
+        self.local = _thread._local()
         self.warned = False
         self.installed = False
 
@@ -1163,10 +1438,11 @@ class _Guard:
             return
         ident = _ident()
         ours = engine.profiles.get(ident)
-        if ours is None or _get_profile() is not ours:
+        if ours is None or _get_profile() is not ours[0]:
             return
+        serial = ours[1]
         try:
-            where = _place(_frame_of_caller())
+            where = _place(_frame_of_caller(1))
         except Exception:
             # No room left on the stack (Python removes a profile function
             # that raised, as at the recursion limit), or no Python caller.
@@ -1175,14 +1451,14 @@ class _Guard:
             self.warned = _warn(
                 "the program replaced the profile function at %s: recording of thread %s "
                 "stopped there (the trace marks the moment)"
-                % (where, threading.current_thread().name)
+                % (where, _threading_name(ident) or ("MainThread" if serial == 1 else ident))
             )
         args = {"by": where} if where is not None else {"by": "Python (an error in the profile function)"}
         mark = _Mark(("panopticon", "recording stopped: profile function replaced", args))
         # The last events of this thread: nothing may be recorded after the
         # stop, so the stop comes last and no call follows it here.
         _session_state.recording.discard(ident)
-        engine.recorder.events += ((8, ident, _now(), 0, mark), (12, ident, _now(), 0, 0))
+        engine.recorder.events += ((8, serial, _now(), 0, mark), (12, serial, _now(), 0, 0))
 
 
 _guard = _Guard()
@@ -1198,7 +1474,7 @@ def _switch_profile(profile, stop=None):
 
     Switching recording on or off must be the last thing a thread does
     before or after it: the frames around it then record no call that has
-    no end. With `stop`, the thread's ident, its `stop` event is sent just
+    no end. With `stop`, the thread's serial, its `stop` event is sent just
     before recording ends: after this frame's own call, which it closes.
     """
     local = _guard.local
@@ -1209,6 +1485,37 @@ def _switch_profile(profile, stop=None):
         _set_profile(profile)
     finally:
         local.switching = False
+
+
+# --- the native collector ---------------------------------------------------------------
+
+
+def _load_native(path):
+    """The native module built for this interpreter (src/native_build.ts), not in sys.modules."""
+    import _imp
+
+    class Spec:
+        name = "_panopticon_native"
+        origin = path
+
+    module = _imp.create_dynamic(Spec)
+    _imp.exec_dynamic(module)
+    sys.modules.pop(Spec.name, None)
+    return module
+
+
+class NativeEngine:
+    """The engine of the native collector, as the in-program API uses it."""
+
+    def __init__(self, native, name):
+        self.native = native
+        self.name = name
+
+    def record_thread(self, ident):
+        self.native.record_thread()
+
+    def stop_thread(self):
+        self.native.stop_thread()
 
 
 # --- the in-program API: trace(), traced, instant(), counter(), span() --------------
@@ -1228,18 +1535,21 @@ class _SessionState:
     def __init__(self):
         self.recorder = None
         self.engine = None
-        self.events = None  # the recorder's event list
+        self.native = None  # the native module, when it records
+        self.native_finished = False
+        self.events = None  # the Python recorder's event list
         self.manual = False
         self.in_process = None  # the _InProcess output of a plain-python recording
         self.depth = {}  # ident -> nesting of trace()/traced on that thread
         self.recording = set()  # idents recording now (manual mode)
         self.blocks = 0  # trace() blocks and traced calls open, all threads
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
 
-    def attach(self, recorder, engine, manual, in_process=None):
+    def attach(self, recorder, engine, manual, in_process=None, native=None):
         self.recorder = recorder
         self.engine = engine
-        self.events = recorder.events
+        self.native = native
+        self.events = recorder.events if recorder is not None else None
         self.manual = manual
         self.in_process = in_process
         self.depth = {}
@@ -1247,12 +1557,42 @@ class _SessionState:
         self.blocks = 0
 
     def detach(self):
-        self.recorder = self.engine = self.events = self.in_process = None
+        self.recorder = self.engine = self.events = self.in_process = self.native = None
         self.recording = set()
+
+    def finished(self):
+        """The command's recording has ended (the program is exiting)."""
+        if self.in_process is not None:
+            return False
+        if self.native is not None:
+            return self.native_finished
+        return self.recorder is not None and self.recorder.closed
 
     def active(self, ident):
         """Whether marks of thread `ident` are recorded now."""
-        return self.events is not None and (not self.manual or ident in self.recording)
+        if self.native is None and self.events is None:
+            return False
+        return not self.manual or ident in self.recording
+
+    def mark(self, op, name, args, number=0):
+        """An instant (8), counter (9) or span begin (10) on the calling thread."""
+        if self.native is not None:
+            self.native.mark(op, number, name, args)
+        else:
+            self.events += ((op, _current_serial(), _now(), number, _Mark(("mark", name, args))),)
+
+    def span_end(self, number):
+        if self.native is not None:
+            self.native.span_end(number)
+        else:
+            self.events += ((11, _current_serial(), _now(), number, 0),)
+
+    def stop_thread(self):
+        """Manual mode: the calling thread's recording ends (its last event is a stop)."""
+        if self.native is not None:
+            self.native.stop_thread()
+        else:
+            _switch_profile(None, stop=_current_serial())
 
 
 _session_state = _SessionState()
@@ -1268,9 +1608,9 @@ def _enter(path, opener, default_path="panopticon.json"):
     ident = _ident()
     state.lock.acquire()
     try:
-        if state.recorder is not None and state.recorder.closed and state.in_process is None:
+        if state.finished():
             return False  # the command's recording has ended: the program is exiting
-        if state.recorder is None or state.recorder.closed:
+        if state.native is None and (state.recorder is None or state.recorder.closed):
             _open_in_process(path or default_path, opener)
         elif path is not None and state.in_process is not None and path != state.in_process.path:
             _warn_once(
@@ -1312,7 +1652,7 @@ def _leave():
     finally:
         state.lock.release()
     if stop:
-        _switch_profile(None, stop=ident)
+        state.stop_thread()
     if close:
         _close_in_process()
 
@@ -1365,7 +1705,23 @@ def traced(target=None):
     """
     if callable(target):
         return _traced(target, None)
-    return functools.partial(_traced, path=target)
+
+    def decorate(function):
+        return _traced(function, target)
+
+    return decorate
+
+
+def _wraps(wrapper, function):
+    """functools.wraps, without importing functools."""
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        try:
+            setattr(wrapper, attribute, getattr(function, attribute))
+        except AttributeError:
+            pass
+    wrapper.__dict__.update(getattr(function, "__dict__", {}))
+    wrapper.__wrapped__ = function
+    return wrapper
 
 
 def _traced(function, path):
@@ -1396,14 +1752,14 @@ def _traced(function, path):
                 if entered:
                     _leave()
 
-    return functools.wraps(function)(wrapper)
+    return _wraps(wrapper, function)
 
 
 class _TracedSteps(object):
     """A generator or awaitable whose every step is recorded.
 
     Each `send`, `throw` and `close` of the inner object runs between an
-    _enter() and a _leave(). They are called through partial objects, so
+    _enter() and a _leave(). They are called through method-wrappers, so
     that the call itself is not reported as a C call when recording has just
     been switched on.
     """
@@ -1413,9 +1769,9 @@ class _TracedSteps(object):
     def __init__(self, inner, path, default_path):
         self.path = path
         self.default_path = default_path
-        self._send = functools.partial(inner.send)
-        self._throw = functools.partial(inner.throw)
-        self._close = functools.partial(inner.close)
+        self._send = inner.send.__call__
+        self._throw = inner.throw.__call__
+        self._close = inner.close.__call__
 
     def __iter__(self):
         return self
@@ -1479,9 +1835,8 @@ class _TracedAsyncGenerator(object):
 def instant(name, **args):
     """Put a marker on the calling thread's timeline, with `args` to show in it."""
     state = _session_state
-    ident = _ident()
-    if state.active(ident):
-        state.events += ((8, ident, _now(), 0, _Mark(("mark", name, args))),)
+    if state.active(_ident()):
+        state.mark(8, name, args)
 
 
 def counter(name, value=None, **values):
@@ -1492,12 +1847,11 @@ def counter(name, value=None, **values):
         if type(values[key]) not in (int, float):
             raise TypeError("panopticon.counter() takes numbers, got %r for %r" % (values[key], key))
     state = _session_state
-    ident = _ident()
-    if state.active(ident):
-        state.events += ((9, ident, _now(), 0, _Mark(("mark", name, values))),)
+    if state.active(_ident()):
+        state.mark(9, name, values)
 
 
-_span_numbers = itertools.count(1)
+_span_numbers = [0]
 
 
 class span(object):
@@ -1512,17 +1866,16 @@ class span(object):
 
     def __enter__(self):
         state = _session_state
-        ident = _ident()
-        if state.active(ident):
-            self.number = next(_span_numbers)
-            state.events += ((10, ident, _now(), self.number, _Mark(("mark", self.name, self.args))),)
+        if state.active(_ident()):
+            _span_numbers[0] += 1
+            self.number = _span_numbers[0]
+            state.mark(10, self.name, self.args, self.number)
         return self
 
     def __exit__(self, kind, exception, traceback):
         state = _session_state
-        ident = _ident()
-        if self.number and state.active(ident):
-            state.events += ((11, ident, _now(), self.number, 0),)
+        if self.number and state.active(_ident()):
+            state.span_end(self.number)
         self.number = 0
         return False
 
@@ -1582,15 +1935,18 @@ def _open_in_process(path, opener):
     state = _session_state
     ends_with_blocks = opener == "trace()"
     output = _InProcess(path or "panopticon.json", ends_with_blocks)
-    recorder = Recorder(output, None, Filters(None))
+    recorder = Recorder(output, None, Filters(None), binary=False)
     engine = ProfileEngine(recorder)
     recorder.engine = engine.name
-    recorder.write(_hello_line(engine, None))
+    if not _current_serial():
+        _new_serial()
+    recorder.write(_hello_line(engine.name, "python", None))
     state.attach(recorder, engine, True, output)
+    engine.start(manual=True)
     _guard.watch(engine)
     if not ends_with_blocks:
-        atexit.register(_close_in_process)
-    _watch_forks(_forget_in_child)
+        _at_exit(_close_in_process)
+    _watch_forks(_forget_in_child, _mark_fork)
     return True
 
 
@@ -1630,40 +1986,42 @@ def _mark_fork():
     """In the parent, after a fork: the trace says the child is not traced."""
     state = _session_state
     ident = _ident()
-    if state.active(ident) and not state.recorder.closed:
+    if state.active(ident) and state.recorder is not None and not state.recorder.closed:
         mark = _Mark(("panopticon", "fork: the child process is not traced", {}))
-        state.events.append((8, ident, _now(), 0, mark))
+        state.events.append((8, _current_serial(), _now(), 0, mark))
 
 
 _fork_hooks = []
 
 
-def _watch_forks(forget_in_child):
-    """Once per process: a mark in the parent, and `forget_in_child` in the child."""
+def _watch_forks(forget_in_child, in_parent):
+    """Once per process: `in_parent` in the parent, and `forget_in_child` in the child."""
     if hasattr(os, "register_at_fork") and not _fork_hooks:
-        _fork_hooks.append(forget_in_child)
+        _fork_hooks.extend((forget_in_child, in_parent))
         os.register_at_fork(
-            after_in_parent=_mark_fork, after_in_child=lambda: _fork_hooks[0]()
+            after_in_parent=lambda: _fork_hooks[1](), after_in_child=lambda: _fork_hooks[0]()
         )
     elif _fork_hooks:
-        _fork_hooks[0] = forget_in_child
+        _fork_hooks[:] = [forget_in_child, in_parent]
 
 
-def _hello_line(engine, secret):
+def _hello_line(engine, collector, secret, clock="monotonic", t0=None):
     hello = {
         "kind": "hello",
         "protocol": PROTOCOL_VERSION,
         "pid": os.getpid(),
         "python": "%d.%d.%d" % sys.version_info[:3],
-        "engine": engine.name,
-        "t0": perf_counter_ns(),
-        "main_thread": threading.main_thread().ident,
+        "engine": engine,
+        "collector": collector,
+        "thread_ids": "serial",
+        "clock": clock,
+        "t0": perf_counter_ns() if t0 is None else t0,
+        "main_thread": 1,
         "argv": [str(a) for a in sys.argv],
     }
     if secret:
         hello["secret"] = secret
-    return json.dumps(hello, separators=(",", ":")).encode() + b"\n"
-
+    return _json_line(hello)
 
 
 # --- start-up -------------------------------------------------------------------
@@ -1678,6 +2036,9 @@ def _take_environment():
         "engine": env.pop("PANOPTICON_ENGINE", "auto"),
         "filters": env.pop("PANOPTICON_FILTERS", None),
         "manual": env.pop("PANOPTICON_MANUAL", "") == "1",
+        "native": env.pop("PANOPTICON_NATIVE", None),
+        "max_events": env.pop("PANOPTICON_MAX_EVENTS", ""),
+        "clock": env.pop("PANOPTICON_CLOCK", "auto"),
     }
     env.pop("PANOPTICON_DEBUG", None)
     own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
@@ -1704,6 +2065,15 @@ def _chain_to_user_sitecustomize():
         sys.modules["sitecustomize"] = this
 
 
+def _forget_sitecustomize():
+    """At the program's first line: the `sitecustomize` entry this file had to
+    leave (the import system looks it up once the module has run) goes, unless
+    the user's own sitecustomize took it. The native module does the same."""
+    module = sys.modules.get("sitecustomize")
+    if getattr(module, "__file__", None) == OWN_FILE:
+        del sys.modules["sitecustomize"]
+
+
 def _report_sitecustomize_error():
     # The words site.py itself prints for a failing sitecustomize.
     if sys.flags.verbose:
@@ -1716,27 +2086,29 @@ def _report_sitecustomize_error():
         )
 
 
-def _connect(path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
-    return sock
-
-
-def _choose_engine(requested, recorder, manual):
+def _engine_name(requested, manual):
+    """The engine to record with: "monitoring" or "setprofile"."""
     if manual:
         # Recording is switched on and off per thread: sys.monitoring's
         # events are process-wide, a profile function is per thread.
-        return ProfileEngine(recorder)
+        return "setprofile"
     if requested in ("auto", "monitoring"):
-        tool = MonitoringEngine.available()
-        if tool is not None:
-            return MonitoringEngine(recorder, tool)
+        if MonitoringEngine.available() is not None:
+            return "monitoring"
         if requested == "monitoring":
             if sys.version_info < (3, 12):
                 _warn("the monitoring engine needs Python 3.12 or newer: using setprofile")
             else:
                 _warn("the sys.monitoring tool ids 3 and 4 are taken: using setprofile")
-    return ProfileEngine(recorder)
+    return "setprofile"
+
+
+def _max_events(text):
+    try:
+        return max(int(text), 0) if text else 0
+    except ValueError:
+        _warn("ignoring PANOPTICON_MAX_EVENTS=%r: not a whole number" % text)
+        return 0
 
 
 def _start():
@@ -1745,82 +2117,131 @@ def _start():
     if not settings["channel"]:
         return
     try:
-        sock = _connect(settings["channel"])
+        filters = _parse_filters(settings["filters"])
+    except ValueError as error:
+        _warn("ignoring the filters (%s): recording everything" % error)
+        filters = _parse_filters("")
+    manual = settings["manual"]
+    engine = _engine_name(settings["engine"], manual)
+    native = None
+    if settings["native"]:
+        try:
+            native = _load_native(settings["native"])
+        except Exception as error:
+            _warn(
+                "cannot load the native collector %s (%s): recording with the Python collector, "
+                "which costs several times more" % (settings["native"], error)
+            )
+    if native is not None:
+        _start_native(native, settings, filters, engine, manual)
+    else:
+        _start_python(settings, filters, engine, manual)
+    # `import panopticon` in the program gets this module, recording as it is.
+    sys.modules["panopticon"] = sys.modules[__name__]
+
+
+def _start_native(native, settings, filters, engine, manual):
+    try:
+        native.open(settings["channel"])
     except OSError as error:
         _warn("cannot connect to the converter (%s): the program runs untraced" % error)
         return
+    native.configure(
+        engine,
+        OWN_FILE,
+        filters["include"],
+        filters["exclude"],
+        _stdlib_dirs() if filters["exclude_stdlib"] else None,
+        filters["c_calls"],
+        _max_events(settings["max_events"]),
+        settings["clock"],
+    )
+    _new_serial()  # the main thread is 1, in the native module too
+    native.send(_hello_line(engine, "native", settings["secret"], native.clock(), native.now()))
+    _session_state.attach(None, NativeEngine(native, engine), manual, native=native)
+
+    def finish():
+        _session_state.native_finished = True
+        native.finish("exit")
+
+    # Registered first, so that it runs last: after the program's own exit
+    # handlers and after non-daemon threads were joined.
+    _at_exit(finish)
+    os._exit = native.wrap_exit(os._exit)
+    _watch_forks(native.after_fork_child, native.after_fork_parent)
+    native.start(manual)
+    _debug("recording with the native collector (%s engine%s)" % (engine, ", manual" if manual else ""))
+
+
+def _start_python(settings, filters, engine_name, manual):
     try:
-        filters = Filters(json.loads(settings["filters"]) if settings["filters"] else None)
-    except ValueError as error:
-        _warn("ignoring the filters (%s): recording everything" % error)
-        filters = Filters(None)
-    manual = settings["manual"]
-    recorder = Recorder(sock, None, filters)
-    engine = _choose_engine(settings["engine"], recorder, manual)
+        socket = _import_quietly("_socket")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(settings["channel"])
+    except OSError as error:
+        _warn("cannot connect to the converter (%s): the program runs untraced" % error)
+        return
+    recorder = Recorder(sock, None, Filters(filters), max_events=_max_events(settings["max_events"]))
+    if engine_name == "monitoring":
+        engine = MonitoringEngine(recorder, MonitoringEngine.available())
+    else:
+        engine = ProfileEngine(recorder)
     recorder.engine = engine.name
-    main_ident = threading.get_ident()
-    recorder.write(_hello_line(engine, settings["secret"]))
+    _new_serial()
+    recorder.write(_hello_line(engine.name, "python", settings["secret"]))
     if not manual:
-        recorder.announce_thread(main_ident, threading.current_thread().name)
-    # `import panopticon` in the program gets this module, recording as it is.
-    sys.modules["panopticon"] = sys.modules[__name__]
+        recorder.announce_thread(1, "MainThread")
     _session_state.attach(recorder, engine, manual)
     recorder.on_close = engine.stop
     if engine.name == "setprofile":
         _guard.watch(engine)
 
     def finish(reason="exit"):
-        # Registered first, so atexit runs it last: after the program's own
-        # exit handlers and after non-daemon threads were joined.
         if recorder.closed:
             return
         try:
+            _guard.stand_down()
+            engine.check_at_exit()
+            engine.silence()
             engine.stop()
             recorder.finish(reason)
         except Exception as error:
             _warn("could not finish the trace: %s" % error)
 
-    silence = engine.silencer()
     real_exit = os._exit
 
     def exit_now(*args, **kwargs):
-        # os._exit skips atexit: send what was recorded first. `silence` is a
-        # functools.partial, whose call records no event, unlike a call of
-        # sys.setprofile or sys.monitoring.set_events from here would. A call
-        # that os._exit may refuse goes straight to it, for its own error. The
+        # os._exit skips atexit: send what was recorded first. A call that
+        # os._exit may refuse goes straight to it, for its own error. The
         # test calls no function that recording would see (no len(), no
         # isinstance()): its events would land in the program's trace.
-        if not recorder.closed and args and not args[1:] and not kwargs and type(args[0]) in (int, bool):
-            _guard.engine = None
-            silence()
+        if args and not args[1:] and not kwargs and type(args[0]) in (int, bool):
+            engine.silence()
             finish("os._exit")
         real_exit(*args, **kwargs)
 
-    functools.update_wrapper(exit_now, real_exit)
+    for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(exit_now, attribute, getattr(real_exit, attribute, None))
+    exit_now.__wrapped__ = real_exit
     os._exit = exit_now
 
     def forget_in_child():
         # A forked child must not write into the parent's stream, nor keep
         # the converter waiting for the stream to close after the parent ends.
         recorder.closed = True
-        atexit.unregister(finish)
-        atexit.unregister(silence)
-        atexit.unregister(engine.check_at_exit)
         try:
             engine.stop()
             recorder.sock.close()
         except Exception:
             pass
 
-    atexit.register(finish)
-    # atexit runs its handlers last-in first-out: this one stops recording,
-    # from C, just before `finish`; the check runs before both.
-    atexit.register(silence)
-    atexit.register(_guard.stand_down)
-    atexit.register(engine.check_at_exit, functools.partial(sys.getprofile))
-    _watch_forks(forget_in_child)
-    engine.start(main_ident, manual)
-    _debug("recording with the %s engine%s" % (engine.name, " (manual)" if manual else ""))
+    # Registered first, so that it runs last: after the program's own exit
+    # handlers and after non-daemon threads were joined. From C (atexit), so
+    # switching recording off there records no event.
+    _at_exit(finish)
+    _watch_forks(forget_in_child, _mark_fork)
+    engine.start(manual)
+    _debug("recording with the Python collector (%s engine%s)" % (engine.name, ", manual" if manual else ""))
 
 
 # Under the `panopticon` command this file is the interpreter's

@@ -13,6 +13,7 @@
 import collectorSource from "./collector.py" with { type: "text" };
 import denoJson from "./deno.json" with { type: "json" };
 import {
+  type BuildNativeCommand,
   type ConvertCommand,
   HELP_TEXT,
   parseCommandLine,
@@ -21,6 +22,7 @@ import {
 } from "./src/cli.ts";
 import { convert } from "./src/convert.ts";
 import { ProtocolError } from "./src/protocol.ts";
+import { buildNative, NativeBuildError } from "./src/native_build.ts";
 import { findPython } from "./src/python.ts";
 import { RunError, type RunResult, runTraced } from "./src/runner.ts";
 
@@ -45,6 +47,8 @@ export async function main(args: readonly string[]): Promise<number> {
         return await trace(command);
       case "convert":
         return await convertRecords(command);
+      case "build-native":
+        return await buildNativeAhead(command);
       case "python-module":
         await writeAll(Deno.stdout, new TextEncoder().encode(collectorSource));
         return 0;
@@ -68,6 +72,8 @@ async function trace(command: TraceCommand): Promise<number> {
     filters: command.filters,
     maxDepth: command.maxDepth,
     manual: command.manual,
+    collector: command.collector,
+    onNotice: (message) => console.error(`panopticon: ${message}`),
   });
   console.error(describeRun(command.output, python.version, result));
   for (const warning of result.summary.warnings) console.error(`panopticon: warning: ${warning}`);
@@ -98,7 +104,9 @@ async function convertRecords(command: ConvertCommand): Promise<number> {
   }
   try {
     const summary = await convert(input, output.writable, { maxDepth: command.maxDepth });
-    console.error(describeRun(command.output, [], { summary, engine: "setprofile" }));
+    console.error(
+      describeRun(command.output, [], { summary, engine: "setprofile", collector: "python" }),
+    );
     for (const warning of summary.warnings) console.error(`panopticon: warning: ${warning}`);
     return 0;
   } catch (error) {
@@ -108,6 +116,35 @@ async function convertRecords(command: ConvertCommand): Promise<number> {
       throw new RunError(`${what} is not a Panopticon record stream: ${error.message}`);
     }
     throw new RunError(`could not convert ${what}: ${reasonOf(error)}`);
+  }
+}
+
+/**
+ * `panopticon build-native`: the native collector for the interpreter, built
+ * now (or found in the cache), and what was found. Exit status 1 when it
+ * cannot be built, with what is missing.
+ */
+async function buildNativeAhead(command: BuildNativeCommand): Promise<number> {
+  const python = await findPython({ python: command.python });
+  const version = python.version.join(".");
+  try {
+    const native = await buildNative(python);
+    const how = native.built
+      ? `built in ${native.seconds.toFixed(1)} s with ${native.compiler}`
+      : `already built (with ${native.compiler})`;
+    console.log(
+      `panopticon: native collector for Python ${version} (${python.path}): ${how}, headers from ` +
+        `${python.build?.include}: ${native.path}`,
+    );
+    return 0;
+  } catch (error) {
+    if (error instanceof NativeBuildError) {
+      throw new RunError(
+        `cannot build the native collector for Python ${version} (${python.path}): ` +
+          `${error.message}; without it, Panopticon records with its Python collector`,
+      );
+    }
+    throw error;
   }
 }
 
@@ -127,14 +164,14 @@ function reasonOf(error: unknown): string {
 export function describeRun(
   output: string,
   version: readonly number[],
-  result: Pick<RunResult, "summary" | "engine">,
+  result: Pick<RunResult, "summary" | "engine" | "collector">,
 ): string {
   const { summary } = result;
   const count = (n: number, one: string) =>
     `${n.toLocaleString("en-US")} ${one}${n === 1 ? "" : "s"}`;
   return `panopticon: wrote ${output} — ${count(summary.events, "event")}, ` +
     `${count(summary.threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
-    `${summary.engine || result.engine} engine)` +
+    `${result.collector} collector, ${summary.engine || result.engine} engine)` +
     `${summary.complete ? "" : ", cut short"}. ` +
     "Open it in https://ui.perfetto.dev or chrome://tracing.";
 }

@@ -18,6 +18,15 @@ export type Engine = "auto" | "setprofile" | "monitoring";
 /** Every value `--engine` accepts, in the order the help text lists them. */
 export const ENGINES: readonly Engine[] = ["auto", "setprofile", "monitoring"];
 
+/**
+ * Which collector records: the native one (a C module built for the
+ * interpreter), the Python one, or `auto`: native where it can be built.
+ */
+export type Collector = "auto" | "native" | "python";
+
+/** Every value `--collector` accepts, in the order the help text lists them. */
+export const COLLECTORS: readonly Collector[] = ["auto", "native", "python"];
+
 /** What the traced interpreter runs, as `python` would be told to run it. */
 export type Target =
   /** `panopticon script.py args…`: a file (or `-` for standard input). */
@@ -90,6 +99,12 @@ export interface TraceCommand {
    */
   engine: Engine;
   /**
+   * `--collector`: which collector records.
+   *
+   * @default {"auto"}
+   */
+  collector?: Collector;
+  /**
    * The collector's filters, present only when one is given (`--include`,
    * `--exclude`, `--exclude-stdlib`, `--no-c-calls`).
    *
@@ -122,10 +137,18 @@ export interface ConvertCommand {
   maxDepth?: number;
 }
 
+/** `panopticon build-native`: build the native collector ahead of time, and report. */
+export interface BuildNativeCommand {
+  kind: "build-native";
+  /** The interpreter from `--python`, if given. */
+  python?: string;
+}
+
 /** Everything the command line can ask for. */
 export type CliCommand =
   | TraceCommand
   | ConvertCommand
+  | BuildNativeCommand
   /** `panopticon python-module`: print the collector, importable as `panopticon`. */
   | { kind: "python-module" }
   /** `-h`, `--help`: print {@linkcode HELP_TEXT}. */
@@ -173,12 +196,13 @@ const SEE_HELP = "see panopticon --help";
 /** Our options that take a value, by every spelling. */
 const VALUE_OPTIONS: Record<
   string,
-  "output" | "python" | "engine" | "include" | "exclude" | "maxDepth"
+  "output" | "python" | "engine" | "collector" | "include" | "exclude" | "maxDepth"
 > = {
   "-o": "output",
   "--output": "output",
   "--python": "python",
   "--engine": "engine",
+  "--collector": "collector",
   "--include": "include",
   "--exclude": "exclude",
   "--max-depth": "maxDepth",
@@ -221,6 +245,11 @@ function filterPattern(option: string, pattern: string): FilterPattern {
     return `${kind as PatternKind}:${glob}`;
   }
   if (pattern === "") throw new UsageError(`empty pattern in ${option}: ${PATTERN_FORMS}`);
+  if (pattern.includes("\n")) {
+    throw new UsageError(
+      `a pattern in ${option} cannot hold a newline: ${JSON.stringify(pattern)}`,
+    );
+  }
   return pattern.includes("/") || pattern.endsWith(".py") ? `file:${pattern}` : `module:${pattern}`;
 }
 
@@ -274,6 +303,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   // A subcommand is only ever the first argument: a script of that name
   // runs as `panopticon ./convert` or `panopticon -- convert`.
   if (argv[0] === "convert") return parseConvert(argv.slice(1));
+  if (argv[0] === "build-native") return parseBuildNative(argv.slice(1));
   if (argv[0] === "python-module") {
     if (argv[1] === "-h" || argv[1] === "--help") return { kind: "help" };
     if (argv.length > 1) {
@@ -284,6 +314,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let output: string | undefined;
   let python: string | undefined;
   let engine: Engine = "auto";
+  let collector: Collector = "auto";
   let target: Target | undefined;
   const include: FilterPattern[] = [];
   const exclude: FilterPattern[] = [];
@@ -394,6 +425,14 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
         }
         engine = value as Engine;
         break;
+      case "collector":
+        if (!(COLLECTORS as readonly string[]).includes(value)) {
+          throw new UsageError(
+            `unknown collector "${value}": choose one of ${COLLECTORS.join(", ")}`,
+          );
+        }
+        collector = value as Collector;
+        break;
       case "include":
         include.push(filterPattern(name, value));
         break;
@@ -421,6 +460,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     engine,
   };
   if (python !== undefined) command.python = python;
+  if (collector !== "auto") command.collector = collector;
   if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
@@ -502,6 +542,38 @@ export function parseConvert(argv: readonly string[]): CliCommand {
   return command;
 }
 
+/**
+ * `panopticon build-native [--python PATH]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./cli.ts";
+ *
+ * assert.deepEqual(parseCommandLine(["build-native", "--python", "python3.12"]), {
+ *   kind: "build-native",
+ *   python: "python3.12",
+ * });
+ * ```
+ */
+export function parseBuildNative(argv: readonly string[]): CliCommand {
+  const command: BuildNativeCommand = { kind: "build-native" };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h" || arg === "--help") return { kind: "help" };
+    if (arg === "--python" || arg.startsWith("--python=")) {
+      const value = arg === "--python" ? argv[++i] : arg.slice("--python=".length);
+      if (value === undefined || value === "") {
+        throw new UsageError(`option "--python" needs a value: ${SEE_HELP}`);
+      }
+      command.python = value;
+    } else {
+      throw new UsageError(`unknown argument "${arg}" for build-native: ${SEE_HELP}`);
+    }
+  }
+  return command;
+}
+
 /** The text `panopticon --help` prints. */
 export const HELP_TEXT = `\
 Panopticon traces a Python program and writes a timeline of its calls
@@ -513,6 +585,7 @@ Usage:
   panopticon [options] -c CODE [args...]
   panopticon [options] -m MODULE [args...]
   panopticon convert [INPUT.ndjson | -] [-o OUTPUT] [--max-depth N]
+  panopticon build-native [--python PATH]
   panopticon python-module > panopticon.py
 
 The program runs under the Python interpreter exactly as with
@@ -533,6 +606,11 @@ Options:
   --engine ENGINE     how calls are recorded: auto (the default: monitoring
                       on Python 3.12+, setprofile before), setprofile
                       (sys.setprofile) or monitoring (sys.monitoring, 3.12+).
+  --collector NAME    what records them: auto (the default: native where it
+                      can be built, else python), native (a C module,
+                      built once for the interpreter with its headers and
+                      a C compiler, then cached; an error if it cannot be
+                      built) or python (pure Python, several times slower).
   --manual            start with recording off: only the program's own
                       "with panopticon.trace():" blocks and
                       @panopticon.traced functions are recorded (with the
@@ -583,6 +661,11 @@ as "panopticon ./convert"):
   convert             read the NDJSON records of a recording (a file, or
                       "-" for standard input) and write the trace: to -o
                       OUTPUT, by default INPUT with .ndjson replaced by .json
+  build-native        build the native collector for the interpreter
+                      (--python, else as for tracing) into the cache
+                      ($XDG_CACHE_HOME/panopticon, else ~/.cache/panopticon),
+                      and say what it found: for machines that trace later
+                      without a compiler
   python-module       print the Python module "panopticon" (standard library
                       only, Python 3.8+) for use without this command
 
@@ -590,6 +673,10 @@ Environment:
   PANOPTICON_PYTHON   the interpreter to use when --python is not given
   PANOPTICON_DEBUG    when set, the stack of Panopticon's own errors and the
                       collector's debug lines go to stderr
+  CC                  the C compiler that builds the native collector
+                      (default: cc, gcc or clang on PATH)
+  XDG_CACHE_HOME      where the native collector is cached (under
+                      panopticon/; default ~/.cache/panopticon)
 
 Examples:
   panopticon app.py --port 8080         trace app.py into app.trace.json

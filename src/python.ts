@@ -16,6 +16,23 @@ export interface PythonInfo {
   implementation: string;
   /** `sys.executable`, or `""` when the interpreter does not know it. */
   executable: string;
+  /**
+   * What building a C extension for it needs to know (see
+   * `native_build.ts`); `undefined` when the interpreter could not say.
+   */
+  build?: PythonBuild;
+}
+
+/** What the interpreter's `sysconfig` says about building C extensions for it. */
+export interface PythonBuild {
+  /** The directory that should hold `Python.h`. */
+  include: string;
+  /** The file name ending of an extension module, e.g. `.cpython-312-x86_64-linux-gnu.so`. */
+  extSuffix: string;
+  /** `sys.abiflags` (`""`, or `d` for a debug build). */
+  abiflags: string;
+  /** Whether it is a free-threaded build (no GIL), which the native collector does not support. */
+  freeThreaded: boolean;
 }
 
 /** The interpreter cannot be found, run or used; the message says why. */
@@ -97,10 +114,16 @@ class NotFoundError extends PythonError {}
 
 // Runs under any Python from 2.7 on, so that an old interpreter is named by
 // its version instead of failing with a syntax error; -E -S keep the user's
-// PYTHONPATH and sitecustomize out of it.
-const PROBE = "import sys, json; i = getattr(sys, 'implementation', None); " +
+// PYTHONPATH and sitecustomize out of it. The build facts (for the native
+// collector) come from sysconfig, which may fail on a broken install: then
+// they are null, and only the native collector is out of reach.
+const PROBE = "import sys, json; i = getattr(sys, 'implementation', None)\n" +
+  "try:\n import sysconfig as c; v = c.get_config_var; " +
+  "b = [c.get_paths()['include'], v('EXT_SUFFIX') or '', getattr(sys, 'abiflags', ''), " +
+  "bool(v('Py_GIL_DISABLED'))]\n" +
+  "except Exception:\n b = None\n" +
   "print(json.dumps([list(sys.version_info[:3]), i.name if i else 'cpython', " +
-  "sys.executable or '']))";
+  "sys.executable or '', b]))";
 
 /**
  * Runs `path` once as `<path> -E -S -c <probe>` and returns what it is.
@@ -189,8 +212,10 @@ function parseProbe(stdout: string): Omit<PythonInfo, "path"> | undefined {
   } catch {
     return undefined;
   }
-  if (!Array.isArray(value) || value.length !== 3) return undefined;
-  const [version, implementation, executable] = value as unknown[];
+  // Three items without the build facts (which `PROBE` always sends, but a
+  // stand-in for an interpreter may not).
+  if (!Array.isArray(value) || (value.length !== 3 && value.length !== 4)) return undefined;
+  const [version, implementation, executable, build] = value as unknown[];
   if (
     !Array.isArray(version) || version.length !== 3 ||
     !version.every((n) => Number.isInteger(n)) ||
@@ -198,11 +223,23 @@ function parseProbe(stdout: string): Omit<PythonInfo, "path"> | undefined {
   ) {
     return undefined;
   }
-  return {
+  const info: Omit<PythonInfo, "path"> = {
     version: version as [number, number, number],
     implementation,
     executable,
   };
+  if (
+    Array.isArray(build) && typeof build[0] === "string" && typeof build[1] === "string" &&
+    typeof build[2] === "string" && typeof build[3] === "boolean"
+  ) {
+    info.build = {
+      include: build[0],
+      extSuffix: build[1],
+      abiflags: build[2],
+      freeThreaded: build[3],
+    };
+  }
+  return info;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

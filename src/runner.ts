@@ -14,10 +14,11 @@
 
 import { dirname } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
-import type { Engine, Filters, Target } from "./cli.ts";
+import type { Collector, Engine, Filters, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
+import { buildNative, NativeBuildError, type NativeModule } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
@@ -66,7 +67,30 @@ export type Convert = typeof convert;
 /** Options of {@linkcode runTraced}. */
 export interface RunOptions {
   /** The interpreter, as found by `findPython`. */
-  python: Pick<PythonInfo, "path" | "version">;
+  python:
+    & Pick<PythonInfo, "path" | "version">
+    & Partial<Pick<PythonInfo, "implementation" | "build">>;
+  /**
+   * Which collector records: `native` (the C module, built for the
+   * interpreter on first use), `python`, or `auto`: the native one where it
+   * can be built, else the Python one, with a notice that says why.
+   *
+   * @default {"auto"}
+   */
+  collector?: Collector;
+  /**
+   * Told, before the program starts, what the user should know about the
+   * run: that the native collector could not be built, and why.
+   *
+   * @default {undefined}
+   */
+  onNotice?: (message: string) => void;
+  /**
+   * Builds (or finds in the cache) the native collector.
+   *
+   * @default {buildNative}
+   */
+  buildNative?: (python: RunOptions["python"]) => Promise<NativeModule>;
   /** Where the trace goes; created or truncated before the program starts. */
   output: string;
   /**
@@ -148,6 +172,8 @@ export interface RunResult {
   summary: ConversionSummary;
   /** The engine asked for, `auto` resolved by the interpreter's version. */
   engine: Exclude<Engine, "auto">;
+  /** The collector that recorded. */
+  collector: Exclude<Collector, "auto">;
 }
 
 /**
@@ -170,6 +196,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_PYTHONPATH",
   "PANOPTICON_FILTERS",
   "PANOPTICON_MANUAL",
+  "PANOPTICON_NATIVE",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -195,15 +222,24 @@ export interface ChannelSettings {
    * @default {false}
    */
   manual?: boolean;
+  /**
+   * The native collector's module, for `PANOPTICON_NATIVE`.
+   *
+   * @default {undefined} (the Python collector records)
+   */
+  native?: string;
 }
 
 /**
  * The value of `PANOPTICON_FILTERS` for `filters`, or `undefined` when they
  * filter nothing (no variable: the collector records every call).
  *
- * The value is one JSON object, with the patterns in their explicit
- * `module:`/`file:`/`function:` form so the collector never guesses:
- * `{"include":[…],"exclude":[…],"exclude_stdlib":true|false,"c_calls":true|false}`.
+ * One setting a line, which the collector reads without a JSON parser (it
+ * imports nothing the program has not): `include KIND:GLOB`,
+ * `exclude KIND:GLOB`, with the patterns in their explicit
+ * `module:`/`file:`/`function:` form so the collector never guesses, then
+ * `exclude-stdlib` and `no-c-calls` when they are asked for. A pattern
+ * cannot hold a newline (see `cli.ts`).
  *
  * @example
  * ```ts
@@ -212,7 +248,7 @@ export interface ChannelSettings {
  *
  * assert.equal(
  *   filtersVariable({ include: ["module:myapp.*"], exclude: [], excludeStdlib: true, cCalls: true }),
- *   '{"include":["module:myapp.*"],"exclude":[],"exclude_stdlib":true,"c_calls":true}',
+ *   "include module:myapp.*\nexclude-stdlib",
  * );
  * assert.equal(
  *   filtersVariable({ include: [], exclude: [], excludeStdlib: false, cCalls: true }),
@@ -224,12 +260,12 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
   if (filters === undefined) return undefined;
   const { include, exclude, excludeStdlib, cCalls } = filters;
   if (include.length === 0 && exclude.length === 0 && !excludeStdlib && cCalls) return undefined;
-  return JSON.stringify({
-    include,
-    exclude,
-    exclude_stdlib: excludeStdlib,
-    c_calls: cCalls,
-  });
+  return [
+    ...include.map((pattern) => `include ${pattern}`),
+    ...exclude.map((pattern) => `exclude ${pattern}`),
+    ...(excludeStdlib ? ["exclude-stdlib"] : []),
+    ...(cCalls ? [] : ["no-c-calls"]),
+  ].join("\n");
 }
 
 /**
@@ -244,7 +280,8 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_CHANNEL`, `PANOPTICON_SECRET`, `PANOPTICON_ENGINE`;
  * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
  *   filters filter something;
- * - `PANOPTICON_MANUAL`: `1` for manual recording.
+ * - `PANOPTICON_MANUAL`: `1` for manual recording;
+ * - `PANOPTICON_NATIVE`: the native collector's module, when it records.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -261,6 +298,7 @@ export function childEnvironment(
   const filters = filtersVariable(settings.filters);
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
   if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
+  if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   return env;
 }
 
@@ -410,6 +448,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     ? resolveManualEngine(options.engine ?? "auto")
     : resolveEngine(options.engine ?? "auto", options.python.version);
   if (target.kind === "script") await checkScript(target.path, options.output);
+  const native = await nativeCollector(options);
   const file = await openOutput(options.output);
   let channel: Channel | undefined;
   let releaseSignals = () => {};
@@ -429,6 +468,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       engine: options.engine ?? "auto",
       filters: options.filters,
       manual: options.manual,
+      native: native?.path,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
@@ -490,7 +530,13 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       ...converted.value,
       warnings: [...refusals, ...converted.value.warnings],
     };
-    return { exitCode, status: exit.value, summary, engine };
+    return {
+      exitCode,
+      status: exit.value,
+      summary,
+      engine,
+      collector: native ? "native" : "python",
+    };
   } finally {
     releaseSignals();
     await channel?.close();
@@ -501,6 +547,32 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     }
     // No trace: leave no empty or broken file that looks like one.
     if (!written) await Deno.remove(options.output).catch(() => {});
+  }
+}
+
+/**
+ * The native collector for the run, or `undefined` for the Python one:
+ * with `auto`, a native collector that cannot be built is a notice, and the
+ * Python collector records; with `native` it is an error.
+ */
+async function nativeCollector(options: RunOptions): Promise<NativeModule | undefined> {
+  const collector = options.collector ?? "auto";
+  if (collector === "python") return undefined;
+  try {
+    return await (options.buildNative ?? buildNative)(options.python);
+  } catch (error) {
+    if (!(error instanceof NativeBuildError)) throw error;
+    if (collector === "native") {
+      throw new RunError(
+        `--collector native: the native collector cannot be built: ${error.message}`,
+      );
+    }
+    options.onNotice?.(
+      `the native collector cannot be built: ${error.message}; recording with the Python ` +
+        "collector, which slows the program down several times more " +
+        '("panopticon build-native" checks again)',
+    );
+    return undefined;
   }
 }
 

@@ -106,15 +106,22 @@ Deno.test("describeRun() says what was written and where to open it", async (t) 
       describeRun("trace.json", [3, 12, 1], {
         summary: summary(1234, 2, true),
         engine: "monitoring",
+        collector: "native",
       }),
-      "panopticon: wrote trace.json — 1,234 events, 2 threads (Python 3.12.1, monitoring engine). " +
+      "panopticon: wrote trace.json — 1,234 events, 2 threads (Python 3.12.1, native collector, " +
+        "monitoring engine). " +
         "Open it in https://ui.perfetto.dev or chrome://tracing.",
     );
   });
   await t.step("one event, one thread, cut short", () => {
     equal(
-      describeRun("t.json", [3, 12, 1], { summary: summary(1, 1, false), engine: "monitoring" }),
-      "panopticon: wrote t.json — 1 event, 1 thread (Python 3.12.1, monitoring engine), cut short. " +
+      describeRun("t.json", [3, 12, 1], {
+        summary: summary(1, 1, false),
+        engine: "monitoring",
+        collector: "python",
+      }),
+      "panopticon: wrote t.json — 1 event, 1 thread (Python 3.12.1, python collector, " +
+        "monitoring engine), cut short. " +
         "Open it in https://ui.perfetto.dev or chrome://tracing.",
     );
   });

@@ -288,49 +288,31 @@ function filters(changes: Partial<Filters>): Filters {
   return { include: [], exclude: [], excludeStdlib: false, cCalls: true, ...changes };
 }
 
-Deno.test("filtersVariable() encodes the filters as one JSON object", async (t) => {
+Deno.test("filtersVariable() encodes the filters one setting a line", async (t) => {
   const cases: [string, Filters | undefined, string | undefined][] = [
     ["no filters", undefined, undefined],
     ["filters that filter nothing", filters({}), undefined],
     [
       "--include",
       filters({ include: ["module:myapp.*", "file:*/src/*.py"] }),
-      '{"include":["module:myapp.*","file:*/src/*.py"],"exclude":[],"exclude_stdlib":false,"c_calls":true}',
+      "include module:myapp.*\ninclude file:*/src/*.py",
+    ],
+    ["--exclude", filters({ exclude: ["function:Handler.*"] }), "exclude function:Handler.*"],
+    ["--exclude-stdlib", filters({ excludeStdlib: true }), "exclude-stdlib"],
+    ["--no-c-calls", filters({ cCalls: false }), "no-c-calls"],
+    [
+      "a pattern with quotes, a backslash, spaces and non-ASCII",
+      filters({ include: ['file:*/"quoted" \\dir/*.py', "function:caf\u00e9"] }),
+      'include file:*/"quoted" \\dir/*.py\ninclude function:caf\u00e9',
     ],
     [
-      "--exclude",
-      filters({ exclude: ["function:Handler.*"] }),
-      '{"include":[],"exclude":["function:Handler.*"],"exclude_stdlib":false,"c_calls":true}',
-    ],
-    [
-      "--exclude-stdlib",
-      filters({ excludeStdlib: true }),
-      '{"include":[],"exclude":[],"exclude_stdlib":true,"c_calls":true}',
-    ],
-    [
-      "--no-c-calls",
-      filters({ cCalls: false }),
-      '{"include":[],"exclude":[],"exclude_stdlib":false,"c_calls":false}',
-    ],
-    [
-      "a pattern with quotes, a backslash and non-ASCII",
-      filters({ include: ['file:*/"quoted"\\dir/*.py', "function:caf\u00e9"] }),
-      '{"include":["file:*/\\"quoted\\"\\\\dir/*.py","function:caf\u00e9"],"exclude":[],"exclude_stdlib":false,"c_calls":true}',
+      "everything",
+      filters({ include: ["module:a"], exclude: ["module:b"], excludeStdlib: true, cCalls: false }),
+      "include module:a\nexclude module:b\nexclude-stdlib\nno-c-calls",
     ],
   ];
   for (const [name, given, expected] of cases) {
-    await t.step(name, () => {
-      const value = filtersVariable(given);
-      equal(value, expected);
-      if (value !== undefined && given !== undefined) {
-        deepEqual(JSON.parse(value), {
-          include: given.include,
-          exclude: given.exclude,
-          exclude_stdlib: given.excludeStdlib,
-          c_calls: given.cCalls,
-        });
-      }
-    });
+    await t.step(name, () => equal(filtersVariable(given), expected));
   }
 });
 
@@ -354,7 +336,7 @@ Deno.test("childEnvironment() sets PANOPTICON_FILTERS only when a filter is give
       "filters, a stale variable",
       { PANOPTICON_FILTERS: "stale" },
       filters({ excludeStdlib: true, cCalls: false }),
-      '{"include":[],"exclude":[],"exclude_stdlib":true,"c_calls":false}',
+      "exclude-stdlib\nno-c-calls",
     ],
   ];
   for (const [name, base, given, expected] of cases) {
@@ -379,13 +361,13 @@ Deno.test("runTraced() passes the filters to the collector and the depth to the 
         },
         maxDepth: 3,
       },
-      '{"include":["module:myapp.*","file:*/src/*.py"],"exclude":["function:Handler.*"],"exclude_stdlib":true,"c_calls":false}',
+      "include module:myapp.*\ninclude file:*/src/*.py\nexclude function:Handler.*\nexclude-stdlib\nno-c-calls",
       3,
     ],
     [
       "--exclude-stdlib alone",
       { filters: filters({ excludeStdlib: true }) },
-      '{"include":[],"exclude":[],"exclude_stdlib":true,"c_calls":true}',
+      "exclude-stdlib",
       undefined,
     ],
     ["a depth alone", { maxDepth: 1 }, undefined, 1],

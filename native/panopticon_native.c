@@ -1,0 +1,3444 @@
+/*
+ * Panopticon's native collector: the hot path of recording, in C.
+ *
+ * One source file, written against the C API of the interpreter it is built
+ * for (CPython 3.8 to 3.13, with the GIL) and libc. The `panopticon` command
+ * embeds it as text, builds it once per interpreter into a per-user cache
+ * (src/native_build.ts) and collector.py loads it; collector.py stays the
+ * glue and the fallback.
+ *
+ * What it does, once started:
+ *
+ * - 3.12+: sys.monitoring, with this module's C functions registered as the
+ *   callbacks (PY_START, PY_RESUME, PY_THROW, PY_RETURN, PY_YIELD, PY_UNWIND,
+ *   CALL, C_RETURN, C_RAISE). Code a filter leaves out is switched off at its
+ *   source with DISABLE, where the event is a local one.
+ * - 3.8 to 3.11 (and --engine setprofile or --manual on 3.12+): a C profile
+ *   function on every thread. New threads get it from a wrapper of
+ *   `_thread.start_new_thread` (and `start_joinable_thread`), which also
+ *   names them.
+ * - Per event: no Python object allocated, no bytecode run, no system call
+ *   but the write of a full buffer. The time comes from the TSC, calibrated
+ *   to CLOCK_MONOTONIC, where the kernel trusts it; else from clock_gettime.
+ *   Events are packed in a few bytes each (docs/protocol.md, `batch`) into one
+ *   buffer shared by every thread: the GIL serialises the callbacks.
+ * - Decisions are made once per code object (the code's "extra" slot holds
+ *   what was decided) and once per C function (a small hash table).
+ * - Names, files and the JSON of the records are made here too, so that no
+ *   Python code runs inside a callback: a signal's handler, which Python runs
+ *   between bytecodes, then never runs inside the tracer.
+ *
+ * The protocol (records and the bytes of a batch) is docs/protocol.md.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <opcode.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+#if PY_VERSION_HEX < 0x03080000
+#error "Panopticon's native collector needs Python 3.8 or newer"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "Panopticon's native collector needs a Python with the GIL (not a free-threaded build)"
+#endif
+
+#define PY_3_9 (PY_VERSION_HEX >= 0x03090000)
+#define PY_3_10 (PY_VERSION_HEX >= 0x030A0000)
+#define PY_3_11 (PY_VERSION_HEX >= 0x030B0000)
+#define PY_3_12 (PY_VERSION_HEX >= 0x030C0000)
+#define PY_3_13 (PY_VERSION_HEX >= 0x030D0000)
+
+/* The code "extra" slots (PEP 523): renamed PyUnstable_* in 3.12. */
+#if PY_3_12
+#define GET_CODE_EXTRA PyUnstable_Code_GetExtra
+#define SET_CODE_EXTRA PyUnstable_Code_SetExtra
+#define REQUEST_CODE_EXTRA_INDEX PyUnstable_Eval_RequestCodeExtraIndex
+#else
+#define GET_CODE_EXTRA _PyCode_GetExtra
+#define SET_CODE_EXTRA _PyCode_SetExtra
+#define REQUEST_CODE_EXTRA_INDEX _PyEval_RequestCodeExtraIndex
+#endif
+
+#if defined(__GNUC__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LIKELY(x) (x)
+#define UNLIKELY(x) (x)
+#endif
+
+/* Event op codes (docs/protocol.md). */
+enum {
+    OP_CALL = 0,
+    OP_RESUME = 1,
+    OP_RETURN = 2,
+    OP_UNWIND = 3,
+    OP_SUSPEND = 4,
+    OP_C_CALL = 5,
+    OP_C_RETURN = 6,
+    OP_C_RAISE = 7,
+    OP_INSTANT = 8,
+    OP_COUNTER = 9,
+    OP_SPAN_BEGIN = 10,
+    OP_SPAN_END = 11,
+    OP_STOP = 12,
+    OP_THREAD = 13,
+    FLAG_FRAME = 0x10,
+    FLAG_FRAME8 = 0x20,
+};
+
+#define CO_GENERATOR_LIKE (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)
+
+/* ------------------------------------------------------------------------ */
+/* Growable text, for records                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} Text;
+
+static int
+text_reserve(Text *t, size_t more)
+{
+    if (t->len + more <= t->cap) {
+        return 0;
+    }
+    size_t cap = t->cap ? t->cap : 4096;
+    while (cap < t->len + more) {
+        cap *= 2;
+    }
+    char *data = realloc(t->data, cap);
+    if (data == NULL) {
+        return -1;
+    }
+    t->data = data;
+    t->cap = cap;
+    return 0;
+}
+
+static void
+text_put(Text *t, const char *s, size_t n)
+{
+    if (text_reserve(t, n) == 0) {
+        memcpy(t->data + t->len, s, n);
+        t->len += n;
+    }
+}
+
+static void
+text_puts(Text *t, const char *s)
+{
+    text_put(t, s, strlen(s));
+}
+
+static void
+text_printf(Text *t, const char *format, ...)
+{
+    char small[256];
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(small, sizeof small, format, args);
+    va_end(args);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        text_put(t, small, (size_t)n);
+        return;
+    }
+    if (text_reserve(t, (size_t)n + 1) == 0) {
+        va_start(args, format);
+        vsnprintf(t->data + t->len, (size_t)n + 1, format, args);
+        va_end(args);
+        t->len += (size_t)n;
+    }
+}
+
+/* A JSON string of UTF-8 bytes. Lone surrogates were replaced before. */
+static void
+text_json_bytes(Text *t, const char *s, Py_ssize_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    text_put(t, "\"", 1);
+    Py_ssize_t run = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        text_put(t, s + run, (size_t)(i - run));
+        run = i + 1;
+        switch (c) {
+        case '"': text_put(t, "\\\"", 2); break;
+        case '\\': text_put(t, "\\\\", 2); break;
+        case '\n': text_put(t, "\\n", 2); break;
+        case '\r': text_put(t, "\\r", 2); break;
+        case '\t': text_put(t, "\\t", 2); break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            text_put(t, esc, 6);
+        }
+        }
+    }
+    text_put(t, s + run, (size_t)(n - run));
+    text_put(t, "\"", 1);
+}
+
+/* A JSON string of a str object; anything else, or an error, is "". */
+static void
+text_json_str(Text *t, PyObject *str)
+{
+    if (str == NULL || !PyUnicode_Check(str)) {
+        text_put(t, "\"\"", 2);
+        return;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(str, &n);
+    if (s != NULL) {
+        text_json_bytes(t, s, n);
+        return;
+    }
+    /* Lone surrogates (a file name from undecodable bytes): replace them. */
+    PyErr_Clear();
+    PyObject *bytes = PyUnicode_AsEncodedString(str, "utf-8", "replace");
+    if (bytes == NULL) {
+        PyErr_Clear();
+        text_put(t, "\"\"", 2);
+        return;
+    }
+    text_json_bytes(t, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
+    Py_DECREF(bytes);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The clock                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Nanoseconds of CLOCK_MONOTONIC (what time.perf_counter_ns() reads on
+ * Linux, so that the hello's t0, the flushes and the Python collector share
+ * it). Measured here: clock_gettime costs about 20 ns, rdtsc about 8. The
+ * TSC is used where the kernel itself uses it as its clock source (it has
+ * then checked that it is invariant and synchronised across CPUs), mapped
+ * to nanoseconds by a line through two readings of both clocks. The line is
+ * re-anchored every few milliseconds of TSC time (one comparison an event),
+ * and its slope refined over the whole run so far, so its error stays far
+ * below a microsecond; times never go backwards within the stream (see
+ * event_time).
+ */
+
+static int use_tsc = 0;
+static uint64_t tsc_first, ns_first;   /* the first reading of both clocks */
+static uint64_t tsc_anchor, ns_anchor; /* the latest */
+static uint64_t ns_per_tick_q32;       /* nanoseconds per tick, times 2^32 */
+#define REANCHOR_TICKS (1ull << 23)    /* about 3 ms at 3 GHz */
+
+static inline uint64_t
+monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#if defined(__x86_64__)
+static inline uint64_t
+read_tsc(void)
+{
+    return __rdtsc();
+}
+#else
+static inline uint64_t
+read_tsc(void)
+{
+    return 0;
+}
+#endif
+
+static void
+tsc_reanchor(void)
+{
+    uint64_t tsc = read_tsc();
+    uint64_t ns = monotonic_ns();
+    if (tsc > tsc_first + 1000 && ns > ns_first) {
+        ns_per_tick_q32 =
+            (uint64_t)(((unsigned __int128)(ns - ns_first) << 32) / (tsc - tsc_first));
+    }
+    tsc_anchor = tsc;
+    ns_anchor = ns;
+}
+
+static inline uint64_t
+clock_now(void)
+{
+    if (!use_tsc) {
+        return monotonic_ns();
+    }
+    uint64_t delta = read_tsc() - tsc_anchor;
+    if (UNLIKELY(delta >= REANCHOR_TICKS)) {
+        /* Also taken when the TSC of this CPU reads a hair behind the
+           anchor's (the difference wraps): the anchor then moves here. */
+        tsc_reanchor();
+        return ns_anchor;
+    }
+    return ns_anchor + (uint64_t)(((unsigned __int128)delta * ns_per_tick_q32) >> 32);
+}
+
+static int
+file_starts_with(const char *path, const char *prefix)
+{
+    char line[256];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    int ok = fgets(line, sizeof line, f) != NULL && strncmp(line, prefix, strlen(prefix)) == 0;
+    fclose(f);
+    return ok;
+}
+
+/* Chooses the clock: "tsc" where it is safe, else "monotonic". */
+static void
+clock_init(const char *wanted)
+{
+    use_tsc = 0;
+#if defined(__x86_64__) && defined(__linux__)
+    if (strcmp(wanted, "monotonic") != 0 &&
+        file_starts_with("/sys/devices/system/clocksource/clocksource0/current_clocksource",
+                         "tsc")) {
+        tsc_first = read_tsc();
+        ns_first = monotonic_ns();
+        /* A first slope over 100 us; the re-anchoring refines it. */
+        uint64_t ns;
+        do {
+            ns = monotonic_ns();
+        } while (ns - ns_first < 100000);
+        tsc_reanchor();
+        use_tsc = ns_per_tick_q32 != 0;
+    }
+#else
+    (void)wanted;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* State                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct Thread {
+    PyObject_HEAD
+    uint64_t serial;        /* the thread's id on the wire */
+    uint64_t tstate_id;     /* PyThreadState.id: unique for the process's life */
+    unsigned long ident;    /* threading.get_ident() */
+    unsigned long native_id;
+    int paused;             /* our own code runs on it: record nothing */
+    int named;              /* its name is known (else "Thread <ident>") */
+    int live;               /* in the thread table */
+} Thread;
+
+enum { ENGINE_NONE = 0, ENGINE_MONITORING = 1, ENGINE_PROFILE = 2 };
+
+/* What was decided about one code object, kept in its "extra" slot. */
+typedef struct {
+    uint32_t id;       /* 0: never recorded */
+    uint8_t generator; /* generator-like: frames that suspend */
+    uint8_t hidden;    /* the collector's own code */
+    int32_t units;     /* code units in `points` */
+    /* Profile engine, generator-like code only: per code unit, 1 where a
+       'call' is a fresh start, 2 where a 'return' is a suspension. */
+    uint8_t *points;
+} CodeInfo;
+
+static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL};
+
+#define BATCH_BYTES (64 * 1024)
+/* The most one event takes: a thread switch (1 + 10), op and three fields. */
+#define EVENT_MAX_BYTES 48
+
+static struct {
+    int fd;                 /* the channel; -1 when closed */
+    int active;             /* recording */
+    int started;            /* start() ran */
+    int finished;
+    int engine;
+    int manual;
+    int waiting;            /* for the program's <module> */
+    int c_calls;
+    int filtering;          /* any code can be excluded */
+    long long events_left;  /* --max-events; -1: no limit */
+    uint64_t events;        /* recorded in all */
+    uint64_t sent;
+    uint64_t dropped;
+    uint64_t batches;
+    /* The batch being filled. */
+    uint8_t buf[BATCH_BYTES + EVENT_MAX_BYTES];
+    uint8_t *pos;
+    uint64_t last_ts;
+    uint64_t batch_ts;
+    Thread *thread;         /* of the last event in the batch */
+    uint64_t batch_thread;
+    uint32_t batch_events;
+    /* Records to send before the next batch. */
+    Text records;
+    /* Everything else. */
+    Py_ssize_t extra_index;
+    uint32_t code_count;
+    uint32_t cfunc_count;
+    uint32_t mark_count;
+    uint64_t thread_count;
+    PyObject *own_file;     /* collector.py's co_filename: hidden code */
+    PyObject *include;      /* list of (kind, glob) */
+    PyObject *exclude;
+    PyObject *stdlib;       /* tuple of directories, or NULL */
+    PyObject *disable;      /* sys.monitoring.DISABLE */
+    PyObject *monitoring;   /* sys.monitoring */
+    int tool;
+    long mask;
+    long reported_mask;
+    int meddled;
+    PyObject *callbacks;    /* list of (event, callback) */
+    PyObject *real_use_tool_id;
+    PyObject *real_exit;
+    PyObject *real_start_new_thread;
+    PyObject *real_start_joinable_thread;
+    int switching;          /* our own PyEval_SetProfile (3.12+) */
+    int warned_profile;
+    int warned_closed;
+} S = {.fd = -1, .events_left = -1, .extra_index = -1};
+
+static Thread *main_thread = NULL;
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static PyTypeObject ThreadType;
+
+/* The table of live threads, by PyThreadState.id: open addressing. */
+static Thread **thread_table = NULL;
+static size_t thread_slots = 0; /* a power of two */
+static size_t thread_used = 0;  /* slots taken, tombstones included */
+static Thread TOMBSTONE_THREAD;
+#define TOMBSTONE (&TOMBSTONE_THREAD)
+
+static Thread *cached_thread = NULL;
+static PyThreadState *cached_tstate = NULL;
+
+static inline size_t
+hash_u64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int
+thread_table_grow(void)
+{
+    size_t slots = thread_slots ? thread_slots * 2 : 64;
+    Thread **table = calloc(slots, sizeof *table);
+    if (table == NULL) {
+        return -1;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < thread_slots; i++) {
+        Thread *t = thread_table[i];
+        if (t == NULL || t == TOMBSTONE) {
+            continue;
+        }
+        size_t j = hash_u64(t->tstate_id) & (slots - 1);
+        while (table[j] != NULL) {
+            j = (j + 1) & (slots - 1);
+        }
+        table[j] = t;
+        used++;
+    }
+    free(thread_table);
+    thread_table = table;
+    thread_slots = slots;
+    thread_used = used;
+    return 0;
+}
+
+static Thread *
+thread_table_get(uint64_t id)
+{
+    if (thread_slots == 0) {
+        return NULL;
+    }
+    size_t j = hash_u64(id) & (thread_slots - 1);
+    for (;;) {
+        Thread *t = thread_table[j];
+        if (t == NULL) {
+            return NULL;
+        }
+        if (t != TOMBSTONE && t->tstate_id == id) {
+            return t;
+        }
+        j = (j + 1) & (thread_slots - 1);
+    }
+}
+
+/* Takes a new reference to `t`. */
+static int
+thread_table_put(Thread *t)
+{
+    if ((thread_used + 1) * 2 > thread_slots && thread_table_grow() < 0) {
+        return -1;
+    }
+    size_t j = hash_u64(t->tstate_id) & (thread_slots - 1);
+    while (thread_table[j] != NULL && thread_table[j] != TOMBSTONE) {
+        j = (j + 1) & (thread_slots - 1);
+    }
+    if (thread_table[j] == NULL) {
+        thread_used++;
+    }
+    Py_INCREF(t);
+    thread_table[j] = t;
+    t->live = 1;
+    return 0;
+}
+
+static void
+thread_table_remove(Thread *t)
+{
+    if (!t->live || thread_slots == 0) {
+        return;
+    }
+    size_t j = hash_u64(t->tstate_id) & (thread_slots - 1);
+    while (thread_table[j] != NULL) {
+        if (thread_table[j] == t) {
+            thread_table[j] = TOMBSTONE;
+            t->live = 0;
+            if (cached_thread == t) {
+                cached_thread = NULL;
+                cached_tstate = NULL;
+            }
+            Py_DECREF(t);
+            return;
+        }
+        j = (j + 1) & (thread_slots - 1);
+    }
+}
+
+static unsigned long
+current_native_id(void)
+{
+#if defined(__linux__)
+    return (unsigned long)syscall(SYS_gettid);
+#else
+    return PyThread_get_thread_native_id();
+#endif
+}
+
+static void
+announce_thread(Thread *t, PyObject *name)
+{
+    text_printf(&S.records, "{\"kind\":\"thread\",\"thread\":%llu,\"native_id\":%lu,\"name\":",
+                (unsigned long long)t->serial, t->native_id);
+    if (name != NULL && PyUnicode_Check(name)) {
+        text_json_str(&S.records, name);
+    } else {
+        text_printf(&S.records, "\"Thread %lu\"", t->ident);
+    }
+    text_printf(&S.records, ",\"ident\":%lu}\n", t->ident);
+}
+
+/* A new Thread for the calling thread, in the table, announced. */
+static Thread *
+thread_new(PyThreadState *ts, PyObject *name)
+{
+    Thread *t = PyObject_New(Thread, &ThreadType);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->serial = ++S.thread_count;
+    t->tstate_id = ts->id;
+    t->ident = PyThread_get_thread_ident();
+    t->native_id = current_native_id();
+    t->paused = 0;
+    t->named = name != NULL;
+    t->live = 0;
+    if (thread_table_put(t) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    Py_DECREF(t); /* the table holds it */
+    announce_thread(t, name);
+    return t;
+}
+
+/*
+ * The name `threading` gave the thread with `ident`, if threading is
+ * imported and knows it: `threading._active[ident]._name`, read without
+ * running any Python code (no properties, no __getattr__).
+ */
+static PyObject *
+threading_name(unsigned long ident)
+{
+    PyObject *modules = PySys_GetObject("modules");
+    PyObject *threading = modules ? PyDict_GetItemString(modules, "threading") : NULL;
+    if (threading == NULL || !PyModule_Check(threading)) {
+        return NULL;
+    }
+    PyObject *active = PyDict_GetItemString(PyModule_GetDict(threading), "_active");
+    if (active == NULL || !PyDict_Check(active)) {
+        return NULL;
+    }
+    PyObject *key = PyLong_FromUnsignedLong(ident);
+    if (key == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *thread = PyDict_GetItemWithError(active, key);
+    Py_DECREF(key);
+    if (thread == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject **dict = _PyObject_GetDictPtr(thread);
+    if (dict == NULL || *dict == NULL) {
+        return NULL;
+    }
+    PyObject *name = PyDict_GetItemString(*dict, "_name");
+    return name != NULL && PyUnicode_Check(name) ? name : NULL;
+}
+
+/* The Thread of the calling thread, made at first sight. */
+static Thread *
+thread_lookup(PyThreadState *ts)
+{
+    Thread *t = thread_table_get(ts->id);
+    if (t == NULL) {
+        /* A thread not started through `_thread` (one made in C), or one
+           started before recording: named by threading if it can be. */
+        t = thread_new(ts, threading_name(PyThread_get_thread_ident()));
+    }
+    cached_tstate = ts;
+    cached_thread = t;
+    return t;
+}
+
+static inline PyThreadState *
+unchecked_tstate(void)
+{
+#if PY_3_13
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
+static inline Thread *
+current_thread(void)
+{
+    PyThreadState *ts = unchecked_tstate();
+    if (LIKELY(ts == cached_tstate && cached_thread != NULL && cached_thread->tstate_id == ts->id)) {
+        return cached_thread;
+    }
+    return thread_lookup(ts);
+}
+
+/* Threads seen before they were named: named at a flush, when threading knows them. */
+static void
+name_threads(void)
+{
+    for (size_t i = 0; i < thread_slots; i++) {
+        Thread *t = thread_table[i];
+        if (t == NULL || t == TOMBSTONE || t->named) {
+            continue;
+        }
+        PyObject *name = threading_name(t->ident);
+        if (name != NULL) {
+            t->named = 1;
+            announce_thread(t, name);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing events                                                           */
+/* ------------------------------------------------------------------------ */
+
+static inline uint8_t *
+put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* A frame id, after the event's other fields; the op byte gets its flags. */
+static inline uint8_t *
+put_frame(uint8_t *p, uint8_t *op, uintptr_t frame)
+{
+    uint64_t value = (uint64_t)frame;
+    memcpy(p, &value, 8); /* little-endian hosts; see the check in module exec */
+    if (LIKELY(value >> 48 == 0)) {
+        *op |= FLAG_FRAME;
+        return p + 6;
+    }
+    *op |= FLAG_FRAME | FLAG_FRAME8;
+    return p + 8;
+}
+
+static void flush_batch(Thread *flusher);
+static void limit_reached(Thread *t);
+static void start_recording(void);
+
+/*
+ * Room for one event of thread `t`, its thread switch first if needed;
+ * returns where the op byte goes. `now` was read before: the event's time
+ * is when it happened, not after a flush it triggered.
+ */
+static inline uint8_t *
+event_begin(Thread *t, uint64_t now, uint64_t *dt)
+{
+    if (UNLIKELY(S.pos >= S.buf + BATCH_BYTES)) {
+        flush_batch(t);
+    }
+    uint8_t *p = S.pos;
+    if (UNLIKELY(t != S.thread)) {
+        if (S.batch_events == 0 && p == S.buf) {
+            S.batch_thread = t->serial;
+        } else {
+            *p++ = OP_THREAD;
+            p = put_varint(p, t->serial);
+        }
+        S.thread = t;
+    }
+    /* Times never go back within the stream. */
+    *dt = now > S.last_ts ? now - S.last_ts : 0;
+    S.last_ts += *dt;
+    return p;
+}
+
+static inline void
+event_end(Thread *t, uint8_t *p)
+{
+    S.pos = p;
+    S.batch_events++;
+    S.events++;
+    if (UNLIKELY(S.events_left >= 0) && --S.events_left == 0) {
+        limit_reached(t);
+    }
+}
+
+static inline void
+emit_code_event(Thread *t, int op, uint32_t code, uintptr_t frame)
+{
+    uint64_t dt, now = clock_now();
+    uint8_t *p = event_begin(t, now, &dt);
+    uint8_t *opb = p++;
+    *opb = (uint8_t)op;
+    p = put_varint(p, dt);
+    p = put_varint(p, code);
+    if (frame) {
+        p = put_frame(p, opb, frame);
+    }
+    event_end(t, p);
+}
+
+static inline void
+emit_end_event(Thread *t, int op, uintptr_t frame)
+{
+    uint64_t dt, now = clock_now();
+    uint8_t *p = event_begin(t, now, &dt);
+    uint8_t *opb = p++;
+    *opb = (uint8_t)op;
+    p = put_varint(p, dt);
+    if (frame) {
+        p = put_frame(p, opb, frame);
+    }
+    event_end(t, p);
+}
+
+static inline void
+emit_ref_event(Thread *t, int op, uint64_t ref)
+{
+    uint64_t dt, now = clock_now();
+    uint8_t *p = event_begin(t, now, &dt);
+    *p++ = (uint8_t)op;
+    p = put_varint(p, dt);
+    p = put_varint(p, ref);
+    event_end(t, p);
+}
+
+static inline void
+emit_bare_event(Thread *t, int op)
+{
+    uint64_t dt, now = clock_now();
+    uint8_t *p = event_begin(t, now, &dt);
+    *p++ = (uint8_t)op;
+    p = put_varint(p, dt);
+    event_end(t, p);
+}
+
+static void
+emit_span_event(Thread *t, int op, uint64_t span, uint64_t mark)
+{
+    uint64_t dt, now = clock_now();
+    uint8_t *p = event_begin(t, now, &dt);
+    *p++ = (uint8_t)op;
+    p = put_varint(p, dt);
+    p = put_varint(p, span);
+    if (op == OP_SPAN_BEGIN) {
+        p = put_varint(p, mark);
+    }
+    event_end(t, p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void warn(const char *format, ...);
+static void engine_off(void);
+static void check_tool(void);
+
+/* Writes all of the pieces, or fails: a signal's EINTR is retried, so a
+   record is never cut in half (Python runs the handler later, in the
+   program, between bytecodes). */
+static int
+write_all(struct iovec *iov, int count)
+{
+    while (count > 0) {
+        ssize_t n = writev(S.fd, iov, count);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        while (count > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+static void
+channel_broken(int error)
+{
+    if (S.fd >= 0) {
+        close(S.fd);
+        S.fd = -1;
+    }
+    if (!S.warned_closed) {
+        S.warned_closed = 1;
+        warn("the trace channel closed (%s): recording stopped", strerror(error));
+    }
+    /* The program goes on at full speed, rather than feeding callbacks
+       whose events can go nowhere. */
+    S.active = 0;
+    engine_off();
+}
+
+/* Sends the pending records, then the batch (if it holds events). */
+static void
+send_pending(int with_batch)
+{
+    char header[160];
+    size_t header_len = 0;
+    size_t batch_len = (size_t)(S.pos - S.buf);
+    uint32_t count = S.batch_events;
+    if (with_batch && count) {
+        header_len = (size_t)snprintf(
+            header, sizeof header,
+            "{\"kind\":\"batch\",\"bytes\":%zu,\"events\":%u,\"ts\":%llu,\"thread\":%llu}\n",
+            batch_len, count, (unsigned long long)S.batch_ts, (unsigned long long)S.batch_thread);
+    } else {
+        with_batch = 0;
+    }
+    if (S.fd < 0) {
+        if (with_batch) {
+            S.dropped += count;
+        }
+    } else {
+        struct iovec iov[3];
+        int n = 0;
+        if (S.records.len) {
+            iov[n].iov_base = S.records.data;
+            iov[n++].iov_len = S.records.len;
+        }
+        if (with_batch) {
+            iov[n].iov_base = header;
+            iov[n++].iov_len = header_len;
+            iov[n].iov_base = S.buf;
+            iov[n++].iov_len = batch_len;
+        }
+        if (n && write_all(iov, n) < 0) {
+            int error = errno;
+            if (with_batch) {
+                S.dropped += count;
+            }
+            channel_broken(error);
+        } else if (with_batch) {
+            S.sent += count;
+            S.batches++;
+        }
+    }
+    S.records.len = 0;
+    if (with_batch) {
+        S.pos = S.buf;
+        S.batch_events = 0;
+        S.batch_ts = S.last_ts;
+        S.batch_thread = S.thread ? S.thread->serial : 0;
+    }
+}
+
+/* Hands the full buffer over; the time it takes is a `flush` record. */
+static void
+flush_batch(Thread *flusher)
+{
+    uint64_t start = clock_now();
+    uint32_t count = S.batch_events;
+    if (S.engine == ENGINE_MONITORING) {
+        check_tool();
+    }
+    name_threads();
+    send_pending(1);
+    if (count && S.fd >= 0) {
+        text_printf(&S.records,
+                    "{\"kind\":\"flush\",\"thread\":%llu,\"start\":%llu,\"end\":%llu,\"events\":%u}\n",
+                    (unsigned long long)(flusher ? flusher->serial : 0), (unsigned long long)start,
+                    (unsigned long long)clock_now(), count);
+    }
+}
+
+static void
+warn(const char *format, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    /* Straight to the descriptor: sys.stderr.write would be Python code. */
+    char line[1100];
+    int n = snprintf(line, sizeof line, "panopticon: warning: %s\n", message);
+    if (n > 0) {
+        ssize_t ignored = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        (void)ignored;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Glob patterns, as Python's fnmatch.fnmatchcase reads them                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * `*` any run of characters (`/` included), `?` one character, `[...]` a
+ * set (`[!...]` its complement, `a-z` a range, a `]` first is literal, and
+ * an unclosed `[` is a literal `[`). On code points, as Python matches str.
+ * collector.py has the same matcher in Python (tests check both against
+ * fnmatch.fnmatchcase).
+ */
+static int
+glob_set(const Py_UCS4 *p, Py_ssize_t pn, Py_ssize_t *i, Py_UCS4 c, int *matched)
+{
+    Py_ssize_t j = *i + 1;
+    int negate = 0;
+    if (j < pn && p[j] == '!') {
+        negate = 1;
+        j++;
+    }
+    Py_ssize_t first = j;
+    int found = 0;
+    while (j < pn && (p[j] != ']' || j == first)) {
+        if (j + 2 < pn && p[j + 1] == '-' && p[j + 2] != ']') {
+            if (p[j] <= c && c <= p[j + 2]) {
+                found = 1;
+            }
+            j += 3;
+        } else {
+            if (p[j] == c) {
+                found = 1;
+            }
+            j++;
+        }
+    }
+    if (j >= pn) {
+        return 0; /* no closing ]: the [ is a literal */
+    }
+    *i = j;
+    *matched = found != negate;
+    return 1;
+}
+
+static int
+glob_match(const Py_UCS4 *p, Py_ssize_t pn, const Py_UCS4 *s, Py_ssize_t sn)
+{
+    Py_ssize_t pi = 0, si = 0, star = -1, mark = 0;
+    while (si < sn) {
+        if (pi < pn && p[pi] == '*') {
+            star = pi++;
+            mark = si;
+            continue;
+        }
+        if (pi < pn) {
+            int ok;
+            Py_ssize_t next = pi;
+            if (p[pi] == '?') {
+                ok = 1;
+            } else if (p[pi] == '[' && glob_set(p, pn, &next, s[si], &ok)) {
+                /* `next` is at the closing ] */
+            } else {
+                ok = p[pi] == s[si];
+            }
+            if (ok) {
+                pi = next + 1;
+                si++;
+                continue;
+            }
+        }
+        if (star < 0) {
+            return 0;
+        }
+        pi = star + 1;
+        si = ++mark;
+    }
+    while (pi < pn && p[pi] == '*') {
+        pi++;
+    }
+    return pi == pn;
+}
+
+static int
+glob_matches(PyObject *pattern, PyObject *value)
+{
+    Py_UCS4 *p = PyUnicode_AsUCS4Copy(pattern);
+    Py_UCS4 *s = PyUnicode_AsUCS4Copy(value);
+    int result = 0;
+    if (p != NULL && s != NULL) {
+        result = glob_match(p, PyUnicode_GET_LENGTH(pattern), s, PyUnicode_GET_LENGTH(value));
+    } else {
+        PyErr_Clear();
+    }
+    PyMem_Free(p);
+    PyMem_Free(s);
+    return result;
+}
+
+/* Whether one of `patterns`, a list of (kind, glob), matches. */
+static int
+patterns_match(PyObject *patterns, PyObject *module, PyObject *qualname, PyObject *file)
+{
+    Py_ssize_t n = PyList_GET_SIZE(patterns);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(patterns, i);
+        PyObject *kind = PyTuple_GET_ITEM(item, 0);
+        PyObject *glob = PyTuple_GET_ITEM(item, 1);
+        PyObject *value = PyUnicode_CompareWithASCIIString(kind, "module") == 0 ? module
+                          : PyUnicode_CompareWithASCIIString(kind, "file") == 0 ? file
+                                                                                 : qualname;
+        if (glob_matches(glob, value)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The --exclude-stdlib test, on the code's file name. */
+static int
+in_stdlib(PyObject *file)
+{
+    static PyObject *frozen = NULL, *site = NULL, *dist = NULL;
+    if (frozen == NULL) {
+        frozen = PyUnicode_FromString("<frozen");
+        site = PyUnicode_FromString("site-packages");
+        dist = PyUnicode_FromString("dist-packages");
+        if (frozen == NULL || site == NULL || dist == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (PyUnicode_Tailmatch(file, frozen, 0, PY_SSIZE_T_MAX, -1) == 1) {
+        return 1; /* the import machinery */
+    }
+    if (PyUnicode_Find(file, site, 0, PY_SSIZE_T_MAX, 1) >= 0 ||
+        PyUnicode_Find(file, dist, 0, PY_SSIZE_T_MAX, 1) >= 0) {
+        return 0;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(S.stdlib);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyUnicode_Tailmatch(file, PyTuple_GET_ITEM(S.stdlib, i), 0, PY_SSIZE_T_MAX, -1) == 1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+filters_allow(PyObject *module, PyObject *qualname, PyObject *file)
+{
+    if (S.stdlib != NULL && in_stdlib(file)) {
+        return 0;
+    }
+    if (PyList_GET_SIZE(S.include) && !patterns_match(S.include, module, qualname, file)) {
+        return 0;
+    }
+    return !patterns_match(S.exclude, module, qualname, file);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Naming code                                                              */
+/* ------------------------------------------------------------------------ */
+
+#if !PY_3_11
+/* A function's code, if `candidate` is a Python function (anything else is
+   passed over: reading an attribute of it could run Python code). */
+static PyObject *
+function_code(PyObject *candidate)
+{
+    if (candidate != NULL && PyFunction_Check(candidate)) {
+        return PyFunction_GET_CODE(candidate);
+    }
+    return NULL;
+}
+
+static PyObject *
+unwrap_method(PyObject *attr)
+{
+    if (PyObject_TypeCheck(attr, &PyStaticMethod_Type) ||
+        PyObject_TypeCheck(attr, &PyClassMethod_Type)) {
+        /* staticmethod and classmethod keep the function in __func__. */
+        PyObject *func = PyObject_GetAttrString(attr, "__func__");
+        if (func == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+        Py_DECREF(func); /* the descriptor holds it */
+        return func;
+    }
+    return attr;
+}
+
+static PyObject *
+function_qualname(PyObject *function)
+{
+    PyObject *qualname = ((PyFunctionObject *)function)->func_qualname;
+    if (qualname != NULL && PyUnicode_Check(qualname)) {
+        Py_INCREF(qualname);
+        return qualname;
+    }
+    return NULL;
+}
+
+static PyObject *qualname_of(PyCodeObject *code, PyFrameObject *frame, int depth);
+
+/*
+ * A qualified name on 3.8-3.10, where code objects have none: the function
+ * among the module's globals and the methods (and properties) of its
+ * classes; a nested function is named after the frame that defines it. Runs
+ * once per code object, and runs no Python code.
+ */
+static PyObject *
+search_qualname(PyCodeObject *code, PyFrameObject *frame, int depth)
+{
+    PyObject *name = code->co_name;
+    if (PyUnicode_READ_CHAR(name, 0) == '<') {
+        Py_INCREF(name);
+        return name;
+    }
+    PyObject *globals = frame->f_globals;
+    if (globals != NULL && PyDict_Check(globals)) {
+        PyObject *obj = PyDict_GetItemWithError(globals, name);
+        if (obj != NULL && function_code(obj) == (PyObject *)code) {
+            return function_qualname(obj);
+        }
+        PyErr_Clear();
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(globals, &pos, &key, &value)) {
+            if (!PyType_Check(value)) {
+                continue;
+            }
+            PyObject *dict = ((PyTypeObject *)value)->tp_dict;
+            if (dict == NULL) {
+                continue;
+            }
+            Py_ssize_t at = 0;
+            PyObject *attr_name, *attr;
+            while (PyDict_Next(dict, &at, &attr_name, &attr)) {
+                if (PyObject_TypeCheck(attr, &PyProperty_Type)) {
+                    static const char *accessors[] = {"fget", "fset", "fdel"};
+                    for (int i = 0; i < 3; i++) {
+                        PyObject *f = PyObject_GetAttrString(attr, accessors[i]);
+                        if (f == NULL) {
+                            PyErr_Clear();
+                            continue;
+                        }
+                        int found = function_code(f) == (PyObject *)code;
+                        PyObject *qualname = found ? function_qualname(f) : NULL;
+                        Py_DECREF(f);
+                        if (found) {
+                            return qualname;
+                        }
+                    }
+                    continue;
+                }
+                PyObject *candidate = unwrap_method(attr);
+                if (function_code(candidate) == (PyObject *)code) {
+                    return function_qualname(candidate);
+                }
+            }
+        }
+    }
+    PyFrameObject *back = frame->f_back;
+    if (back != NULL && depth < 20) {
+        PyObject *consts = back->f_code->co_consts;
+        int defined_there = 0;
+        if (consts != NULL && PyTuple_Check(consts)) {
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+                if (PyTuple_GET_ITEM(consts, i) == (PyObject *)code) {
+                    defined_there = 1;
+                    break;
+                }
+            }
+        }
+        if (defined_there) {
+            /* Defined by the caller: a class body or a function nested in it. */
+            if (PyUnicode_CompareWithASCIIString(back->f_code->co_name, "<module>") == 0) {
+                Py_INCREF(name);
+                return name;
+            }
+            PyObject *outer = qualname_of(back->f_code, back, depth + 1);
+            if (outer != NULL) {
+                PyObject *full = PyUnicode_FromFormat("%U.<locals>.%U", outer, name);
+                Py_DECREF(outer);
+                if (full != NULL) {
+                    return full;
+                }
+                PyErr_Clear();
+            }
+        }
+    }
+    Py_INCREF(name);
+    return name;
+}
+
+static PyObject *
+qualname_of(PyCodeObject *code, PyFrameObject *frame, int depth)
+{
+    if (frame == NULL) {
+        Py_INCREF(code->co_name);
+        return code->co_name;
+    }
+    PyObject *qualname = search_qualname(code, frame, depth);
+    if (qualname == NULL) {
+        PyErr_Clear();
+        Py_INCREF(code->co_name);
+        return code->co_name;
+    }
+    return qualname;
+}
+#endif
+
+static const char *
+code_type(int flags)
+{
+    if (flags & CO_ASYNC_GENERATOR) {
+        return "async_generator";
+    }
+    if (flags & (CO_COROUTINE | CO_ITERABLE_COROUTINE)) {
+        return "coroutine";
+    }
+    if (flags & CO_GENERATOR) {
+        return "generator";
+    }
+    return "function";
+}
+
+/*
+ * For the profile engine on generator-like code: where a 'call' event is a
+ * fresh start, and where a 'return' event is a suspension, by f_lasti.
+ *
+ * 3.8-3.10: a fresh start has f_lasti -1 (checked at the event); a `yield`
+ * sits on YIELD_VALUE, and inside `yield from` and `await` f_lasti points at
+ * the instruction before YIELD_FROM, which is re-executed on resumption.
+ * 3.11+: a fresh start stands on a RESUME whose oparg & 3 is 0; 3.11 and
+ * 3.12 report a suspension on YIELD_VALUE, 3.13 on the RESUME after it.
+ */
+static uint8_t *
+suspension_points(PyCodeObject *code, int32_t *units)
+{
+#if PY_3_11
+    PyObject *bytes = PyCode_GetCode(code);
+#else
+    PyObject *bytes = code->co_code;
+    Py_XINCREF(bytes);
+#endif
+    if (bytes == NULL || !PyBytes_Check(bytes)) {
+        PyErr_Clear();
+        Py_XDECREF(bytes);
+        *units = 0;
+        return NULL;
+    }
+    const uint8_t *raw = (const uint8_t *)PyBytes_AS_STRING(bytes);
+    Py_ssize_t n = PyBytes_GET_SIZE(bytes) / 2;
+    uint8_t *points = calloc((size_t)n + 1, 1);
+    if (points != NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int op = raw[2 * i];
+            if (op == YIELD_VALUE) {
+                points[i] |= 2;
+#if PY_3_13
+                if (i + 1 < n && raw[2 * i + 2] == RESUME) {
+                    points[i + 1] |= 2;
+                }
+#endif
+            }
+#if !PY_3_11
+            if (op == YIELD_FROM && i > 0) {
+                points[i - 1] |= 2;
+            }
+#else
+            if (op == RESUME && (raw[2 * i + 1] & 3) == 0) {
+                points[i] |= 1;
+            }
+#endif
+        }
+    }
+    Py_DECREF(bytes);
+    *units = (int32_t)n;
+    return points;
+}
+
+/* The table of code records already sent, by their text: the same site
+   (exec in a loop, a lambda made afresh) is sent once and numbered once. */
+typedef struct {
+    uint64_t hash;
+    char *text;
+    size_t len;
+    uint32_t id;
+} Site;
+
+static Site *sites = NULL;
+static size_t site_slots = 0, site_used = 0;
+
+static uint64_t
+fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    }
+    return h ? h : 1;
+}
+
+/* The id of the site whose record text is `text`, or a new one (*fresh). */
+static uint32_t
+site_id(const char *text, size_t len, int *fresh)
+{
+    *fresh = 0;
+    if ((site_used + 1) * 2 > site_slots) {
+        size_t slots = site_slots ? site_slots * 2 : 1024;
+        Site *table = calloc(slots, sizeof *table);
+        if (table == NULL) {
+            *fresh = 1;
+            return ++S.code_count;
+        }
+        for (size_t i = 0; i < site_slots; i++) {
+            if (sites[i].hash) {
+                size_t j = sites[i].hash & (slots - 1);
+                while (table[j].hash) {
+                    j = (j + 1) & (slots - 1);
+                }
+                table[j] = sites[i];
+            }
+        }
+        free(sites);
+        sites = table;
+        site_slots = slots;
+    }
+    uint64_t hash = fnv1a(text, len);
+    size_t j = hash & (site_slots - 1);
+    while (sites[j].hash) {
+        if (sites[j].hash == hash && sites[j].len == len && memcmp(sites[j].text, text, len) == 0) {
+            return sites[j].id;
+        }
+        j = (j + 1) & (site_slots - 1);
+    }
+    char *copy = malloc(len);
+    if (copy == NULL) {
+        *fresh = 1;
+        return ++S.code_count;
+    }
+    memcpy(copy, text, len);
+    sites[j].hash = hash;
+    sites[j].text = copy;
+    sites[j].len = len;
+    sites[j].id = ++S.code_count;
+    site_used++;
+    *fresh = 1;
+    return sites[j].id;
+}
+
+static void
+free_code_info(void *extra)
+{
+    CodeInfo *info = extra;
+    if (info != NULL && info != &EXCLUDED) {
+        free(info->points);
+        free(info);
+    }
+}
+
+static inline CodeInfo *
+code_info(PyObject *code)
+{
+    void *extra = NULL;
+    if (UNLIKELY(GET_CODE_EXTRA(code, S.extra_index, &extra) < 0)) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return extra;
+}
+
+/*
+ * Decides about `code`, once: whether it is recorded, and under which id
+ * (sending its `code` record). `globals` are its frame's, for the module
+ * name; `frame` (3.8-3.10) finds its qualified name. Runs no Python code.
+ */
+static CodeInfo *
+register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
+{
+    CodeInfo *info = &EXCLUDED;
+    PyObject *module = NULL, *qualname = NULL;
+    PyObject *file = code->co_filename;
+    int hidden = S.own_file != NULL && PyUnicode_Check(file) &&
+                 PyUnicode_Compare(file, S.own_file) == 0;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    if (globals != NULL && PyDict_Check(globals)) {
+        module = PyDict_GetItemString(globals, "__name__");
+    }
+    if (module == NULL || !PyUnicode_Check(module)) {
+        module = PyUnicode_FromString("");
+    } else {
+        Py_INCREF(module);
+    }
+    if (hidden) {
+        Py_SETREF(module, PyUnicode_FromString("panopticon"));
+        qualname = code->co_name;
+        Py_INCREF(qualname);
+    } else {
+#if PY_3_11
+        qualname = code->co_qualname;
+        Py_INCREF(qualname);
+#else
+        qualname = qualname_of(code, frame, 0);
+#endif
+    }
+    (void)frame;
+    if (module == NULL || qualname == NULL || !PyUnicode_Check(file)) {
+        PyErr_Clear();
+        goto done;
+    }
+    if (!hidden && S.filtering && !filters_allow(module, qualname, file)) {
+        goto done;
+    }
+    Text text = {0};
+    text_puts(&text, ",\"module\":");
+    text_json_str(&text, module);
+    text_puts(&text, ",\"qualname\":");
+    text_json_str(&text, qualname);
+    text_puts(&text, ",\"file\":");
+    text_json_str(&text, file);
+    text_printf(&text, ",\"line\":%d,\"type\":\"%s\"%s}\n", code->co_firstlineno,
+                code_type(code->co_flags), hidden ? ",\"hidden\":true" : "");
+    if (text.data == NULL) {
+        goto done;
+    }
+    CodeInfo *made = calloc(1, sizeof *made);
+    if (made == NULL) {
+        free(text.data);
+        goto done;
+    }
+    int fresh;
+    made->id = site_id(text.data, text.len, &fresh);
+    if (fresh) {
+        text_printf(&S.records, "{\"kind\":\"code\",\"id\":%u", made->id);
+        text_put(&S.records, text.data, text.len);
+    }
+    free(text.data);
+    made->hidden = (uint8_t)hidden;
+    made->generator = (code->co_flags & CO_GENERATOR_LIKE) != 0;
+    if (made->generator && S.engine == ENGINE_PROFILE) {
+        made->points = suspension_points(code, &made->units);
+    }
+    info = made;
+done:
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    if (SET_CODE_EXTRA((PyObject *)code, S.extra_index, info) < 0) {
+        PyErr_Clear();
+        free_code_info(info);
+        return &EXCLUDED;
+    }
+    return info;
+}
+
+/* ------------------------------------------------------------------------ */
+/* C functions                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * C functions are numbered by their method definition and what they are
+ * bound to (a module, a type, or the type of an instance): builtin methods
+ * bound to an instance are made afresh for each call, so their own address
+ * says nothing. An owner that is a heap type may die and its address be
+ * reused, so it is checked through a weak reference.
+ */
+typedef struct {
+    const void *method; /* PyMethodDef * */
+    const void *owner;
+    PyObject *weak;     /* a weak reference to a heap-type owner, or NULL */
+    uint32_t id;
+} CFuncSlot;
+
+static CFuncSlot *cfuncs = NULL;
+static size_t cfunc_slots = 0, cfunc_used = 0;
+
+/* What a C function record names: `print`, `time.sleep`, `list.append`. */
+static PyObject *
+cfunc_name(PyObject *fn)
+{
+    PyObject *qualname = PyObject_GetAttrString(fn, "__qualname__");
+    if (qualname == NULL || !PyUnicode_Check(qualname)) {
+        PyErr_Clear();
+        Py_XDECREF(qualname);
+        qualname = PyObject_GetAttrString(fn, "__name__");
+        if (qualname == NULL || !PyUnicode_Check(qualname)) {
+            PyErr_Clear();
+            Py_XDECREF(qualname);
+            return PyUnicode_FromString("<C function>");
+        }
+    }
+    PyObject *module = NULL;
+    if (PyCFunction_Check(fn)) {
+        module = ((PyCFunctionObject *)fn)->m_module;
+        Py_XINCREF(module);
+    }
+    PyObject *name = qualname;
+    if (module != NULL && PyUnicode_Check(module) &&
+        PyUnicode_CompareWithASCIIString(module, "builtins") != 0 &&
+        PyUnicode_FindChar(qualname, '.', 0, PyUnicode_GET_LENGTH(qualname), 1) < 0) {
+        name = PyUnicode_FromFormat("%U.%U", module, qualname);
+        Py_DECREF(qualname);
+    }
+    Py_XDECREF(module);
+    if (name == NULL) {
+        PyErr_Clear();
+        return PyUnicode_FromString("<C function>");
+    }
+    return name;
+}
+
+static int
+cfunc_table_grow(void)
+{
+    size_t slots = cfunc_slots ? cfunc_slots * 2 : 1024;
+    CFuncSlot *table = calloc(slots, sizeof *table);
+    if (table == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < cfunc_slots; i++) {
+        if (cfuncs[i].id) {
+            size_t j = hash_u64((uint64_t)(uintptr_t)cfuncs[i].method ^
+                                ((uint64_t)(uintptr_t)cfuncs[i].owner << 1)) &
+                       (slots - 1);
+            while (table[j].id) {
+                j = (j + 1) & (slots - 1);
+            }
+            table[j] = cfuncs[i];
+        }
+    }
+    free(cfuncs);
+    cfuncs = table;
+    cfunc_slots = slots;
+    return 0;
+}
+
+/* Which C function `fn` is; 0 for a callable that is not one. */
+static uint32_t
+cfunc_id(PyObject *fn)
+{
+    const void *method;
+    PyObject *owner;
+    PyTypeObject *type = Py_TYPE(fn);
+    if (type == &PyCFunction_Type
+#if PY_3_9
+        || type == &PyCMethod_Type
+#endif
+    ) {
+        PyCFunctionObject *f = (PyCFunctionObject *)fn;
+        method = f->m_ml;
+        owner = f->m_self;
+        if (owner != NULL && !PyModule_Check(owner) && !PyType_Check(owner)) {
+            owner = (PyObject *)Py_TYPE(owner);
+        }
+    } else if (type == &PyMethodDescr_Type) {
+        method = ((PyMethodDescrObject *)fn)->d_method;
+        owner = (PyObject *)((PyDescrObject *)fn)->d_type;
+    } else {
+        return 0;
+    }
+    if (cfunc_slots == 0 && cfunc_table_grow() < 0) {
+        return 0;
+    }
+    size_t j = hash_u64((uint64_t)(uintptr_t)method ^ ((uint64_t)(uintptr_t)owner << 1)) &
+               (cfunc_slots - 1);
+    for (;;) {
+        CFuncSlot *slot = &cfuncs[j];
+        if (slot->id == 0) {
+            break;
+        }
+        if (slot->method == method && slot->owner == owner) {
+            if (LIKELY(slot->weak == NULL)) {
+                return slot->id;
+            }
+#if PY_3_13
+            PyObject *alive = NULL;
+            int live = PyWeakref_GetRef(slot->weak, &alive) == 1 && alive == owner;
+            Py_XDECREF(alive);
+#else
+            int live = PyWeakref_GET_OBJECT(slot->weak) == owner;
+#endif
+            if (live) {
+                return slot->id;
+            }
+            /* The heap type died and another object took its address. */
+            Py_CLEAR(slot->weak);
+            slot->owner = NULL;
+            slot->method = NULL; /* keeps the probe chain; never matches */
+        }
+        j = (j + 1) & (cfunc_slots - 1);
+    }
+    if ((cfunc_used + 1) * 2 > cfunc_slots) {
+        if (cfunc_table_grow() < 0) {
+            return 0;
+        }
+        return cfunc_id(fn);
+    }
+    PyObject *name = cfunc_name(fn);
+    if (name == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    /* The same name under another definition (rare) gets its own id. */
+    uint32_t id = ++S.cfunc_count;
+    text_printf(&S.records, "{\"kind\":\"cfunc\",\"id\":%u,\"name\":", id);
+    text_json_str(&S.records, name);
+    text_puts(&S.records, "}\n");
+    Py_DECREF(name);
+    CFuncSlot *slot = &cfuncs[j];
+    slot->method = method;
+    slot->owner = owner;
+    slot->weak = NULL;
+    slot->id = id;
+    if (owner != NULL && PyType_Check(owner) &&
+        PyType_HasFeature((PyTypeObject *)owner, Py_TPFLAGS_HEAPTYPE)) {
+        slot->weak = PyWeakref_NewRef(owner, NULL);
+        if (slot->weak == NULL) {
+            PyErr_Clear();
+        }
+    }
+    cfunc_used++;
+    return id;
+}
+
+static inline int
+is_c_function(PyObject *fn)
+{
+    PyTypeObject *type = Py_TYPE(fn);
+    return type == &PyCFunction_Type || type == &PyMethodDescr_Type
+#if PY_3_9
+           || type == &PyCMethod_Type
+#endif
+        ;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Engine: sys.monitoring (3.12+)                                           */
+/* ------------------------------------------------------------------------ */
+
+#if PY_3_12
+/* The interpreter frame running the event: a generator's is part of the
+   generator object, so its address is the frame instance's identity for as
+   long as it lives, and reading it allocates nothing (PyEval_GetFrame would
+   make a frame object). */
+static inline uintptr_t
+current_iframe(void)
+{
+    PyThreadState *ts = unchecked_tstate();
+#if PY_3_13
+    return (uintptr_t)ts->current_frame;
+#else
+    return (uintptr_t)ts->cframe->current_frame;
+#endif
+}
+
+static inline PyObject *
+disable(void)
+{
+    Py_INCREF(S.disable);
+    return S.disable;
+}
+
+static inline CodeInfo *
+monitored_code(PyObject *code)
+{
+    CodeInfo *info = code_info(code);
+    if (UNLIKELY(info == NULL)) {
+        info = register_code((PyCodeObject *)code, PyEval_GetGlobals(), NULL);
+    }
+    return info;
+}
+
+static PyObject *
+on_py_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    if (UNLIKELY(S.waiting)) {
+        /* Only PY_START is on until the program's <module> starts; any other
+           code is switched off at its source and back on by
+           restart_events() (see start_recording). */
+        PyCodeObject *code = (PyCodeObject *)args[0];
+        PyObject *globals = PyEval_GetGlobals();
+        PyObject *name = globals ? PyDict_GetItemString(globals, "__name__") : NULL;
+        if (PyUnicode_CompareWithASCIIString(code->co_name, "<module>") != 0 || name == NULL ||
+            !PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "__main__") != 0) {
+            return disable();
+        }
+        start_recording();
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    if (info->id == 0) {
+        return disable();
+    }
+    Thread *t = current_thread();
+    if (LIKELY(!t->paused)) {
+        emit_code_event(t, OP_CALL, info->id, info->generator ? current_iframe() : 0);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+on_py_resume(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    if (info->id == 0) {
+        return disable();
+    }
+    Thread *t = current_thread();
+    if (LIKELY(!t->paused)) {
+        emit_code_event(t, OP_RESUME, info->id, current_iframe());
+    }
+    Py_RETURN_NONE;
+}
+
+/* A generator thrown into resumes; PY_THROW cannot be DISABLEd. */
+static PyObject *
+on_py_throw(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    Thread *t = current_thread();
+    if (info->id && !t->paused) {
+        emit_code_event(t, OP_RESUME, info->id, current_iframe());
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+on_py_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    if (info->id == 0) {
+        return disable();
+    }
+    Thread *t = current_thread();
+    if (LIKELY(!t->paused)) {
+        emit_end_event(t, OP_RETURN, info->generator ? current_iframe() : 0);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+on_py_yield(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    if (info->id == 0) {
+        return disable();
+    }
+    Thread *t = current_thread();
+    if (LIKELY(!t->paused)) {
+        emit_end_event(t, OP_SUSPEND, current_iframe());
+    }
+    Py_RETURN_NONE;
+}
+
+/* PY_UNWIND cannot be DISABLEd: code left out returns at once. */
+static PyObject *
+on_py_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    Thread *t = current_thread();
+    if (info->id && !t->paused) {
+        emit_end_event(t, OP_UNWIND, info->generator ? current_iframe() : 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* CALL fires for every callable; only C functions are recorded, and only
+   when the code that calls them is. */
+static PyObject *
+on_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active) || !is_c_function(args[2])) {
+        Py_RETURN_NONE;
+    }
+    if (S.filtering && monitored_code(args[0])->id == 0) {
+        return disable();
+    }
+    Thread *t = current_thread();
+    if (LIKELY(!t->paused)) {
+        uint32_t id = cfunc_id(args[2]);
+        if (id) {
+            emit_ref_event(t, OP_C_CALL, id);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+on_c_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (LIKELY(S.active) && is_c_function(args[2])) {
+        Thread *t = current_thread();
+        if (LIKELY(!t->paused)) {
+            emit_bare_event(t, OP_C_RETURN);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+on_c_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (LIKELY(S.active) && is_c_function(args[2])) {
+        Thread *t = current_thread();
+        if (LIKELY(!t->paused)) {
+            emit_bare_event(t, OP_C_RAISE);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+call_monitoring(const char *name, const char *format, ...)
+{
+    PyObject *function = PyObject_GetAttrString(S.monitoring, name);
+    if (function == NULL) {
+        return NULL;
+    }
+    va_list args;
+    va_start(args, format);
+    PyObject *arguments = Py_VaBuildValue(format, args);
+    va_end(args);
+    PyObject *result = arguments ? PyObject_CallObject(function, arguments) : NULL;
+    Py_XDECREF(arguments);
+    Py_DECREF(function);
+    return result;
+}
+
+/* Calls a sys.monitoring function for its effect; failures are cleared. */
+static int
+monitoring_do(PyObject *result)
+{
+    if (result == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+static int
+set_events(int tool, long mask)
+{
+    return monitoring_do(call_monitoring("set_events", "(il)", tool, mask));
+}
+
+static void
+register_callbacks(int tool, int on)
+{
+    Py_ssize_t n = PyList_GET_SIZE(S.callbacks);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(S.callbacks, i);
+        monitoring_do(call_monitoring("register_callback", "(iOO)", tool, PyTuple_GET_ITEM(pair, 0),
+                                      on ? PyTuple_GET_ITEM(pair, 1) : Py_None));
+    }
+}
+
+static void
+release_tool(int tool)
+{
+    set_events(tool, 0);
+    register_callbacks(tool, 0);
+    monitoring_do(call_monitoring("free_tool_id", "(i)", tool));
+}
+
+static long
+reported_events(int tool)
+{
+    PyObject *r = call_monitoring("get_events", "(i)", tool);
+    long mask = r ? PyLong_AsLong(r) : -1;
+    Py_XDECREF(r);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    return mask;
+}
+
+static void switch_on(long mask)
+{
+    S.mask = mask;
+    set_events(S.tool, mask);
+    /* As sys.monitoring reports it back (C_RETURN and C_RAISE come with CALL). */
+    S.reported_mask = reported_events(S.tool);
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Engine: a C profile function (3.8+)                                      */
+/* ------------------------------------------------------------------------ */
+
+static int profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+static int wait_for_main(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+/*
+ * Installs (or, with NULL, removes) our profile function on a thread, as
+ * PyEval_SetProfile does, but without its `sys.setprofile` audit event
+ * before 3.12: the program's own audit hooks see none of ours. From 3.12
+ * the profile function runs on sys.monitoring, so only the API can set it.
+ */
+static void
+set_profile(PyThreadState *ts, Py_tracefunc func, PyObject *obj)
+{
+#if PY_3_12
+    /* Only for the calling thread: the API has nothing else from 3.13. */
+    if (ts != PyThreadState_Get()) {
+        return;
+    }
+    S.switching = 1;
+    PyEval_SetProfile(func, obj);
+    PyErr_Clear();
+    S.switching = 0;
+#else
+    PyObject *old = ts->c_profileobj;
+    Py_XINCREF(obj);
+    ts->c_profilefunc = NULL;
+    ts->c_profileobj = NULL;
+#if PY_3_11
+    ts->cframe->use_tracing = (ts->tracing == 0 && ts->c_tracefunc != NULL) ? 255 : 0;
+#elif PY_3_10
+    ts->cframe->use_tracing = ts->c_tracefunc != NULL;
+#else
+    ts->use_tracing = ts->c_tracefunc != NULL;
+#endif
+    Py_XDECREF(old);
+    ts->c_profilefunc = func;
+    ts->c_profileobj = obj;
+#if PY_3_11
+    ts->cframe->use_tracing =
+        (ts->tracing == 0 && (func != NULL || ts->c_tracefunc != NULL)) ? 255 : 0;
+#elif PY_3_10
+    ts->cframe->use_tracing = func != NULL || ts->c_tracefunc != NULL;
+#else
+    ts->use_tracing = func != NULL || ts->c_tracefunc != NULL;
+#endif
+#endif
+}
+
+/* Removes our profile function from every thread that has it (from 3.12,
+   only from the calling thread; the others' return at once when called). */
+static void
+unprofile_all(void)
+{
+    PyThreadState *self = PyThreadState_Get();
+    PyInterpreterState *interp = self->interp;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts->c_profilefunc == profile || ts->c_profilefunc == wait_for_main) {
+            set_profile(ts, NULL, NULL);
+        }
+    }
+}
+
+static inline PyCodeObject *
+frame_code(PyFrameObject *frame)
+{
+#if PY_3_11
+    /* A new reference, but the frame holds the code for as long as it runs. */
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    Py_DECREF(code);
+    return code;
+#else
+    return frame->f_code;
+#endif
+}
+
+static inline int
+frame_lasti(PyFrameObject *frame)
+{
+#if PY_3_11
+    return PyFrame_GetLasti(frame);
+#else
+    return frame->f_lasti;
+#endif
+}
+
+static inline PyObject *
+frame_globals(PyFrameObject *frame)
+{
+#if PY_3_11
+    PyObject *globals = PyFrame_GetGlobals(frame);
+    Py_XDECREF(globals); /* the frame holds them */
+    return globals;
+#else
+    return frame->f_globals;
+#endif
+}
+
+static inline CodeInfo *
+profiled_code(PyCodeObject *code, PyFrameObject *frame)
+{
+    CodeInfo *info = code_info((PyObject *)code);
+    if (UNLIKELY(info == NULL)) {
+        info = register_code(code, frame_globals(frame), frame);
+    }
+    return info;
+}
+
+static inline int
+at_point(CodeInfo *info, int lasti, int bit)
+{
+    int unit = lasti / 2;
+    return info->points != NULL && lasti >= 0 && unit < info->units && (info->points[unit] & bit);
+}
+
+static int
+profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    Thread *t = (Thread *)obj;
+    if (UNLIKELY(!S.active) || UNLIKELY(t->paused)) {
+        return 0;
+    }
+    switch (what) {
+    case PyTrace_CALL: {
+        CodeInfo *info = profiled_code(frame_code(frame), frame);
+        if (info->id == 0) {
+            return 0;
+        }
+        if (!info->generator) {
+            emit_code_event(t, OP_CALL, info->id, 0);
+            return 0;
+        }
+        int lasti = frame_lasti(frame);
+#if PY_3_11
+        int fresh = at_point(info, lasti, 1);
+#else
+        int fresh = lasti < 0;
+#endif
+        emit_code_event(t, fresh ? OP_CALL : OP_RESUME, info->id, (uintptr_t)frame);
+        return 0;
+    }
+    case PyTrace_RETURN: {
+        CodeInfo *info = profiled_code(frame_code(frame), frame);
+        if (info->id == 0) {
+            return 0;
+        }
+        /* No value: an exception propagates out of the frame. */
+        int op = arg == NULL ? OP_UNWIND : OP_RETURN;
+        if (!info->generator) {
+            emit_end_event(t, op, 0);
+        } else if (arg != NULL && at_point(info, frame_lasti(frame), 2)) {
+            emit_end_event(t, OP_SUSPEND, (uintptr_t)frame);
+        } else {
+            emit_end_event(t, op, (uintptr_t)frame);
+        }
+        return 0;
+    }
+    case PyTrace_C_CALL:
+    case PyTrace_C_RETURN:
+    case PyTrace_C_EXCEPTION:
+        if (!S.c_calls) {
+            return 0;
+        }
+        if (S.filtering && profiled_code(frame_code(frame), frame)->id == 0) {
+            return 0;
+        }
+        if (what == PyTrace_C_CALL) {
+            uint32_t id = cfunc_id(arg);
+            if (id) {
+                emit_ref_event(t, OP_C_CALL, id);
+            }
+        } else if (is_c_function(arg)) {
+            emit_bare_event(t, what == PyTrace_C_RETURN ? OP_C_RETURN : OP_C_RAISE);
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* Before the program: site initialisation and runpy run first; recording
+   starts at the program's own <module> frame. */
+static int
+wait_for_main(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    if (what != PyTrace_CALL || !S.active) {
+        return 0;
+    }
+    PyCodeObject *code = frame_code(frame);
+    if (PyUnicode_CompareWithASCIIString(code->co_name, "<module>") != 0) {
+        return 0;
+    }
+    PyObject *globals = frame_globals(frame);
+    PyObject *name = globals ? PyDict_GetItemString(globals, "__name__") : NULL;
+    if (name == NULL || !PyUnicode_Check(name) ||
+        PyUnicode_CompareWithASCIIString(name, "__main__") != 0) {
+        return 0;
+    }
+    start_recording();
+    set_profile(PyThreadState_Get(), profile, obj);
+    return profile(obj, frame, what, arg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Threads started by the program                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * `_thread.start_new_thread` (and 3.13's `start_joinable_thread`) is
+ * wrapped: the new thread first runs a Trampoline, which gives it its
+ * Thread (named after the threading.Thread being started, as the parent
+ * saw it) and, with the profile engine, our profile function, then calls
+ * the function the program passed. Being C, neither shows in a traceback
+ * or in the trace.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *function;
+    PyObject *name; /* or NULL */
+} Trampoline;
+
+static PyObject *
+trampoline_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    Trampoline *tr = (Trampoline *)self;
+    Thread *t = NULL;
+    if (S.active) {
+        PyThreadState *ts = PyThreadState_Get();
+        t = thread_new(ts, tr->name);
+        if (t == NULL) {
+            PyErr_Clear();
+        } else if (S.engine == ENGINE_PROFILE && !S.manual) {
+            set_profile(ts, profile, (PyObject *)t);
+        }
+    }
+    PyObject *result = PyObject_Call(tr->function, args, kwargs);
+    if (t != NULL) {
+        /* The thread is about to end: its tstate id will not come back. */
+        thread_table_remove(t);
+    }
+    return result;
+}
+
+static void
+trampoline_dealloc(PyObject *self)
+{
+    Trampoline *tr = (Trampoline *)self;
+    Py_XDECREF(tr->function);
+    Py_XDECREF(tr->name);
+    PyObject_Free(self);
+}
+
+static PyTypeObject TrampolineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_panopticon_native.Trampoline",
+    .tp_basicsize = sizeof(Trampoline),
+    .tp_dealloc = trampoline_dealloc,
+    .tp_call = trampoline_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+static void
+thread_dealloc(PyObject *self)
+{
+    PyObject_Free(self);
+}
+
+static PyTypeObject ThreadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_panopticon_native.Thread",
+    .tp_basicsize = sizeof(Thread),
+    .tp_dealloc = thread_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+/* The name of the threading.Thread whose `_bootstrap` is `function`. */
+static PyObject *
+starting_thread_name(PyObject *function)
+{
+    if (function == NULL || !PyMethod_Check(function)) {
+        return NULL;
+    }
+    PyObject **dict = _PyObject_GetDictPtr(PyMethod_GET_SELF(function));
+    if (dict == NULL || *dict == NULL) {
+        return NULL;
+    }
+    PyObject *name = PyDict_GetItemString(*dict, "_name");
+    return name != NULL && PyUnicode_Check(name) ? name : NULL;
+}
+
+/* Calls `real` with its `function` argument (first, or by keyword) wrapped. */
+static PyObject *
+start_thread_through(PyObject *real, PyObject *args, PyObject *kwargs)
+{
+    if (real == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "panopticon: no thread starter");
+        return NULL;
+    }
+    PyObject *function = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
+                         : kwargs                  ? PyDict_GetItemString(kwargs, "function")
+                                                   : NULL;
+    if (function == NULL || !S.active) {
+        return PyObject_Call(real, args, kwargs);
+    }
+    Trampoline *tr = PyObject_New(Trampoline, &TrampolineType);
+    if (tr == NULL) {
+        return NULL;
+    }
+    Py_INCREF(function);
+    tr->function = function;
+    tr->name = starting_thread_name(function);
+    Py_XINCREF(tr->name);
+    PyObject *result = NULL;
+    if (PyTuple_GET_SIZE(args) > 0) {
+        PyObject *wrapped = PyTuple_GetSlice(args, 0, PyTuple_GET_SIZE(args));
+        if (wrapped != NULL) {
+            Py_SETREF(((PyTupleObject *)wrapped)->ob_item[0], (PyObject *)tr);
+            Py_INCREF(tr);
+            result = PyObject_Call(real, wrapped, kwargs);
+            Py_DECREF(wrapped);
+        }
+    } else {
+        PyObject *wrapped = PyDict_Copy(kwargs);
+        if (wrapped != NULL && PyDict_SetItemString(wrapped, "function", (PyObject *)tr) == 0) {
+            result = PyObject_Call(real, args, wrapped);
+        }
+        Py_XDECREF(wrapped);
+    }
+    Py_DECREF(tr);
+    return result;
+}
+
+static PyObject *
+start_new_thread(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    return start_thread_through(S.real_start_new_thread, args, kwargs);
+}
+
+static PyObject *
+start_joinable_thread(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    return start_thread_through(S.real_start_joinable_thread, args, kwargs);
+}
+
+static PyMethodDef start_new_thread_def = {
+    "start_new_thread", (PyCFunction)(void (*)(void))start_new_thread,
+    METH_VARARGS | METH_KEYWORDS, NULL};
+static PyMethodDef start_joinable_thread_def = {
+    "start_joinable_thread", (PyCFunction)(void (*)(void))start_joinable_thread,
+    METH_VARARGS | METH_KEYWORDS, NULL};
+
+/* Puts `wrapper` in place of `name` in `module` (and threading's copy). */
+static int
+wrap_starter(PyObject *thread_module, const char *name, PyMethodDef *def, PyObject **real,
+             const char *threading_name)
+{
+    PyObject *original = PyObject_GetAttrString(thread_module, name);
+    if (original == NULL) {
+        PyErr_Clear();
+        return 0; /* not in this version */
+    }
+    *real = original;
+    PyObject *module_name = PyUnicode_FromString("_thread");
+    PyObject *wrapper = module_name ? PyCFunction_NewEx(def, NULL, module_name) : NULL;
+    Py_XDECREF(module_name);
+    if (wrapper == NULL || PyObject_SetAttrString(thread_module, name, wrapper) < 0) {
+        Py_XDECREF(wrapper);
+        return -1;
+    }
+    /* threading copies the function when it is imported: if it was, before us. */
+    PyObject *modules = PySys_GetObject("modules");
+    PyObject *threading = modules ? PyDict_GetItemString(modules, "threading") : NULL;
+    if (threading != NULL) {
+        PyObject *copy = PyObject_GetAttrString(threading, threading_name);
+        if (copy == original) {
+            PyObject_SetAttrString(threading, threading_name, wrapper);
+        }
+        Py_XDECREF(copy);
+        PyErr_Clear();
+    }
+    Py_DECREF(wrapper);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Marks: what the program itself puts on the timeline                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A value as JSON: None, booleans, numbers and strings as themselves (a
+ * float that is not finite as its repr), dicts, lists and tuples to a depth
+ * of 8, anything else as its repr(). repr() may run the program's code: the
+ * thread is paused meanwhile, so that none of it is recorded.
+ */
+static void
+json_value(Text *t, PyObject *value, int depth)
+{
+    if (value == Py_None) {
+        text_puts(t, "null");
+    } else if (value == Py_True) {
+        text_puts(t, "true");
+    } else if (value == Py_False) {
+        text_puts(t, "false");
+    } else if (PyLong_CheckExact(value)) {
+        PyObject *digits = PyObject_Str(value);
+        if (digits != NULL) {
+            Py_ssize_t n;
+            const char *s = PyUnicode_AsUTF8AndSize(digits, &n);
+            if (s != NULL) {
+                text_put(t, s, (size_t)n);
+            }
+            Py_DECREF(digits);
+        }
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            text_puts(t, "null");
+        }
+    } else if (PyFloat_CheckExact(value)) {
+        double d = PyFloat_AS_DOUBLE(value);
+        char *s = PyOS_double_to_string(d, 'r', 0, 0, NULL);
+        if (s == NULL) {
+            PyErr_Clear();
+            text_puts(t, "null");
+        } else if (d == d && d != Py_HUGE_VAL && d != -Py_HUGE_VAL) {
+            text_puts(t, s);
+        } else {
+            text_json_bytes(t, s, (Py_ssize_t)strlen(s));
+        }
+        PyMem_Free(s);
+    } else if (PyUnicode_CheckExact(value)) {
+        text_json_str(t, value);
+    } else if (depth < 8 && PyDict_Check(value)) {
+        text_puts(t, "{");
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        int first = 1;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            if (!first) {
+                text_puts(t, ",");
+            }
+            first = 0;
+            PyObject *text = PyUnicode_Check(key) ? (Py_INCREF(key), key) : PyObject_Str(key);
+            if (text == NULL) {
+                PyErr_Clear();
+                text_puts(t, "\"?\"");
+            } else {
+                text_json_str(t, text);
+                Py_DECREF(text);
+            }
+            text_puts(t, ":");
+            json_value(t, item, depth + 1);
+        }
+        text_puts(t, "}");
+    } else if (depth < 8 && (PyList_Check(value) || PyTuple_Check(value))) {
+        PyObject *items = PySequence_Fast(value, "");
+        text_puts(t, "[");
+        if (items != NULL) {
+            for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
+                if (i) {
+                    text_puts(t, ",");
+                }
+                json_value(t, PySequence_Fast_GET_ITEM(items, i), depth + 1);
+            }
+            Py_DECREF(items);
+        }
+        PyErr_Clear();
+        text_puts(t, "]");
+    } else {
+        PyObject *repr = PyObject_Repr(value);
+        if (repr == NULL) {
+            PyErr_Clear();
+            text_printf(t, "\"<%s>\"", Py_TYPE(value)->tp_name);
+        } else {
+            text_json_str(t, repr);
+            Py_DECREF(repr);
+        }
+    }
+}
+
+/* A `mark` record; returns its id. */
+static uint32_t
+define_mark(Thread *t, const char *category, PyObject *name, PyObject *args)
+{
+    uint32_t id = ++S.mark_count;
+    Text text = {0};
+    int paused = t->paused;
+    t->paused = 1;
+    text_printf(&text, "{\"kind\":\"mark\",\"id\":%u,\"name\":", id);
+    PyObject *name_text = PyUnicode_Check(name) ? (Py_INCREF(name), name) : PyObject_Str(name);
+    if (name_text == NULL) {
+        PyErr_Clear();
+        text_puts(&text, "\"?\"");
+    } else {
+        text_json_str(&text, name_text);
+        Py_DECREF(name_text);
+    }
+    text_puts(&text, ",\"category\":");
+    text_json_bytes(&text, category, (Py_ssize_t)strlen(category));
+    text_puts(&text, ",\"args\":");
+    if (args != NULL && PyDict_Check(args)) {
+        json_value(&text, args, 0);
+    } else {
+        text_puts(&text, "{}");
+    }
+    text_puts(&text, "}\n");
+    t->paused = paused;
+    if (text.data != NULL) {
+        text_put(&S.records, text.data, text.len);
+        free(text.data);
+    }
+    return id;
+}
+
+/* The collector's own notice on the calling thread's timeline, with a
+   `stop` after it when recording of the thread ends there. */
+static void
+notice(Thread *t, const char *name, const char *by, int stop)
+{
+    PyObject *title = PyUnicode_FromString(name);
+    PyObject *args = Py_BuildValue("{ss}", "by", by);
+    if (title != NULL && args != NULL) {
+        uint32_t mark = define_mark(t, "panopticon", title, args);
+        emit_ref_event(t, OP_INSTANT, mark);
+        if (stop) {
+            emit_bare_event(t, OP_STOP);
+        }
+    }
+    Py_XDECREF(title);
+    Py_XDECREF(args);
+    PyErr_Clear();
+}
+
+/* `file:line (function)` of the innermost Python frame of this thread. */
+static void
+current_place(char *out, size_t size)
+{
+    snprintf(out, size, "%s", "Python (no frame)");
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL) {
+        return;
+    }
+    PyCodeObject *code = frame_code(frame);
+    const char *file = PyUnicode_Check(code->co_filename) ? PyUnicode_AsUTF8(code->co_filename) : NULL;
+    const char *function = PyUnicode_Check(code->co_name) ? PyUnicode_AsUTF8(code->co_name) : NULL;
+    if (file != NULL && function != NULL) {
+        snprintf(out, size, "%s:%d (%s)", file, PyFrame_GetLineNumber(frame), function);
+    }
+    PyErr_Clear();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Guards: the program takes the profiler or the tool id over               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An audit hook in C sees every `sys.setprofile`, cProfile's before 3.12
+ * included. When it replaces our profile function on the calling thread,
+ * the trace marks the moment with the culprit's place, and recording of the
+ * thread stops there; the terminal is told once. (Python has no hook after
+ * the change, so recording does not resume when the other tool lets go.)
+ * A string comparison per audit event is all it costs.
+ */
+static int
+audit_hook(const char *event, PyObject *args, void *data)
+{
+    (void)args;
+    (void)data;
+    if (event[0] != 's' || strcmp(event, "sys.setprofile") != 0 || S.switching || !S.active) {
+        return 0;
+    }
+    PyThreadState *ts = PyThreadState_Get();
+    if (ts->c_profilefunc != profile) {
+        return 0;
+    }
+    Thread *t = (Thread *)ts->c_profileobj;
+    char where[600];
+    current_place(where, sizeof where);
+    if (!S.warned_profile) {
+        S.warned_profile = 1;
+        warn("the program replaced the profile function at %s: recording of thread %llu stopped "
+             "there (the trace marks the moment)",
+             where, (unsigned long long)t->serial);
+    }
+    notice(t, "recording stopped: profile function replaced", where, 1);
+    return 0;
+}
+
+#if PY_3_12
+static void
+report_tool(const char *name, const char *message, const char *where, int stop)
+{
+    static int warned = 0;
+    if (!warned) {
+        warned = 1;
+        warn("%s", message);
+    }
+    notice(current_thread(), name, where, stop);
+}
+
+/* Hands our tool id to the program that claims it: recording moves to
+   another free id first, and goes on. */
+static void
+move_tool(PyObject *claimant)
+{
+    int old = S.tool;
+    int free_ids[] = {4, 3, 5, 1, 0, 2};
+    int new_tool = -1;
+    for (size_t i = 0; i < sizeof free_ids / sizeof free_ids[0]; i++) {
+        if (free_ids[i] == old) {
+            continue;
+        }
+        PyObject *owner = call_monitoring("get_tool", "(i)", free_ids[i]);
+        int free = owner == Py_None;
+        Py_XDECREF(owner);
+        PyErr_Clear();
+        if (free) {
+            new_tool = free_ids[i];
+            break;
+        }
+    }
+    char where[600], name[200], message[1200];
+    current_place(where, sizeof where);
+    PyObject *repr = PyObject_Repr(claimant);
+    const char *claim = repr ? PyUnicode_AsUTF8(repr) : "?";
+    PyErr_Clear();
+    if (new_tool < 0) {
+        snprintf(name, sizeof name, "recording stopped: sys.monitoring tool %d claimed", old);
+        snprintf(message, sizeof message,
+                 "the program claimed sys.monitoring tool %d (as %s) at %s, and no other tool id "
+                 "is free: recording stopped there",
+                 old, claim ? claim : "?", where);
+        report_tool(name, message, where, 1);
+        release_tool(old);
+        S.active = 0;
+        Py_XDECREF(repr);
+        return;
+    }
+    /* Off first: two tools on at once would record every event twice. */
+    set_events(old, 0);
+    monitoring_do(call_monitoring("use_tool_id", "(is)", new_tool, "panopticon"));
+    register_callbacks(new_tool, 1);
+    S.tool = new_tool;
+    switch_on(S.mask);
+    release_tool(old);
+    snprintf(name, sizeof name, "recording moved to sys.monitoring tool %d", new_tool);
+    snprintf(message, sizeof message,
+             "the program claimed sys.monitoring tool %d (as %s) at %s: recording goes on with "
+             "tool %d",
+             old, claim ? claim : "?", where, new_tool);
+    report_tool(name, message, where, 0);
+    Py_XDECREF(repr);
+}
+
+/* sys.monitoring.use_tool_id, as the program sees it. */
+static PyObject *
+guarded_use_tool_id(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    PyObject *tool = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
+    PyObject *name = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : Py_None;
+    if (tool != NULL && PyLong_Check(tool) && S.active && S.engine == ENGINE_MONITORING &&
+        PyLong_AsLong(tool) == S.tool) {
+        move_tool(name);
+    }
+    PyErr_Clear();
+    return PyObject_Call(S.real_use_tool_id, args, kwargs);
+}
+
+static PyMethodDef use_tool_id_def = {
+    "use_tool_id", (PyCFunction)(void (*)(void))guarded_use_tool_id, METH_VARARGS | METH_KEYWORDS,
+    NULL};
+
+/* At each flush and at exit: our tool id changed under us without a claim? */
+static void
+check_tool(void)
+{
+    if (!S.active || S.meddled || S.engine != ENGINE_MONITORING) {
+        return;
+    }
+    PyObject *owner = call_monitoring("get_tool", "(i)", S.tool);
+    int ours = owner != NULL && PyUnicode_Check(owner) &&
+               PyUnicode_CompareWithASCIIString(owner, "panopticon") == 0;
+    Py_XDECREF(owner);
+    PyErr_Clear();
+    if (ours && reported_events(S.tool) == S.reported_mask) {
+        return;
+    }
+    S.meddled = 1;
+    char name[200], message[600];
+    snprintf(name, sizeof name, "sys.monitoring tool %d changed", S.tool);
+    snprintf(message, sizeof message,
+             "the program changed sys.monitoring tool %d, which Panopticon records with, without "
+             "claiming it (noticed while recording): the trace may lack events from then on",
+             S.tool);
+    report_tool(name, message, "noticed while recording", 0);
+}
+#else
+static void
+check_tool(void)
+{
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Starting and stopping                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Switches every hook of ours off; recording is over (or paused for good). */
+static void
+engine_off(void)
+{
+    if (S.engine == ENGINE_PROFILE) {
+        unprofile_all();
+    }
+#if PY_3_12
+    else if (S.engine == ENGINE_MONITORING && S.tool >= 0) {
+        release_tool(S.tool);
+        S.tool = -1;
+    }
+#endif
+}
+
+/* --max-events reached: nothing more is recorded, and the program runs on
+   at full speed. */
+static void
+limit_reached(Thread *t)
+{
+    S.active = 0;
+    S.events_left = -1;
+    text_printf(&S.records, "{\"kind\":\"limit\",\"ts\":%llu,\"events\":%llu,\"thread\":%llu}\n",
+                (unsigned long long)S.last_ts, (unsigned long long)S.events,
+                (unsigned long long)t->serial);
+    engine_off();
+}
+
+/*
+ * At the program's first line, `sys.modules` holds what it holds under
+ * python, plus `panopticon`: the entry site.py's `import sitecustomize` had
+ * to leave for this file (the import system looks it up when the module's
+ * code has run) goes now, unless the user's own sitecustomize took it.
+ */
+static void
+forget_sitecustomize(void)
+{
+    PyObject *modules = PySys_GetObject("modules");
+    PyObject *module = modules ? PyDict_GetItemString(modules, "sitecustomize") : NULL;
+    if (module == NULL || !PyModule_Check(module) || S.own_file == NULL) {
+        return;
+    }
+    PyObject *file = PyDict_GetItemString(PyModule_GetDict(module), "__file__");
+    if (file != NULL && PyUnicode_Check(file) && PyUnicode_Compare(file, S.own_file) == 0) {
+        PyDict_DelItemString(modules, "sitecustomize");
+    }
+    PyErr_Clear();
+}
+
+/* The start of recording at the program's <module> (or at once). */
+static void
+start_recording(void)
+{
+    S.waiting = 0;
+    forget_sitecustomize();
+#if PY_3_12
+    if (S.engine == ENGINE_MONITORING) {
+        PyObject *events = PyObject_GetAttrString(S.monitoring, "events");
+        long mask = 0;
+        static const char *names[] = {"PY_START", "PY_RESUME", "PY_RETURN", "PY_YIELD",
+                                      "PY_UNWIND", "PY_THROW", NULL};
+        static const char *c_names[] = {"CALL", "C_RETURN", "C_RAISE", NULL};
+        for (int pass = 0; pass < 2 && events != NULL; pass++) {
+            const char **list = pass == 0 ? names : c_names;
+            if (pass == 1 && !S.c_calls) {
+                break;
+            }
+            for (int i = 0; list[i]; i++) {
+                PyObject *bit = PyObject_GetAttrString(events, list[i]);
+                if (bit != NULL) {
+                    mask |= PyLong_AsLong(bit);
+                }
+                Py_XDECREF(bit);
+            }
+        }
+        Py_XDECREF(events);
+        PyErr_Clear();
+        switch_on(mask);
+        monitoring_do(call_monitoring("restart_events", "()"));
+    }
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* The module's functions                                                   */
+/* ------------------------------------------------------------------------ */
+
+static PyObject *
+native_open(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (path == NULL) {
+        return NULL;
+    }
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) {
+        errno = ENAMETOOLONG;
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    strcpy(address.sun_path, path);
+    /* CLOEXEC: a program that execs (subprocess, os.exec*) hands it nothing. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    int r;
+    do {
+        r = connect(fd, (struct sockaddr *)&address, sizeof address);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        int error = errno;
+        close(fd);
+        errno = error;
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    S.fd = fd;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+native_send(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int r = -1;
+    if (S.fd >= 0) {
+        struct iovec iov = {view.buf, (size_t)view.len};
+        r = write_all(&iov, 1);
+    }
+    int error = errno;
+    PyBuffer_Release(&view);
+    if (r < 0) {
+        errno = S.fd < 0 ? EBADF : error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+native_now(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(clock_now());
+}
+
+static PyObject *
+native_clock(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyUnicode_FromString(use_tsc ? "tsc" : "monotonic");
+}
+
+/* A filter list from Python: a list of 2-tuples of str. */
+static PyObject *
+pattern_list(PyObject *value, const char *what)
+{
+    if (value == NULL || value == Py_None) {
+        return PyList_New(0);
+    }
+    PyObject *list = PySequence_List(value);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(item, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(item, 1))) {
+            Py_DECREF(list);
+            PyErr_Format(PyExc_TypeError, "%s: expected (kind, glob) pairs of str", what);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/*
+ * configure(engine, own_file, include, exclude, stdlib, c_calls, max_events,
+ * clock): what to record, before start(). `engine` is "monitoring" or
+ * "setprofile"; `stdlib` a tuple of directories (ending in "/") or None.
+ * Makes the calling thread (the main thread) thread 1.
+ */
+static PyObject *
+native_configure(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    static char *keywords[] = {"engine",    "own_file",   "include", "exclude", "stdlib",
+                               "c_calls",   "max_events", "clock",   NULL};
+    const char *engine, *clock = "auto";
+    PyObject *own_file, *include = NULL, *exclude = NULL, *stdlib = Py_None;
+    int c_calls = 1;
+    long long max_events = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sU|OOOpLs", keywords, &engine, &own_file,
+                                     &include, &exclude, &stdlib, &c_calls, &max_events, &clock)) {
+        return NULL;
+    }
+    if (S.started) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() after start()");
+        return NULL;
+    }
+    if (strcmp(engine, "monitoring") == 0) {
+#if PY_3_12
+        S.engine = ENGINE_MONITORING;
+#else
+        PyErr_SetString(PyExc_ValueError, "the monitoring engine needs Python 3.12 or newer");
+        return NULL;
+#endif
+    } else if (strcmp(engine, "setprofile") == 0) {
+        S.engine = ENGINE_PROFILE;
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown engine %s", engine);
+        return NULL;
+    }
+    Py_XSETREF(S.include, pattern_list(include, "include"));
+    Py_XSETREF(S.exclude, pattern_list(exclude, "exclude"));
+    if (S.include == NULL || S.exclude == NULL) {
+        return NULL;
+    }
+    if (stdlib != Py_None) {
+        PyObject *dirs = PySequence_Tuple(stdlib);
+        if (dirs == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(S.stdlib, dirs);
+    }
+    Py_INCREF(own_file);
+    Py_XSETREF(S.own_file, own_file);
+    S.c_calls = c_calls;
+    S.filtering = PyList_GET_SIZE(S.include) || PyList_GET_SIZE(S.exclude) || S.stdlib != NULL;
+    S.events_left = max_events > 0 ? max_events : -1;
+    clock_init(clock);
+    S.pos = S.buf;
+    S.last_ts = S.batch_ts = clock_now();
+    if (main_thread == NULL) {
+        PyObject *name = PyUnicode_FromString("MainThread");
+        main_thread = thread_new(PyThreadState_Get(), name);
+        Py_XDECREF(name);
+        if (main_thread == NULL) {
+            return NULL;
+        }
+    }
+    return PyLong_FromUnsignedLongLong(main_thread->serial);
+}
+
+#if PY_3_12
+static PyMethodDef monitoring_callbacks[];
+#endif
+
+/*
+ * start(manual): installs the engine. Recording begins at the program's
+ * <module> frame; with `manual`, only in record_thread() .. stop_thread().
+ * Also wraps the thread starters, and adds the audit hook (profile engine).
+ */
+static PyObject *
+native_start(PyObject *module, PyObject *args)
+{
+    (void)module;
+    int manual = 0;
+    if (!PyArg_ParseTuple(args, "|p", &manual)) {
+        return NULL;
+    }
+    if (S.engine == ENGINE_NONE || S.started) {
+        PyErr_SetString(PyExc_RuntimeError, "start() needs configure() first, and runs once");
+        return NULL;
+    }
+    S.started = 1;
+    S.active = 1;
+    S.manual = manual;
+    S.waiting = !manual;
+    PyObject *thread_module = PyImport_ImportModule("_thread");
+    if (thread_module == NULL ||
+        wrap_starter(thread_module, "start_new_thread", &start_new_thread_def,
+                     &S.real_start_new_thread, "_start_new_thread") < 0 ||
+        wrap_starter(thread_module, "start_joinable_thread", &start_joinable_thread_def,
+                     &S.real_start_joinable_thread, "_start_joinable_thread") < 0) {
+        Py_XDECREF(thread_module);
+        return NULL;
+    }
+    Py_DECREF(thread_module);
+    if (S.engine == ENGINE_PROFILE) {
+        if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
+            PyErr_Clear();
+        }
+        if (!manual) {
+            set_profile(PyThreadState_Get(), wait_for_main, (PyObject *)main_thread);
+        }
+        Py_RETURN_NONE;
+    }
+#if PY_3_12
+    S.monitoring = PySys_GetObject("monitoring");
+    if (S.monitoring == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no sys.monitoring");
+        return NULL;
+    }
+    Py_INCREF(S.monitoring);
+    S.disable = PyObject_GetAttrString(S.monitoring, "DISABLE");
+    PyObject *events = PyObject_GetAttrString(S.monitoring, "events");
+    if (S.disable == NULL || events == NULL) {
+        Py_XDECREF(events);
+        return NULL;
+    }
+    /* Tool ids 3 and 4 have no assigned role. PROFILER_ID (2) would be the
+       natural choice, but cProfile claims it on 3.12+, and a program that
+       profiles itself must run as it does without us. */
+    S.tool = -1;
+    for (int tool = 4; tool >= 3; tool--) {
+        PyObject *owner = call_monitoring("get_tool", "(i)", tool);
+        int free = owner == Py_None;
+        Py_XDECREF(owner);
+        if (free) {
+            S.tool = tool;
+            break;
+        }
+    }
+    PyErr_Clear();
+    if (S.tool < 0) {
+        Py_DECREF(events);
+        PyErr_SetString(PyExc_RuntimeError, "the sys.monitoring tool ids 3 and 4 are taken");
+        return NULL;
+    }
+    if (monitoring_do(call_monitoring("use_tool_id", "(is)", S.tool, "panopticon")) < 0) {
+        Py_DECREF(events);
+        PyErr_SetString(PyExc_RuntimeError, "sys.monitoring.use_tool_id failed");
+        return NULL;
+    }
+    S.callbacks = PyList_New(0);
+    for (PyMethodDef *def = monitoring_callbacks; def->ml_name != NULL; def++) {
+        PyObject *bit = PyObject_GetAttrString(events, def->ml_doc);
+        PyObject *callback = PyCFunction_NewEx(def, module, NULL);
+        PyObject *pair = bit && callback ? PyTuple_Pack(2, bit, callback) : NULL;
+        if (pair == NULL || PyList_Append(S.callbacks, pair) < 0) {
+            Py_XDECREF(bit);
+            Py_XDECREF(callback);
+            Py_XDECREF(pair);
+            Py_DECREF(events);
+            return NULL;
+        }
+        Py_DECREF(bit);
+        Py_DECREF(callback);
+        Py_DECREF(pair);
+    }
+    register_callbacks(S.tool, 1);
+    PyObject *start_bit = PyObject_GetAttrString(events, "PY_START");
+    long start_mask = start_bit ? PyLong_AsLong(start_bit) : 0;
+    Py_XDECREF(start_bit);
+    Py_DECREF(events);
+    PyErr_Clear();
+    switch_on(start_mask);
+    /* The guard: a program that claims our id gets it, and we move. */
+    S.real_use_tool_id = PyObject_GetAttrString(S.monitoring, "use_tool_id");
+    PyObject *guarded = PyCFunction_NewEx(&use_tool_id_def, NULL, NULL);
+    if (S.real_use_tool_id == NULL || guarded == NULL ||
+        PyObject_SetAttrString(S.monitoring, "use_tool_id", guarded) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(guarded);
+#endif
+    Py_RETURN_NONE;
+}
+
+/* Manual recording: the calling thread records from now on. */
+static PyObject *
+native_record_thread(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (!S.active || S.engine != ENGINE_PROFILE) {
+        Py_RETURN_NONE;
+    }
+    PyThreadState *ts = PyThreadState_Get();
+    Thread *t = thread_table_get(ts->id);
+    if (t == NULL) {
+        t = thread_new(ts, threading_name(PyThread_get_thread_ident()));
+        if (t == NULL) {
+            return NULL;
+        }
+    }
+    /* The last thing the thread does before it records. */
+    set_profile(ts, profile, (PyObject *)t);
+    Py_RETURN_NONE;
+}
+
+/* Manual recording: the calling thread's last event is a `stop`. */
+static PyObject *
+native_stop_thread(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    PyThreadState *ts = PyThreadState_Get();
+    if (ts->c_profilefunc == profile) {
+        Thread *t = (Thread *)ts->c_profileobj;
+        if (S.active) {
+            emit_bare_event(t, OP_STOP);
+        }
+        set_profile(ts, NULL, NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+/* mark(op, span, name, args): an instant (8), counter (9) or span begin (10). */
+static PyObject *
+native_mark(PyObject *module, PyObject *args)
+{
+    (void)module;
+    int op;
+    unsigned long long span;
+    PyObject *name, *values;
+    if (!PyArg_ParseTuple(args, "iKOO", &op, &span, &name, &values)) {
+        return NULL;
+    }
+    if (!S.active || (op != OP_INSTANT && op != OP_COUNTER && op != OP_SPAN_BEGIN)) {
+        Py_RETURN_NONE;
+    }
+    Thread *t = current_thread();
+    if (S.manual && unchecked_tstate()->c_profilefunc != profile) {
+        Py_RETURN_NONE; /* this thread records nothing now */
+    }
+    uint32_t mark = define_mark(t, "mark", name, values);
+    if (op == OP_SPAN_BEGIN) {
+        emit_span_event(t, OP_SPAN_BEGIN, span, mark);
+    } else {
+        emit_ref_event(t, op, mark);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+native_span_end(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    unsigned long long span = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (S.active && !(S.manual && unchecked_tstate()->c_profilefunc != profile)) {
+        emit_span_event(current_thread(), OP_SPAN_END, span, 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* The process's peak resident memory, from /proc (Linux); 0 if unknown. */
+static unsigned long long
+max_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    unsigned long long kb = 0;
+    if (f != NULL) {
+        char line[256];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "VmHWM:", 6) == 0) {
+                kb = strtoull(line + 6, NULL, 10);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    return kb * 1024;
+}
+
+/* Stops recording for good and sends the rest, then the `end` record. */
+static void
+finish(const char *reason)
+{
+    if (S.finished) {
+        return;
+    }
+    S.finished = 1;
+    int was_active = S.active;
+    S.active = 0;
+    if (was_active) {
+        check_tool();
+        engine_off();
+    }
+    Thread *t = S.thread ? S.thread : main_thread;
+    flush_batch(t);
+    Text end = {0};
+    text_printf(&end, "{\"kind\":\"end\",\"ts\":%llu,\"events\":%llu,\"dropped\":%llu,\"reason\":",
+                (unsigned long long)clock_now(), (unsigned long long)S.events,
+                (unsigned long long)(S.dropped + (S.events - S.sent - S.dropped)));
+    text_json_bytes(&end, reason, (Py_ssize_t)strlen(reason));
+    unsigned long long rss = max_rss();
+    if (rss) {
+        text_printf(&end, ",\"max_rss\":%llu", rss);
+    }
+    text_puts(&end, "}\n");
+    if (end.data != NULL) {
+        text_put(&S.records, end.data, end.len);
+        free(end.data);
+    }
+    send_pending(0);
+    if (S.fd >= 0) {
+        close(S.fd);
+        S.fd = -1;
+    }
+}
+
+static PyObject *
+native_finish(PyObject *module, PyObject *args)
+{
+    (void)module;
+    const char *reason = "exit";
+    if (!PyArg_ParseTuple(args, "|s", &reason)) {
+        return NULL;
+    }
+    finish(reason);
+    Py_RETURN_NONE;
+}
+
+/* os._exit, as the program sees it: what was recorded goes out first. */
+static PyObject *
+native_exit(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    /* A call os._exit would refuse goes straight to it, for its own error. */
+    if (PyTuple_GET_SIZE(args) == 1 && (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) &&
+        PyLong_Check(PyTuple_GET_ITEM(args, 0))) {
+        finish("os._exit");
+    }
+    return PyObject_Call(S.real_exit, args, kwargs);
+}
+
+static PyMethodDef exit_def = {"_exit", (PyCFunction)(void (*)(void))native_exit,
+                               METH_VARARGS | METH_KEYWORDS, NULL};
+
+/* wrap_exit(real): the os._exit to install. */
+static PyObject *
+native_wrap_exit(PyObject *module, PyObject *real)
+{
+    (void)module;
+    Py_INCREF(real);
+    Py_XSETREF(S.real_exit, real);
+    PyObject *name = PyUnicode_FromString("posix");
+    PyObject *wrapper = name ? PyCFunction_NewEx(&exit_def, NULL, name) : NULL;
+    Py_XDECREF(name);
+    return wrapper;
+}
+
+/* In the parent, after a fork: the trace says the child is not traced. */
+static PyObject *
+native_after_fork_parent(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (S.active && !(S.manual && unchecked_tstate()->c_profilefunc != profile)) {
+        notice(current_thread(), "fork: the child process is not traced", "os.fork", 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* In a forked child: write nothing into the parent's stream, and keep the
+   converter waiting for nothing (the socket is closed). */
+static PyObject *
+native_after_fork_child(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (S.fd >= 0) {
+        close(S.fd);
+        S.fd = -1;
+    }
+    int was_active = S.active;
+    S.active = 0;
+    S.finished = 1;
+    S.pos = S.buf;
+    S.batch_events = 0;
+    S.records.len = 0;
+    if (was_active) {
+        engine_off();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+native_stats(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return Py_BuildValue(
+        "{sKsKsKsKsIsIsKsssssi}", "events", (unsigned long long)S.events, "sent",
+        (unsigned long long)S.sent, "dropped", (unsigned long long)S.dropped, "batches",
+        (unsigned long long)S.batches, "codes", S.code_count, "cfuncs", S.cfunc_count, "threads",
+        (unsigned long long)S.thread_count, "engine",
+        S.engine == ENGINE_MONITORING ? "monitoring" : S.engine == ENGINE_PROFILE ? "setprofile" : "",
+        "clock", use_tsc ? "tsc" : "monotonic", "tool", S.engine == ENGINE_MONITORING ? S.tool : -1);
+}
+
+/*
+ * encode_batch(events): the bytes of a batch frame for `events`, a list of
+ * (op, thread, ts, frame, ref, span) with absolute times, as the hot path
+ * writes them (the same functions), for the shared protocol fixtures. The
+ * first event's thread and time are the frame's `thread` and `ts`.
+ */
+static PyObject *
+native_encode_batch(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    PyObject *events = PySequence_Fast(arg, "encode_batch() takes a list of events");
+    if (events == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(events);
+    uint8_t *buf = malloc((size_t)n * EVENT_MAX_BYTES + 1);
+    if (buf == NULL) {
+        Py_DECREF(events);
+        return PyErr_NoMemory();
+    }
+    uint8_t *p = buf;
+    unsigned long long thread = 0, last = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned long long op, th, ts, frame, ref, span;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(events, i), "KKKKKK", &op, &th, &ts, &frame,
+                              &ref, &span)) {
+            free(buf);
+            Py_DECREF(events);
+            return NULL;
+        }
+        if (i == 0) {
+            thread = th;
+            last = ts;
+        } else if (th != thread) {
+            *p++ = OP_THREAD;
+            p = put_varint(p, th);
+            thread = th;
+        }
+        uint64_t dt = ts > last ? ts - last : 0;
+        last += dt;
+        uint8_t *opb = p++;
+        *opb = (uint8_t)op;
+        p = put_varint(p, dt);
+        switch (op) {
+        case OP_CALL:
+        case OP_RESUME:
+            p = put_varint(p, ref);
+            break;
+        case OP_C_CALL:
+        case OP_INSTANT:
+        case OP_COUNTER:
+            p = put_varint(p, ref);
+            break;
+        case OP_SPAN_BEGIN:
+            p = put_varint(p, span);
+            p = put_varint(p, ref);
+            break;
+        case OP_SPAN_END:
+            p = put_varint(p, span);
+            break;
+        default:
+            break;
+        }
+        if (frame && op <= OP_SUSPEND) {
+            p = put_frame(p, opb, (uintptr_t)frame);
+        }
+    }
+    Py_DECREF(events);
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)buf, p - buf);
+    free(buf);
+    return bytes;
+}
+
+#if PY_3_12
+/* The callbacks; ml_doc names the event each is registered for. */
+static PyMethodDef monitoring_callbacks[] = {
+    {"py_start", (PyCFunction)(void (*)(void))on_py_start, METH_FASTCALL, "PY_START"},
+    {"py_resume", (PyCFunction)(void (*)(void))on_py_resume, METH_FASTCALL, "PY_RESUME"},
+    {"py_throw", (PyCFunction)(void (*)(void))on_py_throw, METH_FASTCALL, "PY_THROW"},
+    {"py_return", (PyCFunction)(void (*)(void))on_py_return, METH_FASTCALL, "PY_RETURN"},
+    {"py_yield", (PyCFunction)(void (*)(void))on_py_yield, METH_FASTCALL, "PY_YIELD"},
+    {"py_unwind", (PyCFunction)(void (*)(void))on_py_unwind, METH_FASTCALL, "PY_UNWIND"},
+    {"call", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, "CALL"},
+    {"c_return", (PyCFunction)(void (*)(void))on_c_return, METH_FASTCALL, "C_RETURN"},
+    {"c_raise", (PyCFunction)(void (*)(void))on_c_raise, METH_FASTCALL, "C_RAISE"},
+    {NULL, NULL, 0, NULL},
+};
+#endif
+
+static PyMethodDef native_methods[] = {
+    {"open", native_open, METH_O, "open(path): connect to the converter's Unix socket."},
+    {"send", native_send, METH_O, "send(data): write bytes to the channel (the hello)."},
+    {"now", native_now, METH_NOARGS, "now(): the collector's clock, in ns (CLOCK_MONOTONIC)."},
+    {"clock", native_clock, METH_NOARGS, "clock(): \"tsc\" or \"monotonic\"."},
+    {"configure", (PyCFunction)(void (*)(void))native_configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(engine, own_file, include, exclude, stdlib, c_calls, max_events, clock): the "
+     "main thread's id."},
+    {"start", native_start, METH_VARARGS, "start(manual=False): install the engine."},
+    {"record_thread", native_record_thread, METH_NOARGS, "Manual mode: record the calling thread."},
+    {"stop_thread", native_stop_thread, METH_NOARGS, "Manual mode: stop recording the calling thread."},
+    {"mark", native_mark, METH_VARARGS, "mark(op, span, name, args): an instant, counter or span."},
+    {"span_end", native_span_end, METH_O, "span_end(span): a span closes."},
+    {"finish", native_finish, METH_VARARGS, "finish(reason='exit'): the end of recording."},
+    {"wrap_exit", native_wrap_exit, METH_O, "wrap_exit(os._exit): the os._exit to install."},
+    {"after_fork_parent", native_after_fork_parent, METH_NOARGS, "os.register_at_fork hook."},
+    {"after_fork_child", native_after_fork_child, METH_NOARGS, "os.register_at_fork hook."},
+    {"stats", native_stats, METH_NOARGS, "stats(): what was recorded so far."},
+    {"encode_batch", native_encode_batch, METH_O, "encode_batch(events): a batch frame's bytes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+native_exec(PyObject *module)
+{
+    (void)module;
+    const uint16_t probe = 1;
+    if (*(const uint8_t *)&probe != 1) {
+        PyErr_SetString(PyExc_ImportError, "the native collector needs a little-endian host");
+        return -1;
+    }
+    if (PyType_Ready(&ThreadType) < 0 || PyType_Ready(&TrampolineType) < 0) {
+        return -1;
+    }
+    if (S.extra_index < 0) {
+        S.extra_index = REQUEST_CODE_EXTRA_INDEX(free_code_info);
+        if (S.extra_index < 0) {
+            PyErr_SetString(PyExc_ImportError, "no code extra slot is left");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot native_slots[] = {
+    {Py_mod_exec, native_exec},
+#if PY_3_12
+    /* One set of globals: one interpreter. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_panopticon_native",
+    .m_doc = "Panopticon's native collector (see collector.py).",
+    .m_size = 0,
+    .m_methods = native_methods,
+    .m_slots = native_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__panopticon_native(void)
+{
+    return PyModuleDef_Init(&native_module);
+}
