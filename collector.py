@@ -1442,10 +1442,10 @@ class _Guard:
             return
         serial = ours[1]
         try:
-            where = _place(_frame_of_caller(1))
+            caller = _frame_of_caller(1)
+            where = None if _near_recursion_limit(caller) else _place(caller)
         except Exception:
-            # No room left on the stack (Python removes a profile function
-            # that raised, as at the recursion limit), or no Python caller.
+            # No room left on the stack, or no Python caller.
             where = None
         if not self.warned and where is not None:
             self.warned = _warn(
@@ -1462,6 +1462,18 @@ class _Guard:
 
 
 _guard = _Guard()
+
+
+def _near_recursion_limit(frame):
+    """Whether `frame` is at the recursion limit: there Python itself removes a
+    profile function that raised RecursionError, through the same
+    `sys.setprofile` audit event as a program would."""
+    depth = 0
+    limit = sys.getrecursionlimit()
+    while frame is not None and depth < limit:
+        frame = frame.f_back
+        depth += 1
+    return depth >= limit - 10
 
 
 def _place(frame):

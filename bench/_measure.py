@@ -1,7 +1,10 @@
 """Runs one command and prints, as one JSON line on stdout, its wall time,
 exit status and peak memory.
 
-    python bench/_measure.py COMMAND [ARGS...]
+    python bench/_measure.py [--env NAME=VALUE ...] COMMAND [ARGS...]
+
+`--env` sets a variable for the command only: set for this script, a
+PYTHONPATH with a sitecustomize in it would run in this interpreter too.
 
 The command's stdout and stderr both go to our stderr, so that our stdout
 holds only the result:
@@ -46,11 +49,11 @@ def read_vmhwm(pid):
     return None
 
 
-def spawn(argv):
+def spawn(argv, env):
     # posix_spawnp rather than subprocess: no Popen bookkeeping that would
     # race our own wait4 for the child's status.
     return os.posix_spawnp(
-        argv[0], argv, dict(os.environ), file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)]
+        argv[0], argv, dict(os.environ, **env), file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)]
     )
 
 
@@ -82,7 +85,7 @@ def wait_for_exit(pid, on_tick):
     return ended[0]
 
 
-def measure(argv):
+def measure(argv, env):
     peak = [None]
 
     def sample():
@@ -91,7 +94,7 @@ def measure(argv):
             peak[0] = value
 
     start = time.perf_counter()
-    pid = spawn(argv)
+    pid = spawn(argv, env)
     end = wait_for_exit(pid, sample)
     _, status, usage = os.wait4(pid, 0)
     return {
@@ -110,13 +113,19 @@ def exit_code(status):
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.stderr.write("usage: _measure.py COMMAND [ARGS...]\n")
+    args = sys.argv[1:]
+    env = {}
+    while len(args) >= 2 and args[0] == "--env" and "=" in args[1]:
+        name, _, value = args[1].partition("=")
+        env[name] = value
+        args = args[2:]
+    if not args:
+        sys.stderr.write("usage: _measure.py [--env NAME=VALUE ...] COMMAND [ARGS...]\n")
         return 2
     try:
-        result = measure(sys.argv[1:])
+        result = measure(args, env)
     except OSError as error:
-        sys.stderr.write("error: cannot run %s: %s\n" % (sys.argv[1], error))
+        sys.stderr.write("error: cannot run %s: %s\n" % (args[0], error))
         return 1
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

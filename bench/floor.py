@@ -10,6 +10,10 @@ MODE
                  `deque(maxlen=8192)`): what any Python-level recorder must
                  at least do per event.
     noop         the callback does nothing: the price of the hook itself.
+    c            a C callback (bench/floor.c, built by bench/overhead.ts; its
+                 path in PANOPTICON_FLOOR_MODULE) that takes a timestamp and
+                 stores it in a ring of 8192: the floor of the native
+                 collector, on the same hooks.
     append-list  as `append`, into a plain list that grows to the end. Not a
                  fair floor: tens of millions of tuples (over 1 GB) cost page
                  faults and garbage-collector passes that a recorder which
@@ -48,7 +52,7 @@ MONITORING_EVENTS = (
 
 # The collector's FLUSH_THRESHOLD: it holds at most about this many events.
 BUFFER_SIZE = 8192
-MODES = ("append", "noop", "append-list")
+MODES = ("append", "noop", "append-list", "c")
 
 
 def profile_callback(mode, records):
@@ -127,6 +131,35 @@ def start_monitoring(mode, records):
     return stop
 
 
+def load_c_floor():
+    import _imp
+
+    class Spec:
+        name = "_panopticon_floor"
+        origin = os.environ["PANOPTICON_FLOOR_MODULE"]
+
+    return _imp.create_dynamic(Spec)
+
+
+def start_c(engine):
+    floor = load_c_floor()
+    if engine == "setprofile":
+        # threading calls the hook as a profile function in each new thread:
+        # it puts the C profile function in its place.
+        threading.setprofile(floor.install_thread)
+    floor.install(engine)
+
+    def stop():
+        if engine == "setprofile":
+            sys.setprofile(None)
+            threading.setprofile(None)
+        else:
+            sys.monitoring.set_events(4, 0)
+            sys.monitoring.free_tool_id(4)
+
+    return stop
+
+
 ENGINES = {"setprofile": start_setprofile, "monitoring": start_monitoring}
 
 
@@ -136,7 +169,7 @@ def run(mode, engine, script, args):
     records = [] if mode == "append-list" else collections.deque(maxlen=BUFFER_SIZE)
     sys.argv = [script] + args
     sys.path[0] = os.path.dirname(os.path.abspath(script))
-    stop = ENGINES[engine](mode, records)
+    stop = start_c(engine) if mode == "c" else ENGINES[engine](mode, records)
     try:
         runpy.run_path(script, run_name="__main__")
     finally:
@@ -146,7 +179,7 @@ def run(mode, engine, script, args):
 def main():
     if len(sys.argv) < 4 or sys.argv[1] not in MODES or sys.argv[2] not in ENGINES:
         sys.stderr.write(
-            "usage: floor.py append|noop|append-list setprofile|monitoring script.py [args...]\n"
+            "usage: floor.py append|noop|append-list|c setprofile|monitoring script.py [args...]\n"
         )
         return 2
     if sys.argv[2] == "monitoring" and not hasattr(sys, "monitoring"):

@@ -1,16 +1,20 @@
 /**
  * Collector overhead: runs each workload of the shared benchmark untraced,
- * traced by Panopticon, and under the two floors of `bench/floor.py`, in
- * alternating runs, and prints per workload the median times, their ratios,
- * the events, the trace's size and the peak memory of the Python process
- * and of the converter; then runs the converter benchmark once. The results
- * go to `bench/results/latest.json` and a dated copy.
+ * traced by Panopticon (the native collector, and the Python one), under
+ * cProfile, with the native collector alone (its stream discarded), and
+ * under the floors of `bench/floor.py` (a C callback, bench/floor.c, and two
+ * Python ones), in alternating runs, and prints per workload the median
+ * times, their ratios, the events, the trace's size and the peak memory of
+ * the Python process and of the converter; then runs the converter
+ * benchmark once, and compares every figure with the last committed results.
+ * The results go to `bench/results/latest.json` and a dated copy.
  *
  *     deno task bench [--all | --python PATH...] [--workloads a,b] [--runs N]
- *                     [--reps N] [--workloads-dir DIR] [--results DIR] [--quick]
+ *                     [--kinds a,b] [--reps N] [--workloads-dir DIR]
+ *                     [--results DIR] [--quick]
  *
  * Every time is the whole process, from spawn to exit, measured by
- * `bench/_measure.py`; the traced time is thus Python, collector and
+ * `bench/_measure.py`; a traced time is thus Python, collector and
  * converter together, with the trace complete on disk.
  *
  * @module
@@ -18,6 +22,8 @@
 
 import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
+import { buildNative } from "../src/native_build.ts";
+import { probePython } from "../src/python.ts";
 import { fileURLToPath } from "node:url";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
 import {
@@ -38,15 +44,68 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const MAIN = join(ROOT, "main.ts");
 const MEASURE = join(ROOT, "bench", "_measure.py");
 const FLOOR = join(ROOT, "bench", "floor.py");
+const FLOOR_C = join(ROOT, "bench", "floor.c");
+const COLLECTOR = join(ROOT, "collector.py");
 const CONVERTER_BENCH = join(ROOT, "bench", "converter.ts");
 
 /** The filtered run: only the workload's own file is recorded. */
 const FILTERED_WORKLOAD = "stdlib_mix.py";
 const FILTER_ARGS = ["--include", "file:*/stdlib_mix.py"];
 
-/** Targets of the overhead issue, printed next to the figures. */
-const TARGET_OVER_FLOOR = 1.3;
+/** Targets of the native-collector issue, printed next to the figures. */
+const TARGET_OVER_C_FLOOR = 2;
 const TARGET_FILTERED = 1.15;
+/** 3.8 to 3.10, which VizTracer does not support: within this factor of cProfile's whole run. */
+const TARGET_OVER_CPROFILE = 1.5;
+
+/**
+ * VizTracer 1.1.1's fastest path (in-process C writer, keeping its last 1M
+ * entries), traced / untraced, whole run, measured side by side on this
+ * kind of machine when the native-collector issue was filed; VizTracer
+ * cannot be installed here (no PyPI), so these are the reference figures.
+ */
+const VIZTRACER: Record<string, Record<string, number>> = {
+  "3.11": { calls: 8.2, gens: 7.1, asyncio_tasks: 4.8, threads: 6.4, stdlib_mix: 3.2 },
+  "3.12": { calls: 5.8, gens: 6.7, asyncio_tasks: 4.3, threads: 4.4, stdlib_mix: 3.2 },
+  "3.13": { calls: 8.1, gens: 4.1, asyncio_tasks: 2.8, threads: 5.0, stdlib_mix: 1.5 },
+};
+
+/**
+ * The runs alternated in each round, in this order:
+ *
+ * - `untraced`: `python w.py`;
+ * - `traced`: the whole `panopticon -o trace.json w.py`, native collector;
+ * - `traced_python`: the same with `--collector python`;
+ * - `native_alone`: the native collector in the Python process, its stream
+ *   read and discarded by this benchmark (no converter): its own cost;
+ * - `floor_c`: bench/floor.c's callback, which stores a timestamp;
+ * - `floor_append`, `floor_noop`: bench/floor.py's Python callbacks;
+ * - `cprofile`: `python -m cProfile -o /dev/null w.py` (C, aggregates only);
+ * - `filtered`: `traced` with FILTER_ARGS (only the workload's own file), on stdlib_mix.
+ */
+type Kind =
+  | "untraced"
+  | "traced"
+  | "traced_python"
+  | "native_alone"
+  | "floor_c"
+  | "floor_append"
+  | "floor_noop"
+  | "cprofile"
+  | "filtered";
+
+const ALL_KINDS: readonly Kind[] = [
+  "untraced",
+  "traced",
+  "traced_python",
+  "native_alone",
+  "floor_c",
+  "floor_append",
+  "floor_noop",
+  "cprofile",
+  "filtered",
+];
+const QUICK_KINDS: readonly Kind[] = ["untraced", "traced", "native_alone", "floor_c"];
 
 const HELP = `Collector overhead benchmark.
 
@@ -57,11 +116,13 @@ Options:
   --python PATH         benchmark this interpreter (repeatable)
   --workloads a,b       only these workloads (names with or without .py)
   --runs N              alternating runs of each kind; the median is reported (default 5)
+  --kinds a,b           only these kinds of run (default all: ${ALL_KINDS.join(", ")})
   --reps N              BENCH_REPS for every workload (default: each workload's own)
   --workloads-dir DIR   where the workloads are (default: ../shared/bench/workloads)
   --results DIR         where the JSON results go (default: bench/results)
   --quick               smoke test: 1 run, BENCH_REPS=1, one workload (calls unless
-                        --workloads), a small converter run; writes quick.json only
+                        --workloads), the quick kinds (${QUICK_KINDS.join(", ")}), a
+                        small converter run; writes quick.json only
   -h, --help            show this help`;
 
 // --- options -----------------------------------------------------------------
@@ -78,6 +139,8 @@ interface Options {
   quick: boolean;
   /** Events for the converter benchmark; undefined: its own default. */
   converterEvents: number | undefined;
+  /** The kinds of run. */
+  kinds: Kind[];
 }
 
 function positiveInteger(text: string | undefined, name: string): number | undefined {
@@ -98,6 +161,7 @@ function parseOptions(args: string[]): Options | "help" {
       workloads: { type: "string" },
       runs: { type: "string" },
       reps: { type: "string" },
+      kinds: { type: "string" },
       "workloads-dir": { type: "string" },
       results: { type: "string" },
       quick: { type: "boolean" },
@@ -111,6 +175,12 @@ function parseOptions(args: string[]): Options | "help" {
   const runs = positiveInteger(values.runs, "--runs") ?? (quick ? 1 : 5);
   const reps = positiveInteger(values.reps, "--reps") ?? (quick ? 1 : undefined);
   const workloads = values.workloads?.split(",").map((name) => name.trim()).filter(Boolean);
+  const kinds = values.kinds?.split(",").map((name) => name.trim()).filter(Boolean);
+  for (const kind of kinds ?? []) {
+    if (!(ALL_KINDS as readonly string[]).includes(kind)) {
+      throw new UsageError(`no kind of run "${kind}" (there are ${ALL_KINDS.join(", ")})`);
+    }
+  }
   return {
     pythons: values.python ?? [],
     all: values.all ?? false,
@@ -123,6 +193,9 @@ function parseOptions(args: string[]): Options | "help" {
     resultsDir: resolve(values.results ?? join(ROOT, "bench", "results")),
     quick,
     converterEvents: quick ? 200_000 : undefined,
+    // "untraced" always runs: every ratio is to it.
+    kinds: ["untraced", ...((kinds as Kind[] | undefined) ?? (quick ? QUICK_KINDS : ALL_KINDS))]
+      .filter((kind, i, all) => all.indexOf(kind) === i) as Kind[],
   };
 }
 
@@ -175,16 +248,6 @@ function listWorkloads(dir: string, wanted: string[] | undefined): string[] {
   });
 }
 
-/** Whether the CLI has `--include` yet (another engineer is adding it). */
-function supportsInclude(): boolean {
-  const output = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "--help"],
-    stdout: "piped",
-    stderr: "piped",
-  }).outputSync();
-  return new TextDecoder().decode(output.stdout).includes("--include");
-}
-
 // --- machine and code ------------------------------------------------------------
 
 interface MachineInfo {
@@ -228,7 +291,8 @@ async function codeInfo() {
     // --no-optional-locks: status must not rewrite the index of a shared tree.
     changed_files: git(["--no-optional-locks", "status", "--porcelain"])?.split("\n")
       .filter(Boolean),
-    collector_sha256: await sha256(join(ROOT, "collector.py")),
+    collector_sha256: await sha256(COLLECTOR),
+    native_sha256: await sha256(join(ROOT, "native", "panopticon_native.c")),
   };
 }
 
@@ -244,8 +308,7 @@ interface Measurement {
   own_peak_rss: number | null;
 }
 
-/** The runs alternated in each round, in this order. */
-type Kind = "untraced" | "traced" | "floor_append" | "floor_noop" | "filtered";
+
 
 interface Context {
   wrapper: string;
@@ -254,6 +317,12 @@ interface Context {
   workload: string;
   tracePath: string;
   env: Record<string, string>;
+  /** The native collector, built for this Python. */
+  native: string;
+  /** bench/floor.c, built for this Python. */
+  floor: string;
+  /** Where the native collector alone streams to; see DiscardingChannel. */
+  channel: DiscardingChannel;
 }
 
 function commandFor(kind: Kind, context: Context): string[] {
@@ -261,26 +330,101 @@ function commandFor(kind: Kind, context: Context): string[] {
   const traced = [Deno.execPath(), "run", "-A", MAIN, "--python", python.path, "-o", tracePath];
   switch (kind) {
     case "untraced":
+    case "native_alone":
       return [python.path, workload];
     case "traced":
       return [...traced, workload];
+    case "traced_python":
+      return [...traced, "--collector", "python", workload];
     case "filtered":
       return [...traced, ...FILTER_ARGS, workload];
+    case "floor_c":
+      return [python.path, FLOOR, "c", engine, workload];
     case "floor_append":
       return [python.path, FLOOR, "append", engine, workload];
     case "floor_noop":
       return [python.path, FLOOR, "noop", engine, workload];
+    case "cprofile":
+      return [python.path, "-m", "cProfile", "-o", "/dev/null", workload];
   }
 }
 
-/** Runs `command` under `_measure.py`; its output (stdout and stderr) is returned as `log`. */
+/**
+ * The variables a run's command gets besides the workload's (`_measure.py
+ * --env`: not the wrapper, which would run the collector itself).
+ */
+function envFor(kind: Kind, context: Context): Record<string, string> {
+  switch (kind) {
+    case "floor_c":
+      return { PANOPTICON_FLOOR_MODULE: context.floor };
+    case "native_alone":
+      return context.channel.env(context.native);
+    default:
+      return {};
+  }
+}
+
+/**
+ * A socket the native collector streams to, read and thrown away as fast
+ * as it comes: the collector's own cost, without the converter's. The
+ * collector runs as under the command (collector.py as `sitecustomize`,
+ * the environment of src/runner.ts), and is admitted without a secret.
+ */
+class DiscardingChannel {
+  readonly dir: string;
+  readonly path: string;
+  #listener: Deno.UnixListener;
+  bytes = 0;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    this.path = join(dir, "channel.sock");
+    Deno.copyFileSync(COLLECTOR, join(dir, "sitecustomize.py"));
+    this.#listener = Deno.listen({ transport: "unix", path: this.path });
+    this.#serve();
+  }
+
+  env(native: string): Record<string, string> {
+    return {
+      PYTHONPATH: this.dir,
+      PANOPTICON_CHANNEL: this.path,
+      PANOPTICON_SECRET: "benchmark",
+      PANOPTICON_ENGINE: "auto",
+      PANOPTICON_NATIVE: native,
+    };
+  }
+
+  async #serve(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        (async () => {
+          for await (const chunk of conn.readable) this.bytes += chunk.length;
+        })().catch(() => {});
+      }
+    } catch {
+      // Closed.
+    }
+  }
+
+  close(): void {
+    this.#listener.close();
+  }
+}
+
+/**
+ * Runs `command` under `_measure.py`, with `env` in the workload's
+ * environment and `only` in the command's alone; its output (stdout and
+ * stderr) is returned as `log`.
+ */
 async function measure(
   wrapper: string,
   command: string[],
   env: Record<string, string>,
+  only: Record<string, string> = {},
 ): Promise<{ measurement: Measurement; log: string }> {
+  const flags = Object.entries(only).flatMap(([name, value]) => ["--env", `${name}=${value}`]);
   const output = await new Deno.Command(wrapper, {
-    args: [MEASURE, ...command],
+    args: [MEASURE, ...flags, ...command],
     env,
     stdin: "null",
     stdout: "piped",
@@ -368,10 +512,8 @@ interface Run {
   warnings?: string[];
 }
 
-function kindsFor(workload: string, include: boolean): Kind[] {
-  const kinds: Kind[] = ["untraced", "traced", "floor_append", "floor_noop"];
-  if (include && basename(workload) === FILTERED_WORKLOAD) kinds.push("filtered");
-  return kinds;
+function kindsFor(workload: string, kinds: Kind[]): Kind[] {
+  return kinds.filter((kind) => kind !== "filtered" || basename(workload) === FILTERED_WORKLOAD);
 }
 
 function panopticonWarnings(log: string): string[] {
@@ -380,8 +522,15 @@ function panopticonWarnings(log: string): string[] {
 
 async function runOnce(kind: Kind, round: number, context: Context): Promise<Run> {
   const command = commandFor(kind, context);
-  const { measurement, log } = await measure(context.wrapper, command, context.env);
-  if (kind !== "traced" && kind !== "filtered") return { kind, round, measurement };
+  const { measurement, log } = await measure(
+    context.wrapper,
+    command,
+    context.env,
+    envFor(kind, context),
+  );
+  if (kind !== "traced" && kind !== "filtered" && kind !== "traced_python") {
+    return { kind, round, measurement };
+  }
   const trace = await readTrace(context.tracePath);
   await Deno.remove(context.tracePath);
   return { kind, round, measurement, trace, warnings: panopticonWarnings(log) };
@@ -436,22 +585,39 @@ function converterRss(run: Run): { bytes: number | undefined; source: string } {
 interface Summary {
   untraced_s?: number;
   traced_s?: number;
+  traced_python_s?: number;
+  native_alone_s?: number;
+  floor_c_s?: number;
   floor_append_s?: number;
   floor_noop_s?: number;
+  cprofile_s?: number;
   filtered_s?: number;
+  /** Each kind's time over the untraced one. */
   traced_ratio?: number;
+  traced_python_ratio?: number;
+  native_alone_ratio?: number;
+  floor_c_ratio?: number;
   floor_append_ratio?: number;
   floor_noop_ratio?: number;
+  cprofile_ratio?: number;
   filtered_ratio?: number;
-  /** (traced − untraced) / (floor_append − untraced); the target is ≤ 1.3. */
-  over_floor?: number;
+  /** (native alone − untraced) / (C floor − untraced): the target is ≤ 2. */
+  over_c_floor?: number;
+  /** (traced − untraced) / (append floor − untraced), for the Python collector. */
+  python_over_append_floor?: number;
+  /** The whole-run target of this workload: VizTracer's figure, or 1.5 × cProfile's. */
+  target_ratio?: number;
+  target_source?: string;
   events?: number;
   events_distinct: number[];
   dropped?: number;
   slices?: number;
   filtered_events?: number;
   events_per_s?: number;
+  /** Whole run, traced − untraced, per event. */
   ns_per_event?: number;
+  /** The native collector alone, per event. */
+  native_ns_per_event?: number;
   trace_bytes?: number;
   bytes_per_event?: number;
   bytes_per_slice?: number;
@@ -468,30 +634,64 @@ function medianOf(runs: Run[], kind: Kind, pick: (run: Run) => number | undefine
   );
 }
 
-function summarize(runs: Run[]): Summary {
+/** The whole-run target for `workload` on `version`: VizTracer's fastest path, else 1.5× cProfile. */
+function targetFor(
+  version: string,
+  workload: string,
+  cprofileRatio: number | undefined,
+): { ratio?: number; source?: string } {
+  const viztracer = VIZTRACER[version.split(".").slice(0, 2).join(".")]?.[workload];
+  if (viztracer !== undefined) return { ratio: viztracer, source: "VizTracer's fastest path" };
+  if (cprofileRatio === undefined) return {};
+  return { ratio: cprofileRatio * TARGET_OVER_CPROFILE, source: "1.5 × cProfile" };
+}
+
+function summarize(runs: Run[], version: string, workload: string): Summary {
   const wall = (kind: Kind) => medianOf(runs, kind, (run) => run.measurement.wall_s);
   const other = (kind: Kind, key: string) =>
     medianOf(runs, kind, (run) => numberField(run.trace?.other_data, key));
   const untraced = wall("untraced");
   const traced = wall("traced");
+  const alone = wall("native_alone");
+  const floorC = wall("floor_c");
   const floorAppend = wall("floor_append");
+  const tracedPython = wall("traced_python");
   const events = other("traced", "recorded") ?? other("traced", "events");
   const slices = medianOf(runs, "traced", (run) => run.trace?.slices_counted);
   const bytes = medianOf(runs, "traced", (run) => run.trace?.bytes);
   const tracedRuns = runs.filter((run) => run.kind === "traced");
+  const over = (a: number | undefined, floor: number | undefined) =>
+    untraced === undefined || a === undefined || floor === undefined
+      ? undefined
+      : ratio(a - untraced, floor - untraced);
+  const perEvent = (time: number | undefined) =>
+    events && time !== undefined && untraced !== undefined
+      ? (time - untraced) / events * 1e9
+      : undefined;
+  const cprofileRatio = ratio(wall("cprofile"), untraced);
+  const target = targetFor(version, basename(workload, ".py"), cprofileRatio);
   return {
     untraced_s: untraced,
     traced_s: traced,
+    traced_python_s: tracedPython,
+    native_alone_s: alone,
+    floor_c_s: floorC,
     floor_append_s: floorAppend,
     floor_noop_s: wall("floor_noop"),
+    cprofile_s: wall("cprofile"),
     filtered_s: wall("filtered"),
     traced_ratio: ratio(traced, untraced),
+    traced_python_ratio: ratio(tracedPython, untraced),
+    native_alone_ratio: ratio(alone, untraced),
+    floor_c_ratio: ratio(floorC, untraced),
     floor_append_ratio: ratio(floorAppend, untraced),
     floor_noop_ratio: ratio(wall("floor_noop"), untraced),
+    cprofile_ratio: cprofileRatio,
     filtered_ratio: ratio(wall("filtered"), untraced),
-    over_floor: untraced === undefined || traced === undefined || floorAppend === undefined
-      ? undefined
-      : ratio(traced - untraced, floorAppend - untraced),
+    over_c_floor: over(alone, floorC),
+    python_over_append_floor: over(tracedPython, floorAppend),
+    target_ratio: target.ratio,
+    target_source: target.source,
     events,
     events_distinct: [
       ...new Set(tracedRuns.map((run) => numberField(run.trace?.other_data, "recorded") ?? -1)),
@@ -500,9 +700,8 @@ function summarize(runs: Run[]): Summary {
     slices,
     filtered_events: other("filtered", "recorded") ?? other("filtered", "events"),
     events_per_s: ratio(events, traced),
-    ns_per_event: events && traced !== undefined && untraced !== undefined
-      ? (traced - untraced) / events * 1e9
-      : undefined,
+    ns_per_event: perEvent(traced),
+    native_ns_per_event: perEvent(alone),
     trace_bytes: bytes,
     bytes_per_event: ratio(bytes, events),
     bytes_per_slice: ratio(bytes, slices),
@@ -647,10 +846,9 @@ function spread(runs: Run[], kind: Kind): [string, string] {
   return [seconds(Math.min(...walls)), seconds(Math.max(...walls))];
 }
 
-function filteredLine(result: WorkloadResult, include: boolean): string | undefined {
-  if (basename(result.workload) !== FILTERED_WORKLOAD) return undefined;
+function filteredLine(result: WorkloadResult): string | undefined {
+  if (result.summary.filtered_s === undefined) return undefined;
   const command = `--include ${FILTER_ARGS[1]}`;
-  if (!include) return `filtered (${command}): n/a (no --include yet)`;
   const { filtered_ratio, filtered_events, filtered_s } = result.summary;
   const target = engineFor(result.python.version) === "monitoring"
     ? ` (target ≤ ${TARGET_FILTERED}× on 3.12+)`
@@ -661,37 +859,48 @@ function filteredLine(result: WorkloadResult, include: boolean): string | undefi
     `${count(filtered_events)} events`;
 }
 
-function formatWorkload(result: WorkloadResult, include: boolean, reps: string): string {
+const KIND_LABELS: Record<Kind, string> = {
+  untraced: "untraced",
+  traced: "traced (native)",
+  traced_python: "traced (python)",
+  native_alone: "native, no converter",
+  floor_c: "floor: C",
+  floor_append: "floor: Py append",
+  floor_noop: "floor: Py no-op",
+  cprofile: "cProfile",
+  filtered: "filtered (native)",
+};
+
+function formatWorkload(result: WorkloadResult, reps: string): string {
   const { summary: s, runs } = result;
-  const rows = [
-    ["", "median", "min", "max", "× untraced"],
-    ["untraced", seconds(s.untraced_s), ...spread(runs, "untraced"), "1.00×"],
-    ["traced", seconds(s.traced_s), ...spread(runs, "traced"), times(s.traced_ratio)],
-    [
-      "floor: append",
-      seconds(s.floor_append_s),
-      ...spread(runs, "floor_append"),
-      times(s.floor_append_ratio),
-    ],
-    [
-      "floor: no-op",
-      seconds(s.floor_noop_s),
-      ...spread(runs, "floor_noop"),
-      times(s.floor_noop_ratio),
-    ],
-  ];
+  const rows = [["", "median", "min", "max", "× untraced"]];
+  const untraced = s.untraced_s;
+  for (const kind of ALL_KINDS) {
+    if (!runs.some((run) => run.kind === kind)) continue;
+    const wall = medianOf(runs, kind, (run) => run.measurement.wall_s);
+    rows.push([KIND_LABELS[kind], seconds(wall), ...spread(runs, kind), times(ratio(wall, untraced))]);
+  }
   const rounds = Math.max(...runs.map((run) => run.round));
   const sameEvents = s.events_distinct.length > 1
     ? "DIFFER between runs"
     : rounds === 1
     ? "1 run"
     : `same in all ${rounds} runs`;
+  const target = s.target_ratio === undefined
+    ? "no target figure"
+    : `target ≤ ${times(s.target_ratio)} (${s.target_source})${
+      s.traced_ratio === undefined ? "" : s.traced_ratio <= s.target_ratio ? ": met" : ": MISSED"
+    }`;
   const lines = [
     `${basename(result.workload)} · Python ${result.python.version} (${result.engine}) · ` +
     `${rounds} run${rounds === 1 ? "" : "s"} · BENCH_REPS ${reps}`,
     table(rows).replace(/^/gm, "  "),
-    `  cost over the append floor: ${times(s.over_floor)} (target ≤ ${TARGET_OVER_FLOOR}×); ` +
-    `${s.ns_per_event === undefined ? "n/a" : s.ns_per_event.toFixed(0)} ns per event traced`,
+    `  whole run, native: ${times(s.traced_ratio)} untraced; ${target}`,
+    `  native collector alone: ${times(s.over_c_floor)} the C floor's cost (target ≤ ` +
+    `${TARGET_OVER_C_FLOOR}×); ${s.native_ns_per_event?.toFixed(1) ?? "n/a"} ns per event, ` +
+    `${s.ns_per_event?.toFixed(1) ?? "n/a"} ns per event for the whole run`,
+    `  python collector: ${times(s.traced_python_ratio)} untraced, ` +
+    `${times(s.python_over_append_floor)} the Python append floor's cost`,
     `  events: ${count(s.events)} recorded (${sameEvents}), ${count(s.dropped)} dropped, ` +
     `${count(s.events_per_s)} events/s traced`,
     `  trace: ${megabytes(s.trace_bytes)}, ${count(s.slices)} slices, ` +
@@ -707,7 +916,7 @@ function formatWorkload(result: WorkloadResult, include: boolean, reps: string):
     `converter ${megabytes(s.converter_rss)} (${s.converter_rss_source ?? "n/a"}); ` +
     `append floor ${megabytes(s.floor_append_rss)}`,
   ];
-  const filtered = filteredLine(result, include);
+  const filtered = filteredLine(result);
   if (filtered) lines.push(`  ${filtered}`);
   return lines.join("\n");
 }
@@ -717,11 +926,13 @@ function formatSummary(results: WorkloadResult[]): string {
     "Python",
     "workload",
     "untraced",
-    "traced",
-    "ratio",
-    "append floor",
-    "no-op floor",
-    "over floor",
+    "native",
+    "target",
+    "cProfile",
+    "python",
+    "alone",
+    "C floor",
+    "over C floor",
     "events/s",
     "B/slice",
     "Py RSS",
@@ -732,11 +943,13 @@ function formatSummary(results: WorkloadResult[]): string {
       python.version,
       basename(workload, ".py"),
       seconds(s.untraced_s),
-      seconds(s.traced_s),
       times(s.traced_ratio),
-      times(s.floor_append_ratio),
-      times(s.floor_noop_ratio),
-      times(s.over_floor),
+      times(s.target_ratio),
+      times(s.cprofile_ratio),
+      times(s.traced_python_ratio),
+      times(s.native_alone_ratio),
+      times(s.floor_c_ratio),
+      times(s.over_c_floor),
       count(s.events_per_s),
       s.bytes_per_slice?.toFixed(0) ?? "n/a",
       s.python_rss_traced === undefined ? "n/a" : megabytes(s.python_rss_traced),
@@ -744,6 +957,74 @@ function formatSummary(results: WorkloadResult[]): string {
     ]);
   }
   return table(rows);
+}
+
+// --- against the last committed results ------------------------------------------------
+
+/** A figure of the summary where higher is worse, with its name in the report. */
+const COMPARED: [keyof Summary, string][] = [
+  ["traced_ratio", "whole run, native"],
+  ["traced_python_ratio", "whole run, python collector"],
+  ["native_alone_ratio", "native collector alone"],
+  ["filtered_ratio", "filtered run"],
+  ["bytes_per_slice", "bytes per slice"],
+  ["converter_rss", "converter peak RSS"],
+];
+
+/** How much worse a figure must be to be reported: the machines are noisy. */
+const WORSE_BY = 0.15;
+
+/**
+ * The summaries of the last committed results (`git show HEAD:…/latest.json`),
+ * by "version workload". Results from before the native collector have one
+ * traced run, the Python collector's: their `traced_ratio` is compared with
+ * `traced_python_ratio`.
+ */
+function committedSummaries(): Map<string, Partial<Summary>> {
+  const text = git(["show", "HEAD:bench/results/latest.json"]);
+  const byKey = new Map<string, Partial<Summary>>();
+  if (text === undefined) return byKey;
+  let data: { schema?: number; results?: { python: string; workload: string; summary: Summary }[] };
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return byKey;
+  }
+  for (const result of data.results ?? []) {
+    const summary: Partial<Summary> = { ...result.summary };
+    if ((data.schema ?? 1) < 2) {
+      summary.traced_python_ratio = summary.traced_ratio;
+      delete summary.traced_ratio;
+    }
+    byKey.set(`${result.python} ${basename(result.workload, ".py")}`, summary);
+  }
+  return byKey;
+}
+
+/** Where this run is worse than the last committed one, by more than WORSE_BY. */
+function regressions(results: WorkloadResult[], before: Map<string, Partial<Summary>>): string[] {
+  const lines: string[] = [];
+  for (const { python, workload, summary } of results) {
+    const key = `${python.version} ${basename(workload, ".py")}`;
+    const old = before.get(key);
+    if (old === undefined) continue;
+    for (const [field, name] of COMPARED) {
+      const now = summary[field];
+      const then = old[field];
+      if (typeof now !== "number" || typeof then !== "number" || then <= 0) continue;
+      if (now > then * (1 + WORSE_BY)) {
+        const format = field.endsWith("_rss") ? megabytes : field.endsWith("ratio") ? times : (
+          (v: number) => v.toFixed(0)
+        );
+        lines.push(
+          `${key}: ${name} ${format(then)} → ${format(now)} (+${
+            ((now / then - 1) * 100).toFixed(0)
+          }%)`,
+        );
+      }
+    }
+  }
+  return lines;
 }
 
 function formatConverterRun(run: ConverterRun): string {
@@ -808,6 +1089,17 @@ async function measureStartup(wrapper: string, runs: number): Promise<number | u
   return median(walls);
 }
 
+/** The native collector and the C floor, built for `python` (cached after the first time). */
+async function buildModules(python: TestPython): Promise<{ native: string; floor: string }> {
+  const info = await probePython(python.path);
+  const native = await buildNative(info);
+  const floor = await buildNative(info, {
+    source: await Deno.readTextFile(FLOOR_C),
+    moduleName: "_panopticon_floor",
+  });
+  return { native: native.path, floor: floor.path };
+}
+
 async function benchmark(options: Options): Promise<number> {
   const machine = machineInfo();
   // Found once, when tests/_pythons.ts is loaded.
@@ -815,8 +1107,8 @@ async function benchmark(options: Options): Promise<number> {
   const pythons = choosePythons(options, found);
   const wrapper = chooseWrapper(found, pythons);
   const workloads = listWorkloads(options.workloadsDir, options.workloads);
-  const include = supportsInclude();
   const code = await codeInfo();
+  const committed = committedSummaries();
   const reps = options.reps ?? Deno.env.get("BENCH_REPS") ?? "default";
   const env: Record<string, string> = options.reps ? { BENCH_REPS: options.reps } : {};
   warmUp();
@@ -826,11 +1118,13 @@ async function benchmark(options: Options): Promise<number> {
   );
 
   const tempDir = await Deno.makeTempDir({ prefix: "panopticon-bench-" });
+  const channel = new DiscardingChannel(tempDir);
   const results: WorkloadResult[] = [];
   const warnings: string[] = [];
   try {
     for (const python of pythons) {
       const engine = engineFor(python.version);
+      const modules = await buildModules(python);
       for (const workload of workloads) {
         const context = {
           wrapper,
@@ -839,18 +1133,21 @@ async function benchmark(options: Options): Promise<number> {
           workload,
           env,
           tracePath: join(tempDir, "trace.json"),
+          channel,
+          ...modules,
         };
-        const runs = await runWorkload(context, kindsFor(workload, include), options.runs);
-        const summary = summarize(runs);
+        const runs = await runWorkload(context, kindsFor(workload, options.kinds), options.runs);
+        const summary = summarize(runs, python.version, workload);
         const result = { python, engine, workload, runs, summary };
         results.push(result);
         warnings.push(
           ...checkTraces(`${python.version} ${basename(workload)}`, runs, summary, engine),
         );
-        console.log(formatWorkload(result, include, reps) + "\n");
+        console.log(formatWorkload(result, reps) + "\n");
       }
     }
   } finally {
+    channel.close();
     await Deno.remove(tempDir, { recursive: true });
   }
   if (results.some((result) => result.summary.python_rss_traced === undefined)) {
@@ -862,6 +1159,7 @@ async function benchmark(options: Options): Promise<number> {
   const converter = await runConverterBench(options.converterEvents);
   const startup = await measureStartup(wrapper, options.runs);
   machine.load_average_end = Deno.loadavg();
+  const worse = regressions(results, committed);
 
   console.log(formatSummary(results));
   console.log("\n" + formatConverter(converter));
@@ -872,12 +1170,21 @@ async function benchmark(options: Options): Promise<number> {
         machine.load_average_end.map((v) => v.toFixed(2)).join(" ")
       } at end (${machine.cores} cores)`,
   );
+  console.log(
+    committed.size === 0
+      ? "\nno committed results to compare with (bench/results/latest.json at HEAD)"
+      : worse.length === 0
+      ? `\nagainst the committed results: nothing worse by more than ${WORSE_BY * 100}%`
+      : `\nWORSE than the committed results (by more than ${WORSE_BY * 100}%):\n` +
+        worse.map((line) => `  - ${line}`).join("\n"),
+  );
   if (warnings.length > 0) {
     console.log("\nwarnings:\n" + warnings.map((w) => `  - ${w}`).join("\n"));
   }
 
   const saved = await saveResults(options.resultsDir, options.quick, {
     benchmark: "overhead",
+    schema: 2,
     date: new Date().toISOString(),
     command: ["deno", "task", "bench", ...Deno.args].join(" "),
     machine,
@@ -886,7 +1193,7 @@ async function benchmark(options: Options): Promise<number> {
       runs: options.runs,
       bench_reps: reps,
       workloads_dir: options.workloadsDir,
-      include_supported: include,
+      kinds: options.kinds,
       filter_args: FILTER_ARGS,
       quick: options.quick,
     },
@@ -898,6 +1205,7 @@ async function benchmark(options: Options): Promise<number> {
       summary,
       runs,
     })),
+    regressions: worse,
     converter,
     deno_startup_s: startup,
     warnings,

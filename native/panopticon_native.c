@@ -3359,6 +3359,18 @@ native_encode_batch(PyObject *module, PyObject *arg)
     return bytes;
 }
 
+/* glob_match(pattern, text): the filters' matcher, for tests against fnmatch. */
+static PyObject *
+native_glob_match(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *pattern, *text;
+    if (!PyArg_ParseTuple(args, "UU", &pattern, &text)) {
+        return NULL;
+    }
+    return PyBool_FromLong(glob_matches(pattern, text));
+}
+
 #if PY_3_12
 /* The callbacks; ml_doc names the event each is registered for. */
 static PyMethodDef monitoring_callbacks[] = {
@@ -3394,6 +3406,7 @@ static PyMethodDef native_methods[] = {
     {"after_fork_child", native_after_fork_child, METH_NOARGS, "os.register_at_fork hook."},
     {"stats", native_stats, METH_NOARGS, "stats(): what was recorded so far."},
     {"encode_batch", native_encode_batch, METH_O, "encode_batch(events): a batch frame's bytes."},
+    {"glob_match", native_glob_match, METH_VARARGS, "glob_match(pattern, text): the filters' matcher."},
     {NULL, NULL, 0, NULL},
 };
 

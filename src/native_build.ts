@@ -79,6 +79,13 @@ export interface NativeBuildOptions {
    * @default {$XDG_CACHE_HOME/panopticon, else ~/.cache/panopticon}
    */
   cacheDir?: string;
+  /**
+   * The module's name, which its `PyInit_<name>` function must match (the
+   * benchmark builds its C floor, bench/floor.c, this way too).
+   *
+   * @default {"_panopticon_native"}
+   */
+  moduleName?: string;
 }
 
 /** The manifest beside a module in the cache. */
@@ -124,13 +131,14 @@ export async function buildNative(
 ): Promise<NativeModule> {
   const getEnv = options.getEnv ?? ((name: string) => Deno.env.get(name));
   const source = options.source ?? nativeSource;
+  const moduleName = options.moduleName ?? MODULE_NAME;
   const version = python.version.join(".");
   const build = checkInterpreter(python, version);
   const cacheDir = options.cacheDir ?? nativeCacheDir(getEnv);
   const key = await sha256Hex(
     [source, version, build.abiflags, build.extSuffix, build.include].join("\0"),
   );
-  const path = join(cacheDir, `${MODULE_NAME}-${key.slice(0, 24)}${build.extSuffix}`);
+  const path = join(cacheDir, `${moduleName}-${key.slice(0, 24)}${build.extSuffix}`);
   const cached = await readSoundEntry(path);
   if (cached !== undefined) {
     return { path, built: false, compiler: cached.compiler, seconds: 0, key };
@@ -149,11 +157,11 @@ export async function buildNative(
   await Deno.mkdir(cacheDir, { recursive: true });
   const work = await Deno.makeTempDir({ dir: cacheDir, prefix: ".build-" });
   try {
-    const sourcePath = join(work, "panopticon_native.c");
+    const sourcePath = join(work, `${moduleName}.c`);
     await Deno.writeTextFile(sourcePath, source);
     const output = join(work, basename(path));
     await compile(compiler, build, sourcePath, output, version);
-    await checkLoads(python.path, output, version);
+    await checkLoads(python.path, moduleName, output, version);
     const bytes = await Deno.readFile(output);
     const manifest: Manifest = {
       sha256: await sha256Hex(bytes),
@@ -259,12 +267,18 @@ async function compile(
 }
 
 /** Loads the new module once, in the interpreter it is for, before it goes in the cache. */
-async function checkLoads(python: string, module: string, version: string): Promise<void> {
+async function checkLoads(
+  python: string,
+  name: string,
+  module: string,
+  version: string,
+): Promise<void> {
   const code = "import sys, _imp\n" +
     "class S: name = sys.argv[1]; origin = sys.argv[2]\n" +
-    "_imp.exec_dynamic(_imp.create_dynamic(S))";
+    "m = _imp.create_dynamic(S)\n" +
+    "if hasattr(_imp, 'exec_dynamic'): _imp.exec_dynamic(m)";
   const result = await new Deno.Command(python, {
-    args: ["-E", "-S", "-c", code, MODULE_NAME, module],
+    args: ["-E", "-S", "-c", code, name, module],
     stdout: "piped",
     stderr: "piped",
   }).output();

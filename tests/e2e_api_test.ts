@@ -80,9 +80,26 @@ const PATH_WITHOUT = PATH.split(":").filter((entry) => {
   }
 }).join(":");
 
-/** The three ways of running a program, each yielding its traces by file name. */
-type Way = "manual" | "plain, converter on PATH" | "plain, NDJSON then convert";
-const WAYS: Way[] = ["manual", "plain, converter on PATH", "plain, NDJSON then convert"];
+/**
+ * The ways of running a program, each yielding its traces by file name:
+ * under the command with `--manual` and either collector, and in a plain
+ * process (the module's own Python recording).
+ */
+type Way =
+  | "manual, native collector"
+  | "manual, python collector"
+  | "plain, converter on PATH"
+  | "plain, NDJSON then convert";
+const WAYS: Way[] = [
+  "manual, native collector",
+  "manual, python collector",
+  "plain, converter on PATH",
+  "plain, NDJSON then convert",
+];
+
+function isManual(way: Way): boolean {
+  return way.startsWith("manual");
+}
 
 interface Ran {
   outcome: Outcome;
@@ -106,9 +123,19 @@ async function runWay(python: TestPython, program: string, way: Way): Promise<Ra
       if (/\.(json|ndjson)$/.test(entry.name)) await Deno.remove(`${dir.path}/${entry.name}`);
     }
     let outcome: Outcome;
-    if (way === "manual") {
+    if (isManual(way)) {
+      const collector = way === "manual, native collector" ? "native" : "python";
       outcome = await runPanopticon(
-        ["--python", python.path, "--manual", "-o", `${dir.path}/cli.json`, file],
+        [
+          "--python",
+          python.path,
+          "--collector",
+          collector,
+          "--manual",
+          "-o",
+          `${dir.path}/cli.json`,
+          file,
+        ],
         { cwd: dir.path },
       );
     } else if (way === "plain, converter on PATH") {
@@ -124,7 +151,7 @@ async function runWay(python: TestPython, program: string, way: Way): Promise<Ra
     }
     const files = new Map<string, Trace>();
     const traces = async (name: string) => {
-      const target = way === "manual" ? "cli.json" : name;
+      const target = isManual(way) ? "cli.json" : name;
       if (way === "plain, NDJSON then convert" && !files.has(target)) {
         const ndjson = `${dir.path}/${target.replace(/\.json$/, ".ndjson")}`;
         const converted = await runPanopticon(["convert", ndjson], { cwd: dir.path });
@@ -145,7 +172,7 @@ async function runWay(python: TestPython, program: string, way: Way): Promise<Ra
       plain,
       file,
       traces: (name) => {
-        const trace = files.get(way === "manual" ? "cli.json" : name);
+        const trace = files.get(isManual(way) ? "cli.json" : name);
         return trace === undefined
           ? Promise.reject(new Error(`no trace ${name}: ${outcome.stderr}`))
           : Promise.resolve(trace);
@@ -181,7 +208,7 @@ for (const python of oldestAndNewest()) {
           load_cart: 1,
           "phase 2": 1,
         };
-        if (way === "manual") expected.retry = 4; // one trace for all
+        if (isManual(way)) expected.retry = 4; // one trace for all
         assert.deepEqual(ownSlices(checkout, ran.file), expected);
         // The span holds the sum, and carries its arguments.
         const [phase] = slices(checkout, "phase 2");
@@ -221,7 +248,7 @@ for (const python of oldestAndNewest()) {
         assert.match(ran.outcome.stdout, /^caught Boom from inside the block fails$/m);
         const nested = await ran.traces("nested.json");
         const raised = await ran.traces("raised.json");
-        if (way === "manual") {
+        if (isManual(way)) {
           assert.deepEqual(ownSlices(nested, ran.file), { outer: 2, inner: 1, fails: 2 });
         } else {
           assert.deepEqual(ownSlices(nested, ran.file), { outer: 2, inner: 1 });

@@ -7,6 +7,7 @@
  * filter lets through, with nesting and flow arrows intact.
  */
 import assert from "node:assert/strict";
+import { COLLECTORS, collectorOptions, type TestCollector } from "./_collectors.ts";
 import { oldestAndNewest, type TestPython } from "./_pythons.ts";
 import { type Outcome, programStderr, runPython, traceProgram } from "./_run.ts";
 import { flowChains, parentOf, slices, type Trace, type TraceEvent } from "./_trace.ts";
@@ -17,22 +18,34 @@ function minor(python: TestPython): number {
   return Number(python.version.split(".")[1]);
 }
 
+/** An interpreter, an engine and a collector. */
+interface Setting {
+  python: TestPython;
+  engine: string;
+  collector: TestCollector;
+}
+
 /** Traces the program with `options`; returns the outcome and the parsed trace. */
-function trace(python: TestPython, engine: string, options: string[]) {
-  return traceProgram(python.path, ["--engine", engine, ...options], [PROGRAM]);
+function trace({ python, engine, collector }: Setting, options: string[]) {
+  return traceProgram(
+    python.path,
+    [...collectorOptions(collector), "--engine", engine, ...options],
+    [PROGRAM],
+  );
 }
 
 const plainRuns = new Map<string, Promise<Outcome>>();
 
 /** Traces the program and asserts that it ran exactly as under plain `python`. */
-async function traceUnchanged(python: TestPython, engine: string, options: string[]) {
+async function traceUnchanged(setting: Setting, options: string[]) {
+  const { python, engine } = setting;
   let plain = plainRuns.get(python.path);
   if (plain === undefined) {
     plain = runPython(python.path, [PROGRAM]);
     plainRuns.set(python.path, plain);
   }
   const expected = await plain;
-  const { outcome, trace: traced } = await trace(python, engine, options);
+  const { outcome, trace: traced } = await trace(setting, options);
   assert.deepEqual(outcome.code, expected.code, `exit status differs:\n${outcome.stderr}`);
   // The program prints the PANOPTICON_* variables it sees: none, so the
   // collector removed PANOPTICON_FILTERS too.
@@ -138,14 +151,15 @@ function assertOuterAndGenerator(t: Trace): TraceEvent {
 const PYTHONS = oldestAndNewest();
 console.log(`filter end-to-end tests run on Python ${PYTHONS.map((p) => p.version).join(", ")}`);
 
-for (const python of PYTHONS) {
+for (const python of PYTHONS) for (const collector of COLLECTORS) {
   const engines = minor(python) >= 12 ? ["monitoring", "setprofile"] : ["setprofile"];
   for (const engine of engines) {
-    const on = `on Python ${python.version} (${engine})`;
+    const on = `on Python ${python.version} (${collector} collector, ${engine})`;
+    const setting: Setting = { python, engine, collector };
 
     Deno.test(`filtered.py without filters records the library, C calls and deep stacks ${on}`, async () => {
       // What the filters below must take away is there to begin with.
-      const t = await traceUnchanged(python, engine, []);
+      const t = await traceUnchanged(setting, []);
       const paths = await stdlibOf(python);
       assert(recorded(t).some((s) => isStdlibFile(fileOf(s) ?? "", paths)), "stdlib slices");
       assert.deepEqual(slices(t, "json.dumps").length, 1);
@@ -158,7 +172,7 @@ for (const python of PYTHONS) {
     });
 
     Deno.test(`--exclude-stdlib leaves out the standard library, keeps nesting and flows ${on}`, async () => {
-      const t = await traceUnchanged(python, engine, ["--exclude-stdlib"]);
+      const t = await traceUnchanged(setting, ["--exclude-stdlib"]);
       const paths = await stdlibOf(python);
       for (const slice of recorded(t)) {
         const file = fileOf(slice);
@@ -188,7 +202,7 @@ for (const python of PYTHONS) {
     });
 
     Deno.test(`--include function:outer records only outer and the C calls it makes ${on}`, async () => {
-      const t = await traceUnchanged(python, engine, ["--include", "function:outer"]);
+      const t = await traceUnchanged(setting, ["--include", "function:outer"]);
       const outers = slices(t, "outer");
       assert.deepEqual(outers.length, 1, "one outer slice");
       for (const slice of recorded(t)) {
@@ -203,7 +217,7 @@ for (const python of PYTHONS) {
     });
 
     Deno.test(`--no-c-calls records no C function ${on}`, async () => {
-      const t = await traceUnchanged(python, engine, ["--no-c-calls"]);
+      const t = await traceUnchanged(setting, ["--no-c-calls"]);
       const cCalls = recorded(t).filter((s) => s.cat === "c_function");
       assert.deepEqual(cCalls.map((s) => s.name), [], "no c_function slice");
       assert.deepEqual(slices(t, "json.dumps").length, 1, "Python calls stay");
@@ -212,7 +226,7 @@ for (const python of PYTHONS) {
     });
 
     Deno.test(`--max-depth 2 records no slice deeper than 2 ${on}`, async () => {
-      const t = await traceUnchanged(python, engine, ["--max-depth", "2"]);
+      const t = await traceUnchanged(setting, ["--max-depth", "2"]);
       const byDepth = depths(t);
       for (const [slice, depth] of byDepth) {
         assert(depth <= 2, `${slice.name} at depth ${depth}`);

@@ -29,6 +29,7 @@
  * in step.
  */
 import assert from "node:assert/strict";
+import { COLLECTORS, collectorOptions, type TestCollector } from "./_collectors.ts";
 import { oldestAndNewest, type TestPython } from "./_pythons.ts";
 import { type Outcome, programStderr, runPanopticon, tempDir } from "./_run.ts";
 import {
@@ -47,11 +48,12 @@ const SETSID = "/usr/bin/setsid";
 
 type Engine = "setprofile" | "monitoring";
 
-/** One interpreter and engine the table runs on. */
+/** One interpreter, engine and collector the table runs on. */
 interface Setting {
   python: TestPython;
   minor: number;
   engine: Engine;
+  collector: TestCollector;
 }
 
 /**
@@ -988,6 +990,7 @@ async function check(kase: Case, setting: Setting): Promise<void> {
         MAIN,
         "--python",
         setting.python.path,
+        ...collectorOptions(setting.collector),
         "--engine",
         setting.engine,
         "-o",
@@ -1032,6 +1035,7 @@ async function check(kase: Case, setting: Setting): Promise<void> {
     const trace = await loadTrace(output, outcome.stderr);
     const other = trace.otherData ?? {};
     assert.deepEqual(other.engine, setting.engine, "the engine asked for");
+    assert.deepEqual(other.collector, setting.collector, "the collector asked for");
     assert.deepEqual(other.python, setting.python.version);
     for (const slice of slices(trace)) {
       assert(!String(slice.args?.file ?? "").includes("sitecustomize"), "a collector frame");
@@ -1131,12 +1135,12 @@ function withoutCollectorFrames(text: string): string {
 // selects tests, not steps), e.g. PANOPTICON_TEST_CASE=recursion.
 const ONLY = Deno.env.get("PANOPTICON_TEST_CASE") ?? "";
 
-for (const python of oldestAndNewest()) {
+for (const python of oldestAndNewest()) for (const collector of COLLECTORS) {
   const minor = minorOf(python);
   const engines: Engine[] = minor >= 12 ? ["monitoring", "setprofile"] : ["setprofile"];
   for (const engine of engines) {
-    const setting: Setting = { python, minor, engine };
-    Deno.test(`hostile programs on Python ${python.version} (${engine})`, async (t) => {
+    const setting: Setting = { python, minor, engine, collector };
+    Deno.test(`hostile programs on Python ${python.version} (${collector} collector, ${engine})`, async (t) => {
       for (const kase of CASES) {
         if (!kase.name.includes(ONLY) || (kase.when && !kase.when(setting))) continue;
         await t.step(kase.name, () => check(kase, setting));
@@ -1145,8 +1149,8 @@ for (const python of oldestAndNewest()) {
   }
 }
 
-for (const python of oldestAndNewest()) {
-  Deno.test(`a full disk, on Python ${python.version}: a clear error, the program not held up`, async () => {
+for (const python of oldestAndNewest()) for (const collector of COLLECTORS) {
+  Deno.test(`a full disk, on Python ${python.version} (${collector} collector): a clear error, the program not held up`, async () => {
     // /dev/full fails every write with ENOSPC, as a full disk does. It is
     // reached through a link, which is what Panopticon removes afterwards.
     const dir = await tempDir();
@@ -1156,6 +1160,7 @@ for (const python of oldestAndNewest()) {
       const outcome = await runPanopticon([
         "--python",
         python.path,
+        ...collectorOptions(collector),
         "-o",
         output,
         prog("many_calls.py"),

@@ -5,6 +5,7 @@
  * and exit status equal to a plain `python` run).
  */
 import assert from "node:assert/strict";
+import { COLLECTORS, collectorOptions, type TestCollector } from "./_collectors.ts";
 import { TEST_PYTHONS, type TestPython } from "./_pythons.ts";
 import { programStderr, type RunOptions, runPython, traceProgram } from "./_run.ts";
 import {
@@ -22,27 +23,39 @@ const EXAMPLES = `${ROOT}examples`;
 const PROGRAMS = `${ROOT}tests/programs`;
 
 console.log(
-  `end-to-end tests run on Python ${TEST_PYTHONS.map((p) => p.version).join(", ")}`,
+  `end-to-end tests run on Python ${TEST_PYTHONS.map((p) => p.version).join(", ")}, ` +
+    `with the ${COLLECTORS.join(" and the ")} collectors`,
 );
 
 function minor(python: TestPython): number {
   return Number(python.version.split(".")[1]);
 }
 
-/** Traces `args` with `python`; returns the outcome and the parsed trace. */
+/** An interpreter and a collector. */
+interface Setting {
+  python: TestPython;
+  collector: TestCollector;
+}
+
+/** Traces `args` as `setting` says; returns the outcome and the parsed trace. */
 function trace(
-  python: TestPython,
+  setting: Setting,
   args: string[],
   options: RunOptions & { engine?: string } = {},
 ) {
   const engine = options.engine ? ["--engine", options.engine] : [];
-  return traceProgram(python.path, engine, args, options);
+  return traceProgram(
+    setting.python.path,
+    [...collectorOptions(setting.collector), ...engine],
+    args,
+    options,
+  );
 }
 
 /** Asserts that a traced run behaves exactly like a plain one. */
-async function assertUnchanged(python: TestPython, args: string[], options: RunOptions = {}) {
-  const plain = await runPython(python.path, args, options);
-  const { outcome, trace: traced } = await trace(python, args, options);
+async function assertUnchanged(setting: Setting, args: string[], options: RunOptions = {}) {
+  const plain = await runPython(setting.python.path, args, options);
+  const { outcome, trace: traced } = await trace(setting, args, options);
   assert.deepEqual(outcome.stdout, plain.stdout, "stdout differs");
   assert.deepEqual(programStderr(outcome.stderr), plain.stderr, "stderr differs");
   assert.deepEqual(outcome.code, plain.code, "exit status differs");
@@ -75,17 +88,20 @@ function mainTid(trace: Trace): number {
   throw new Error("no MainThread in the trace");
 }
 
-for (const python of TEST_PYTHONS) {
+for (const python of TEST_PYTHONS) for (const collector of COLLECTORS) {
   const engines = minor(python) >= 12 ? ["monitoring", "setprofile"] : ["setprofile"];
+  const setting: Setting = { python, collector };
+  const on = `on Python ${python.version} (${collector} collector)`;
 
   for (const engine of engines) {
-    Deno.test(`async_hello.py traces with flows on Python ${python.version} (${engine})`, async () => {
-      const { outcome, trace: t } = await trace(python, [`${EXAMPLES}/async_hello.py`], {
+    Deno.test(`async_hello.py traces with flows on Python ${python.version} (${collector} collector, ${engine})`, async () => {
+      const { outcome, trace: t } = await trace(setting, [`${EXAMPLES}/async_hello.py`], {
         engine,
       });
       assert.deepEqual(outcome.code, 0, outcome.stderr);
       assert.deepEqual(outcome.stdout, "Hello, world!\n");
       assert.deepEqual(t.otherData?.engine, engine);
+      assert.deepEqual(t.otherData?.collector, collector);
 
       const genText = slices(t, "gen_text");
       assert.deepEqual(genText.length, 14, "gen_text: 13 yields and a final return");
@@ -129,8 +145,8 @@ for (const python of TEST_PYTHONS) {
     });
   }
 
-  Deno.test(`threads.py has a named track per thread on Python ${python.version}`, async () => {
-    const { outcome, trace: t } = await trace(python, [`${EXAMPLES}/threads.py`]);
+  Deno.test(`threads.py has a named track per thread ${on}`, async () => {
+    const { outcome, trace: t } = await trace(setting, [`${EXAMPLES}/threads.py`]);
     assert.deepEqual(outcome.code, 0, outcome.stderr);
     const threads = threadNames(t);
     assert.deepEqual(threads.size, 2);
@@ -148,8 +164,8 @@ for (const python of TEST_PYTHONS) {
     assert(metadata.some((e) => e.name === "process_name"));
   });
 
-  Deno.test(`slice names read as a reader expects on Python ${python.version}`, async () => {
-    const { outcome, trace: t } = await trace(python, [`${PROGRAMS}/names.py`]);
+  Deno.test(`slice names read as a reader expects ${on}`, async () => {
+    const { outcome, trace: t } = await trace(setting, [`${PROGRAMS}/names.py`]);
     assert.deepEqual(outcome.code, 0, outcome.stderr);
     const seen = names(t);
     for (
@@ -178,8 +194,8 @@ for (const python of TEST_PYTHONS) {
     assert(String(topLevel.args?.file).endsWith("names.py"));
   });
 
-  Deno.test(`generator frames keep their own chains on Python ${python.version}`, async () => {
-    const { traced: t } = await assertUnchanged(python, [`${PROGRAMS}/generators.py`]);
+  Deno.test(`generator frames keep their own chains ${on}`, async () => {
+    const { traced: t } = await assertUnchanged(setting, [`${PROGRAMS}/generators.py`]);
     const lengths = chainsOf(t, "count").map((chain) => chain.length).sort();
     // list(count(3)): 4; count(2) under yield from: 3; thrown into: 2; closed,
     // and abandoned (finalised by a close at `del`): 2 each, except that 3.13
@@ -189,8 +205,8 @@ for (const python of TEST_PYTHONS) {
     assert.deepEqual(chainsOf(t, "delegate").map((chain) => chain.length), [4]);
   });
 
-  Deno.test(`a generator resumed on another thread keeps one chain on Python ${python.version}`, async () => {
-    const { traced: t } = await assertUnchanged(python, [`${PROGRAMS}/threads_named.py`]);
+  Deno.test(`a generator resumed on another thread keeps one chain ${on}`, async () => {
+    const { traced: t } = await assertUnchanged(setting, [`${PROGRAMS}/threads_named.py`]);
     const threads = [...threadNames(t).values()].sort();
     assert.deepEqual(threads, ["MainThread", "consumer", "worker-0", "worker-1", "worker-2"]);
     const chains = chainsOf(t, "produce");
@@ -205,28 +221,28 @@ for (const python of TEST_PYTHONS) {
     }
   });
 
-  Deno.test(`the program is unchanged by tracing on Python ${python.version}`, async (t) => {
+  Deno.test(`the program is unchanged by tracing ${on}`, async (t) => {
     await t.step("sys.exit(3)", async () => {
-      const { plain } = await assertUnchanged(python, [`${PROGRAMS}/exit_code.py`]);
+      const { plain } = await assertUnchanged(setting, [`${PROGRAMS}/exit_code.py`]);
       assert.deepEqual(plain.code, 3);
     });
     await t.step("an uncaught exception", async () => {
-      const { plain, traced } = await assertUnchanged(python, [`${PROGRAMS}/uncaught.py`]);
+      const { plain, traced } = await assertUnchanged(setting, [`${PROGRAMS}/uncaught.py`]);
       assert.deepEqual(plain.code, 1);
       assert(plain.stderr.includes("ValueError: boom"));
       assert.deepEqual(slices(traced, "inner").length, 1, "the failing function is in the trace");
     });
     await t.step("argv, sys.path[0], __main__, __file__, environment, pickling", async () => {
-      const { plain } = await assertUnchanged(python, ["identity.py", "one", "two words"], {
+      const { plain } = await assertUnchanged(setting, ["identity.py", "one", "two words"], {
         cwd: PROGRAMS,
       });
       assert(plain.stdout.includes("pickle __main__ Point 1 2"), plain.stdout);
     });
     await t.step("-m module", async () => {
-      await assertUnchanged(python, ["-m", "identity", "--flag", "x"], { cwd: PROGRAMS });
+      await assertUnchanged(setting, ["-m", "identity", "--flag", "x"], { cwd: PROGRAMS });
     });
     await t.step("-c code", async () => {
-      const { traced } = await assertUnchanged(python, [
+      const { traced } = await assertUnchanged(setting, [
         "-c",
         "import sys\ndef f(): return sys.argv\nprint(f())",
         "a",
@@ -235,7 +251,7 @@ for (const python of TEST_PYTHONS) {
       assert.deepEqual(slices(traced, "f").length, 1);
     });
     await t.step("an input() prompt", async () => {
-      const { plain } = await assertUnchanged(python, [`${PROGRAMS}/prompt.py`], {
+      const { plain } = await assertUnchanged(setting, [`${PROGRAMS}/prompt.py`], {
         stdin: "Ada\n",
       });
       assert.deepEqual(plain.stdout, "name? hello, Ada\n");
