@@ -1,12 +1,14 @@
 /**
- * Panopticon's converter as a library: the NDJSON records of its Python
- * collector in, Catapult JSON traces (for Perfetto, chrome://tracing and
- * speedscope) out, as streams.
+ * Panopticon's converter as a library: the records of its collectors in
+ * (NDJSON lines, and from protocol 4 the binary frames of event batches
+ * that follow some of them), Catapult JSON traces (for Perfetto,
+ * chrome://tracing and speedscope) out, as streams.
  *
  * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
  * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter};
  * {@linkcode toCatapult} and {@linkcode convert} assemble it. The record
- * protocol is specified in `docs/protocol.md`.
+ * protocol is specified in `docs/protocol.md`; {@linkcode unpackEvents}
+ * and {@linkcode unpackBatch} decode event batches for tools.
  *
  * @example Converting NDJSON text to a Catapult trace
  * ```ts
@@ -65,6 +67,7 @@ export {
   type TraceInput,
 } from "./src/convert.ts";
 export {
+  type BatchRecord,
   type CFuncRecord,
   checkRecord,
   type CodeRecord,
@@ -75,25 +78,31 @@ export {
   type EndRecord,
   type EventsRecord,
   type FlushRecord,
+  type FrameRecord,
   type HelloRecord,
   type JsonValue,
+  type LimitRecord,
   type MarkRecord,
+  MAX_FRAME_BYTES,
   MAX_OP,
   NdjsonDecoder,
   Op,
   PROTOCOL_VERSION,
   ProtocolError,
+  type ProtocolErrorOptions,
   type ProtocolEvent,
   type ProtocolRecord,
   type RecordCallback,
   type ThreadRecord,
 } from "./src/protocol.ts";
 export { unpackEvents } from "./src/packed.ts";
+export { unpackBatch } from "./src/batch.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {
   Mark,
   ProcessInfo,
+  RecordingLimit,
   Slice,
   SliceArgs,
   SliceSite,

@@ -248,13 +248,18 @@ export class CatapultWriter implements TraceSink {
     );
   }
 
-  /** Writes `thread_name` (with `ident` and `native_id`), and `thread_sort_index` once per thread. */
+  /**
+   * Writes `thread_name` (with `ident`, `native_id` and, for serial thread
+   * ids, `serial`), and `thread_sort_index` once per thread.
+   */
   thread(thread: ThreadInfo): void {
     const head = `{"ph":"M","pid":${this.#pid},"tid":${thread.tid},"name":`;
     this.#event(
       `${head}"thread_name","args":{"name":${
         JSON.stringify(thread.name)
-      },"ident":${thread.ident},"native_id":${thread.nativeId}}}`,
+      },"ident":${thread.ident},"native_id":${thread.nativeId}${
+        thread.serial === undefined ? "" : `,"serial":${thread.serial}`
+      }}}`,
     );
     if (thread.tid > this.#sortedTids) {
       // Dense ids grow by one per new thread; a rename repeats a smaller one.
@@ -322,6 +327,8 @@ export class CatapultWriter implements TraceSink {
       python: summary.pythonVersion,
       engine: summary.engine,
       protocol: summary.protocol,
+      collector: summary.collector,
+      clock: summary.clock,
       pid: summary.pid,
       complete: summary.complete,
       reason: summary.reason,
@@ -332,6 +339,8 @@ export class CatapultWriter implements TraceSink {
       unfinished: summary.unfinished,
       // Present only when known, or when a depth limit left slices out.
       omitted_slices: summary.omittedSlices || undefined,
+      // When recording stopped at --max-events: when (µs) and after how many events.
+      limited: summary.limited,
       python_max_rss: summary.pythonMaxRss,
     };
     this.#text(`\n],"displayTimeUnit":"ns","otherData":${JSON.stringify(otherData)}}\n`);

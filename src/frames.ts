@@ -7,6 +7,7 @@
 import {
   type EndRecord,
   type HelloRecord,
+  type LimitRecord,
   type MarkRecord,
   Op,
   PROTOCOL_VERSION,
@@ -14,8 +15,18 @@ import {
   type ProtocolRecord,
   type ThreadRecord,
 } from "./protocol.ts";
+import { decodeBatch } from "./batch.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
-import type { Slice, SliceArgs, SliceSite, TraceSink, TraceSummary } from "./trace_model.ts";
+import type {
+  ProcessInfo,
+  RecordingLimit,
+  Slice,
+  SliceArgs,
+  SliceSite,
+  ThreadInfo,
+  TraceSink,
+  TraceSummary,
+} from "./trace_model.ts";
 
 /** Options of {@linkcode FrameStateMachine}. */
 export interface FrameStateMachineOptions {
@@ -117,9 +128,12 @@ class ThreadState {
 
   constructor(
     readonly tid: number,
-    readonly ident: number,
+    /** Its id on the wire: the Python ident, or the collector's serial number. */
+    readonly id: number,
     public name: string,
     public nativeId: number | null,
+    /** The Python ident, once known (with serial ids, from a `thread` record). */
+    public ident: number | null,
   ) {}
 }
 
@@ -194,7 +208,11 @@ export class FrameStateMachine {
   #marks: (MarkRecord | undefined)[] = [];
   /** The site of each span's mark, made when the span first opens. */
   #spanSites: (Site | undefined)[] = [];
+  /** The threads by their id on the wire, of the current thread when an ident was reused. */
   #threads = new Map<number, ThreadState>();
+  /** Whether thread ids are the collector's serial numbers (`hello.thread_ids`, protocol 4). */
+  #serial = false;
+  #limited: RecordingLimit | undefined;
   #tids = 0;
   #cacheIdent = NaN;
   #cacheThread: ThreadState | undefined;
@@ -251,13 +269,22 @@ export class FrameStateMachine {
       this.#warn(`line ${at}: records follow the "end" record: they were converted anyway`);
     }
     switch (record.kind) {
+      case "batch": {
+        const count = decodeBatch(this.#payload(record, at), record, at, this.#batch);
+        this.#onEvents(this.#batch.values, count);
+        break;
+      }
       case "events": {
         const batch = this.#batch;
         if (record.packed !== undefined) batch.setPacked(record.packed, at);
+        else if (record.marshal !== undefined) batch.setMarshal(this.#payload(record, at), at);
         else batch.setEvents(record.events ?? []);
         this.#onEvents(batch.values, batch.length);
         break;
       }
+      case "limit":
+        this.#onLimit(record);
+        break;
       case "code": {
         const name = record.module === "__main__" || record.module === ""
           ? record.qualname
@@ -300,6 +327,19 @@ export class FrameStateMachine {
           `expected one "hello" record, got a second one (the first was on line ${this.#helloLine})`,
         );
     }
+  }
+
+  /** The binary frame of a record: there must be one, whose length the record gives. */
+  #payload(record: { kind: string; payload?: Uint8Array }, line: number): Uint8Array {
+    if (record.payload === undefined) {
+      throw new ProtocolError(
+        line,
+        `${
+          record.kind === "batch" ? 'a "batch"' : 'an "events"'
+        } record came without its binary frame ("payload")`,
+      );
+    }
+    return record.payload;
   }
 
   /**
@@ -368,6 +408,10 @@ export class FrameStateMachine {
       protocol: hello.protocol,
       pythonMaxRss: end?.max_rss,
     };
+    // Present only when the stream says: older streams summarise as they did.
+    if (hello.collector !== undefined) summary.collector = hello.collector;
+    if (hello.clock !== undefined) summary.clock = hello.clock;
+    if (this.#limited !== undefined) summary.limited = this.#limited;
     this.#sink.finish(summary);
     return summary;
   }
@@ -393,18 +437,52 @@ export class FrameStateMachine {
     this.#helloLine = line;
     this.#t0 = record.t0;
     this.#lastTs = record.t0;
-    this.#sink.process({
+    this.#serial = record.thread_ids === "serial";
+    const process: ProcessInfo = {
       pid: record.pid,
       name: ["python", ...record.argv.map(quote)].join(" "),
       argv: record.argv,
       pythonVersion: record.python,
       engine: record.engine,
       protocol: record.protocol,
-    });
+    };
+    if (record.collector !== undefined) process.collector = record.collector;
+    if (record.clock !== undefined) process.clock = record.clock;
+    this.#sink.process(process);
     // The main thread is thread 1 from the start, but it is announced only
     // when first used or named, so that its usual `thread` record (which
     // follows the hello) names it rather than renaming it.
-    this.#newThread(record.main_thread, "MainThread", null);
+    this.#newThread(
+      record.main_thread,
+      "MainThread",
+      null,
+      this.#serial ? null : record.main_thread,
+    );
+  }
+
+  /**
+   * Recording stopped at `--max-events` (protocol 4): the moment is marked
+   * on the thread that reached the limit, and the frames still open stay
+   * open, as for a program that is still running, to close at the end.
+   */
+  #onLimit(record: LimitRecord): void {
+    if (record.ts > this.#lastTs) this.#lastTs = record.ts;
+    const thread = this.#threadOf(record.thread);
+    const ts = (record.ts - this.#t0) / 1000;
+    this.#limited ??= { ts, events: record.events };
+    this.#sink.mark?.({
+      kind: "instant",
+      tid: thread.tid,
+      ts,
+      name: "recording stopped: --max-events reached",
+      category: "panopticon",
+      args: { events: record.events },
+    });
+    this.#warn(
+      `recording stopped at ${(ts / 1e6).toFixed(3)} s after ${
+        record.events.toLocaleString("en-US")
+      } events (--max-events): the rest of the run is not in the trace`,
+    );
   }
 
   /**
@@ -720,40 +798,54 @@ export class FrameStateMachine {
    */
   #onThread(record: ThreadRecord): void {
     const current = this.#threads.get(record.thread);
-    if (current !== undefined && (current.depth > 0 || !current.named)) {
-      const changed = current.name !== record.name || current.nativeId !== record.native_id;
+    // With serial ids (protocol 4) an id is never reused: a record for a
+    // known one renames its thread.
+    if (current !== undefined && (this.#serial || current.depth > 0 || !current.named)) {
+      const ident = this.#serial ? record.ident ?? current.ident : current.ident;
+      const changed = current.name !== record.name || current.nativeId !== record.native_id ||
+        current.ident !== ident;
       current.name = record.name;
       current.nativeId = record.native_id;
+      current.ident = ident;
       current.named = true;
       if (changed || !current.announced) this.#announce(current);
       return;
     }
-    const thread = this.#newThread(record.thread, record.name, record.native_id);
+    const ident = this.#serial ? record.ident ?? null : record.thread;
+    const thread = this.#newThread(record.thread, record.name, record.native_id, ident);
     thread.named = true;
     this.#announce(thread);
     if (this.#cacheIdent === record.thread) this.#cacheThread = undefined;
   }
 
-  #threadOf(ident: number): ThreadState {
-    const thread = this.#threads.get(ident) ?? this.#newThread(ident, `Thread ${ident}`, null);
+  #threadOf(id: number): ThreadState {
+    const thread = this.#threads.get(id) ??
+      this.#newThread(id, `Thread ${id}`, null, this.#serial ? null : id);
     if (!thread.announced) this.#announce(thread);
     return thread;
   }
 
-  #newThread(ident: number, name: string, nativeId: number | null): ThreadState {
-    const thread = new ThreadState(++this.#tids, ident, name, nativeId);
-    this.#threads.set(ident, thread);
+  #newThread(
+    id: number,
+    name: string,
+    nativeId: number | null,
+    ident: number | null,
+  ): ThreadState {
+    const thread = new ThreadState(++this.#tids, id, name, nativeId, ident);
+    this.#threads.set(id, thread);
     return thread;
   }
 
   #announce(thread: ThreadState): void {
     thread.announced = true;
-    this.#sink.thread({
+    const info: ThreadInfo = {
       tid: thread.tid,
       name: thread.name,
       ident: thread.ident,
       nativeId: thread.nativeId,
-    });
+    };
+    if (this.#serial) info.serial = thread.id;
+    this.#sink.thread(info);
   }
 
   #code(ref: number): Site {

@@ -11,9 +11,12 @@ import { LineSplitter } from "./_lines.ts";
 /**
  * The newest protocol version this converter understands. Version 2 added
  * `packed` events and `end.max_rss`; version 3 added the marks (ops 8 to
- * 12, `mark` records) and `code.hidden`. Versions 1 and 2 are still read.
+ * 12, `mark` records) and `code.hidden`; version 4 added binary frames
+ * (`batch` records, `events` with `marshal`), serial thread ids, the
+ * `limit` record and `hello.collector`, `hello.thread_ids`, `hello.clock`
+ * and `thread.ident`. Versions 1 to 3 are still read.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /**
  * The operation codes of an event, the first element of
@@ -60,6 +63,14 @@ export const Op = {
 /** The largest operation code of {@linkcode Op}. */
 export const MAX_OP = 12;
 
+/**
+ * The longest binary frame the converter accepts (protocol 4), 2^30 bytes:
+ * a frame is held in memory whole before it is decoded, and a length
+ * beyond this is a corrupt record, not a batch (the native collector's are
+ * 64 KiB).
+ */
+export const MAX_FRAME_BYTES = 2 ** 30;
+
 /** One of the operation codes of {@linkcode Op}, 0 to 12. */
 export type Op = typeof Op[keyof typeof Op];
 
@@ -101,18 +112,33 @@ export interface HelloRecord {
   argv: string[];
   /** The per-run token the converter handed to the collector, if any. */
   secret?: string;
+  /** Which collector wrote the stream (protocol 4): `"native"` or `"python"`. */
+  collector?: string;
+  /**
+   * What the stream's thread ids are (protocol 4): `"ident"` (the default),
+   * Python thread idents, which the system reuses once a thread has ended;
+   * or `"serial"`, numbers the collector gives each thread, never reused.
+   */
+  thread_ids?: "ident" | "serial";
+  /** How the collector reads the time (protocol 4): `"tsc"` or `"monotonic"`. */
+  clock?: string;
 }
 
 /** A thread starts (or is first seen) and is named. */
 export interface ThreadRecord {
   /** Always `"thread"`. */
   kind: "thread";
-  /** The Python thread ident (`threading.get_ident()`). */
+  /**
+   * The Python thread ident (`threading.get_ident()`), or the collector's
+   * serial number when the hello says `thread_ids: "serial"`.
+   */
   thread: number;
   /** The operating system's thread id, when Python knows it. */
   native_id: number | null;
   /** The Python thread name (`MainThread`, `Thread-1 (target)`). */
   name: string;
+  /** The Python thread ident, with serial thread ids (protocol 4). */
+  ident?: number;
 }
 
 /** Defines a Python code object, before any event uses it. */
@@ -177,7 +203,7 @@ export interface CFuncRecord {
 
 /**
  * A batch of events in the order they happened. It has exactly one of
- * `events` and `packed`; {@linkcode checkRecord} makes sure of it.
+ * `events`, `packed` and `marshal`; {@linkcode checkRecord} makes sure of it.
  */
 export interface EventsRecord {
   /** Always `"events"`. */
@@ -190,6 +216,58 @@ export interface EventsRecord {
    * converter decodes it, and checks it, when it converts the batch.
    */
   packed?: string;
+  /**
+   * Protocol 4: the length of the binary frame that follows the record's
+   * line, the marshal bytes that `packed` would hold in base64.
+   */
+  marshal?: number;
+  /**
+   * The binary frame of a `marshal` record: its `marshal` bytes, attached
+   * by {@linkcode NdjsonDecoder} (it is not a field on the wire). The
+   * decoder hands out a view of its own buffers, valid only during the
+   * callback that receives the record: copy it to keep it.
+   */
+  payload?: Uint8Array;
+}
+
+/**
+ * Protocol 4: a batch of events from the native collector, in a binary
+ * frame of `bytes` bytes that follows the record's line
+ * (`docs/protocol.md`, section `batch`). {@linkcode unpackBatch} decodes it.
+ */
+export interface BatchRecord {
+  /** Always `"batch"`. */
+  kind: "batch";
+  /** The length of the binary frame. */
+  bytes: number;
+  /** How many events the frame holds (thread switches are not events). */
+  events: number;
+  /** The time, in ns, that the first event's delta counts from. */
+  ts: number;
+  /** The thread of the events before the frame's first thread switch. */
+  thread: number;
+  /**
+   * The binary frame, attached by {@linkcode NdjsonDecoder} (it is not a
+   * field on the wire). The decoder hands out a view of its own buffers,
+   * valid only during the callback that receives the record: copy it to
+   * keep it. A record built in memory must carry its frame here.
+   */
+  payload?: Uint8Array;
+}
+
+/**
+ * Protocol 4: recording stopped because the run reached `--max-events`.
+ * The collector recorded no event after this one; the program ran on.
+ */
+export interface LimitRecord {
+  /** Always `"limit"`. */
+  kind: "limit";
+  /** When recording stopped, in ns. */
+  ts: number;
+  /** The events recorded until then: the limit. */
+  events: number;
+  /** The thread whose event reached the limit. */
+  thread: number;
 }
 
 /** Time the collector spent on itself, shown as its own slice. */
@@ -231,12 +309,30 @@ export type ProtocolRecord =
   | EventsRecord
   | FlushRecord
   | EndRecord
-  | MarkRecord;
+  | MarkRecord
+  | BatchRecord
+  | LimitRecord;
+
+/** A record that a binary frame follows on the wire (protocol 4). */
+export type FrameRecord = BatchRecord | (EventsRecord & { marshal: number });
+
+/** Options of a {@linkcode ProtocolError}. */
+export interface ProtocolErrorOptions extends ErrorOptions {
+  /**
+   * Where in the binary frame after the line the stream went wrong: the
+   * offset of the byte, from 0. The message then names the frame.
+   *
+   * @default {undefined} (the error is in the line itself)
+   */
+  byte?: number;
+}
 
 /**
  * A stream that breaks the protocol: malformed, out of order, or from a
  * newer collector. The message names the line (1-based) and what was
- * expected there.
+ * expected there; for an error inside a binary frame (protocol 4), the
+ * line of the record the frame follows and the offset of the byte, as
+ * `the binary frame after line 12, byte 40: …`.
  *
  * @example Telling a protocol error apart
  * ```ts
@@ -246,24 +342,42 @@ export type ProtocolRecord =
  * assert.throws(() => decodeRecord('{"kind":"end","ts":"soon"}', 12), (error) => {
  *   assert(error instanceof ProtocolError);
  *   assert.equal(error.line, 12);
+ *   assert.equal(error.byte, undefined);
  *   assert.equal(error.message, 'line 12: expected an integer "ts" in an "end" record');
  *   return true;
  * });
+ * const inFrame = new ProtocolError(3, "an unknown op 14", { byte: 40 });
+ * assert.equal(inFrame.message, "the binary frame after line 3, byte 40: an unknown op 14");
  * ```
  */
 export class ProtocolError extends Error {
-  /** The 1-based line (or record number) where the stream went wrong. */
+  /**
+   * The 1-based line (or record number) where the stream went wrong; for
+   * an error in a binary frame, the line of the record it follows.
+   */
   readonly line: number;
+  /** For an error in a binary frame, the offset of the byte in the frame; else undefined. */
+  readonly byte: number | undefined;
 
-  /** Makes the error `line <line>: <detail>`. */
-  constructor(line: number, detail: string, options?: ErrorOptions) {
-    super(`line ${line}: ${detail}`, options);
+  /**
+   * Makes the error `line <line>: <detail>`, or with `options.byte`
+   * `the binary frame after line <line>, byte <byte>: <detail>`.
+   */
+  constructor(line: number, detail: string, options?: ProtocolErrorOptions) {
+    const byte = options?.byte;
+    super(
+      byte === undefined
+        ? `line ${line}: ${detail}`
+        : `the binary frame after line ${line}, byte ${byte}: ${detail}`,
+      options,
+    );
     this.name = "ProtocolError";
     this.line = line;
+    this.byte = byte;
   }
 }
 
-const KINDS = "hello, thread, code, cfunc, mark, events, flush or end";
+const KINDS = "hello, thread, code, cfunc, mark, events, batch, limit, flush or end";
 const CODE_TYPES: ReadonlySet<string> = new Set<CodeType>([
   "function",
   "generator",
@@ -276,7 +390,10 @@ const CODE_TYPES: ReadonlySet<string> = new Set<CodeType>([
  *
  * Returns `undefined` for a blank line. Throws a {@linkcode ProtocolError}
  * naming `line` when the text is not a JSON object, has an unknown `kind`
- * or lacks a required field. Unknown fields are kept and ignored.
+ * or lacks a required field. Unknown fields are kept and ignored. A record
+ * that a binary frame follows (`batch`, `events` with `marshal`) comes
+ * without its `payload`: the frame is not in the line, and
+ * {@linkcode NdjsonDecoder} reads it from the stream.
  *
  * @example Decoding one line
  * ```ts
@@ -302,6 +419,11 @@ export function decodeRecord(text: string, line: number): ProtocolRecord | undef
     throw new ProtocolError(line, `expected a JSON object, got text that is not JSON (${reason})`, {
       cause: error,
     });
+  }
+  // A frame follows its line on the wire: a "payload" field in the JSON is
+  // not it, and is ignored as any unknown field is.
+  if (typeof value === "object" && value !== null && "payload" in value) {
+    delete (value as { payload?: unknown }).payload;
   }
   return checkRecord(value, line);
 }
@@ -359,6 +481,22 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
         throw fieldError(line, "an array of strings", "argv", kind);
       }
       if (record.secret !== undefined) string(record, "secret", line);
+      if (record.collector !== undefined) string(record, "collector", line);
+      if (record.clock !== undefined) string(record, "clock", line);
+      // Unlike the two above, which only describe the run, the thread ids
+      // change how the stream is read: a value this converter does not
+      // know is an error, not a default.
+      if (
+        record.thread_ids !== undefined && record.thread_ids !== "ident" &&
+        record.thread_ids !== "serial"
+      ) {
+        throw new ProtocolError(
+          line,
+          `expected "thread_ids" to be "serial" or "ident" in a "hello" record, got ${
+            preview(record.thread_ids)
+          }`,
+        );
+      }
       break;
     case "thread":
       integer(record, "thread", line);
@@ -368,6 +506,19 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
         }
       }
       string(record, "name", line);
+      if (record.ident !== undefined) integer(record, "ident", line);
+      break;
+    case "batch":
+      count(record, "bytes", line);
+      count(record, "events", line);
+      integer(record, "ts", line);
+      integer(record, "thread", line);
+      checkPayload(record, record.bytes as number, line);
+      break;
+    case "limit":
+      integer(record, "ts", line);
+      integer(record, "events", line);
+      integer(record, "thread", line);
       break;
     case "code":
       integer(record, "id", line);
@@ -425,24 +576,30 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
 }
 
 /**
- * Exactly one of `events` and `packed`. JSON events are checked here, one
- * loop over the batch; packed ones when they are unpacked, which is the
- * same loop over bytes (see `packed.ts`): checking them here would decode
- * every batch twice.
+ * Exactly one of `events`, `packed` and `marshal`. JSON events are checked
+ * here, one loop over the batch; packed and marshal ones when they are
+ * unpacked, which is the same loop over bytes (see `packed.ts`): checking
+ * them here would decode every batch twice.
  */
 function checkEvents(record: Record<string, unknown>, line: number): void {
   const events = record.events;
-  const packed = record.packed;
-  if ((events === undefined) === (packed === undefined)) {
+  const given = (events !== undefined ? 1 : 0) + (record.packed !== undefined ? 1 : 0) +
+    (record.marshal !== undefined ? 1 : 0);
+  if (given !== 1) {
     throw new ProtocolError(
       line,
-      `expected exactly one of "events" and "packed" in an "events" record, got ${
-        events === undefined ? "neither" : "both"
+      `expected exactly one of "events", "packed" and "marshal" in an "events" record, got ${
+        given === 0 ? "none" : given === 2 ? "two" : "all three"
       }`,
     );
   }
+  if (record.marshal !== undefined) {
+    count(record, "marshal", line);
+    checkPayload(record, record.marshal as number, line);
+    return;
+  }
   if (events === undefined) {
-    if (typeof packed !== "string") throw fieldError(line, "a string", "packed", "events");
+    if (typeof record.packed !== "string") throw fieldError(line, "a string", "packed", "events");
     return;
   }
   if (!Array.isArray(events)) throw fieldError(line, "an array", "events", "events");
@@ -462,6 +619,26 @@ function checkEvents(record: Record<string, unknown>, line: number): void {
     ) {
       throw eventError(line, i, event);
     }
+  }
+}
+
+/**
+ * A binary frame's record built in memory carries its frame as `payload`,
+ * exactly as long as the record says. (From a byte stream, the decoder
+ * attaches the frame after checking the line.)
+ */
+function checkPayload(record: Record<string, unknown>, length: number, line: number): void {
+  const payload = record.payload;
+  if (payload === undefined) return;
+  if (!(payload instanceof Uint8Array) || payload.length !== length) {
+    throw new ProtocolError(
+      line,
+      `expected "payload" to be a Uint8Array of ${length} bytes in ${
+        record.kind === "batch" ? 'a "batch"' : 'an "events"'
+      } record, got ${
+        payload instanceof Uint8Array ? `${payload.length} bytes` : describe(payload)
+      }`,
+    );
   }
 }
 
@@ -486,6 +663,31 @@ function isWireInteger(value: unknown): boolean {
 function integer(record: Record<string, unknown>, field: string, line: number): void {
   if (!isWireInteger(record[field])) {
     throw fieldError(line, "an integer", field, record.kind as string, record[field]);
+  }
+}
+
+/**
+ * The length of a binary frame, or a count of events: a non-negative
+ * integer. A frame is held in memory whole, so it is at most
+ * {@linkcode MAX_FRAME_BYTES} long.
+ */
+function count(record: Record<string, unknown>, field: string, line: number): void {
+  const value = record[field];
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    const kind = record.kind as string;
+    const got = Number.isInteger(value) ? `, got ${preview(value)}` : "";
+    throw new ProtocolError(
+      line,
+      `expected a non-negative integer "${field}" in ${
+        kind.startsWith("e") ? "an" : "a"
+      } "${kind}" record${got}`,
+    );
+  }
+  if (field !== "events" && (value as number) > MAX_FRAME_BYTES) {
+    throw new ProtocolError(
+      line,
+      `a binary frame of ${value} bytes is longer than the ${MAX_FRAME_BYTES} bytes a frame may hold`,
+    );
   }
 }
 
@@ -539,8 +741,9 @@ export type RecordCallback = (record: ProtocolRecord, line: number) => void;
 /** Options of {@linkcode decodeNdjson} and {@linkcode NdjsonDecoder}. */
 export interface DecodeNdjsonOptions {
   /**
-   * Called when the stream ends in the middle of a line: a collector that
-   * was killed mid-write leaves one. That line is dropped, not an error.
+   * Called when the stream ends in the middle of a line or of a binary
+   * frame: a collector that was killed mid-write leaves one. That line or
+   * frame is dropped, not an error.
    *
    * @default {undefined} (the warning is not reported)
    */
@@ -548,9 +751,29 @@ export interface DecodeNdjsonOptions {
 }
 
 /**
+ * The length of the binary frame that follows `record` (protocol 4), or 0
+ * if none does.
+ */
+function frameLength(record: ProtocolRecord): number {
+  if (record.kind === "batch") return record.bytes;
+  if (record.kind === "events") return record.marshal ?? 0;
+  return 0;
+}
+
+/** UTF-8, keeping a byte order mark: only the stream's first line may start with one. */
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+const BOM = "\uFEFF";
+
+/**
  * The synchronous core of {@linkcode decodeNdjson}: bytes in, records out
  * through a callback, with the line each came from. Use it where a stream
  * per stage would cost too much; use `decodeNdjson` otherwise.
+ *
+ * A record that a binary frame follows (protocol 4: `batch`, and `events`
+ * with `marshal`) is handed out once its frame has come, with the frame as
+ * its `payload`. The payload is a view of the chunk, or of the decoder's
+ * own buffer when the frame was split across chunks: it is valid only
+ * during the callback, which must copy what it keeps.
  *
  * @example Decoding chunks by hand
  * ```ts
@@ -567,14 +790,56 @@ export interface DecodeNdjsonOptions {
  * assert.equal(records.length, 1);
  * assert.match(warnings[0]!, /^line 2 is incomplete/);
  * ```
+ *
+ * @example A record with a binary frame, which may hold newlines
+ * ```ts
+ * import { NdjsonDecoder } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const line = new TextEncoder().encode('{"kind":"batch","bytes":4,"events":2,"ts":1000,"thread":1}\n');
+ * // A frame of two c_return events, 10 ns (0x0a, a newline byte) after
+ * // `ts` and 6 ns after that, split across two chunks.
+ * const frames: number[][] = [];
+ * const decoder = new NdjsonDecoder();
+ * decoder.push(Uint8Array.of(...line, 0x06, 0x0a), () => assert.fail("the frame is not whole"));
+ * decoder.push(Uint8Array.of(0x06, 0x06), (record, at) => {
+ *   assert.equal(record.kind === "batch" && record.events, 2);
+ *   assert.equal(at, 1);
+ *   // The payload is valid during this call only: copy what you keep.
+ *   if (record.kind === "batch") frames.push(Array.from(record.payload!));
+ * });
+ * decoder.finish(() => {});
+ * assert.deepEqual(frames, [[0x06, 0x0a, 0x06, 0x06]]);
+ * assert.equal(decoder.line, 1);
+ * ```
  */
 export class NdjsonDecoder {
   #lines = new LineSplitter();
   #onWarning: ((message: string) => void) | undefined;
   #onRecord: RecordCallback = () => {};
-  #onLine = (text: string, line: number): void => {
+  /** The record whose binary frame is being read. */
+  #framed: FrameRecord | undefined;
+  #onLine = (bytes: Uint8Array, line: number): number => {
+    let text = utf8.decode(bytes);
+    if (line === 1 && text.startsWith(BOM)) text = text.slice(1);
     const record = decodeRecord(text, line);
-    if (record !== undefined) this.#onRecord(record, line);
+    if (record === undefined) return 0;
+    const length = frameLength(record);
+    if (length === 0) {
+      if (record.kind === "batch" || record.kind === "events" && record.marshal !== undefined) {
+        (record as FrameRecord).payload = EMPTY;
+      }
+      this.#onRecord(record, line);
+      return 0;
+    }
+    this.#framed = record as FrameRecord;
+    return length;
+  };
+  #onFrame = (bytes: Uint8Array, line: number): void => {
+    const record = this.#framed!;
+    this.#framed = undefined;
+    record.payload = bytes;
+    this.#onRecord(record, line);
   };
 
   /** Makes a decoder; see {@linkcode DecodeNdjsonOptions}. */
@@ -582,7 +847,7 @@ export class NdjsonDecoder {
     this.#onWarning = options.onWarning;
   }
 
-  /** How many complete lines have been decoded so far. */
+  /** How many complete lines have been decoded so far (binary frames are not lines). */
   get line(): number {
     return this.#lines.line;
   }
@@ -590,28 +855,56 @@ export class NdjsonDecoder {
   /** Decodes one chunk, calling `onRecord` for each record it completes. */
   push(chunk: Uint8Array, onRecord: RecordCallback): void {
     this.#onRecord = onRecord;
-    this.#lines.push(chunk, this.#onLine);
+    this.#lines.push(chunk, this.#onLine, this.#onFrame);
   }
 
   /**
    * Ends the stream. A final line without `\n` is decoded if it is a whole
-   * JSON value; if it is cut short it is dropped with a warning.
+   * JSON value; if it is cut short it is dropped with a warning, and so is
+   * a binary frame cut short.
    */
   finish(onRecord: RecordCallback): void {
-    const partial = this.#lines.finish();
-    if (partial === undefined) return;
+    const unfinished = this.#lines.finish();
+    if (unfinished === undefined) return;
+    if (unfinished.kind === "frame") {
+      this.#framed = undefined;
+      this.#warnFrame(unfinished.line, unfinished.received, unfinished.length);
+      return;
+    }
+    const { line } = unfinished;
+    let text = utf8.decode(unfinished.bytes);
+    if (line === 1 && text.startsWith(BOM)) text = text.slice(1);
+    if (text.trim() === "") return;
     let value: unknown;
     try {
-      value = JSON.parse(partial.text);
+      value = JSON.parse(text);
     } catch {
       this.#onWarning?.(
-        `line ${partial.line} is incomplete (the stream ended in the middle of it): it was dropped`,
+        `line ${line} is incomplete (the stream ended in the middle of it): it was dropped`,
       );
       return;
     }
-    onRecord(checkRecord(value, partial.line), partial.line);
+    const record = checkRecord(value, line);
+    const length = frameLength(record);
+    if (length > 0) {
+      this.#warnFrame(line, 0, length);
+      return;
+    }
+    if (record.kind === "batch" || record.kind === "events" && record.marshal !== undefined) {
+      (record as FrameRecord).payload = EMPTY;
+    }
+    onRecord(record, line);
+  }
+
+  #warnFrame(line: number, received: number, length: number): void {
+    this.#onWarning?.(
+      `the binary frame after line ${line} is incomplete (the stream ended after ${received} ` +
+        `of its ${length} bytes): it was dropped, with its record`,
+    );
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Decodes an NDJSON byte stream into validated records.

@@ -96,6 +96,10 @@ export interface ProcessInfo {
   engine: string;
   /** The protocol version of the stream. */
   protocol: number;
+  /** Which collector wrote the stream (`hello.collector`, protocol 4), when it says. */
+  collector?: string;
+  /** How the collector read the time (`hello.clock`, protocol 4), when it says. */
+  clock?: string;
 }
 
 /**
@@ -105,12 +109,31 @@ export interface ProcessInfo {
 export interface ThreadInfo {
   /** The dense thread id, in order of first appearance; the main thread is 1. */
   tid: number;
-  /** The Python thread name, or `Thread <ident>` until one is known. */
+  /** The Python thread name, or `Thread <id>` (its id on the wire) until one is known. */
   name: string;
-  /** The Python thread ident (`threading.get_ident()`). */
-  ident: number;
+  /**
+   * The Python thread ident (`threading.get_ident()`); with serial thread
+   * ids (protocol 4), the one the `thread` record gives, null until then.
+   */
+  ident: number | null;
   /** The operating system's thread id, when known. */
   nativeId: number | null;
+  /**
+   * The collector's serial number of the thread, when the stream numbers
+   * threads so (`hello.thread_ids` is `"serial"`, protocol 4).
+   */
+  serial?: number;
+}
+
+/**
+ * When recording stopped because the run reached its `--max-events`
+ * (the `limit` record, protocol 4).
+ */
+export interface RecordingLimit {
+  /** When, in µs since trace time zero. */
+  ts: number;
+  /** The events recorded until then: the limit. */
+  events: number;
 }
 
 /** What the stream held, reported once it has ended. */
@@ -146,6 +169,15 @@ export interface TraceSummary {
   engine: string;
   /** The protocol version of the stream. */
   protocol: number;
+  /** Which collector wrote the stream (`hello.collector`, protocol 4), when it says. */
+  collector?: string;
+  /** How the collector read the time (`hello.clock`, protocol 4), when it says. */
+  clock?: string;
+  /**
+   * Set when recording stopped early because the run reached its
+   * `--max-events`: the trace holds nothing of the run after `ts`.
+   */
+  limited?: RecordingLimit;
   /**
    * The Python process's peak resident memory in bytes (`end.max_rss`), when
    * the collector reported it (protocol 2, a complete stream).

@@ -38,9 +38,10 @@ export type FuzzOutcome =
     warnings: string[];
     name: string;
     message: string;
-    /** Whether the error is a `ProtocolError`, and its `line`. */
+    /** Whether the error is a `ProtocolError`, its `line` and its `byte` in a binary frame. */
     protocolError: boolean;
     line?: number;
+    byte?: number;
     stack?: string;
   };
 
@@ -77,6 +78,7 @@ async function run(job: FuzzJob): Promise<FuzzOutcome> {
       message: error instanceof Error ? error.message : String(error),
       protocolError: error instanceof ProtocolError,
       line: error instanceof ProtocolError ? error.line : undefined,
+      byte: error instanceof ProtocolError ? error.byte : undefined,
       stack: error instanceof Error ? error.stack : undefined,
     };
   }

@@ -99,6 +99,89 @@ Deno.test("convert writes the protocol's example as a valid trace", async () => 
   });
 });
 
+Deno.test("convert writes the shared native fixture (protocol 4) as a valid trace", async (t) => {
+  const bytes = await fixture("native.stream");
+  const { text, trace, summary } = await convertChunks([bytes]);
+  await t.step("its slices", () => {
+    assert.deepEqual(slices(trace), [
+      ["<module>", 1, 0, 73062634340949.25],
+      ["hot", 1, 0.04, 21.1],
+      ["print", 1, 0.14, 1],
+      ["numbers", 1, 21.145, 3000, "0x1", false, true],
+      ["work", 2, 3021.169, 300000.021],
+      ["numbers", 2, 3021.179, 300000, "0x1", true, true],
+      ["list.append", 1, 303021.202, 0.013],
+      ["phase 2", 1, 303021.229, 40000000.003],
+      ["time.sleep", 1, 40303021.229, 0.001],
+      ["main", 1, 40303021.235, 0.015, "0x2", false, true],
+      ["ticks", 1, 40303021.239, 0.005, "0x3", false, true],
+      ["main", 2, 40303021.257, 0.027, "0x2", true, false],
+      ["ticks", 2, 40303021.265, 0.009, "0x3", true, false],
+      ["panopticon.flush", 1, 40303021.296, 0.001],
+      ["list.append", 1, 40303021.307, 0.001],
+      ["numbers", 1, 5040303021.308, 1000000000000.004, "0x1", true, false],
+    ]);
+  });
+  await t.step("its marks, threads and summary", () => {
+    const marks = trace.traceEvents.filter((event) => event.ph === "i" || event.ph === "C");
+    assert.deepEqual(marks.map((event) => [event.ph, event.name, event.ts, event.args]), [
+      ["i", "cache miss", 3021.152, { key: "k" }],
+      ["C", "queue depth", 3021.16, { depth: 3 }],
+    ]);
+    assert.deepEqual(threadNames(trace), { 1: "MainThread", 2: "renamed" });
+    const names = trace.traceEvents.filter((event) => event.name === "thread_name");
+    assert.deepEqual(names.map((event) => event.args), [
+      { name: "MainThread", ident: 140245061072704, native_id: 4242, serial: 1 },
+      { name: "Thread 2", ident: null, native_id: null, serial: 2 },
+      { name: "Thread-1 (worker)", ident: 140245052679936, native_id: 4243, serial: 2 },
+      { name: "renamed", ident: 140245052679936, native_id: 4243, serial: 2 },
+    ]);
+    assert.deepEqual(summary.warnings, []);
+    assert.equal(summary.events, 33);
+    assert.equal(summary.threads, 2);
+    assert.deepEqual(
+      [summary.protocol, summary.collector, summary.clock],
+      [4, "native", "tsc"],
+    );
+    const { otherData } = trace;
+    assert.deepEqual(
+      [otherData.protocol, otherData.collector, otherData.clock, otherData.complete],
+      [4, "native", "tsc", true],
+    );
+    assert.equal(otherData.limited, undefined);
+  });
+  await t.step("the same whatever the chunks", async () => {
+    for (const size of [1, 3, 64, 1000]) {
+      const chunks: Uint8Array[] = [];
+      for (let at = 0; at < bytes.length; at += size) chunks.push(bytes.slice(at, at + size));
+      assert.equal((await convertChunks(chunks)).text, text, `chunks of ${size} bytes`);
+    }
+  });
+});
+
+Deno.test("convert records in otherData that recording stopped at --max-events", async () => {
+  const stream = [
+    '{"kind":"hello","protocol":4,"pid":7,"python":"3.13.1","engine":"monitoring","t0":0,"main_thread":1,"argv":["a.py"],"collector":"native","thread_ids":"serial"}',
+    '{"kind":"cfunc","id":1,"name":"print"}',
+    '{"kind":"events","events":[[5,1,1000,0,1]]}',
+    '{"kind":"limit","ts":1500,"events":1,"thread":1}',
+    '{"kind":"end","ts":9000,"events":1,"dropped":0,"reason":"exit"}',
+  ].join("\n") + "\n";
+  const { trace, summary } = await convertChunks([new TextEncoder().encode(stream)]);
+  assert.deepEqual(trace.otherData.limited, { ts: 1.5, events: 1 });
+  assert.deepEqual(summary.limited, { ts: 1.5, events: 1 });
+  assert.deepEqual(summary.warnings, [
+    "recording stopped at 0.000 s after 1 events (--max-events): the rest of the run is not in the trace",
+  ]);
+  const instant = trace.traceEvents.find((event) => event.ph === "i")!;
+  assert.deepEqual(
+    [instant.name, instant.cat, instant.tid, instant.ts, instant.args],
+    ["recording stopped: --max-events reached", "panopticon", 1, 1.5, { events: 1 }],
+  );
+  assert.deepEqual(slices(trace), [["print", 1, 1, 8]]);
+  assert.equal(trace.traceEvents.find((event) => event.ph === "X")!.args.unfinished, true);
+});
+
 Deno.test("convert follows a generator resumed on another thread", async () => {
   const { trace, summary } = await convertChunks([await fixture("threads.ndjson")]);
   assert.deepEqual(slices(trace), [
@@ -283,9 +366,9 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
     },
     {
       name: "a newer protocol",
-      text: `${hello.replace('"protocol":1', '"protocol":4')}\n`,
+      text: `${hello.replace('"protocol":1', '"protocol":5')}\n`,
       message:
-        "line 1: the stream speaks protocol 4 but this converter understands up to 3: upgrade panopticon",
+        "line 1: the stream speaks protocol 5 but this converter understands up to 4: upgrade panopticon",
     },
     {
       name: "packed events that are not base64",
@@ -303,7 +386,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       name: "an unknown kind",
       text: `${hello}\n{"kind":"sample"}\n`,
       message:
-        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, flush or end',
+        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, batch, limit, flush or end',
     },
     {
       name: "a missing field",

@@ -5,7 +5,9 @@ import {
   FrameStateMachine,
   type FrameStateMachineOptions,
   type HelloRecord,
+  type Mark,
   type ProcessInfo,
+  ProtocolError,
   type ProtocolEvent,
   type ProtocolRecord,
   type Slice,
@@ -13,7 +15,8 @@ import {
   type TraceSink,
   type TraceSummary,
 } from "../mod.ts";
-import { packEvents } from "./_packed.ts";
+import { marshalEvents, packEvents } from "./_packed.ts";
+import { encodeBatch, nativeEvent } from "./_batch.ts";
 
 /** A sink that keeps everything, slices rendered as short strings. */
 class RecordingSink implements TraceSink {
@@ -86,6 +89,20 @@ function events(...list: ProtocolEvent[]): ProtocolRecord {
 }
 
 const END: ProtocolRecord = { kind: "end", ts: 0, events: 0, dropped: 0, reason: "exit" };
+
+const HELLO_4: HelloRecord = { ...HELLO, protocol: 4 };
+
+/** A `batch` record of `list` (times that never go back), counting from the first event's time. */
+function batchOf(list: readonly ProtocolEvent[], thread = list[0]?.[1] ?? 1): ProtocolRecord {
+  const { record, frame } = encodeBatch(list.map(nativeEvent), list[0]?.[2] ?? 0, thread);
+  return { ...record, payload: frame };
+}
+
+/** An `events` record of `list` with `marshal` (protocol 4), and its frame. */
+function marshalOf(list: readonly ProtocolEvent[]): ProtocolRecord {
+  const payload = marshalEvents(list);
+  return { kind: "events", marshal: payload.length, payload };
+}
 
 /** Runs hello, the definitions and `records` through a machine, then ends it. */
 function run(
@@ -335,11 +352,17 @@ Deno.test("FrameStateMachine turns events into slices as the protocol says", asy
     await t.step(name, () => {
       const { sink } = run([events(...list)]);
       assert.deepEqual(sorted(sink), slices);
+      // The same events in a native batch (protocol 4), where they fit one.
+      if (list.every((event, i) => i === 0 || event[2] >= list[i - 1]![2])) {
+        const batch = run([batchOf(list)], HELLO_4);
+        assert.deepEqual(sorted(batch.sink), slices, "from a batch frame");
+        assert.deepEqual(batch.sink.slices, sink.slices, "from a batch frame, in order");
+      }
     });
   }
 });
 
-Deno.test("FrameStateMachine reads packed events as it reads JSON events", async (t) => {
+Deno.test("FrameStateMachine reads packed, marshal and batch events as it reads JSON events", async (t) => {
   const list: ProtocolEvent[] = [
     [0, 1, 1000, 0, 1],
     [0, 1, 2000, 140245060931392, 2],
@@ -377,6 +400,35 @@ Deno.test("FrameStateMachine reads packed events as it reads JSON events", async
       assert.equal(packed.summary.events, list.length);
     });
   }
+  const binary: { name: string; records: ProtocolRecord[] }[] = [
+    { name: "marshal frames (protocol 4)", records: [marshalOf(list)] },
+    {
+      name: "batch frames (protocol 4), one an event, with empty ones",
+      records: list.flatMap((event) => [batchOf([event]), batchOf([])]),
+    },
+    {
+      name: "batch, marshal, packed and JSON mixed",
+      records: [
+        batchOf(list.slice(0, 2)),
+        marshalOf(list.slice(2, 3)),
+        events(...list.slice(3, 5)),
+        { kind: "events", packed: packEvents(list.slice(5, 6)) },
+        batchOf(list.slice(6)),
+      ],
+    },
+  ];
+  for (const { name, records } of binary) {
+    await t.step(name, () => {
+      const framed = run(records, HELLO_4);
+      assert.deepEqual(framed.sink.slices, json.sink.slices);
+      assert.deepEqual(framed.sink.threads, json.sink.threads);
+      assert.equal(framed.summary.events, list.length);
+    });
+  }
+  await t.step("one batch of every event", () => {
+    const framed = run([batchOf(list, 1)], HELLO_4);
+    assert.deepEqual(framed.sink.slices, json.sink.slices);
+  });
   await t.step("of protocol 1", () => {
     const old = run([events(...list)], { ...HELLO, protocol: 1 });
     assert.deepEqual(old.sink.slices, json.sink.slices);
@@ -831,6 +883,160 @@ Deno.test("FrameStateMachine maps thread idents to dense threads", async (t) => 
   }
 });
 
+Deno.test("FrameStateMachine renames threads by their serial ids (protocol 4)", async (t) => {
+  const serial: HelloRecord = { ...HELLO_4, thread_ids: "serial", main_thread: 1 };
+  const thread = (id: number, name: string, ident?: number): ProtocolRecord => ({
+    kind: "thread",
+    thread: id,
+    native_id: id === 1 ? 4242 : 4242 + id,
+    name,
+    ...(ident === undefined ? {} : { ident }),
+  });
+  const cases: { name: string; records: ProtocolRecord[]; threads: string[] }[] = [
+    {
+      name: "names the main thread, with its Python ident",
+      records: [thread(1, "MainThread", 140001), events([0, 1, 1000, 0, 3], [2, 1, 2000, 0, 3])],
+      threads: ["1 MainThread 140001/4242 #1"],
+    },
+    {
+      name: "renames a named thread that is inside no frame, where idents would start anew",
+      records: [
+        thread(2, "Thread-1", 140002),
+        events([0, 2, 1000, 0, 3], [2, 2, 2000, 0, 3]),
+        thread(2, "renamed", 140002),
+        events([0, 2, 3000, 0, 4], [2, 2, 4000, 0, 4]),
+      ],
+      threads: [
+        "2 Thread-1 140002/4244 #2",
+        "2 renamed 140002/4244 #2",
+        "1 MainThread null/null #1",
+      ],
+    },
+    {
+      name: "names a thread first seen through its events; its ident is unknown till then",
+      records: [events([0, 3, 1000, 0, 3], [2, 3, 2000, 0, 3]), thread(3, "Worker", 140003)],
+      threads: [
+        "2 Thread 3 null/null #3",
+        "2 Worker 140003/4245 #3",
+        "1 MainThread null/null #1",
+      ],
+    },
+    {
+      name: "keeps the ident of a thread renamed by a record without one",
+      records: [thread(2, "Thread-1", 140002), thread(2, "renamed")],
+      threads: [
+        "2 Thread-1 140002/4244 #2",
+        "2 renamed 140002/4244 #2",
+        "1 MainThread null/null #1",
+      ],
+    },
+    {
+      name: "does not announce a record that changes nothing",
+      records: [thread(2, "Thread-1", 140002), thread(2, "Thread-1", 140002)],
+      threads: ["2 Thread-1 140002/4244 #2", "1 MainThread null/null #1"],
+    },
+  ];
+  for (const { name, records, threads } of cases) {
+    await t.step(name, () => {
+      const { sink } = run(records, serial);
+      assert.deepEqual(
+        sink.threads.map((info) =>
+          `${info.tid} ${info.name} ${info.ident}/${info.nativeId} #${info.serial}`
+        ),
+        threads,
+      );
+    });
+  }
+  await t.step("idents, the default, are not serial numbers", () => {
+    const { sink } = run([thread(1, "MainThread", 5)], HELLO_4);
+    assert.deepEqual(sink.threads, [{ tid: 1, name: "MainThread", ident: 1, nativeId: 4242 }]);
+  });
+});
+
+Deno.test("FrameStateMachine marks where recording stopped at --max-events (protocol 4)", () => {
+  const sink = new RecordingSink();
+  const marks: Mark[] = [];
+  const warnings: string[] = [];
+  const machine = new FrameStateMachine(
+    Object.assign(sink, { mark: (mark: Mark) => marks.push({ ...mark }) }),
+    { onWarning: (message) => warnings.push(message) },
+  );
+  for (
+    const record of [
+      { ...HELLO_4, t0: 1000 },
+      ...DEFINITIONS,
+      events([0, 1, 1000, 0, 3], [0, 7, 1500, 0, 4], [0, 1, 2000, 0, 4]),
+      { kind: "limit", ts: 1_234_568_000, events: 3, thread: 7 },
+      { kind: "flush", thread: 1, start: 1_234_569_000, end: 1_234_570_000, events: 3 },
+      { kind: "end", ts: 2_000_001_000, events: 3, dropped: 0, reason: "exit" },
+    ] as ProtocolRecord[]
+  ) {
+    machine.push(record);
+  }
+  const summary = machine.end();
+  assert.deepEqual(marks, [{
+    kind: "instant",
+    tid: 2,
+    ts: 1234567,
+    name: "recording stopped: --max-events reached",
+    category: "panopticon",
+    args: { events: 3 },
+  }]);
+  assert.deepEqual(warnings, [
+    "recording stopped at 1.235 s after 3 events (--max-events): the rest of the run is not in the trace",
+  ]);
+  assert.deepEqual(summary.limited, { ts: 1234567, events: 3 });
+  assert.equal(summary.complete, true);
+  // What was open stays open, as for a program still running, until the end.
+  assert.deepEqual(sorted(sink), [
+    'outer 1:0-2000000 {"unfinished":true}',
+    'inner 2:0.5-2000000 {"unfinished":true}',
+    'inner 1:1-2000000 {"unfinished":true}',
+    'panopticon.flush 1:1234568-1234569 {"events":3}',
+  ]);
+  assert.equal(summary.unfinished, 3);
+});
+
+Deno.test("FrameStateMachine needs the binary frame of a record built in memory", async (t) => {
+  for (
+    const record of [
+      { kind: "batch", bytes: 2, events: 1, ts: 0, thread: 1 },
+      { kind: "events", marshal: 5 },
+    ] as ProtocolRecord[]
+  ) {
+    await t.step(record.kind, () => {
+      const machine = new FrameStateMachine(new RecordingSink());
+      machine.push(HELLO_4, 1);
+      assert.throws(() => machine.push(record, 2), (error) => {
+        assert.ok(error instanceof ProtocolError);
+        assert.match(
+          error.message,
+          /^line 2: an? "(batch|events)" record came without its binary frame/,
+        );
+        return true;
+      });
+    });
+  }
+  await t.step("a malformed frame names the record's line and the byte", () => {
+    const machine = new FrameStateMachine(new RecordingSink());
+    machine.push(HELLO_4, 1);
+    const payload = Uint8Array.of(6, 1, 14, 1);
+    assert.throws(
+      () => machine.push({ kind: "batch", bytes: 4, events: 2, ts: 0, thread: 1, payload }, 9),
+      /^ProtocolError: the binary frame after line 9, byte 2: event 2 \(op 14\): unknown op 14/,
+    );
+  });
+  await t.step("a malformed marshal frame too", () => {
+    const machine = new FrameStateMachine(new RecordingSink());
+    machine.push(HELLO_4, 1);
+    const payload = Uint8Array.of(0x5b, 0, 0, 0, 0, 0x69);
+    assert.throws(
+      () => machine.push({ kind: "events", marshal: 6, payload }, 9),
+      /^ProtocolError: the binary frame after line 9, byte 5: the marshal events are malformed: 1 bytes follow the list of 0 events$/,
+    );
+  });
+});
+
 Deno.test("FrameStateMachine describes the process", () => {
   const { sink } = run([], { ...HELLO, argv: ["async hello.py", "it's", "-v"] });
   assert.deepEqual(sink.processes, [{
@@ -961,15 +1167,15 @@ Deno.test("FrameStateMachine rejects streams out of order", async (t) => {
     },
     {
       name: "a newer protocol",
-      push: (machine) => machine.push({ ...HELLO, protocol: 4 }),
+      push: (machine) => machine.push({ ...HELLO, protocol: 5 }),
       message:
-        "line 1: the stream speaks protocol 4 but this converter understands up to 3: upgrade panopticon",
+        "line 1: the stream speaks protocol 5 but this converter understands up to 4: upgrade panopticon",
       line: 1,
     },
     {
       name: "protocol 0",
       push: (machine) => machine.push({ ...HELLO, protocol: 0 }),
-      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 3",
+      message: "line 1: the stream claims protocol 0, which does not exist: expected 1 to 4",
       line: 1,
     },
     {

@@ -18,7 +18,8 @@
 
 import assert from "node:assert/strict";
 import type { JsonValue, ProtocolEvent, ProtocolRecord } from "../mod.ts";
-import { marshalEvents } from "./_packed.ts";
+import { marshalEvents, packEvents } from "./_packed.ts";
+import { batchLine, encodeBatch, nativeEvent } from "./_batch.ts";
 import type { FuzzJob, FuzzOutcome } from "./_fuzz_worker.ts";
 
 /** The seeds run by default; each property runs RUNS cases per seed. */
@@ -121,16 +122,27 @@ interface Stream {
  * reach the ends of the protocol's range, records follow the `end`, or
  * the `end` never comes.
  */
-function randomStream(r: Rng): Stream {
-  const idents = [r.pick([1, 140001, 0, 2 ** 31, MAX])];
-  for (let n = r.int(4); n > 0; n--) idents.push(r.pick([2, 140002, 140003, -7, 2 ** 40 + 3, MAX]));
-  const t0 = r.weighted<number>([[6, 1000], [2, 0], [2, 1_700_000_000_000_000], [1, MAX - 5000], [
-    1,
-    -MAX,
-  ]]);
+function randomStream(r: Rng, native = false): Stream {
+  // A native-like stream (protocol 4) is one that batch frames can carry:
+  // no negative numbers, times that never go back, all below 2^53.
+  const idents = [native ? r.pick([1, 140001, 0, 2 ** 31]) : r.pick([1, 140001, 0, 2 ** 31, MAX])];
+  for (let n = r.int(4); n > 0; n--) {
+    idents.push(
+      native
+        ? r.pick([2, 3, 140002, 2 ** 40 + 3])
+        : r.pick([2, 140002, 140003, -7, 2 ** 40 + 3, MAX]),
+    );
+  }
+  const t0 = native
+    ? r.weighted<number>([[6, 1000], [2, 0], [2, 1_700_000_000_000_000]])
+    : r.weighted<number>([[6, 1000], [2, 0], [2, 1_700_000_000_000_000], [1, MAX - 5000], [
+      1,
+      -MAX,
+    ]]);
   const records: ProtocolRecord[] = [{
     kind: "hello",
-    protocol: r.pick([1, 2, 3]),
+    protocol: native ? 4 : r.pick([1, 2, 3]),
+    ...(native && r.chance(0.5) ? { thread_ids: "serial" as const, collector: "native" } : {}),
     pid: r.pick([4242, 1, 0, MAX]),
     python: r.pick(["3.12.1", "3.13.0", "", "é😀"]),
     engine: r.pick(["monitoring", "setprofile"]),
@@ -188,7 +200,9 @@ function randomStream(r: Rng): Stream {
   const frames = [0, 0, 0, 7001, 7002, 7003, 7004, 2 ** 31, MAX];
   let clock = t0 + r.int(1000);
   const tick = (): number => {
-    const step = r.weighted<() => number>([
+    const step = native ? clock + r.weighted<number>([[40, r.int(500)], [1, 2 ** 40]]) : r.weighted<
+      () => number
+    >([
       [40, () => clock + r.int(500)],
       [4, () => clock - r.int(3000)],
       [1, () => r.pick([MAX, -MAX, t0 - 1_000_000_000, 0])],
@@ -245,6 +259,7 @@ function randomStream(r: Rng): Stream {
       [10, "thread"],
       [8, "flush"],
       [6, "later"],
+      [native ? 1 : 0, "limit"],
       [4, "define"],
     ]);
     if (kind === "events") {
@@ -257,7 +272,10 @@ function randomStream(r: Rng): Stream {
         thread: r.pick(idents),
         native_id: r.pick([null, 4242, 0, MAX]),
         name: r.pick(["MainThread", "Thread-1 (wörker 😀)", "", '"\\']),
+        ...(native && r.chance(0.5) ? { ident: r.pick([140001, 0, MAX]) } : {}),
       });
+    } else if (kind === "limit") {
+      records.push({ kind: "limit", ts: tick(), events, thread: r.pick(idents) });
     } else if (kind === "flush") {
       const start = tick();
       records.push({
@@ -323,6 +341,69 @@ function toNdjson(r: Rng, records: readonly ProtocolRecord[], encoding: EventsEn
     }
   }
   return lines.join("\n") + (r.chance(0.9) ? "\n" : "");
+}
+
+/**
+ * The bytes of a native-like stream (protocol 4) as collectors would send
+ * it: each events record mostly as a batch frame (in one or several
+ * frames), sometimes as a marshal frame, now and then left as JSON or
+ * packed events; every other record as its line.
+ */
+function toFramed(r: Rng, records: readonly ProtocolRecord[]): Framed {
+  const parts: Uint8Array[] = [];
+  const frames: Framed["frames"] = [];
+  let offset = 0;
+  const add = (part: Uint8Array) => {
+    parts.push(part);
+    offset += part.length;
+  };
+  const line = (text: string) => add(encoder.encode(`${text}\n`));
+  for (const record of records) {
+    if (record.kind !== "events" || record.events === undefined) {
+      line(JSON.stringify(record));
+      continue;
+    }
+    const list = record.events;
+    const how = r.weighted<string>([[6, "batch"], [2, "marshal"], [1, "json"], [1, "packed"]]);
+    if (how === "json") line(JSON.stringify(record));
+    else if (how === "packed") line(JSON.stringify({ kind: "events", packed: packEvents(list) }));
+    else if (how === "marshal") {
+      const frame = marshalEvents(list);
+      const start = offset;
+      line(JSON.stringify({ kind: "events", marshal: frame.length }));
+      frames.push({ line: start, offset, length: frame.length });
+      add(frame);
+    } else {
+      // Split where a collector's buffer might fill, from an arbitrary time and thread.
+      const native = list.map(nativeEvent);
+      let ts = list.length > 0 && r.chance(0.8) ? list[0]![2] - r.int(100) : list[0]?.[2] ?? 0;
+      if (ts < 0) ts = 0;
+      let thread = list.length > 0 && r.chance(0.7) ? list[0]![1] : r.pick([1, 2, 140001]);
+      for (let at = 0; at < native.length || at === 0;) {
+        const take = native.slice(at, at + r.range(1, Math.max(1, native.length)));
+        const { record: batch, frame } = encodeBatch(take, ts, thread);
+        const start = offset;
+        line(batchLine(batch));
+        frames.push({ line: start, offset, length: frame.length });
+        add(frame);
+        at += Math.max(1, take.length);
+        if (take.length > 0) [ts, thread] = [take.at(-1)![2], take.at(-1)![1]];
+      }
+    }
+  }
+  const bytes = new Uint8Array(offset);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return { bytes, frames };
+}
+
+/** A stream with binary frames, and where each frame and the line before it start. */
+interface Framed {
+  bytes: Uint8Array;
+  frames: { line: number; offset: number; length: number }[];
 }
 
 /** `bytes` in 1 to 6 chunks cut at random places. */
@@ -851,9 +932,13 @@ function assertHandled(outcome: FuzzOutcome, job: FuzzJob, lines: number, where:
   }
   const error = `${outcome.name}: ${outcome.message}\n${outcome.stack}`;
   assert.ok(outcome.protocolError, `${where}: rejected with ${error}`);
-  const match = /^line (\d+): /.exec(outcome.message);
+  // A line, or a binary frame (protocol 4) by the line before it and the byte.
+  const match = /^(?:line (\d+)|the binary frame after line (\d+), byte (\d+)): /.exec(
+    outcome.message,
+  );
   assert.ok(match, `${where}: a ProtocolError that names no line: ${error}`);
-  const line = Number(match[1]);
+  const line = Number(match[1] ?? match[2]);
+  assert.equal(outcome.byte, match[3] === undefined ? undefined : Number(match[3]), where);
   assert.equal(outcome.line, line, `${where}: error.line disagrees with ${error}`);
   assert.ok(line >= 1 && line <= lines + 1, `${where}: line ${line} of ${lines}: ${error}`);
   // The output, aborted, must not pretend to be a whole trace.
@@ -939,6 +1024,114 @@ Deno.test("fuzz: mutated records convert to a trace that loads or fail naming a 
       `${excerpt(shown.join("\n"))}\n`;
     const outcome = await sandbox.run(job, where);
     assertHandled(outcome, job, records.length, where);
+    tally.add(outcome);
+  });
+  tally.assertMixed();
+});
+
+// --- Binary frames (protocol 4) ---------------------------------------------------
+
+Deno.test("fuzz: native-like streams convert from batch and marshal frames as from JSON events", async () => {
+  await forEachCase(async (r, sandbox, label) => {
+    const stream = randomStream(r, true);
+    const options = r.chance(0.8) ? {} : { maxDepth: r.range(1, 4) };
+    const json = toNdjson(r, stream.records, "json");
+    const framed = toFramed(r, stream.records);
+    const where = (what: string) =>
+      `${label}, ${what}, maxDepth ${options.maxDepth}:\n${excerpt(json)}\n`;
+    const fromJson = await sandbox.run(
+      { input: { chunks: chunked(r, encoder.encode(json)) }, ...options },
+      where("JSON events"),
+    );
+    assertConverted(fromJson, where("JSON events"));
+    const fromFrames = await sandbox.run(
+      { input: { chunks: chunked(r, framed.bytes) }, ...options },
+      where("frames"),
+    );
+    const slices = assertConverted(fromFrames, where("frames"));
+    assert.equal(fromFrames.text, fromJson.text, where("frames against JSON"));
+    const summary = fromFrames.status === "resolved" ? fromFrames.summary! : {};
+    assert.equal(summary.slices, slices.length, where("frames"));
+    assert.equal(summary.events, stream.events, where("frames"));
+  });
+});
+
+/** Mutations aimed at a stream's binary frames and the records that announce them. */
+const FRAME_MUTATIONS:
+  readonly (readonly [number, string, (r: Rng, framed: Framed) => Uint8Array])[] = [
+    [4, "set a frame byte", (r, { bytes, frames }) => {
+      const frame = pickFrame(r, frames);
+      const out = bytes.slice();
+      if (frame !== undefined) {
+        out[frame.offset + r.int(frame.length)] = r.chance(0.5)
+          ? r.int(256)
+          : r.pick([0x0d, 0x0e, 0x0f, 0x1d, 0x22, 0x40, 0x80, 0xff, 0x0a, 0x5b, 0x72]);
+      }
+      return out;
+    }],
+    [2, "flip a bit of a frame", (r, { bytes, frames }) => {
+      const frame = pickFrame(r, frames);
+      const out = bytes.slice();
+      if (frame !== undefined) out[frame.offset + r.int(frame.length)]! ^= 1 << r.int(8);
+      return out;
+    }],
+    [3, "cut the stream in a frame", (r, { bytes, frames }) => {
+      const frame = pickFrame(r, frames);
+      return frame === undefined ? bytes : bytes.slice(0, frame.offset + r.int(frame.length + 1));
+    }],
+    [2, "delete or insert frame bytes", (r, { bytes, frames }) => {
+      const frame = pickFrame(r, frames);
+      if (frame === undefined) return bytes;
+      const out = Array.from(bytes);
+      const at = frame.offset + r.int(frame.length + 1);
+      if (r.chance(0.5)) out.splice(at, r.range(1, 3));
+      else out.splice(at, 0, ...Array.from({ length: r.range(1, 3) }, () => r.int(256)));
+      return Uint8Array.from(out);
+    }],
+    [3, "change a frame's length or count in its record", (r, { bytes, frames }) => {
+      const frame = pickFrame(r, frames);
+      if (frame === undefined) return bytes;
+      const text = decoder.decode(bytes.subarray(frame.line, frame.offset));
+      const changed = text.replace(
+        /"(bytes|events|marshal)":(\d+)/g,
+        (whole, field, n) =>
+          r.chance(0.5)
+            ? `"${field}":${r.pick([Number(n) + 1, Math.max(0, Number(n) - 1), 0, 2 ** 31, -1])}`
+            : whole,
+      );
+      const out = new Uint8Array([
+        ...bytes.subarray(0, frame.line),
+        ...encoder.encode(changed),
+        ...bytes.subarray(frame.offset),
+      ]);
+      return out;
+    }],
+  ];
+
+function pickFrame(r: Rng, frames: Framed["frames"]): Framed["frames"][number] | undefined {
+  const nonEmpty = frames.filter((frame) => frame.length > 0);
+  return nonEmpty.length === 0 ? undefined : r.pick(nonEmpty);
+}
+
+Deno.test("fuzz: corrupted or truncated binary frames convert or fail naming where", async () => {
+  const tally = new Tally();
+  await forEachCase(async (r, sandbox, label) => {
+    const stream = randomStream(r, true);
+    const framed = toFramed(r, stream.records);
+    const done: string[] = [];
+    let bytes = framed.bytes;
+    const [name, mutation] = r.weighted(
+      FRAME_MUTATIONS.map(([weight, name, mutation]) => [weight, [name, mutation]] as const),
+    );
+    bytes = mutation(r, framed);
+    done.push(name);
+    // Now and then, one of the line and byte mutations too.
+    if (r.chance(0.2)) ({ bytes } = { bytes: mutate(r, bytes).bytes, ...{} });
+    const job: FuzzJob = { input: { chunks: chunked(r, bytes) } };
+    const where = `${label}, ${done.join(", ")}:\n${excerpt(decoder.decode(bytes))}\n`;
+    const outcome = await sandbox.run(job, where);
+    const lines = bytes.reduce((count, byte) => count + (byte === 0x0a ? 1 : 0), 1);
+    assertHandled(outcome, job, lines, where);
     tally.add(outcome);
   });
   tally.assertMixed();

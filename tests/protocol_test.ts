@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  checkRecord,
   decodeNdjson,
   decodeRecord,
   NdjsonDecoder,
@@ -54,7 +55,7 @@ Deno.test("Op numbers the operations as the protocol does", () => {
     SpanEnd: 11,
     Stop: 12,
   });
-  assert.equal(PROTOCOL_VERSION, 3);
+  assert.equal(PROTOCOL_VERSION, 4);
 });
 
 Deno.test("ProtocolError carries the line and names it in its message", () => {
@@ -128,6 +129,35 @@ Deno.test("decodeRecord decodes every kind of record", async (t) => {
       kind: "hello",
     },
     {
+      name: "hello of protocol 4, with a collector, serial thread ids and a clock",
+      text: HELLO.replace('"protocol":2', '"protocol":4').replace(
+        "}",
+        ',"collector":"native","thread_ids":"serial","clock":"tsc"}',
+      ),
+      kind: "hello",
+    },
+    {
+      name: "thread with its ident (protocol 4)",
+      text: '{"kind":"thread","thread":2,"native_id":4243,"name":"Worker","ident":140001}',
+      kind: "thread",
+    },
+    {
+      name: "batch",
+      text: '{"kind":"batch","bytes":65536,"events":17000,"ts":1000,"thread":1}',
+      kind: "batch",
+    },
+    {
+      name: "empty batch",
+      text: '{"kind":"batch","bytes":0,"events":0,"ts":1000,"thread":1}',
+      kind: "batch",
+    },
+    { name: "events with marshal", text: '{"kind":"events","marshal":97}', kind: "events" },
+    {
+      name: "limit",
+      text: '{"kind":"limit","ts":5000,"events":1000000,"thread":2}',
+      kind: "limit",
+    },
+    {
       name: "a line ending in CR",
       text: '{"kind":"cfunc","id":1,"name":"print"}\r',
       kind: "cfunc",
@@ -182,7 +212,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an unknown kind",
       text: '{"kind":"bogus"}',
       message:
-        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, flush or end',
+        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, batch, limit, flush or end',
     },
     {
       name: "a string ts in an end record",
@@ -250,13 +280,13 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an events record with neither events nor packed",
       text: '{"kind":"events"}',
       message:
-        'line 7: expected exactly one of "events" and "packed" in an "events" record, got neither',
+        'line 7: expected exactly one of "events", "packed" and "marshal" in an "events" record, got none',
     },
     {
       name: "an events record with both events and packed",
       text: '{"kind":"events","events":[],"packed":"WwAAAAA="}',
       message:
-        'line 7: expected exactly one of "events" and "packed" in an "events" record, got both',
+        'line 7: expected exactly one of "events", "packed" and "marshal" in an "events" record, got two',
     },
     {
       name: "packed events that are not a string",
@@ -339,10 +369,92 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       message:
         'line 7: expected an integer or null "native_id" in a "thread" record, got -9223372036854776000, which is not below 2^63',
     },
+    {
+      name: "thread ids that are neither serial nor ident",
+      text: HELLO.replace("}", ',"thread_ids":"tid"}'),
+      message:
+        'line 7: expected "thread_ids" to be "serial" or "ident" in a "hello" record, got "tid"',
+    },
+    {
+      name: "a collector that is not a string",
+      text: HELLO.replace("}", ',"collector":1}'),
+      message: 'line 7: expected a string "collector" in a "hello" record',
+    },
+    {
+      name: "a thread ident that is not an integer",
+      text: '{"kind":"thread","thread":2,"native_id":null,"name":"W","ident":"x"}',
+      message: 'line 7: expected an integer "ident" in a "thread" record',
+    },
+    {
+      name: "a batch of negative length",
+      text: '{"kind":"batch","bytes":-1,"events":0,"ts":1000,"thread":1}',
+      message: 'line 7: expected a non-negative integer "bytes" in a "batch" record, got -1',
+    },
+    {
+      name: "a batch longer than a frame may be",
+      text: '{"kind":"batch","bytes":1073741825,"events":0,"ts":1000,"thread":1}',
+      message:
+        "line 7: a binary frame of 1073741825 bytes is longer than the 1073741824 bytes a frame may hold",
+    },
+    {
+      name: "a batch with a fractional count",
+      text: '{"kind":"batch","bytes":4,"events":1.5,"ts":1000,"thread":1}',
+      message: 'line 7: expected a non-negative integer "events" in a "batch" record',
+    },
+    {
+      name: "a batch without its thread",
+      text: '{"kind":"batch","bytes":4,"events":1,"ts":1000}',
+      message: 'line 7: expected an integer "thread" in a "batch" record',
+    },
+    {
+      name: "events with marshal and packed",
+      text: '{"kind":"events","marshal":4,"packed":"AAAA"}',
+      message:
+        'line 7: expected exactly one of "events", "packed" and "marshal" in an "events" record, got two',
+    },
+    {
+      name: "events with a marshal length that is not a number",
+      text: '{"kind":"events","marshal":"4"}',
+      message: 'line 7: expected a non-negative integer "marshal" in an "events" record',
+    },
+    {
+      name: "a limit without its count",
+      text: '{"kind":"limit","ts":5000,"thread":2}',
+      message: 'line 7: expected an integer "events" in a "limit" record',
+    },
   ];
   for (const { name, text, message } of cases) {
     await t.step(name, () => assertProtocolError(() => decodeRecord(text, 7), 7, message));
   }
+});
+
+Deno.test("checkRecord checks the frame that a record built in memory carries", async (t) => {
+  const batch = { kind: "batch", bytes: 2, events: 1, ts: 0, thread: 1 };
+  await t.step("a frame of the record's length", () => {
+    const payload = Uint8Array.of(6, 1);
+    assert.equal(checkRecord({ ...batch, payload }, 3).kind, "batch");
+  });
+  await t.step("no frame (it is checked where it is needed)", () => {
+    assert.equal(checkRecord(batch, 3).kind, "batch");
+  });
+  await t.step("a frame of another length", () => {
+    assertProtocolError(
+      () => checkRecord({ ...batch, payload: Uint8Array.of(6) }, 3),
+      3,
+      'line 3: expected "payload" to be a Uint8Array of 2 bytes in a "batch" record, got 1 bytes',
+    );
+  });
+  await t.step("a frame that is not bytes", () => {
+    assertProtocolError(
+      () => checkRecord({ kind: "events", marshal: 2, payload: [6, 1] }, 3),
+      3,
+      'line 3: expected "payload" to be a Uint8Array of 2 bytes in an "events" record, got an array',
+    );
+  });
+  await t.step("a payload field in a line is not the frame, and is ignored", () => {
+    const record = decodeRecord(`${JSON.stringify({ ...batch, payload: "x" })}`, 3);
+    assert.deepEqual(record, batch);
+  });
 });
 
 /** NDJSON with characters of two, three and four bytes in UTF-8. */
@@ -495,4 +607,132 @@ Deno.test("decodeNdjson decodes the protocol's example, which the generator fixt
     "end",
   ]);
   assert.deepEqual(warnings, []);
+});
+
+// --- Binary frames (protocol 4) -----------------------------------------------
+
+/** The shared fixture: lines and batch frames, the frames holding newline bytes. */
+const NATIVE = await Deno.readFile(new URL("./fixtures/native.stream", import.meta.url));
+const NATIVE_FRAMES: { line: number; offset: number; length: number }[] = JSON.parse(
+  await Deno.readTextFile(new URL("./fixtures/native.events.json", import.meta.url)),
+);
+
+/** What a decoder hands out: kinds, lines, and every frame, copied. */
+function decodeCopying(
+  chunks: Uint8Array[],
+): { seen: [string, number, number[] | undefined][]; warnings: string[] } {
+  const warnings: string[] = [];
+  const decoder = new NdjsonDecoder({ onWarning: (message) => warnings.push(message) });
+  const seen: [string, number, number[] | undefined][] = [];
+  const onRecord = (record: ProtocolRecord, line: number) => {
+    const payload = "payload" in record ? record.payload : undefined;
+    // The payload may be the decoder's buffer, valid during this call only.
+    seen.push([record.kind, line, payload && Array.from(payload)]);
+  };
+  for (const chunk of chunks) decoder.push(chunk, onRecord);
+  decoder.finish(onRecord);
+  return { seen, warnings };
+}
+
+Deno.test("NdjsonDecoder hands out each binary frame with its record", async (t) => {
+  const whole = decodeCopying([NATIVE]);
+  await t.step("in one chunk", () => {
+    assert.deepEqual(whole.warnings, []);
+    const batches = whole.seen.filter(([kind]) => kind === "batch");
+    assert.deepEqual(
+      batches.map(([, line, payload]) => [line, payload]),
+      NATIVE_FRAMES.map(({ line, offset, length }) => [
+        line,
+        Array.from(NATIVE.subarray(offset, offset + length)),
+      ]),
+    );
+    // A frame is not a line: the lines count on after it.
+    assert.deepEqual(whole.seen.at(-1)!.slice(0, 2), ["end", NATIVE_FRAMES.at(-1)!.line + 1]);
+  });
+  await t.step("in two chunks, split at every byte", () => {
+    for (let at = 0; at <= NATIVE.length; at++) {
+      const split = decodeCopying([NATIVE.slice(0, at), NATIVE.slice(at)]);
+      assert.deepEqual(split, whole, `split at byte ${at}`);
+    }
+  });
+  await t.step("one byte per chunk", () => {
+    assert.deepEqual(decodeCopying(Array.from(NATIVE, (byte) => Uint8Array.of(byte))), whole);
+  });
+  await t.step("a frame within one chunk is not copied", () => {
+    const decoder = new NdjsonDecoder();
+    const buffers: ArrayBufferLike[] = [];
+    decoder.push(NATIVE, (record) => {
+      if (record.kind === "batch" && record.bytes > 0) buffers.push(record.payload!.buffer);
+    });
+    assert.ok(buffers.length > 0 && buffers.every((buffer) => buffer === NATIVE.buffer));
+  });
+  await t.step("with decodeNdjson, as records of the stream", async () => {
+    const { records, warnings } = await decodeChunks([NATIVE.slice(0, 1500), NATIVE.slice(1500)]);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(
+      records.map((record) => record.kind),
+      whole.seen.map(([kind]) => kind),
+    );
+  });
+});
+
+Deno.test("NdjsonDecoder reads marshal frames and empty frames", () => {
+  const text = (line: string) => encoder.encode(`${line}\n`);
+  const { seen, warnings } = decodeCopying([
+    text('{"kind":"events","marshal":3}'),
+    Uint8Array.of(0x0a, 0x0a, 0x7b),
+    text('{"kind":"batch","bytes":0,"events":0,"ts":1,"thread":1}'),
+    text('{"kind":"cfunc","id":1,"name":"print"}'),
+  ]);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(seen, [
+    ["events", 1, [0x0a, 0x0a, 0x7b]],
+    ["batch", 2, []],
+    ["cfunc", 3, undefined],
+  ]);
+});
+
+Deno.test("NdjsonDecoder drops a binary frame cut short, with a warning", async (t) => {
+  const last = NATIVE_FRAMES.at(-1)!;
+  await t.step("in the middle of the frame", () => {
+    const { seen, warnings } = decodeCopying([NATIVE.slice(0, last.offset + 10)]);
+    assert.deepEqual(warnings, [
+      `the binary frame after line ${last.line} is incomplete (the stream ended after 10 of ` +
+      `its ${last.length} bytes): it was dropped, with its record`,
+    ]);
+    assert.equal(seen.at(-1)![1], last.line - 1);
+  });
+  await t.step("before the frame's first byte", () => {
+    const { warnings } = decodeCopying([NATIVE.slice(0, last.offset)]);
+    assert.match(warnings[0]!, /ended after 0 of its 47 bytes/);
+  });
+  await t.step("a final record without a newline, and so without its frame", () => {
+    const { seen, warnings } = decodeCopying([NATIVE.slice(0, last.offset - 1)]);
+    assert.match(
+      warnings[0]!,
+      new RegExp(`^the binary frame after line ${last.line} is incomplete`),
+    );
+    assert.equal(seen.at(-1)![1], last.line - 1);
+  });
+  await t.step("a final empty batch without a newline is whole", () => {
+    const { seen, warnings } = decodeCopying([
+      encoder.encode('{"kind":"batch","bytes":0,"events":0,"ts":1,"thread":1}'),
+    ]);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(seen, [["batch", 1, []]]);
+  });
+});
+
+Deno.test("NdjsonDecoder names the right line after frames that hold newlines", () => {
+  const frame = NATIVE_FRAMES[0]!;
+  const bytes = new Uint8Array([
+    ...NATIVE.subarray(0, frame.offset + frame.length),
+    ...encoder.encode('{"kind":"cfunc","id":1}\n'),
+  ]);
+  assert.ok(NATIVE.subarray(frame.offset, frame.offset + frame.length).includes(0x0a));
+  assertProtocolError(
+    () => new NdjsonDecoder().push(bytes, () => {}),
+    frame.line + 1,
+    `line ${frame.line + 1}: expected a string "name" in a "cfunc" record`,
+  );
 });

@@ -1,0 +1,360 @@
+import assert from "node:assert/strict";
+import {
+  type BatchRecord,
+  NdjsonDecoder,
+  ProtocolError,
+  type ProtocolEvent,
+  unpackBatch,
+} from "../mod.ts";
+import {
+  BatchWriter,
+  encodeBatch,
+  type NativeEvent,
+  nativeEvent,
+  protocolEvent,
+  writeVarint,
+} from "./_batch.ts";
+
+/** One frame of the shared fixture, as `fixtures/native.events.json` lists it. */
+interface FixtureFrame {
+  line: number;
+  offset: number;
+  length: number;
+  ts: number;
+  thread: number;
+  events: NativeEvent[];
+}
+
+const STREAM = await Deno.readFile(new URL("./fixtures/native.stream", import.meta.url));
+const FRAMES: FixtureFrame[] = JSON.parse(
+  await Deno.readTextFile(new URL("./fixtures/native.events.json", import.meta.url)),
+);
+
+/** A batch record for `frame`, counting from `ts` on `thread`. */
+function record(frame: number[] | Uint8Array, events: number, ts = 1000, thread = 1): BatchRecord {
+  const payload = Uint8Array.from(frame);
+  return { kind: "batch", bytes: payload.length, events, ts, thread, payload };
+}
+
+/** Asserts that `run` throws a ProtocolError naming `line` and `byte`, matching `message`. */
+function assertFrameError(
+  run: () => unknown,
+  line: number,
+  byte: number,
+  message: string | RegExp,
+): void {
+  assert.throws(run, (error) => {
+    assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${error}`);
+    assert.equal(error.line, line);
+    assert.equal(error.byte, byte);
+    const prefix = `the binary frame after line ${line}, byte ${byte}: `;
+    assert.ok(error.message.startsWith(prefix), error.message);
+    if (typeof message === "string") assert.equal(error.message.slice(prefix.length), message);
+    else assert.match(error.message.slice(prefix.length), message);
+    return true;
+  });
+}
+
+Deno.test("unpackBatch decodes the shared fixture's frames into their events", () => {
+  const decoded: { record: BatchRecord; line: number; events: ProtocolEvent[] }[] = [];
+  const decoder = new NdjsonDecoder();
+  decoder.push(STREAM, (record, line) => {
+    if (record.kind === "batch") decoded.push({ record, line, events: unpackBatch(record, line) });
+  });
+  decoder.finish(() => {});
+  assert.equal(decoded.length, FRAMES.length);
+  assert.ok(FRAMES.length >= 4);
+  FRAMES.forEach((frame, i) => {
+    const { record, line, events } = decoded[i]!;
+    assert.equal(line, frame.line, `frame ${i + 1}`);
+    assert.deepEqual(
+      [record.bytes, record.events, record.ts, record.thread],
+      [frame.length, frame.events.length, frame.ts, frame.thread],
+    );
+    assert.deepEqual(record.payload, STREAM.subarray(frame.offset, frame.offset + frame.length));
+    assert.deepEqual(events, frame.events.map(protocolEvent), `frame ${i + 1}`);
+  });
+});
+
+Deno.test("encodeBatch, the tests' encoder, writes the shared fixture's bytes", async (t) => {
+  for (const [i, frame] of FRAMES.entries()) {
+    await t.step(`frame ${i + 1}`, () => {
+      const { record, frame: bytes } = encodeBatch(frame.events, frame.ts, frame.thread);
+      assert.deepEqual(bytes, STREAM.subarray(frame.offset, frame.offset + frame.length));
+      assert.equal(record.events, frame.events.length);
+    });
+  }
+  await t.step("the fixture covers what the format holds", () => {
+    const events = FRAMES.flatMap((frame) => frame.events);
+    assert.deepEqual(
+      [...new Set(events.map((event) => event[0]))].sort((a, b) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+    );
+    assert.ok(events.some((event) => event[3] > 0 && event[3] < 2 ** 48), "a 6-byte frame id");
+    assert.ok(events.some((event) => event[3] >= 2 ** 48), "an 8-byte frame id");
+    const bytes = FRAMES.flatMap((frame) =>
+      Array.from(STREAM.subarray(frame.offset, frame.offset + frame.length))
+    );
+    assert.ok(bytes.includes(0x0d), "a thread switch");
+    assert.ok(bytes.includes(0x0a), "a newline byte in a frame");
+    assert.ok(FRAMES.some((frame) => frame.length === 0), "an empty frame");
+  });
+});
+
+Deno.test("unpackBatch decodes the protocol's example", async () => {
+  const doc = await Deno.readTextFile(new URL("../docs/protocol.md", import.meta.url));
+  const example = doc.split("### `batch`")[1]?.match(/```\n([\s\S]*?)```/)?.[1];
+  assert.ok(example !== undefined, "docs/protocol.md has no example of a batch");
+  const bytes = example.trim().split("\n").flatMap((row) =>
+    row.split(/ {2,}/)[0]!.split(" ").map((hex) => parseInt(hex, 16))
+  );
+  assert.deepEqual(unpackBatch(record(bytes, 3, 1000, 1)), [
+    [0, 1, 1250, 0, 3],
+    [2, 1, 1290, 0, 0],
+    [1, 2, 2290, 0x7f3a00c01230, 5],
+  ]);
+});
+
+Deno.test("unpackBatch reads varints of 1 to 9 bytes and frame ids of 6 and 8 bytes", async (t) => {
+  const values = [
+    0,
+    1,
+    127,
+    128,
+    16383,
+    16384,
+    2 ** 21,
+    2 ** 28 - 1,
+    2 ** 35,
+    2 ** 42 + 1,
+    2 ** 49 - 1,
+    2 ** 53 - 1,
+    2 ** 56,
+    2 ** 63 - 2 ** 10,
+  ];
+  for (const value of values) {
+    await t.step(`dt ${value}`, () => {
+      const bytes: number[] = [6];
+      const length = writeVarint(new Uint8Array(9), 0, value);
+      const out = new Uint8Array(9);
+      writeVarint(out, 0, value);
+      bytes.push(...out.subarray(0, length));
+      assert.deepEqual(unpackBatch(record(bytes, 1, 0)), [[6, 1, value, 0, 0]]);
+    });
+  }
+  for (const frame of [1, 2 ** 32 + 5, 2 ** 48 - 1, 2 ** 48, 2 ** 53 - 1, 2 ** 56]) {
+    await t.step(`frame id ${frame}`, () => {
+      const { frame: bytes } = encodeBatch([[2, 1, 1000, frame, 0, 0]], 1000, 1);
+      assert.equal(bytes.length, frame < 2 ** 48 ? 8 : 10);
+      assert.deepEqual(unpackBatch(record(bytes, 1)), [[2, 1, 1000, frame, 0]]);
+    });
+  }
+  await t.step("an overlong varint, which a minimal encoder never writes, reads the same", () => {
+    assert.deepEqual(unpackBatch(record([6, 0x85, 0x80, 0x00], 1, 0)), [[6, 1, 5, 0, 0]]);
+  });
+  await t.step("an 8-byte frame id below 2^48 reads the same", () => {
+    const bytes = [0x32, 5, 0x30, 0x12, 0xc0, 0x00, 0x3a, 0x7f, 0, 0];
+    assert.deepEqual(unpackBatch(record(bytes, 1, 0)), [[2, 1, 5, 0x7f3a00c01230, 0]]);
+  });
+});
+
+Deno.test("unpackBatch follows thread switches, which are not events", () => {
+  const events: ProtocolEvent[] = [
+    [0, 7, 1000, 0, 3],
+    [0, 2, 1010, 0, 3],
+    [2, 2, 1020, 0, 0],
+    [2, 7, 1030, 0, 0],
+  ];
+  const { record: batch, frame } = encodeBatch(events.map(nativeEvent), 990, 7);
+  assert.equal(batch.events, 4);
+  assert.deepEqual(Array.from(frame.subarray(0, 2)), [0x00, 10]);
+  assert.deepEqual(unpackBatch({ ...batch, payload: frame }), events);
+});
+
+Deno.test("unpackBatch rejects a malformed frame, naming the line and the byte", async (t) => {
+  const cases: {
+    name: string;
+    bytes: number[];
+    events: number;
+    ts?: number;
+    byte: number;
+    message: string | RegExp;
+  }[] = [
+    {
+      name: "an unknown op",
+      bytes: [6, 1, 14, 1],
+      events: 2,
+      byte: 2,
+      message: "event 2 (op 14): unknown op 14 (op byte 0x0e): expected 0 to 13",
+    },
+    {
+      name: "op 15",
+      bytes: [15, 1],
+      events: 1,
+      byte: 0,
+      message: /^event 1 \(op 15\): unknown op 15/,
+    },
+    {
+      name: "bits 6 and 7 set",
+      bytes: [6, 1, 0x46, 1],
+      events: 2,
+      byte: 2,
+      message: "event 2 (c_return): its op byte 0x46 has bit 6 or 7 set",
+    },
+    {
+      name: "a frame id on a C call",
+      bytes: [0x15, 1, 1, 0, 0, 0, 0, 0, 0],
+      events: 1,
+      byte: 0,
+      message:
+        "event 1 (c_call): its op byte 0x15 announces a frame id, which only ops 0 to 4 carry",
+    },
+    {
+      name: "a frame id on a thread switch",
+      bytes: [0x1d, 2, 6, 1],
+      events: 1,
+      byte: 0,
+      message: /^the thread switch before event 1: its op byte 0x1d announces a frame id/,
+    },
+    {
+      name: "bit 5 without bit 4",
+      bytes: [0x22, 1],
+      events: 1,
+      byte: 0,
+      message: "event 1 (return): its op byte 0x22 has bit 5 (an 8-byte frame id) without bit 4",
+    },
+    {
+      name: "a dt cut off",
+      bytes: [6, 1, 6, 0x80],
+      events: 2,
+      byte: 2,
+      message: "event 2 (c_return): its dt is cut off by the end of the frame",
+    },
+    {
+      name: "a missing dt",
+      bytes: [5, 1, 1, 6],
+      events: 2,
+      byte: 3,
+      message: "event 2 (c_return): its dt is cut off by the end of the frame",
+    },
+    {
+      name: "a code id cut off",
+      bytes: [0, 1],
+      events: 1,
+      byte: 0,
+      message: "event 1 (call): its code id is cut off by the end of the frame",
+    },
+    {
+      name: "a mark id after a span id cut off",
+      bytes: [10, 1, 2],
+      events: 1,
+      byte: 0,
+      message: "event 1 (span_begin): its mark id is cut off by the end of the frame",
+    },
+    {
+      name: "a thread switch cut off",
+      bytes: [5, 1, 1, 13],
+      events: 2,
+      byte: 3,
+      message: "the thread switch before event 2: its thread id is cut off by the end of the frame",
+    },
+    {
+      name: "a frame id cut off",
+      bytes: [0x12, 1, 1, 2, 3, 4, 5],
+      events: 1,
+      byte: 0,
+      message: "event 1 (return): its 6-byte frame id is cut off by the end of the frame",
+    },
+    {
+      name: "an 8-byte frame id cut off",
+      bytes: [0x32, 1, 1, 2, 3, 4, 5, 6, 7],
+      events: 1,
+      byte: 0,
+      message: "event 1 (return): its 8-byte frame id is cut off by the end of the frame",
+    },
+    {
+      name: "an 8-byte frame id of 2^63",
+      bytes: [0x32, 1, 0, 0, 0, 0, 0, 0, 0, 0x80],
+      events: 1,
+      byte: 0,
+      message: "event 1 (return): its 8-byte frame id is not below 2^63",
+    },
+    {
+      name: "a varint of 10 bytes",
+      bytes: [6, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+      events: 1,
+      byte: 0,
+      message: "event 1 (c_return): its dt is a varint longer than 9 bytes",
+    },
+    {
+      name: "a time past 2^63",
+      bytes: [6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+      events: 1,
+      ts: 2 ** 62,
+      byte: 0,
+      message: "event 1 (c_return): its time passes 2^63 ns",
+    },
+    {
+      name: "an event more than the record says",
+      bytes: [6, 1, 6, 1],
+      events: 1,
+      byte: 2,
+      message: "2 bytes follow the last of the 1 events the record announces",
+    },
+    {
+      name: "a thread switch after the last event",
+      bytes: [6, 1, 13, 2],
+      events: 1,
+      byte: 2,
+      message: "2 bytes follow the last of the 1 events the record announces",
+    },
+    {
+      name: "fewer events than the record says",
+      bytes: [6, 1, 13, 2, 6, 1],
+      events: 3,
+      byte: 6,
+      message: "the frame holds 2 events, but the record announces 3",
+    },
+    {
+      name: "more events than the frame can hold",
+      bytes: [6, 1, 6, 1],
+      events: 3,
+      byte: 0,
+      message: "the record announces 3 events, more than its frame of 4 bytes can hold",
+    },
+  ];
+  for (const { name, bytes, events, ts, byte, message } of cases) {
+    await t.step(name, () => {
+      assertFrameError(() => unpackBatch(record(bytes, events, ts), 9), 9, byte, message);
+    });
+  }
+  await t.step("a record without its frame", () => {
+    assert.throws(
+      () => unpackBatch({ kind: "batch", bytes: 0, events: 0, ts: 0, thread: 1 }, 4),
+      /^ProtocolError: line 4: a "batch" record came without its binary frame \("payload"\)$/,
+    );
+  });
+});
+
+Deno.test("BatchWriter fills frames up to their capacity, as the collector's buffer", () => {
+  const writer = new BatchWriter(0, 1, 64);
+  let ts = 0;
+  const batches: ReturnType<BatchWriter["take"]>[] = [];
+  const events: ProtocolEvent[] = [];
+  for (let i = 0; i < 100; i++) {
+    const event: NativeEvent = [0, 1 + (i % 3), ts += 1000, 0x7f0000000000 + i, 7, 0];
+    if (!writer.add(event)) {
+      batches.push(writer.take());
+      assert.ok(writer.add(event));
+    }
+    events.push(protocolEvent(event));
+  }
+  batches.push(writer.take());
+  assert.ok(batches.length > 10);
+  assert.ok(batches.every(({ frame }) => frame.length <= 64 && frame.length > 64 - 15));
+  // Each frame counts from the last time and thread of the one before.
+  const decoded = batches.flatMap(({ record, frame }) =>
+    unpackBatch({ ...record, payload: frame })
+  );
+  assert.deepEqual(decoded, events);
+});
