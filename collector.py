@@ -147,8 +147,14 @@ _JSON_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord(
 
 
 def _json_string(text):
-    # Lone surrogates (from undecodable bytes in a file name) become U+FFFD.
-    return '"%s"' % text.translate(_JSON_ESCAPES).encode("utf-8", "replace").decode("utf-8")
+    text = text.translate(_JSON_ESCAPES)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (from undecodable bytes in a file name) become
+        # U+FFFD, as in the native collector.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return '"%s"' % text
 
 
 def _json(value):
@@ -458,9 +464,15 @@ class Filters:
             return False
         return filename.startswith(self.stdlib)
 
-    def allows(self, module, qualname, filename):
+    def allows(self, module, qualname, filename, frame=None):
         if self.stdlib is not None and self._is_stdlib(filename):
             return False
+        if self.stdlib is not None and filename.startswith("<") and frame is not None:
+            # Code that is not from a file (`<string>`: what exec, eval and
+            # namedtuple make) belongs to the code that runs it first.
+            back = frame.f_back
+            if back is not None and self._is_stdlib(back.f_code.co_filename):
+                return False
         if self.include and not self._matches(self.include, module, qualname, filename):
             return False
         return not self._matches(self.exclude, module, qualname, filename)
@@ -645,7 +657,9 @@ class Recorder:
             module = frame.f_globals.get("__name__") if frame is not None else None
             module = module if isinstance(module, str) else ""
             qualname = _qualname(code, frame) if frame is not None else code.co_name
-            if self.filters.active and not self.filters.allows(module, qualname, code.co_filename):
+            if self.filters.active and not self.filters.allows(
+                module, qualname, code.co_filename, frame
+            ):
                 self.code_ids[key] = 0
                 return 0
         self.code_count += 1
@@ -956,17 +970,18 @@ class ProfileEngine:
     def __init__(self, recorder):
         self.recorder = recorder
         self.main_profile = None
-        # ident -> (profile function, serial) recording that thread, for the
-        # guard (see _Guard) and for threads switched on by the API.
+        # serial -> (profile function, serial) recording that thread, for
+        # the guard (see _Guard) and for threads switched on by the API. By
+        # serial: a thread's ident may be another's that has ended.
         self.profiles = {}
         self.announced = {}  # serial -> the name its `thread` record gave
 
-    def profile_for(self, ident):
-        """The profile function of thread `ident` (the calling one), made once."""
-        entry = self.profiles.get(ident)
+    def profile_for_caller(self):
+        """The profile function of the calling thread, made once."""
+        serial = _current_serial() or _new_serial()
+        entry = self.profiles.get(serial)
         if entry is None:
-            serial = _current_serial() or _new_serial()
-            entry = self.profiles[ident] = (_make_profiler(self.recorder, serial), serial)
+            entry = self.profiles[serial] = (_make_profiler(self.recorder, serial), serial)
         return entry
 
     def record_thread(self, ident):
@@ -976,7 +991,7 @@ class ProfileEngine:
         name: a thread that is switched on and off many times stays one track.
         Must run while the thread records nothing: announcing runs Python code.
         """
-        profile, serial = self.profile_for(ident)
+        profile, serial = self.profile_for_caller()
         name = _threading_name(ident) or ("MainThread" if serial == 1 else None)
         if serial not in self.announced or (name is not None and self.announced[serial] != name):
             self.announced[serial] = name
@@ -989,14 +1004,13 @@ class ProfileEngine:
 
         def thread_started(name):
             # The first thing a new thread runs (see _wrap_thread_starters).
-            ident = _thread.get_ident()
             serial = _new_serial()
             if manual:
                 return  # Threads are switched on by the API (record_thread).
             engine.announced[serial] = name
             recorder.announce_thread(serial, name)
             profile = _make_profiler(recorder, serial)
-            engine.profiles[ident] = (profile, serial)
+            engine.profiles[serial] = (profile, serial)
             _switch_profile(profile)
 
         _wrap_thread_starters(thread_started)
@@ -1012,7 +1026,7 @@ class ProfileEngine:
                 and frame.f_globals.get("__name__") == "__main__"
             ):
                 _forget_sitecustomize()
-                profile, _ = engine.profile_for(_thread.get_ident())
+                profile, _ = engine.profile_for_caller()
                 engine.main_profile = profile
                 _switch_profile(profile)
                 profile(frame, event, arg)
@@ -1256,7 +1270,14 @@ class MonitoringEngine:
                 engine.register(E.PY_START, py_start)
                 engine.switch_on(recording)
                 monitoring.restart_events()
-                return py_start(code, offset)
+                # As py_start would, with this frame (py_start's own caller
+                # would be this callback).
+                number = code_number(_id(code))
+                if number is None:
+                    number = register_code(code, frame)
+                if number:
+                    append((0, _current_serial() or first_sight(), now(), 0, number))
+                return None
             return DISABLE
 
         engine = self
@@ -1437,7 +1458,7 @@ class _Guard:
         if engine is None or engine.recorder.closed:
             return
         ident = _ident()
-        ours = engine.profiles.get(ident)
+        ours = engine.profiles.get(_current_serial())
         if ours is None or _get_profile() is not ours[0]:
             return
         serial = ours[1]
@@ -2006,15 +2027,22 @@ def _mark_fork():
 _fork_hooks = []
 
 
-def _watch_forks(forget_in_child, in_parent):
-    """Once per process: `in_parent` in the parent, and `forget_in_child` in the child."""
+def _watch_forks(forget_in_child, in_parent, before=None):
+    """Once per process: `before` the fork, `in_parent` after it, `forget_in_child` in the child."""
+    hooks = [forget_in_child, in_parent, before or _nothing]
     if hasattr(os, "register_at_fork") and not _fork_hooks:
-        _fork_hooks.extend((forget_in_child, in_parent))
+        _fork_hooks.extend(hooks)
         os.register_at_fork(
-            after_in_parent=lambda: _fork_hooks[1](), after_in_child=lambda: _fork_hooks[0]()
+            before=lambda: _fork_hooks[2](),
+            after_in_parent=lambda: _fork_hooks[1](),
+            after_in_child=lambda: _fork_hooks[0](),
         )
     elif _fork_hooks:
-        _fork_hooks[:] = [forget_in_child, in_parent]
+        _fork_hooks[:] = hooks
+
+
+def _nothing():
+    pass
 
 
 def _hello_line(engine, collector, secret, clock="monotonic", t0=None):
@@ -2180,7 +2208,12 @@ def _start_native(native, settings, filters, engine, manual):
     # handlers and after non-daemon threads were joined.
     _at_exit(finish)
     os._exit = native.wrap_exit(os._exit)
-    _watch_forks(native.after_fork_child, native.after_fork_parent)
+    if hasattr(os, "fork"):
+        fork, forkpty = native.wrap_fork(os.fork, getattr(os, "forkpty", None))
+        os.fork = fork
+        if forkpty is not None:
+            os.forkpty = forkpty
+    _watch_forks(native.after_fork_child, native.after_fork_parent, native.before_fork)
     native.start(manual)
     _debug("recording with the native collector (%s engine%s)" % (engine, ", manual" if manual else ""))
 

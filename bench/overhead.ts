@@ -308,8 +308,6 @@ interface Measurement {
   own_peak_rss: number | null;
 }
 
-
-
 interface Context {
   wrapper: string;
   python: TestPython;
@@ -878,7 +876,12 @@ function formatWorkload(result: WorkloadResult, reps: string): string {
   for (const kind of ALL_KINDS) {
     if (!runs.some((run) => run.kind === kind)) continue;
     const wall = medianOf(runs, kind, (run) => run.measurement.wall_s);
-    rows.push([KIND_LABELS[kind], seconds(wall), ...spread(runs, kind), times(ratio(wall, untraced))]);
+    rows.push([
+      KIND_LABELS[kind],
+      seconds(wall),
+      ...spread(runs, kind),
+      times(ratio(wall, untraced)),
+    ]);
   }
   const rounds = Math.max(...runs.map((run) => run.round));
   const sameEvents = s.events_distinct.length > 1

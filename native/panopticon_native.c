@@ -17,11 +17,14 @@
  *   function on every thread. New threads get it from a wrapper of
  *   `_thread.start_new_thread` (and `start_joinable_thread`), which also
  *   names them.
- * - Per event: no Python object allocated, no bytecode run, no system call
- *   but the write of a full buffer. The time comes from the TSC, calibrated
- *   to CLOCK_MONOTONIC, where the kernel trusts it; else from clock_gettime.
- *   Events are packed in a few bytes each (docs/protocol.md, `batch`) into one
- *   buffer shared by every thread: the GIL serialises the callbacks.
+ * - Per event: no Python object allocated, no bytecode run, no system call.
+ *   The time comes from the TSC, calibrated to CLOCK_MONOTONIC, where the
+ *   kernel trusts it; else from clock_gettime. Events are packed in a few
+ *   bytes each (docs/protocol.md, `batch`) into one batch shared by every
+ *   thread (the GIL serialises the callbacks); a full batch is handed to a
+ *   writer thread of ours, which sends it while the program goes on, and
+ *   sends what waits whenever the program has been quiet for 20 ms, so
+ *   that a program killed in its sleep loses at most that.
  * - Decisions are made once per code object (the code's "extra" slot holds
  *   what was decided) and once per C function (a small hash table).
  * - Names, files and the JSON of the records are made here too, so that no
@@ -38,6 +41,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,16 +225,23 @@ text_json_str(Text *t, PyObject *str)
         text_json_bytes(t, s, n);
         return;
     }
-    /* Lone surrogates (a file name from undecodable bytes): replace them. */
+    /* Lone surrogates (a file name from undecodable bytes) become U+FFFD:
+       through UTF-16, where they pass and then fail to decode. */
     PyErr_Clear();
-    PyObject *bytes = PyUnicode_AsEncodedString(str, "utf-8", "replace");
-    if (bytes == NULL) {
+    PyObject *utf16 = PyUnicode_AsEncodedString(str, "utf-16-le", "surrogatepass");
+    int order = -1;
+    PyObject *clean = utf16 ? PyUnicode_DecodeUTF16(PyBytes_AS_STRING(utf16),
+                                                    PyBytes_GET_SIZE(utf16), "replace", &order)
+                            : NULL;
+    Py_XDECREF(utf16);
+    s = clean ? PyUnicode_AsUTF8AndSize(clean, &n) : NULL;
+    if (s == NULL) {
         PyErr_Clear();
         text_put(t, "\"\"", 2);
-        return;
+    } else {
+        text_json_bytes(t, s, n);
     }
-    text_json_bytes(t, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
-    Py_DECREF(bytes);
+    Py_XDECREF(clean);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -376,6 +388,22 @@ static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL};
 #define BATCH_BYTES (64 * 1024)
 /* The most one event takes: a thread switch (1 + 10), op and three fields. */
 #define EVENT_MAX_BYTES 48
+/* Batches in all: one being filled, the others queued for the writer. */
+#define BATCHES 4
+/* How long events may wait in a batch the program has stopped filling:
+   what a program killed in its sleep loses at most. */
+#define IDLE_FLUSH_NS 20000000ull
+
+/* The events of one batch frame, and the records that must go before them. */
+typedef struct Batch {
+    uint8_t data[BATCH_BYTES + EVENT_MAX_BYTES];
+    size_t length;
+    uint32_t events;
+    uint64_t ts;     /* the frame's `ts`: the time before its first event */
+    uint64_t thread; /* the frame's `thread` */
+    Text records;    /* sent before the frame */
+    struct Batch *next;
+} Batch;
 
 static struct {
     int fd;                 /* the channel; -1 when closed */
@@ -392,16 +420,24 @@ static struct {
     uint64_t sent;
     uint64_t dropped;
     uint64_t batches;
-    /* The batch being filled. */
-    uint8_t buf[BATCH_BYTES + EVENT_MAX_BYTES];
+    /* The batch being filled (GIL). */
+    Batch *batch;
     uint8_t *pos;
+    uint8_t *end;           /* where a batch is full */
     uint64_t last_ts;
-    uint64_t batch_ts;
-    Thread *thread;         /* of the last event in the batch */
-    uint64_t batch_thread;
+    Thread *thread;         /* of the last event */
     uint32_t batch_events;
-    /* Records to send before the next batch. */
-    Text records;
+    /* The writer thread and what it shares with the program's threads
+       (under `lock`): the batches to send, the free ones, and how it went. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;    /* the writer: batches to send, or stop */
+    pthread_cond_t freed;   /* a batch is free again */
+    Batch *queue_head, *queue_tail, *free_batches;
+    pthread_t writer;
+    int writing;            /* the writer thread runs */
+    int stopping;
+    int broken;             /* the errno of a failed write, or 0 */
+    uint64_t handed_at;     /* when the last batch was handed over */
     /* Everything else. */
     Py_ssize_t extra_index;
     uint32_t code_count;
@@ -428,7 +464,8 @@ static struct {
     int warned_closed;
 } S = {.fd = -1, .events_left = -1, .extra_index = -1};
 
-static Thread *main_thread = NULL;
+/* Where records go: before the events of the batch being filled. */
+#define RECORDS (&S.batch->records)
 
 /* ------------------------------------------------------------------------ */
 /* Threads                                                                  */
@@ -445,6 +482,7 @@ static Thread TOMBSTONE_THREAD;
 
 static Thread *cached_thread = NULL;
 static PyThreadState *cached_tstate = NULL;
+static Thread *main_thread = NULL;
 
 static inline size_t
 hash_u64(uint64_t x)
@@ -455,10 +493,18 @@ hash_u64(uint64_t x)
     return (size_t)x;
 }
 
+/* A new table for the live threads, a quarter full at most. */
 static int
-thread_table_grow(void)
+thread_table_rehash(void)
 {
-    size_t slots = thread_slots ? thread_slots * 2 : 64;
+    size_t live = 0;
+    for (size_t i = 0; i < thread_slots; i++) {
+        live += thread_table[i] != NULL && thread_table[i] != TOMBSTONE;
+    }
+    size_t slots = 64;
+    while ((live + 1) * 4 > slots) {
+        slots *= 2;
+    }
     Thread **table = calloc(slots, sizeof *table);
     if (table == NULL) {
         return -1;
@@ -502,12 +548,54 @@ thread_table_get(uint64_t id)
     }
 }
 
+static int
+tstate_id_live(PyInterpreterState *interp, uint64_t id)
+{
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts->id == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Forgets the threads whose thread state is gone: the table holds the live
+ * threads, and those that ended since it last filled up. (A thread is not
+ * forgotten when its function returns: Python code may still run on it,
+ * finalizers and weak reference callbacks, and must find it.)
+ */
+static void
+thread_table_purge(void)
+{
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    for (size_t i = 0; i < thread_slots; i++) {
+        Thread *t = thread_table[i];
+        if (t != NULL && t != TOMBSTONE && t != main_thread &&
+            !tstate_id_live(interp, t->tstate_id)) {
+            thread_table[i] = TOMBSTONE;
+            t->live = 0;
+            if (cached_thread == t) {
+                cached_thread = NULL;
+                cached_tstate = NULL;
+            }
+            Py_DECREF(t);
+        }
+    }
+}
+
 /* Takes a new reference to `t`. */
 static int
 thread_table_put(Thread *t)
 {
-    if ((thread_used + 1) * 2 > thread_slots && thread_table_grow() < 0) {
-        return -1;
+    if ((thread_used + 1) * 2 > thread_slots) {
+        if (thread_slots) {
+            thread_table_purge();
+        }
+        if (thread_table_rehash() < 0) {
+            return -1;
+        }
     }
     size_t j = hash_u64(t->tstate_id) & (thread_slots - 1);
     while (thread_table[j] != NULL && thread_table[j] != TOMBSTONE) {
@@ -520,28 +608,6 @@ thread_table_put(Thread *t)
     thread_table[j] = t;
     t->live = 1;
     return 0;
-}
-
-static void
-thread_table_remove(Thread *t)
-{
-    if (!t->live || thread_slots == 0) {
-        return;
-    }
-    size_t j = hash_u64(t->tstate_id) & (thread_slots - 1);
-    while (thread_table[j] != NULL) {
-        if (thread_table[j] == t) {
-            thread_table[j] = TOMBSTONE;
-            t->live = 0;
-            if (cached_thread == t) {
-                cached_thread = NULL;
-                cached_tstate = NULL;
-            }
-            Py_DECREF(t);
-            return;
-        }
-        j = (j + 1) & (thread_slots - 1);
-    }
 }
 
 static unsigned long
@@ -557,14 +623,14 @@ current_native_id(void)
 static void
 announce_thread(Thread *t, PyObject *name)
 {
-    text_printf(&S.records, "{\"kind\":\"thread\",\"thread\":%llu,\"native_id\":%lu,\"name\":",
+    text_printf(RECORDS, "{\"kind\":\"thread\",\"thread\":%llu,\"native_id\":%lu,\"name\":",
                 (unsigned long long)t->serial, t->native_id);
     if (name != NULL && PyUnicode_Check(name)) {
-        text_json_str(&S.records, name);
+        text_json_str(RECORDS, name);
     } else {
-        text_printf(&S.records, "\"Thread %lu\"", t->ident);
+        text_printf(RECORDS, "\"Thread %lu\"", t->ident);
     }
-    text_printf(&S.records, ",\"ident\":%lu}\n", t->ident);
+    text_printf(RECORDS, ",\"ident\":%lu}\n", t->ident);
 }
 
 /* A new Thread for the calling thread, in the table, announced. */
@@ -708,7 +774,7 @@ put_frame(uint8_t *p, uint8_t *op, uintptr_t frame)
     return p + 8;
 }
 
-static void flush_batch(Thread *flusher);
+static void hand_over(Thread *t);
 static void limit_reached(Thread *t);
 static void start_recording(void);
 
@@ -720,13 +786,13 @@ static void start_recording(void);
 static inline uint8_t *
 event_begin(Thread *t, uint64_t now, uint64_t *dt)
 {
-    if (UNLIKELY(S.pos >= S.buf + BATCH_BYTES)) {
-        flush_batch(t);
+    if (UNLIKELY(S.pos >= S.end)) {
+        hand_over(t);
     }
     uint8_t *p = S.pos;
     if (UNLIKELY(t != S.thread)) {
-        if (S.batch_events == 0 && p == S.buf) {
-            S.batch_thread = t->serial;
+        if (p == S.batch->data) {
+            S.batch->thread = t->serial;
         } else {
             *p++ = OP_THREAD;
             p = put_varint(p, t->serial);
@@ -820,11 +886,10 @@ emit_span_event(Thread *t, int op, uint64_t span, uint64_t mark)
 
 static void warn(const char *format, ...);
 static void engine_off(void);
-static void check_tool(void);
+static void check_tool(const char *when);
 
 /* Writes all of the pieces, or fails: a signal's EINTR is retried, so a
-   record is never cut in half (Python runs the handler later, in the
-   program, between bytecodes). */
+   record is never cut in half. */
 static int
 write_all(struct iovec *iov, int count)
 {
@@ -849,92 +914,263 @@ write_all(struct iovec *iov, int count)
     return 0;
 }
 
-static void
-channel_broken(int error)
-{
-    if (S.fd >= 0) {
-        close(S.fd);
-        S.fd = -1;
-    }
-    if (!S.warned_closed) {
-        S.warned_closed = 1;
-        warn("the trace channel closed (%s): recording stopped", strerror(error));
-    }
-    /* The program goes on at full speed, rather than feeding callbacks
-       whose events can go nowhere. */
-    S.active = 0;
-    engine_off();
-}
-
-/* Sends the pending records, then the batch (if it holds events). */
-static void
-send_pending(int with_batch)
+/* Sends a batch: its records, then its frame. The writer thread's, or the
+   program's once the writer has stopped. No GIL needed. */
+static int
+send_batch(Batch *batch)
 {
     char header[160];
-    size_t header_len = 0;
-    size_t batch_len = (size_t)(S.pos - S.buf);
-    uint32_t count = S.batch_events;
-    if (with_batch && count) {
-        header_len = (size_t)snprintf(
+    struct iovec iov[3];
+    int n = 0;
+    if (batch->records.len) {
+        iov[n].iov_base = batch->records.data;
+        iov[n++].iov_len = batch->records.len;
+    }
+    if (batch->events) {
+        iov[n].iov_base = header;
+        iov[n++].iov_len = (size_t)snprintf(
             header, sizeof header,
             "{\"kind\":\"batch\",\"bytes\":%zu,\"events\":%u,\"ts\":%llu,\"thread\":%llu}\n",
-            batch_len, count, (unsigned long long)S.batch_ts, (unsigned long long)S.batch_thread);
-    } else {
-        with_batch = 0;
+            batch->length, batch->events, (unsigned long long)batch->ts,
+            (unsigned long long)batch->thread);
+        iov[n].iov_base = batch->data;
+        iov[n++].iov_len = batch->length;
     }
-    if (S.fd < 0) {
-        if (with_batch) {
-            S.dropped += count;
-        }
+    return n == 0 ? 0 : write_all(iov, n);
+}
+
+static void start_writer(void);
+/* Inside os.fork, wrapped (see pause_writer). */
+static int in_fork_wrapper = 0;
+
+/* Starts filling `batch`, empty, from where the stream is. */
+static void
+begin_batch(Batch *batch)
+{
+    batch->length = 0;
+    batch->events = 0;
+    batch->records.len = 0;
+    batch->ts = S.last_ts;
+    batch->thread = S.thread ? S.thread->serial : 0;
+    S.batch = batch;
+    S.pos = batch->data;
+    S.end = batch->data + BATCH_BYTES;
+    S.batch_events = 0;
+}
+
+/* The batch being filled, closed for sending. */
+static Batch *
+close_batch(void)
+{
+    Batch *batch = S.batch;
+    batch->length = (size_t)(S.pos - batch->data);
+    batch->events = S.batch_events;
+    return batch;
+}
+
+static void
+enqueue(Batch *batch)
+{
+    batch->next = NULL;
+    if (S.queue_tail) {
+        S.queue_tail->next = batch;
     } else {
-        struct iovec iov[3];
-        int n = 0;
-        if (S.records.len) {
-            iov[n].iov_base = S.records.data;
-            iov[n++].iov_len = S.records.len;
-        }
-        if (with_batch) {
-            iov[n].iov_base = header;
-            iov[n++].iov_len = header_len;
-            iov[n].iov_base = S.buf;
-            iov[n++].iov_len = batch_len;
-        }
-        if (n && write_all(iov, n) < 0) {
-            int error = errno;
-            if (with_batch) {
-                S.dropped += count;
-            }
-            channel_broken(error);
-        } else if (with_batch) {
-            S.sent += count;
-            S.batches++;
-        }
+        S.queue_head = batch;
     }
-    S.records.len = 0;
-    if (with_batch) {
-        S.pos = S.buf;
-        S.batch_events = 0;
-        S.batch_ts = S.last_ts;
-        S.batch_thread = S.thread ? S.thread->serial : 0;
+    S.queue_tail = batch;
+}
+
+/* The program goes on at full speed, rather than feeding callbacks whose
+   events can go nowhere (a closed channel, a full disk). With the GIL. */
+static void
+notice_broken(void)
+{
+    if (S.active) {
+        S.active = 0;
+        engine_off();
     }
 }
 
-/* Hands the full buffer over; the time it takes is a `flush` record. */
+/*
+ * Hands the batch being filled to the writer and goes on with a free one;
+ * waits for one only when the writer is behind by every batch. `t` is the
+ * thread that filled it, whose time this is: a `flush` record; NULL for the
+ * writer's own hand-over of a quiet program's batch. With the GIL.
+ */
 static void
-flush_batch(Thread *flusher)
+hand_over(Thread *t)
 {
     uint64_t start = clock_now();
-    uint32_t count = S.batch_events;
+    Batch *full = close_batch();
+    uint32_t count = full->events;
+    Batch *next;
+    if (!S.writing && !S.finished && S.started && !in_fork_wrapper) {
+        start_writer(); /* stopped for a fork */
+    }
+    pthread_mutex_lock(&S.lock);
+    if (!S.writing) {
+        /* No writer (it never started, or it has stopped): the batch goes
+           out from here, as at the end. */
+        pthread_mutex_unlock(&S.lock);
+        if (S.fd >= 0 && !S.broken && send_batch(full) < 0) {
+            S.broken = errno;
+        }
+        if (S.broken) {
+            S.dropped += count;
+        } else {
+            S.sent += count;
+        }
+        next = full;
+    } else {
+        enqueue(full);
+        pthread_cond_signal(&S.wake);
+        while (S.free_batches == NULL) {
+            pthread_cond_wait(&S.freed, &S.lock);
+        }
+        next = S.free_batches;
+        S.free_batches = next->next;
+        pthread_mutex_unlock(&S.lock);
+    }
+    begin_batch(next);
+    S.handed_at = clock_now();
+    if (S.broken) {
+        notice_broken();
+        return;
+    }
+    if (t != NULL && count) {
+        text_printf(RECORDS,
+                    "{\"kind\":\"flush\",\"thread\":%llu,\"start\":%llu,\"end\":%llu,\"events\":%u}\n",
+                    (unsigned long long)t->serial, (unsigned long long)start,
+                    (unsigned long long)S.handed_at, count);
+    }
+    /* Into the new batch: what these find is marked there. */
     if (S.engine == ENGINE_MONITORING) {
-        check_tool();
+        check_tool("while recording");
     }
     name_threads();
-    send_pending(1);
-    if (count && S.fd >= 0) {
-        text_printf(&S.records,
-                    "{\"kind\":\"flush\",\"thread\":%llu,\"start\":%llu,\"end\":%llu,\"events\":%u}\n",
-                    (unsigned long long)(flusher ? flusher->serial : 0), (unsigned long long)start,
-                    (unsigned long long)clock_now(), count);
+}
+
+/* A program that has gone quiet (asleep, blocked, waiting for input) with
+   events in its batch: they go out now, from the writer thread, which takes
+   the GIL for the hand-over only. */
+static void
+idle_flush(void)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    if (S.active && !S.finished && S.batch != NULL && (S.batch_events || S.batch->records.len)) {
+        hand_over(NULL);
+    }
+    PyGILState_Release(gil);
+}
+
+static void *
+writer_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&S.lock);
+    for (;;) {
+        while (S.queue_head == NULL && !S.stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += (long)(IDLE_FLUSH_NS / 2);
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec += 1;
+                until.tv_nsec -= 1000000000L;
+            }
+            int waited = pthread_cond_timedwait(&S.wake, &S.lock, &until);
+            /* Racy reads, on purpose: a hint to take the GIL, which decides. */
+            if (waited == ETIMEDOUT && S.queue_head == NULL && !S.stopping &&
+                (S.batch_events || (S.batch && S.batch->records.len)) &&
+                clock_now() - S.handed_at >= IDLE_FLUSH_NS) {
+                pthread_mutex_unlock(&S.lock);
+                idle_flush();
+                pthread_mutex_lock(&S.lock);
+            }
+        }
+        Batch *batch = S.queue_head;
+        if (batch == NULL) {
+            break; /* stopping, and nothing left */
+        }
+        S.queue_head = batch->next;
+        if (S.queue_head == NULL) {
+            S.queue_tail = NULL;
+        }
+        int broken = S.broken;
+        pthread_mutex_unlock(&S.lock);
+        int error = 0;
+        if (!broken && S.fd >= 0 && send_batch(batch) < 0) {
+            error = errno;
+            warn("the trace channel closed (%s): recording stopped", strerror(error));
+        }
+        pthread_mutex_lock(&S.lock);
+        if (error) {
+            S.broken = error;
+        }
+        if (S.broken) {
+            S.dropped += batch->events;
+        } else {
+            S.sent += batch->events;
+            S.batches++;
+        }
+        batch->next = S.free_batches;
+        S.free_batches = batch;
+        pthread_cond_signal(&S.freed);
+    }
+    pthread_mutex_unlock(&S.lock);
+    return NULL;
+}
+
+/* The batches: the first one to fill, the others free. */
+static int
+make_batches(void)
+{
+    for (int i = 0; i < BATCHES; i++) {
+        Batch *batch = calloc(1, sizeof *batch);
+        if (batch == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (i == 0) {
+            begin_batch(batch);
+        } else {
+            batch->next = S.free_batches;
+            S.free_batches = batch;
+        }
+    }
+    pthread_mutex_init(&S.lock, NULL);
+    pthread_cond_init(&S.wake, NULL);
+    pthread_cond_init(&S.freed, NULL);
+    return 0;
+}
+
+/* The writer thread, which takes no signal of the program's. */
+static void
+start_writer(void)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int r = pthread_create(&S.writer, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Without a writer the batches go out from the program's thread. */
+    S.writing = r == 0;
+}
+
+/* Sends every batch still queued and stops the writer. With the GIL, which
+   it lets go meanwhile: the writer may be waiting for it. */
+static void
+stop_writer(void)
+{
+    pthread_mutex_lock(&S.lock);
+    int running = S.writing;
+    S.stopping = 1;
+    pthread_cond_signal(&S.wake);
+    pthread_mutex_unlock(&S.lock);
+    if (running) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(S.writer, NULL);
+        Py_END_ALLOW_THREADS
+        S.writing = 0;
     }
 }
 
@@ -1101,10 +1337,48 @@ in_stdlib(PyObject *file)
     return 0;
 }
 
+/*
+ * Code that is not from a file (`<string>`: what exec, eval and
+ * namedtuple make) belongs to the code that runs it first: the standard
+ * library's when its caller is. `frame` is the code's own (the profile
+ * engine's), or NULL for the one running (sys.monitoring's).
+ */
 static int
-filters_allow(PyObject *module, PyObject *qualname, PyObject *file)
+run_by_stdlib(PyFrameObject *frame)
+{
+    PyFrameObject *own = frame != NULL ? frame : PyEval_GetFrame(); /* borrowed */
+    if (own == NULL) {
+        return 0;
+    }
+#if PY_3_9
+    PyFrameObject *back = PyFrame_GetBack(own);
+#else
+    PyFrameObject *back = own->f_back;
+    Py_XINCREF(back);
+#endif
+    int stdlib = 0;
+    if (back != NULL) {
+#if PY_3_9
+        PyCodeObject *code = PyFrame_GetCode(back);
+#else
+        PyCodeObject *code = back->f_code;
+        Py_INCREF(code);
+#endif
+        stdlib = PyUnicode_Check(code->co_filename) && in_stdlib(code->co_filename);
+        Py_DECREF(code);
+        Py_DECREF(back);
+    }
+    return stdlib;
+}
+
+static int
+filters_allow(PyObject *module, PyObject *qualname, PyObject *file, PyFrameObject *frame)
 {
     if (S.stdlib != NULL && in_stdlib(file)) {
+        return 0;
+    }
+    if (S.stdlib != NULL && PyUnicode_GET_LENGTH(file) > 0 && PyUnicode_READ_CHAR(file, 0) == '<' &&
+        run_by_stdlib(frame)) {
         return 0;
     }
     if (PyList_GET_SIZE(S.include) && !patterns_match(S.include, module, qualname, file)) {
@@ -1464,12 +1738,11 @@ register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
         qualname = qualname_of(code, frame, 0);
 #endif
     }
-    (void)frame;
     if (module == NULL || qualname == NULL || !PyUnicode_Check(file)) {
         PyErr_Clear();
         goto done;
     }
-    if (!hidden && S.filtering && !filters_allow(module, qualname, file)) {
+    if (!hidden && S.filtering && !filters_allow(module, qualname, file, frame)) {
         goto done;
     }
     Text text = {0};
@@ -1492,8 +1765,8 @@ register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
     int fresh;
     made->id = site_id(text.data, text.len, &fresh);
     if (fresh) {
-        text_printf(&S.records, "{\"kind\":\"code\",\"id\":%u", made->id);
-        text_put(&S.records, text.data, text.len);
+        text_printf(RECORDS, "{\"kind\":\"code\",\"id\":%u", made->id);
+        text_put(RECORDS, text.data, text.len);
     }
     free(text.data);
     made->hidden = (uint8_t)hidden;
@@ -1665,9 +1938,9 @@ cfunc_id(PyObject *fn)
     }
     /* The same name under another definition (rare) gets its own id. */
     uint32_t id = ++S.cfunc_count;
-    text_printf(&S.records, "{\"kind\":\"cfunc\",\"id\":%u,\"name\":", id);
-    text_json_str(&S.records, name);
-    text_puts(&S.records, "}\n");
+    text_printf(RECORDS, "{\"kind\":\"cfunc\",\"id\":%u,\"name\":", id);
+    text_json_str(RECORDS, name);
+    text_puts(RECORDS, "}\n");
     Py_DECREF(name);
     CFuncSlot *slot = &cfuncs[j];
     slot->method = method;
@@ -2061,11 +2334,15 @@ frame_code(PyFrameObject *frame)
 #endif
 }
 
+/* The byte offset of the frame's last instruction, as `frame.f_lasti` says
+   it: 3.10's field counts code units (the attribute doubles it). */
 static inline int
 frame_lasti(PyFrameObject *frame)
 {
 #if PY_3_11
     return PyFrame_GetLasti(frame);
+#elif PY_3_10
+    return frame->f_lasti < 0 ? -1 : frame->f_lasti * 2;
 #else
     return frame->f_lasti;
 #endif
@@ -2219,12 +2496,7 @@ trampoline_call(PyObject *self, PyObject *args, PyObject *kwargs)
             set_profile(ts, profile, (PyObject *)t);
         }
     }
-    PyObject *result = PyObject_Call(tr->function, args, kwargs);
-    if (t != NULL) {
-        /* The thread is about to end: its tstate id will not come back. */
-        thread_table_remove(t);
-    }
-    return result;
+    return PyObject_Call(tr->function, args, kwargs);
 }
 
 static void
@@ -2493,7 +2765,7 @@ define_mark(Thread *t, const char *category, PyObject *name, PyObject *args)
     text_puts(&text, "}\n");
     t->paused = paused;
     if (text.data != NULL) {
-        text_put(&S.records, text.data, text.len);
+        text_put(RECORDS, text.data, text.len);
         free(text.data);
     }
     return id;
@@ -2660,7 +2932,7 @@ static PyMethodDef use_tool_id_def = {
 
 /* At each flush and at exit: our tool id changed under us without a claim? */
 static void
-check_tool(void)
+check_tool(const char *when)
 {
     if (!S.active || S.meddled || S.engine != ENGINE_MONITORING) {
         return;
@@ -2678,14 +2950,15 @@ check_tool(void)
     snprintf(name, sizeof name, "sys.monitoring tool %d changed", S.tool);
     snprintf(message, sizeof message,
              "the program changed sys.monitoring tool %d, which Panopticon records with, without "
-             "claiming it (noticed while recording): the trace may lack events from then on",
-             S.tool);
-    report_tool(name, message, "noticed while recording", 0);
+             "claiming it (noticed %s): the trace may lack events from then on",
+             S.tool, when);
+    report_tool(name, message, when, 0);
 }
 #else
 static void
-check_tool(void)
+check_tool(const char *when)
 {
+    (void)when;
 }
 #endif
 
@@ -2715,7 +2988,7 @@ limit_reached(Thread *t)
 {
     S.active = 0;
     S.events_left = -1;
-    text_printf(&S.records, "{\"kind\":\"limit\",\"ts\":%llu,\"events\":%llu,\"thread\":%llu}\n",
+    text_printf(RECORDS, "{\"kind\":\"limit\",\"ts\":%llu,\"events\":%llu,\"thread\":%llu}\n",
                 (unsigned long long)S.last_ts, (unsigned long long)S.events,
                 (unsigned long long)t->serial);
     engine_off();
@@ -2931,8 +3204,10 @@ native_configure(PyObject *module, PyObject *args, PyObject *kwargs)
     S.filtering = PyList_GET_SIZE(S.include) || PyList_GET_SIZE(S.exclude) || S.stdlib != NULL;
     S.events_left = max_events > 0 ? max_events : -1;
     clock_init(clock);
-    S.pos = S.buf;
-    S.last_ts = S.batch_ts = clock_now();
+    S.last_ts = clock_now();
+    if (S.batch == NULL && make_batches() < 0) {
+        return NULL;
+    }
     if (main_thread == NULL) {
         PyObject *name = PyUnicode_FromString("MainThread");
         main_thread = thread_new(PyThreadState_Get(), name);
@@ -2969,6 +3244,8 @@ native_start(PyObject *module, PyObject *args)
     S.active = 1;
     S.manual = manual;
     S.waiting = !manual;
+    S.handed_at = clock_now();
+    start_writer();
     PyObject *thread_module = PyImport_ImportModule("_thread");
     if (thread_module == NULL ||
         wrap_starter(thread_module, "start_new_thread", &start_new_thread_def,
@@ -3168,17 +3445,24 @@ finish(const char *reason)
     }
     S.finished = 1;
     int was_active = S.active;
+    if (was_active) {
+        check_tool("at exit");
+    }
     S.active = 0;
     if (was_active) {
-        check_tool();
         engine_off();
     }
-    Thread *t = S.thread ? S.thread : main_thread;
-    flush_batch(t);
+    if (S.batch == NULL) {
+        return; /* never configured */
+    }
+    /* The last events go as any others, then the writer stops once it has
+       sent everything; the `end` record, with what was sent, comes last. */
+    hand_over(S.thread ? S.thread : main_thread);
+    stop_writer();
     Text end = {0};
     text_printf(&end, "{\"kind\":\"end\",\"ts\":%llu,\"events\":%llu,\"dropped\":%llu,\"reason\":",
                 (unsigned long long)clock_now(), (unsigned long long)S.events,
-                (unsigned long long)(S.dropped + (S.events - S.sent - S.dropped)));
+                (unsigned long long)(S.events - S.sent));
     text_json_bytes(&end, reason, (Py_ssize_t)strlen(reason));
     unsigned long long rss = max_rss();
     if (rss) {
@@ -3186,10 +3470,12 @@ finish(const char *reason)
     }
     text_puts(&end, "}\n");
     if (end.data != NULL) {
-        text_put(&S.records, end.data, end.len);
+        text_put(RECORDS, end.data, end.len);
         free(end.data);
     }
-    send_pending(0);
+    if (S.fd >= 0 && !S.broken) {
+        send_batch(close_batch());
+    }
     if (S.fd >= 0) {
         close(S.fd);
         S.fd = -1;
@@ -3237,12 +3523,119 @@ native_wrap_exit(PyObject *module, PyObject *real)
     return wrapper;
 }
 
+/*
+ * A process is never forked with the writer thread in it: 3.12+ would warn
+ * the program of forking a multi-threaded process, and the child would
+ * inherit a lock the thread may hold. So the writer stops before a fork
+ * (sending what is queued) and starts again once the fork has returned in
+ * the parent: os.fork and os.forkpty are wrapped for that (3.12 and 3.13
+ * count the threads after the fork's own at-fork functions, which run the
+ * program's Python code). A fork that bypasses them (an extension's) is
+ * caught by the at-fork functions, and the writer starts again at the
+ * program's next event.
+ */
+static void
+pause_writer(void)
+{
+    if (S.started && !S.finished && S.writing) {
+        stop_writer();
+        S.stopping = 0;
+    }
+}
+
+static void
+resume_writer(void)
+{
+    if (S.started && !S.finished && !S.writing) {
+        start_writer();
+    }
+}
+
+static PyObject *
+native_before_fork(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    pause_writer();
+    Py_RETURN_NONE;
+}
+
+/* os.fork and os.forkpty, as the program sees them (see pause_writer). */
+static PyObject *
+fork_through(PyObject *real, PyObject *args, PyObject *kwargs, int tuple_result)
+{
+    pause_writer();
+    in_fork_wrapper = 1;
+    PyObject *result = PyObject_Call(real, args, kwargs);
+    in_fork_wrapper = 0;
+    PyObject *pid = result != NULL && tuple_result && PyTuple_Check(result) && PyTuple_GET_SIZE(result)
+                        ? PyTuple_GET_ITEM(result, 0)
+                        : result;
+    if (result == NULL || !PyLong_Check(pid) || PyLong_AsLong(pid) != 0) {
+        resume_writer(); /* the parent, or a fork that failed */
+    }
+    return result;
+}
+
+static PyObject *real_fork = NULL, *real_forkpty = NULL;
+
+static PyObject *
+wrapped_fork(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    return fork_through(real_fork, args, kwargs, 0);
+}
+
+static PyObject *
+wrapped_forkpty(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    return fork_through(real_forkpty, args, kwargs, 1);
+}
+
+static PyMethodDef fork_def = {"fork", (PyCFunction)(void (*)(void))wrapped_fork,
+                               METH_VARARGS | METH_KEYWORDS, NULL};
+static PyMethodDef forkpty_def = {"forkpty", (PyCFunction)(void (*)(void))wrapped_forkpty,
+                                  METH_VARARGS | METH_KEYWORDS, NULL};
+
+/* wrap_fork(os.fork, os.forkpty or None): the two to install, as a tuple. */
+static PyObject *
+native_wrap_fork(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *fork, *forkpty;
+    if (!PyArg_ParseTuple(args, "OO", &fork, &forkpty)) {
+        return NULL;
+    }
+    Py_INCREF(fork);
+    Py_XSETREF(real_fork, fork);
+    PyObject *name = PyUnicode_FromString("posix");
+    PyObject *a = name ? PyCFunction_NewEx(&fork_def, NULL, name) : NULL;
+    PyObject *b = Py_None;
+    Py_INCREF(b);
+    if (a != NULL && forkpty != Py_None) {
+        Py_INCREF(forkpty);
+        Py_XSETREF(real_forkpty, forkpty);
+        Py_SETREF(b, PyCFunction_NewEx(&forkpty_def, NULL, name));
+    }
+    Py_XDECREF(name);
+    PyObject *pair = a && b ? PyTuple_Pack(2, a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return pair;
+}
+
 /* In the parent, after a fork: the trace says the child is not traced. */
 static PyObject *
 native_after_fork_parent(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
+    if (!in_fork_wrapper && S.started && !S.finished && !S.writing) {
+        /* A fork not through os.fork: the next event hands its batch over,
+           which starts the writer again (see hand_over). */
+        S.end = S.pos;
+    }
     if (S.active && !(S.manual && unchecked_tstate()->c_profilefunc != profile)) {
         notice(current_thread(), "fork: the child process is not traced", "os.fork", 0);
     }
@@ -3263,9 +3656,15 @@ native_after_fork_child(PyObject *module, PyObject *unused)
     int was_active = S.active;
     S.active = 0;
     S.finished = 1;
-    S.pos = S.buf;
-    S.batch_events = 0;
-    S.records.len = 0;
+    /* The parent's writer thread is not in the child, and its lock may
+       have been held at the fork. */
+    S.writing = 0;
+    pthread_mutex_init(&S.lock, NULL);
+    pthread_cond_init(&S.wake, NULL);
+    pthread_cond_init(&S.freed, NULL);
+    if (S.batch != NULL) {
+        begin_batch(S.batch);
+    }
     if (was_active) {
         engine_off();
     }
@@ -3287,16 +3686,21 @@ native_stats(PyObject *module, PyObject *unused)
 }
 
 /*
- * encode_batch(events): the bytes of a batch frame for `events`, a list of
- * (op, thread, ts, frame, ref, span) with absolute times, as the hot path
- * writes them (the same functions), for the shared protocol fixtures. The
- * first event's thread and time are the frame's `thread` and `ts`.
+ * encode_batch(ts, thread, events): the bytes of a batch frame whose record
+ * says `ts` and `thread`, for `events`, a list of (op, thread, ts, frame,
+ * ref, span) with absolute times, as the hot path writes them (with the
+ * same functions), for the shared protocol fixtures.
  */
 static PyObject *
-native_encode_batch(PyObject *module, PyObject *arg)
+native_encode_batch(PyObject *module, PyObject *args)
 {
     (void)module;
-    PyObject *events = PySequence_Fast(arg, "encode_batch() takes a list of events");
+    unsigned long long thread, last;
+    PyObject *list;
+    if (!PyArg_ParseTuple(args, "KKO", &last, &thread, &list)) {
+        return NULL;
+    }
+    PyObject *events = PySequence_Fast(list, "encode_batch() takes a list of events");
     if (events == NULL) {
         return NULL;
     }
@@ -3307,7 +3711,6 @@ native_encode_batch(PyObject *module, PyObject *arg)
         return PyErr_NoMemory();
     }
     uint8_t *p = buf;
-    unsigned long long thread = 0, last = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned long long op, th, ts, frame, ref, span;
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(events, i), "KKKKKK", &op, &th, &ts, &frame,
@@ -3316,10 +3719,7 @@ native_encode_batch(PyObject *module, PyObject *arg)
             Py_DECREF(events);
             return NULL;
         }
-        if (i == 0) {
-            thread = th;
-            last = ts;
-        } else if (th != thread) {
+        if (th != thread) {
             *p++ = OP_THREAD;
             p = put_varint(p, th);
             thread = th;
@@ -3402,10 +3802,14 @@ static PyMethodDef native_methods[] = {
     {"span_end", native_span_end, METH_O, "span_end(span): a span closes."},
     {"finish", native_finish, METH_VARARGS, "finish(reason='exit'): the end of recording."},
     {"wrap_exit", native_wrap_exit, METH_O, "wrap_exit(os._exit): the os._exit to install."},
+    {"before_fork", native_before_fork, METH_NOARGS, "os.register_at_fork hook."},
+    {"wrap_fork", native_wrap_fork, METH_VARARGS,
+     "wrap_fork(os.fork, os.forkpty or None): the two to install."},
     {"after_fork_parent", native_after_fork_parent, METH_NOARGS, "os.register_at_fork hook."},
     {"after_fork_child", native_after_fork_child, METH_NOARGS, "os.register_at_fork hook."},
     {"stats", native_stats, METH_NOARGS, "stats(): what was recorded so far."},
-    {"encode_batch", native_encode_batch, METH_O, "encode_batch(events): a batch frame's bytes."},
+    {"encode_batch", native_encode_batch, METH_VARARGS,
+     "encode_batch(ts, thread, events): a batch frame's bytes."},
     {"glob_match", native_glob_match, METH_VARARGS, "glob_match(pattern, text): the filters' matcher."},
     {NULL, NULL, 0, NULL},
 };

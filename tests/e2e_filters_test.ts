@@ -7,7 +7,7 @@
  * filter lets through, with nesting and flow arrows intact.
  */
 import assert from "node:assert/strict";
-import { COLLECTORS, collectorOptions, type TestCollector } from "./_collectors.ts";
+import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
 import { oldestAndNewest, type TestPython } from "./_pythons.ts";
 import { type Outcome, programStderr, runPython, traceProgram } from "./_run.ts";
 import { flowChains, parentOf, slices, type Trace, type TraceEvent } from "./_trace.ts";
@@ -151,93 +151,95 @@ function assertOuterAndGenerator(t: Trace): TraceEvent {
 const PYTHONS = oldestAndNewest();
 console.log(`filter end-to-end tests run on Python ${PYTHONS.map((p) => p.version).join(", ")}`);
 
-for (const python of PYTHONS) for (const collector of COLLECTORS) {
-  const engines = minor(python) >= 12 ? ["monitoring", "setprofile"] : ["setprofile"];
-  for (const engine of engines) {
-    const on = `on Python ${python.version} (${collector} collector, ${engine})`;
-    const setting: Setting = { python, engine, collector };
+for (const python of PYTHONS) {
+  for (const collector of COLLECTORS) {
+    const engines = minor(python) >= 12 ? ["monitoring", "setprofile"] : ["setprofile"];
+    for (const engine of engines) {
+      const on = `on Python ${python.version} (${collector} collector, ${engine})`;
+      const setting: Setting = { python, engine, collector };
 
-    Deno.test(`filtered.py without filters records the library, C calls and deep stacks ${on}`, async () => {
-      // What the filters below must take away is there to begin with.
-      const t = await traceUnchanged(setting, []);
-      const paths = await stdlibOf(python);
-      assert(recorded(t).some((s) => isStdlibFile(fileOf(s) ?? "", paths)), "stdlib slices");
-      assert.deepEqual(slices(t, "json.dumps").length, 1);
-      assert(slices(t, "isinstance").length > 0, "C calls made by json");
-      const callback = slices(t, "encode_point");
-      assert.deepEqual(callback.length, 1);
-      assert.notDeepEqual(callerOf(t, callback[0]!)?.name, "outer", "json calls encode_point");
-      assertOuterAndGenerator(t);
-      assert(Math.max(...depths(t).values()) > 2, "slices deeper than 2");
-    });
+      Deno.test(`filtered.py without filters records the library, C calls and deep stacks ${on}`, async () => {
+        // What the filters below must take away is there to begin with.
+        const t = await traceUnchanged(setting, []);
+        const paths = await stdlibOf(python);
+        assert(recorded(t).some((s) => isStdlibFile(fileOf(s) ?? "", paths)), "stdlib slices");
+        assert.deepEqual(slices(t, "json.dumps").length, 1);
+        assert(slices(t, "isinstance").length > 0, "C calls made by json");
+        const callback = slices(t, "encode_point");
+        assert.deepEqual(callback.length, 1);
+        assert.notDeepEqual(callerOf(t, callback[0]!)?.name, "outer", "json calls encode_point");
+        assertOuterAndGenerator(t);
+        assert(Math.max(...depths(t).values()) > 2, "slices deeper than 2");
+      });
 
-    Deno.test(`--exclude-stdlib leaves out the standard library, keeps nesting and flows ${on}`, async () => {
-      const t = await traceUnchanged(setting, ["--exclude-stdlib"]);
-      const paths = await stdlibOf(python);
-      for (const slice of recorded(t)) {
-        const file = fileOf(slice);
-        assert(
-          file === undefined || !isStdlibFile(file, paths),
-          `${slice.name} from the standard library (${file})`,
-        );
-        if (slice.cat === "c_function") {
-          // C calls follow their caller: json's own isinstance and str.join go.
-          const caller = callerOf(t, slice);
+      Deno.test(`--exclude-stdlib leaves out the standard library, keeps nesting and flows ${on}`, async () => {
+        const t = await traceUnchanged(setting, ["--exclude-stdlib"]);
+        const paths = await stdlibOf(python);
+        for (const slice of recorded(t)) {
+          const file = fileOf(slice);
           assert(
-            isProgramFile(caller && fileOf(caller)),
-            `${slice.name} called from ${caller?.name} (${caller && fileOf(caller)})`,
+            file === undefined || !isStdlibFile(file, paths),
+            `${slice.name} from the standard library (${file})`,
           );
-        } else {
-          assert(isProgramFile(file), `${slice.name} (${file}) is not the program's`);
+          if (slice.cat === "c_function") {
+            // C calls follow their caller: json's own isinstance and str.join go.
+            const caller = callerOf(t, slice);
+            assert(
+              isProgramFile(caller && fileOf(caller)),
+              `${slice.name} called from ${caller?.name} (${caller && fileOf(caller)})`,
+            );
+          } else {
+            assert(isProgramFile(file), `${slice.name} (${file}) is not the program's`);
+          }
         }
-      }
-      assert.deepEqual(slices(t, "json.dumps").length, 0);
-      assert.deepEqual(slices(t, "isinstance").length, 0, "json's C calls are left out");
-      const outer = assertOuterAndGenerator(t);
-      const callback = slices(t, "encode_point");
-      assert.deepEqual(callback.length, 1, "the callback json makes is recorded");
-      assert.deepEqual(callerOf(t, callback[0]!), outer, "and nests directly inside outer");
-      assert.deepEqual(callerOf(t, slices(t, "len")[0]!), outer, "outer's own C call stays");
-      assert(slices(t, "<module>").length === 1, "the program's <module> stays");
-    });
+        assert.deepEqual(slices(t, "json.dumps").length, 0);
+        assert.deepEqual(slices(t, "isinstance").length, 0, "json's C calls are left out");
+        const outer = assertOuterAndGenerator(t);
+        const callback = slices(t, "encode_point");
+        assert.deepEqual(callback.length, 1, "the callback json makes is recorded");
+        assert.deepEqual(callerOf(t, callback[0]!), outer, "and nests directly inside outer");
+        assert.deepEqual(callerOf(t, slices(t, "len")[0]!), outer, "outer's own C call stays");
+        assert(slices(t, "<module>").length === 1, "the program's <module> stays");
+      });
 
-    Deno.test(`--include function:outer records only outer and the C calls it makes ${on}`, async () => {
-      const t = await traceUnchanged(setting, ["--include", "function:outer"]);
-      const outers = slices(t, "outer");
-      assert.deepEqual(outers.length, 1, "one outer slice");
-      for (const slice of recorded(t)) {
-        if (slice.name === "outer") continue;
-        assert.deepEqual(slice.cat, "c_function", `${slice.name} (${slice.cat}) recorded`);
-        assert.deepEqual(callerOf(t, slice), outers[0], `${slice.name} not called by outer`);
-      }
-      assert.deepEqual(slices(t, "len").length, 1, "outer's len(text) is recorded");
-      for (const name of ["<module>", "encode_point", "numbers", "json.dumps", "print"]) {
-        assert.deepEqual(slices(t, name).length, 0, `${name} is left out`);
-      }
-    });
+      Deno.test(`--include function:outer records only outer and the C calls it makes ${on}`, async () => {
+        const t = await traceUnchanged(setting, ["--include", "function:outer"]);
+        const outers = slices(t, "outer");
+        assert.deepEqual(outers.length, 1, "one outer slice");
+        for (const slice of recorded(t)) {
+          if (slice.name === "outer") continue;
+          assert.deepEqual(slice.cat, "c_function", `${slice.name} (${slice.cat}) recorded`);
+          assert.deepEqual(callerOf(t, slice), outers[0], `${slice.name} not called by outer`);
+        }
+        assert.deepEqual(slices(t, "len").length, 1, "outer's len(text) is recorded");
+        for (const name of ["<module>", "encode_point", "numbers", "json.dumps", "print"]) {
+          assert.deepEqual(slices(t, name).length, 0, `${name} is left out`);
+        }
+      });
 
-    Deno.test(`--no-c-calls records no C function ${on}`, async () => {
-      const t = await traceUnchanged(setting, ["--no-c-calls"]);
-      const cCalls = recorded(t).filter((s) => s.cat === "c_function");
-      assert.deepEqual(cCalls.map((s) => s.name), [], "no c_function slice");
-      assert.deepEqual(slices(t, "json.dumps").length, 1, "Python calls stay");
-      assert.deepEqual(slices(t, "encode_point").length, 1);
-      assertOuterAndGenerator(t);
-    });
+      Deno.test(`--no-c-calls records no C function ${on}`, async () => {
+        const t = await traceUnchanged(setting, ["--no-c-calls"]);
+        const cCalls = recorded(t).filter((s) => s.cat === "c_function");
+        assert.deepEqual(cCalls.map((s) => s.name), [], "no c_function slice");
+        assert.deepEqual(slices(t, "json.dumps").length, 1, "Python calls stay");
+        assert.deepEqual(slices(t, "encode_point").length, 1);
+        assertOuterAndGenerator(t);
+      });
 
-    Deno.test(`--max-depth 2 records no slice deeper than 2 ${on}`, async () => {
-      const t = await traceUnchanged(setting, ["--max-depth", "2"]);
-      const byDepth = depths(t);
-      for (const [slice, depth] of byDepth) {
-        assert(depth <= 2, `${slice.name} at depth ${depth}`);
-      }
-      const outer = slices(t, "outer");
-      assert.deepEqual(outer.length, 1, "outer, at depth 2, stays");
-      assert.deepEqual(byDepth.get(outer[0]!), 2);
-      assert.deepEqual(slices(t, "<module>").length, 1);
-      for (const name of ["json.dumps", "encode_point", "numbers", "len"]) {
-        assert.deepEqual(slices(t, name).length, 0, `${name}, deeper than 2, is left out`);
-      }
-    });
+      Deno.test(`--max-depth 2 records no slice deeper than 2 ${on}`, async () => {
+        const t = await traceUnchanged(setting, ["--max-depth", "2"]);
+        const byDepth = depths(t);
+        for (const [slice, depth] of byDepth) {
+          assert(depth <= 2, `${slice.name} at depth ${depth}`);
+        }
+        const outer = slices(t, "outer");
+        assert.deepEqual(outer.length, 1, "outer, at depth 2, stays");
+        assert.deepEqual(byDepth.get(outer[0]!), 2);
+        assert.deepEqual(slices(t, "<module>").length, 1);
+        for (const name of ["json.dumps", "encode_point", "numbers", "len"]) {
+          assert.deepEqual(slices(t, name).length, 0, `${name}, deeper than 2, is left out`);
+        }
+      });
+    }
   }
 }

@@ -116,7 +116,8 @@ Deno.test("buildNative says what is missing", async (t) => {
     try {
       await assert.rejects(
         buildNative(python, { cacheDir: cache.path, getEnv: env({ CC: "/nonexistent/cc" }) }),
-        (error) => error instanceof NativeBuildError && /cannot run the C compiler/.test(error.message),
+        (error) =>
+          error instanceof NativeBuildError && /cannot run the C compiler/.test(error.message),
       );
     } finally {
       await cache.remove();
@@ -131,7 +132,10 @@ Deno.test("buildNative says what is missing", async (t) => {
         (error) => {
           assert.ok(error instanceof NativeBuildError);
           assert.equal(error.problem, "no-headers");
-          assert.match(error.message, /no Python\.h in .*install them \(python3\.\d+-dev or python3-dev/);
+          assert.match(
+            error.message,
+            /no Python\.h in .*install them \(python3\.\d+-dev or python3-dev/,
+          );
           return true;
         },
       );
@@ -156,11 +160,13 @@ Deno.test("buildNative says what is missing", async (t) => {
     }
   });
   await t.step("a free-threaded or unknown build", async () => {
-    for (const other of [
-      { ...python, build: { ...python.build!, freeThreaded: true } },
-      { ...python, build: undefined },
-      { ...python, implementation: "pypy" },
-    ]) {
+    for (
+      const other of [
+        { ...python, build: { ...python.build!, freeThreaded: true } },
+        { ...python, build: undefined },
+        { ...python, implementation: "pypy" },
+      ]
+    ) {
       await assert.rejects(
         buildNative(other),
         (error) => error instanceof NativeBuildError && error.problem === "unsupported",
@@ -175,11 +181,17 @@ async function withoutCompiler(args: string[]) {
   try {
     await Deno.mkdir(`${dir.path}/bin`);
     await Deno.writeTextFile(`${dir.path}/hello.py`, "print('hello')\n");
-    const outcome = await runPanopticon(["--python", python.path, ...args, `${dir.path}/hello.py`], {
-      cwd: dir.path,
-      env: { PATH: `${dir.path}/bin`, CC: "", XDG_CACHE_HOME: `${dir.path}/cache` },
-    });
-    const trace = await Deno.readTextFile(`${dir.path}/trace.json`).then(JSON.parse, () => undefined);
+    const outcome = await runPanopticon(
+      ["--python", python.path, ...args, `${dir.path}/hello.py`],
+      {
+        cwd: dir.path,
+        env: { PATH: `${dir.path}/bin`, CC: "", XDG_CACHE_HOME: `${dir.path}/cache` },
+      },
+    );
+    const trace = await Deno.readTextFile(`${dir.path}/trace.json`).then(
+      JSON.parse,
+      () => undefined,
+    );
     return { outcome, trace };
   } finally {
     await dir.remove();

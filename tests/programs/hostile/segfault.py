@@ -16,7 +16,7 @@ def crash():
 
 def main():
     total = 0
-    for i in range(6000):
+    for i in range(60000):
         total = tick(total)
     crash()
 

@@ -19,7 +19,7 @@ def kill_self():
 
 def main():
     total = 0
-    for i in range(6000):
+    for i in range(60000):
         total = tick(total)
     kill_self()
 

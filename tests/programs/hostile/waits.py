@@ -15,7 +15,7 @@ def wait():
 
 def main():
     total = 0
-    for i in range(6000):
+    for i in range(60000):
         total = tick(total)
     print("ready")
     sys.stdout.flush()

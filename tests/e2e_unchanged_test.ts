@@ -1,0 +1,96 @@
+/**
+ * The program is left as python runs it (DESIGN.md, "The program is
+ * unchanged"), checked from inside the program, on every Python present and
+ * with both collectors:
+ *
+ * - at its first line, `sys.modules` holds what it holds under python, plus
+ *   `panopticon` (and `atexit` on 3.8 and 3.9, where Python runs only the
+ *   at-exit functions of the `atexit` module last imported);
+ * - the recursion limit is where Python puts it, and the program recurses as
+ *   deep (the Python collector's callback takes 1 to 3 frames of it);
+ * - the program's own audit hook sees the events the program raises, and
+ *   none of ours (the Python collector reads `frame.f_code` and, for a
+ *   generator's events on 3.12+, calls `sys._getframe`, which Python
+ *   audits: there the hook also sees `object.__getattr__` and
+ *   `sys._getframe` events);
+ * - objects the program lets go of die at once;
+ * - CPython's own `test.test_generators`, whose signal test needs a
+ *   KeyboardInterrupt to come out where Python raises it, passes under the
+ *   native collector on the oldest and newest Python.
+ */
+import assert from "node:assert/strict";
+import { collectorOptions, COLLECTORS } from "./_collectors.ts";
+import { oldestAndNewest, TEST_PYTHONS, type TestPython } from "./_pythons.ts";
+import { programStderr, runPython, traceProgram } from "./_run.ts";
+
+const PROGRAMS = new URL("./programs/unchanged", import.meta.url).pathname;
+
+function minor(python: TestPython): number {
+  return Number(python.version.split(".")[1]);
+}
+
+/** What tests/programs/unchanged/first_line.py prints, parsed from Python's repr. */
+interface FirstLine {
+  modules: string[];
+  limit: number;
+  depth: number;
+  audit: string[];
+}
+
+function parseRepr(text: string): FirstLine {
+  // The program prints a dict of lists of str and ints: JSON once its quotes are.
+  return JSON.parse(text.trim().replaceAll("'", '"'));
+}
+
+for (const python of TEST_PYTHONS) {
+  for (const collector of COLLECTORS) {
+    const on = `on Python ${python.version} (${collector} collector)`;
+
+    Deno.test(`the program's first line sees python's modules, recursion limit and audit events ${on}`, async () => {
+      const program = [`${PROGRAMS}/first_line.py`];
+      const plain = await runPython(python.path, program);
+      assert.equal(plain.code, 0, plain.stderr);
+      const { outcome } = await traceProgram(python.path, collectorOptions(collector), program);
+      assert.equal(outcome.code, 0, outcome.stderr);
+      const expected = parseRepr(plain.stdout);
+      const seen = parseRepr(outcome.stdout);
+      const extra = seen.modules.filter((name) => !expected.modules.includes(name));
+      assert.deepEqual(extra, minor(python) < 10 ? ["atexit", "panopticon"] : ["panopticon"]);
+      assert.deepEqual(expected.modules.filter((name) => !seen.modules.includes(name)), []);
+      assert.equal(seen.limit, expected.limit, "the recursion limit");
+      if (collector === "native") {
+        assert.equal(seen.depth, expected.depth, "how deep the program recurses");
+        assert.deepEqual(seen.audit, expected.audit, "the audit events the program's hook sees");
+      } else {
+        assert.ok(expected.depth - seen.depth <= 3, `${seen.depth} against ${expected.depth}`);
+        const ours = new Set(["object.__getattr__", "sys._getframe"]);
+        assert.deepEqual(
+          seen.audit.filter((event) => !ours.has(event)),
+          expected.audit,
+          "beyond the frame reads, the same audit events",
+        );
+      }
+    });
+
+    Deno.test(`objects the program lets go of die at once ${on}`, async () => {
+      const program = [`${PROGRAMS}/lets_go.py`];
+      const plain = await runPython(python.path, program);
+      assert.equal(plain.stdout, "alive: 0 of 204\n", plain.stderr);
+      const { outcome } = await traceProgram(python.path, collectorOptions(collector), program);
+      assert.equal(outcome.stdout, plain.stdout, outcome.stderr);
+    });
+  }
+}
+
+for (const python of oldestAndNewest()) {
+  Deno.test(`CPython's test.test_generators passes under the native collector on Python ${python.version}`, async () => {
+    const args = ["-m", "unittest", "-q", "test.test_generators"];
+    const plain = await runPython(python.path, args);
+    assert.equal(plain.code, 0, plain.stderr);
+    const { outcome } = await traceProgram(python.path, collectorOptions("native"), args);
+    assert.equal(outcome.code, 0, outcome.stderr);
+    const result = (text: string) => text.trimEnd().split("\n").slice(-1)[0];
+    assert.equal(result(programStderr(outcome.stderr)), result(plain.stderr));
+    assert.equal(result(plain.stderr), "OK");
+  });
+}
