@@ -96,8 +96,9 @@ function digitCount(n: number): number {
 /**
  * Writes the ASCII decimal digits of `n`, a non-negative integer below
  * 2^53, at `at`; returns the index after them. Two digits a step, from a
- * table (measured: a third faster than a digit a step, for the 9- and
- * 10-digit times of a trace hours long).
+ * table: half the divisions of a digit a step, for the 9- and 10-digit
+ * times of a trace hours long (with the table of fractions below, the
+ * writer took 82 ns a slice instead of 95, measured).
  */
 function writeInteger(out: Uint8Array, at: number, n: number): number {
   // Thread ids and short durations.
