@@ -145,8 +145,10 @@ class ThreadState {
  * {@linkcode FrameStateMachine.end}; it sends threads and slices to a
  * {@linkcode TraceSink} as they become known.
  *
- * What it keeps: per-thread stacks keyed by thread ident (threads get dense
- * ids in order of first appearance, the hello's main thread first), and one
+ * What it keeps: per-thread stacks keyed by the thread's id on the wire,
+ * its ident or, with `hello.thread_ids` `"serial"` (protocol 4), the
+ * collector's serial number (threads get dense ids in order of first
+ * appearance, the hello's main thread first), and one
  * process-wide registry of suspended frame instances keyed by frame id,
  * because a generator suspended on one thread may resume on another. Memory
  * grows with stack depth, live threads and suspended frames, never with the
@@ -160,6 +162,8 @@ class ThreadState {
  * its thread is ignored; one for a frame below the innermost closes the
  * frames above it first (`args.unbalanced`). At the end, whatever is still
  * open is closed at the last timestamp of the stream (`args.unfinished`).
+ * A `limit` record (protocol 4) marks where recording stopped with an
+ * instant on its thread, and leaves what is open as it is.
  *
  * Slices of generators, coroutines and async generators that continue one
  * another share the instance's flow id: a flow leaves every slice that is
@@ -265,7 +269,12 @@ export class FrameStateMachine {
    *
    * @throws {ProtocolError} if the first record is not a `hello`, if the
    * stream's protocol is newer than {@linkcode PROTOCOL_VERSION}, on a
-   * second `hello`, or on `packed` events that do not unpack.
+   * second `hello`, on `packed` or `marshal` events that do not unpack,
+   * or on a `batch` frame that breaks the format, or on a `batch` or
+   * `marshal` record without its frame (`payload`). A batch frame is
+   * decoded as its events are handled, so it throws after the events
+   * before the fault have been handled: the stream is broken, and the
+   * conversion stops there.
    */
   push(record: ProtocolRecord, line?: number): void {
     if (this.#ended) throw new Error("FrameStateMachine.push() was called after end()");
