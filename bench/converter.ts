@@ -1,34 +1,59 @@
 /**
  * Converter throughput: converts a synthetic collector stream, held in
- * memory, into a sink that counts and discards the trace, and prints
- * events per second, MB/s in and out, bytes per slice and peak memory.
+ * memory, and prints events per second, MB/s in and out, bytes per slice
+ * and peak memory, twice: decoding and the frame-state machine into a sink
+ * that discards what it gets, then the whole conversion to Catapult JSON
+ * (into an output that counts and discards the bytes).
  *
- *     deno run -A bench/converter.ts [events...] [--threads N] [--json]
+ *     deno run -A bench/converter.ts [events...] [--threads N] [--format F]
  *
  * Each size (default: 5,000,000 and 10,000,000 events, or
- * `PANOPTICON_BENCH_EVENTS`) runs in a fresh process, so that the memory
- * figures of one are not the leftovers of another: the converter streams,
- * so its peak memory should be the same at every size. `--json` sends
- * events as JSON arrays (protocol 1) instead of packed batches.
+ * `PANOPTICON_BENCH_EVENTS`) and each of the two runs goes in a fresh
+ * process, so that the memory figures of one are not the leftovers of
+ * another: the converter streams, so its peak memory should be the same at
+ * every size.
  *
- * The stream is what the collector sends for a busy program: protocol 2
- * batches of 8192 packed events and a flush record each, 1 to 4 threads
- * (default 4) taking turns as the GIL switches, real-looking thread idents,
- * frame ids and clock values (integers of 2^45 to 2^48, as marshal longs),
+ * The events are what a collector sends for a busy program: 1 to 4
+ * threads (default 4) taking turns as the GIL switches, real-looking
+ * thread idents, frame ids and clock values (integers of 2^45 to 2^48),
  * and a mix of about 35% calls and returns of plain Python functions sent
  * with frame id 0, 40% C calls and returns, and generators and coroutines
  * suspended and resumed (sometimes on another thread) under their real
- * frame ids. A seeded generator makes every run the same.
+ * frame ids. A seeded generator makes every run the same. `--format` says
+ * how they are sent:
+ *
+ * - `batch` (the default): protocol 4 as the native collector sends it,
+ *   `batch` records of binary frames of at most 64 KiB, serial thread ids,
+ *   a flush record after each frame;
+ * - `marshal`: protocol 4 as the Python collector sends it, `events`
+ *   records with a binary frame of marshal bytes, 8192 events each;
+ * - `packed`: protocol 2, the same marshal bytes in base64 (`packed`);
+ * - `json`: protocol 1, events as JSON arrays.
  *
  * @module
  */
 
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { convert, type ProtocolEvent } from "../mod.ts";
+import {
+  convert,
+  FrameStateMachine,
+  NdjsonDecoder,
+  type ProtocolEvent,
+  type TraceSink,
+} from "../mod.ts";
 import { marshalEvents } from "../tests/_packed.ts";
+import { batchLine, BatchWriter, nativeEvent } from "../tests/_batch.ts";
 
+/** Events in a batch of the Python collector. */
 const BATCH = 8192;
+/** The native collector's buffer, and so its largest frame. */
+const FRAME = 65536;
+const FORMATS = ["batch", "marshal", "packed", "json"] as const;
+type Format = typeof FORMATS[number];
+/** The two runs of each size: into a discarding sink, and to Catapult JSON. */
+const SINKS = ["discard", "catapult"] as const;
+type Sink = typeof SINKS[number];
 /** The size of a read from the collector's socket. */
 const READ = 65536;
 const CODES = 200;
@@ -40,11 +65,16 @@ const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     threads: { type: "string", default: "4" },
-    json: { type: "boolean", default: false },
-    // Internal: run one size in this process and print its figures as JSON.
-    child: { type: "boolean", default: false },
+    format: { type: "string", default: "batch" },
+    // Internal: run one size into this sink in this process and print its figures as JSON.
+    child: { type: "string" },
   },
 });
+const format = flags.format as Format;
+if (!FORMATS.includes(format)) {
+  console.error(`error: expected --format ${FORMATS.join(", ")}, got ${flags.format}`);
+  Deno.exit(2);
+}
 const threads = Number(flags.threads);
 if (!Number.isInteger(threads) || threads < 1 || threads > 4) {
   console.error(`error: expected --threads 1 to 4, got ${flags.threads}`);
@@ -169,27 +199,43 @@ interface Input {
   mix: Record<string, number>;
 }
 
-function generate(events: number, json: boolean): Input {
+/** Bytes of input per event, more than any format needs, by format. */
+const BYTES_PER_EVENT: Record<Format, number> = { batch: 12, marshal: 70, packed: 90, json: 60 };
+
+/** The stream of `events` events, in `format`. */
+function generate(events: number): Input {
   const encoder = new TextEncoder();
   const program = new Program(threads);
   const idents = program.idents;
+  const native = format === "batch";
+  // The native collector numbers threads itself (serial ids, protocol 4).
+  const idOf = new Map(idents.map((ident, i) => [ident, native ? i + 1 : ident]));
   // One buffer, larger than needed: the pages never written are never
   // resident, so the RSS before converting is the input and little else.
-  const buffer = new Uint8Array(1_000_000 + events * (json ? 60 : 90));
+  const buffer = new Uint8Array(1_000_000 + events * BYTES_PER_EVENT[format]);
   let at = 0;
   const add = (text: string) => {
+    if (at + text.length * 3 > buffer.length) throw new Error("the input buffer is too small");
     at += encoder.encodeInto(text, buffer.subarray(at)).written;
   };
+  const addBytes = (bytes: Uint8Array) => {
+    if (at + bytes.length > buffer.length) throw new Error("the input buffer is too small");
+    buffer.set(bytes, at);
+    at += bytes.length;
+  };
+  const protocol = { batch: 4, marshal: 4, packed: 2, json: 1 }[format];
+  const hello = native
+    ? ',"collector":"native","thread_ids":"serial","clock":"tsc"'
+    : format === "marshal"
+    ? ',"collector":"python"'
+    : "";
   const lines = [
-    `{"kind":"hello","protocol":${
-      json ? 1 : 2
-    },"pid":4242,"python":"3.12.1","engine":"monitoring","t0":${program.ts},"main_thread":${
-      idents[0]
-    },"argv":["bench.py"]}`,
+    `{"kind":"hello","protocol":${protocol},"pid":4242,"python":"3.12.1","engine":"monitoring",` +
+    `"t0":${program.ts},"main_thread":${idOf.get(idents[0]!)},"argv":["bench.py"]${hello}}`,
     ...idents.map((ident, i) =>
-      `{"kind":"thread","thread":${ident},"native_id":${4242 + i},"name":"${
+      `{"kind":"thread","thread":${idOf.get(ident)},"native_id":${4242 + i},"name":"${
         i === 0 ? "MainThread" : `Thread-${i} (worker)`
-      }"}`
+      }"${native ? `,"ident":${ident}` : ""}}`
     ),
   ];
   for (let id = 1; id <= CODES + GENERATORS; id++) {
@@ -208,30 +254,72 @@ function generate(events: number, json: boolean): Input {
   add(lines.join("\n") + "\n");
   let records = lines.length;
   const mix = { plain: 0, c: 0, generator: 0 };
-  let written = 0;
-  const batch: ProtocolEvent[] = [];
-  while (written < events) {
-    batch.length = 0;
-    const size = Math.min(BATCH, events - written);
-    while (batch.length < size) program.step(batch);
-    batch.length = size;
-    for (const [op, , , frame] of batch) {
-      if (op >= 5) mix.c++;
-      else if (frame === 0) mix.plain++;
-      else mix.generator++;
-    }
-    written += size;
+  const count = (event: ProtocolEvent) => {
+    if (event[0] >= 5) mix.c++;
+    else if (event[3] === 0) mix.plain++;
+    else mix.generator++;
+  };
+  /** A flush record: the collector's handover of `size` events, on the main thread. */
+  const flush = (size: number) => {
     const start = program.ts += 100;
     const end = program.ts += 20_000;
-    const body = json
-      ? `"events":${JSON.stringify(batch)}`
-      : `"packed":"${marshalEvents(batch).toBase64()}"`;
-    if (at + body.length + 1000 > buffer.length) throw new Error("the input buffer is too small");
     add(
-      `{"kind":"events",${body}}\n` +
-        `{"kind":"flush","thread":${idents[0]},"start":${start},"end":${end},"events":${size}}\n`,
+      `{"kind":"flush","thread":${
+        idOf.get(idents[0]!)
+      },"start":${start},"end":${end},"events":${size}}\n`,
     );
-    records += 2;
+    records++;
+  };
+  let written = 0;
+  const batch: ProtocolEvent[] = [];
+  if (native) {
+    // As the native collector fills its buffer: a frame when the next event
+    // does not fit, then the flush (the event that did not fit came first).
+    const writer = new BatchWriter(program.ts, 1, FRAME);
+    const take = () => {
+      const size = writer.events;
+      const { record, frame } = writer.take();
+      add(batchLine(record) + "\n");
+      addBytes(frame);
+      records++;
+      flush(size);
+    };
+    while (written < events) {
+      batch.length = 0;
+      program.step(batch);
+      for (const event of batch) {
+        if (written === events) break;
+        const [op, ident, ts, frame, ref] = event;
+        const native = nativeEvent([op, idOf.get(ident)!, ts, frame, ref]);
+        if (!writer.add(native)) {
+          take();
+          writer.add(native);
+        }
+        count(event);
+        written++;
+      }
+    }
+    take();
+  } else {
+    while (written < events) {
+      batch.length = 0;
+      const size = Math.min(BATCH, events - written);
+      while (batch.length < size) program.step(batch);
+      batch.length = size;
+      batch.forEach(count);
+      written += size;
+      if (format === "marshal") {
+        const frame = marshalEvents(batch);
+        add(`{"kind":"events","marshal":${frame.length}}\n`);
+        addBytes(frame);
+      } else if (format === "packed") {
+        add(`{"kind":"events","packed":"${marshalEvents(batch).toBase64()}"}\n`);
+      } else {
+        add(`{"kind":"events","events":${JSON.stringify(batch)}}\n`);
+      }
+      records++;
+      flush(size);
+    }
   }
   add(
     `{"kind":"end","ts":${program.ts + 1},"events":${written},"dropped":0,"reason":"exit",` +
@@ -257,8 +345,18 @@ interface Figures {
   heapBefore: number;
 }
 
-async function measure(count: number): Promise<Figures> {
-  const { bytes, records, mix } = generate(count, flags.json);
+/** Discards everything: what is left to measure is decoding and the state machine. */
+const DISCARD: TraceSink = {
+  process() {},
+  thread() {},
+  slice() {},
+  mark() {},
+  finish() {},
+};
+
+/** The figures of `count` events converted into `sink`. */
+async function measure(count: number, sink: Sink): Promise<Figures> {
+  const { bytes, records, mix } = generate(count);
   // Let the generator's garbage go before measuring.
   (globalThis as { gc?: () => void }).gc?.();
   const { rss: rssBefore, heapUsed: heapBefore } = Deno.memoryUsage();
@@ -280,21 +378,22 @@ async function measure(count: number): Promise<Figures> {
     },
   }, { highWaterMark: 0 });
   let output = 0;
-  const sink = new WritableStream<Uint8Array>({
-    write(chunk) {
-      output += chunk.length;
-    },
-  });
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
-  const summary = await convert(input, sink);
+  const slices = sink === "catapult"
+    ? (await convert(
+      input,
+      new WritableStream({ write: (chunk) => void (output += chunk.length) }),
+    ))
+      .slices
+    : await discard(input);
   const cpu = process.cpuUsage(cpuBefore);
   const seconds = (performance.now() - started) / 1000;
   sample();
   return {
     events: count,
     records,
-    slices: summary.slices,
+    slices,
     seconds,
     cpu: (cpu.user + cpu.system) / 1e6,
     input: bytes.length,
@@ -307,24 +406,46 @@ async function measure(count: number): Promise<Figures> {
   };
 }
 
-if (flags.child) {
-  console.log(JSON.stringify(await measure(sizes[0]!)));
+/** What `convert` does, without the writer: reads, decodes, runs the machine into DISCARD. */
+async function discard(input: ReadableStream<Uint8Array>): Promise<number> {
+  const decoder = new NdjsonDecoder();
+  const machine = new FrameStateMachine(DISCARD);
+  const onRecord = machine.push.bind(machine);
+  const reader = input.getReader();
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    decoder.push(next.value, onRecord);
+  }
+  decoder.finish(onRecord);
+  return machine.end().slices;
+}
+
+if (flags.child !== undefined) {
+  console.log(JSON.stringify(await measure(sizes[0]!, flags.child as Sink)));
   Deno.exit(0);
 }
 
 const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 const thousands = (n: number) => Math.round(n).toLocaleString("en-US");
 const percent = (part: number, whole: number) => `${Math.round((100 * part) / whole)}%`;
+const memory = (run: Figures) =>
+  `peak RSS ${mb(run.peakRss)} MB (${mb(run.rssBefore)} MB before, the input ` +
+  `included: +${mb(run.peakRss - run.rssBefore)} MB converting), ` +
+  `peak heap ${mb(run.peakHeap)} MB (+${mb(run.peakHeap - run.heapBefore)} MB)`;
 
+const FORMAT_NAMES: Record<Format, string> = {
+  batch: `native batches (protocol 4, frames of up to ${FRAME} bytes)`,
+  marshal: `marshal frames (protocol 4, ${BATCH} events each)`,
+  packed: `packed events (protocol 2, ${BATCH} events each)`,
+  json: `JSON events (protocol 1, ${BATCH} events each)`,
+};
 console.log(
-  `converter benchmark: ${
-    flags.json ? "JSON events (protocol 1)" : "packed events (protocol 2)"
-  }, ` +
-    `${threads} thread${threads === 1 ? "" : "s"}, batches of ${BATCH}, reads of ${READ} bytes`,
+  `converter benchmark: ${FORMAT_NAMES[format]}, ` +
+    `${threads} thread${threads === 1 ? "" : "s"}, reads of ${READ} bytes`,
 );
-const results: Figures[] = [];
-for (const size of sizes) {
-  const child = await new Deno.Command(Deno.execPath(), {
+
+/** Runs one size into one sink in a fresh process. */
+async function child(size: number, sink: Sink): Promise<Figures> {
+  const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
@@ -333,15 +454,26 @@ for (const size of sizes) {
       String(size),
       "--threads",
       String(threads),
-      ...(flags.json ? ["--json"] : []),
+      "--format",
+      format,
       "--child",
+      sink,
     ],
     stderr: "inherit",
   }).output();
-  if (!child.success) Deno.exit(1);
-  const run: Figures = JSON.parse(new TextDecoder().decode(child.stdout));
+  if (!output.success) Deno.exit(1);
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+const results: Figures[] = [];
+const discarded: Figures[] = [];
+for (const size of sizes) {
+  const fast = await child(size, "discard");
+  const run = await child(size, "catapult");
   results.push(run);
+  discarded.push(fast);
   const total = run.mix.plain! + run.mix.c! + run.mix.generator!;
+  // The lines from "converted in" to "memory" are read by bench/overhead.ts: keep their words.
   console.log(
     `\n${thousands(run.events)} events in ${thousands(run.records)} records, ${
       mb(run.input)
@@ -359,18 +491,21 @@ for (const size of sizes) {
     `  throughput: ${thousands(run.events / run.seconds)} events/s, ` +
       `${mb(run.input / run.seconds)} MB/s in, ${mb(run.output / run.seconds)} MB/s out`,
   );
+  console.log(`  memory: ${memory(run)}`);
   console.log(
-    `  memory: peak RSS ${mb(run.peakRss)} MB (${mb(run.rssBefore)} MB before, the input ` +
-      `included: +${mb(run.peakRss - run.rssBefore)} MB converting), ` +
-      `peak heap ${mb(run.peakHeap)} MB (+${mb(run.peakHeap - run.heapBefore)} MB)`,
+    `  decoding and state machine alone, into a discarding sink: ${fast.seconds.toFixed(2)} s ` +
+      `(CPU ${fast.cpu.toFixed(2)} s), ${thousands(fast.events / fast.seconds)} events/s, ` +
+      `${thousands(fast.slices)} slices; its ${memory(fast)}`,
   );
 }
 if (results.length > 1) {
   console.log(
     `\nmemory while converting, by size: ${
-      results.map((run) =>
+      results.map((run, i) =>
         `${thousands(run.events)} events: RSS +${mb(run.peakRss - run.rssBefore)} MB, ` +
-        `heap peak ${mb(run.peakHeap)} MB`
+        `heap peak ${mb(run.peakHeap)} MB (discarding: RSS +${
+          mb(discarded[i]!.peakRss - discarded[i]!.rssBefore)
+        } MB, heap peak ${mb(discarded[i]!.peakHeap)} MB)`
       ).join("; ")
     }`,
   );

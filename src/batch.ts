@@ -1,8 +1,9 @@
 /**
  * Native batches (protocol 4): the binary frame of a `batch` record, the
- * native collector's buffer as it wrote it, decoded into an
- * {@linkcode EventBatch}. `docs/protocol.md`, section `batch`, is the
- * format.
+ * native collector's buffer as it wrote it, read event by event by a
+ * {@linkcode BatchCursor}: the frame-state machine reads its frames so,
+ * and {@linkcode decodeBatch} fills an {@linkcode EventBatch}.
+ * `docs/protocol.md`, section `batch`, is the format.
  *
  * @module
  */
@@ -36,78 +37,324 @@ const OP_NAMES = [
 
 /** The fewest bytes an event takes: its op byte and a one-byte `dt`. */
 const MIN_EVENT_BYTES = 2;
+/**
+ * The most bytes an event takes: its op byte, a `dt`, two ids and an
+ * 8-byte frame id. Further than this from the end of the frame, an event
+ * cannot be cut off.
+ */
+const MAX_EVENT_BYTES = 1 + 9 + 9 + 9 + 8;
 const TWO_TO_63 = 2 ** 63;
 
 /**
- * Reads a frame: its bytes, where it is, and how to fail naming the line
- * and the byte. One per frame (a frame is tens of thousands of events).
+ * What each op byte announces, one entry per byte value: 0 for an op byte
+ * that the format does not allow, else `VALID` and what follows the op
+ * byte. One lookup both checks the byte and says how to read the event.
+ */
+const LAYOUT = new Uint8Array(256);
+const VALID = 1;
+/** A thread switch: a thread id, no `dt`. */
+const SWITCH = 2;
+/** A span id after the `dt`. */
+const HAS_SPAN = 4;
+/** A code, cfunc or mark id after the `dt` (and the span id). */
+const HAS_REF = 8;
+const FRAME_6 = 16;
+const FRAME_8 = 32;
+LAYOUT[THREAD_SWITCH] = VALID | SWITCH;
+for (let op = 0; op <= 12; op++) {
+  const fields = (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? HAS_REF : 0) |
+    (op === 10 || op === 11 ? HAS_SPAN : 0);
+  LAYOUT[op] = VALID | fields;
+  if (op <= 4) {
+    LAYOUT[op | FRAME_ID] = VALID | fields | FRAME_6;
+    LAYOUT[op | FRAME_ID | WIDE_FRAME_ID] = VALID | fields | FRAME_8;
+  }
+}
+
+/** Where the varint that {@linkcode varintAt} read last ends. */
+let varintEnd = 0;
+
+/**
+ * The varint at `at`, where at least 9 bytes remain, or -1 for one longer
+ * than 9 bytes; {@linkcode varintEnd} says where it ends. Exact up to
+ * 2^53, rounded above. One and two bytes (dt, ids) are nearly every varint.
+ *
+ * The longer ones are read here too, not in a function of their own: V8
+ * gives a function its type feedback only once it has been called a few
+ * times, and one that the hot loop inlines never is, so the optimised loop
+ * would bail out at its first long varint in most frames (measured: 193
+ * deoptimisations in 2 million events).
+ */
+function varintAt(bytes: Uint8Array, at: number): number {
+  const first = bytes[at]!;
+  if (first < 0x80) {
+    varintEnd = at + 1;
+    return first;
+  }
+  const second = bytes[at + 1]!;
+  if (second < 0x80) {
+    varintEnd = at + 2;
+    return (first & 0x7f) | second << 7;
+  }
+  let value = (first & 0x7f) | (second & 0x7f) << 7;
+  let scale = 0x4000;
+  for (let next = at + 2, end = at + 9; next < end; next++, scale *= 0x80) {
+    const byte = bytes[next]!;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) {
+      varintEnd = next + 1;
+      return value;
+    }
+  }
+  return -1;
+}
+
+/** A little-endian frame id of 6 or 8 bytes at `at`: two halves of at most 32 bits each, exact. */
+function frameIdAt(bytes: Uint8Array, at: number, width: number): number {
+  const low = (bytes[at]! | bytes[at + 1]! << 8 | bytes[at + 2]! << 16) + bytes[at + 3]! * 2 ** 24;
+  let high = bytes[at + 4]! | bytes[at + 5]! << 8;
+  if (width === 8) high += bytes[at + 6]! * 2 ** 16 + bytes[at + 7]! * 2 ** 24;
+  // Rounded only above 2^53: an address that high is rare, and the protocol allows it.
+  return low + high * 2 ** 32;
+}
+
+/**
+ * Reads one event of a frame, or one thread switch, checking every byte
+ * and explaining what is wrong, with the line and the byte: the path of
+ * {@linkcode BatchCursor} for the end of a frame and for anything odd.
  */
 class Reader {
-  constructor(readonly bytes: Uint8Array, readonly line: number) {}
   at = 0;
+  /** What the last {@linkcode Reader.read} found. */
+  op = 0;
+  thread = 0;
+  ts = 0;
+  id = 0;
+  ref = 0;
   /** The 1-based number of the event being read, and where it starts, for messages. */
-  event = 0;
-  start = 0;
+  #event = 0;
+  #start = 0;
+
+  constructor(readonly bytes: Uint8Array, readonly line: number) {}
 
   /**
-   * An unsigned LEB128 varint of at most 9 bytes (so below 2^63). Above
-   * 2^53 the sum is rounded to the nearest double, as the protocol allows;
-   * below, every step is exact.
+   * Reads event `event` of `count` (or the thread switch before it) at
+   * `at`, whose time is `ts` plus its `dt`; returns whether it was an event.
    */
+  read(event: number, count: number, ts: number): boolean {
+    const bytes = this.bytes;
+    const start = this.#start = this.at;
+    this.#event = event;
+    if (event > count) {
+      throw new ProtocolError(
+        this.line,
+        `${bytes.length - start} bytes follow the last of the ${count} events the record announces`,
+        { byte: start },
+      );
+    }
+    const byte = bytes[this.at++]!;
+    const op = this.op = byte & 0x0f;
+    if (byte > 0x3f) this.fail(`its op byte 0x${hex(byte)} has bit 6 or 7 set`);
+    if (op > THREAD_SWITCH) {
+      this.fail(`unknown op ${op} (op byte 0x${hex(byte)}): expected 0 to 13`);
+    }
+    if (byte & (FRAME_ID | WIDE_FRAME_ID)) {
+      if (op > 4) {
+        this.fail(`its op byte 0x${hex(byte)} announces a frame id, which only ops 0 to 4 carry`);
+      }
+      if (!(byte & FRAME_ID)) {
+        this.fail(`its op byte 0x${hex(byte)} has bit 5 (an 8-byte frame id) without bit 4`);
+      }
+    }
+    if (op === THREAD_SWITCH) {
+      this.thread = this.varint("thread id");
+      return false;
+    }
+    this.ts = ts + this.varint("dt");
+    if (this.ts >= TWO_TO_63) this.fail("its time passes 2^63 ns");
+    const layout = LAYOUT[byte]!;
+    const field = op === 0 || op === 1 ? "code id" : op === 5 ? "cfunc id" : "mark id";
+    this.id = layout & HAS_SPAN ? this.varint("span id") : 0;
+    this.ref = layout & HAS_REF ? this.varint(field) : 0;
+    if (layout & (FRAME_6 | FRAME_8)) this.id = this.frameId(layout & FRAME_8 ? 8 : 6);
+    return true;
+  }
+
+  /** An unsigned LEB128 varint of at most 9 bytes (so below 2^63). */
   varint(field: string): number {
     const bytes = this.bytes;
-    let at = this.at;
-    if (at >= bytes.length) this.cutOff(field);
-    let byte = bytes[at++]!;
-    if (byte < 0x80) {
-      this.at = at;
-      return byte;
-    }
-    let value = byte & 0x7f;
-    let scale = 0x80;
-    for (let length = 2;; length++) {
-      if (at >= bytes.length) this.cutOff(field);
+    let value = 0;
+    let scale = 1;
+    for (let length = 1;; length++, scale *= 0x80) {
+      if (this.at >= bytes.length) this.fail(`its ${field} is cut off by the end of the frame`);
       if (length > 9) this.fail(`its ${field} is a varint longer than 9 bytes`);
-      byte = bytes[at++]!;
+      const byte = bytes[this.at++]!;
       value += (byte & 0x7f) * scale;
-      if (byte < 0x80) break;
-      scale *= 0x80;
+      if (byte < 0x80) return value;
     }
-    this.at = at;
-    return value;
   }
 
-  /** A little-endian frame id of 6 or 8 bytes. */
-  frameId(wide: boolean): number {
-    const bytes = this.bytes;
+  frameId(width: number): number {
     const at = this.at;
-    const width = wide ? 8 : 6;
-    if (at + width > bytes.length) this.cutOff(`${width}-byte frame id`);
-    // Two halves of at most 32 bits each, exact; their sum is rounded only
-    // above 2^53 (an address that high is rare, and the protocol allows it).
-    const low = (bytes[at]! | bytes[at + 1]! << 8 | bytes[at + 2]! << 16) +
-      bytes[at + 3]! * 2 ** 24;
-    let high = bytes[at + 4]! | bytes[at + 5]! << 8;
-    if (wide) {
-      if (bytes[at + 7]! >= 0x80) this.fail("its 8-byte frame id is not below 2^63");
-      high += bytes[at + 6]! * 2 ** 16 + bytes[at + 7]! * 2 ** 24;
+    if (at + width > this.bytes.length) {
+      this.fail(`its ${width}-byte frame id is cut off by the end of the frame`);
     }
-    this.at = at + width;
-    return low + high * 2 ** 32;
-  }
-
-  cutOff(field: string): never {
-    return this.fail(`its ${field} is cut off by the end of the frame`);
+    if (width === 8 && this.bytes[at + 7]! >= 0x80) {
+      this.fail("its 8-byte frame id is not below 2^63");
+    }
+    this.at += width;
+    return frameIdAt(this.bytes, at, width);
   }
 
   /** Fails on the current event, naming the byte it starts at. */
   fail(detail: string): never {
-    const op = this.bytes[this.start]! & 0x0f;
     // A thread switch is not an event: it is named by the event it precedes.
-    const what = op === THREAD_SWITCH
-      ? `the thread switch before event ${this.event}`
-      : `event ${this.event} (${OP_NAMES[op] ?? `op ${op}`})`;
-    throw new ProtocolError(this.line, `${what}: ${detail}`, { byte: this.start });
+    const what = this.op === THREAD_SWITCH
+      ? `the thread switch before event ${this.#event}`
+      : `event ${this.#event} (${OP_NAMES[this.op] ?? `op ${this.op}`})`;
+    throw new ProtocolError(this.line, `${what}: ${detail}`, { byte: this.#start });
+  }
+}
+
+/**
+ * Reads the events of a batch frame one at a time, following the thread
+ * switches between them: the decoder of the format. The frame-state
+ * machine reads a frame through one straight into its stacks, and
+ * {@linkcode decodeBatch} into an {@linkcode EventBatch}.
+ *
+ * Two paths read an event. The fast one takes an event far enough from the
+ * end of the frame that it cannot be cut off: one table lookup checks its
+ * op byte, and varints of one or two bytes are read inline. The careful
+ * one, a {@linkcode Reader}, takes the last bytes of the frame and any
+ * event that the fast one finds odd, which it explains.
+ *
+ * `new BatchCursor(frame, record, line)`, then `while (cursor.next())`
+ * read `op`, `thread`, `ts`, `id` and `ref`.
+ */
+export class BatchCursor {
+  /** The op of the event just read, 0 to 12. */
+  op = 0;
+  /** Its thread. */
+  thread: number;
+  /** Its time, in ns. */
+  ts: number;
+  /** Its frame id (ops 0 to 4) or span id (ops 10 and 11), else 0. */
+  id = 0;
+  /** Its code, cfunc or mark id, else 0. */
+  ref = 0;
+  /** How many events have been read. */
+  events = 0;
+  readonly #frame: Uint8Array;
+  readonly #count: number;
+  readonly #line: number;
+  readonly #fastEnd: number;
+  #at = 0;
+  #reader: Reader | undefined;
+
+  /**
+   * Starts on `frame`, the binary frame of `record`, from line `line`.
+   *
+   * @throws {ProtocolError} if the record announces more events than the
+   * frame can hold (checked before anything is allocated for them).
+   */
+  constructor(frame: Uint8Array, record: BatchRecord, line: number) {
+    this.#frame = frame;
+    this.#count = record.events;
+    this.#line = line;
+    this.thread = record.thread;
+    this.ts = record.ts;
+    this.#fastEnd = frame.length - MAX_EVENT_BYTES;
+    if (record.events > frame.length / MIN_EVENT_BYTES) {
+      throw new ProtocolError(
+        line,
+        `the record announces ${record.events} events, more than its frame of ${frame.length} ` +
+          "bytes can hold",
+        { byte: 0 },
+      );
+    }
+  }
+
+  /**
+   * Reads the next event into the fields; returns false at the end of the
+   * frame.
+   *
+   * @throws {ProtocolError} naming the line and the byte, where the frame
+   * breaks the format, or at its end if it holds another number of events
+   * than its record announces.
+   */
+  next(): boolean {
+    const frame = this.#frame;
+    while (this.#at < frame.length) {
+      fast: {
+        const at = this.#at;
+        if (at > this.#fastEnd || this.events === this.#count) break fast;
+        const byte = frame[at]!;
+        const layout = LAYOUT[byte]!;
+        if (layout === 0) break fast;
+        const value = varintAt(frame, at + 1);
+        if (value < 0) break fast;
+        let next = varintEnd;
+        if (layout & SWITCH) {
+          this.thread = value;
+          this.#at = next;
+          continue;
+        }
+        const ts = this.ts + value;
+        if (ts >= TWO_TO_63) break fast;
+        let id = 0;
+        let ref = 0;
+        if (layout & HAS_SPAN) {
+          if ((id = varintAt(frame, next)) < 0) break fast;
+          next = varintEnd;
+        }
+        if (layout & HAS_REF) {
+          if ((ref = varintAt(frame, next)) < 0) break fast;
+          next = varintEnd;
+        }
+        if (layout & FRAME_6) {
+          id = frameIdAt(frame, next, 6);
+          next += 6;
+        } else if (layout & FRAME_8) {
+          if (frame[next + 7]! >= 0x80) break fast;
+          id = frameIdAt(frame, next, 8);
+          next += 8;
+        }
+        this.op = byte & 0x0f;
+        this.ts = ts;
+        this.id = id;
+        this.ref = ref;
+        this.events++;
+        this.#at = next;
+        return true;
+      }
+      if (this.#careful()) return true;
+    }
+    if (this.events !== this.#count) {
+      throw new ProtocolError(
+        this.#line,
+        `the frame holds ${this.events} events, but the record announces ${this.#count}`,
+        { byte: frame.length },
+      );
+    }
+    return false;
+  }
+
+  /** Reads one event or thread switch through the careful path; returns whether it was an event. */
+  #careful(): boolean {
+    const reader = this.#reader ??= new Reader(this.#frame, this.#line);
+    reader.at = this.#at;
+    const event = reader.read(this.events + 1, this.#count, this.ts);
+    this.#at = reader.at;
+    if (!event) {
+      this.thread = reader.thread;
+      return false;
+    }
+    this.op = reader.op;
+    this.ts = reader.ts;
+    this.id = reader.id;
+    this.ref = reader.ref;
+    this.events++;
+    return true;
   }
 }
 
@@ -124,93 +371,16 @@ export function decodeBatch(
   line: number,
   batch: EventBatch,
 ): number {
-  const count = record.events;
-  const reader = new Reader(frame, line);
-  // Checked before anything is allocated for `count` events.
-  if (count > frame.length / MIN_EVENT_BYTES) {
-    throw new ProtocolError(
-      line,
-      `the record announces ${count} events, more than its frame of ${frame.length} bytes can hold`,
-      { byte: 0 },
-    );
+  const cursor = new BatchCursor(frame, record, line);
+  const values = batch.reserve(record.events);
+  for (let out = 0; cursor.next(); out += EVENT_FIELDS) {
+    values[out] = cursor.op;
+    values[out + 1] = cursor.thread;
+    values[out + 2] = cursor.ts;
+    values[out + 3] = cursor.id;
+    values[out + 4] = cursor.ref;
   }
-  const values = batch.reserve(count);
-  let thread = record.thread;
-  let ts = record.ts;
-  let out = 0;
-  let events = 0;
-  const end = frame.length;
-  while (reader.at < end) {
-    const start = reader.at;
-    const byte = frame[start]!;
-    const op = byte & 0x0f;
-    reader.start = start;
-    reader.event = events + 1;
-    if (events === count) {
-      throw new ProtocolError(
-        line,
-        `${end - start} bytes follow the last of the ${count} events the record announces`,
-        { byte: start },
-      );
-    }
-    reader.at = start + 1;
-    if (byte > 0x3f) reader.fail(`its op byte 0x${hex(byte)} has bit 6 or 7 set`);
-    if (op > THREAD_SWITCH) {
-      reader.fail(`unknown op ${op} (op byte 0x${hex(byte)}): expected 0 to 13`);
-    }
-    if (byte & (FRAME_ID | WIDE_FRAME_ID)) {
-      if (op > 4) {
-        reader.fail(`its op byte 0x${hex(byte)} announces a frame id, which only ops 0 to 4 carry`);
-      }
-      if (!(byte & FRAME_ID)) {
-        reader.fail(`its op byte 0x${hex(byte)} has bit 5 (an 8-byte frame id) without bit 4`);
-      }
-    }
-    if (op === THREAD_SWITCH) {
-      thread = reader.varint("thread id");
-      continue;
-    }
-    ts += reader.varint("dt");
-    if (ts >= TWO_TO_63) reader.fail("its time passes 2^63 ns");
-    let id = 0;
-    let ref = 0;
-    switch (op) {
-      case 0:
-      case 1:
-        ref = reader.varint("code id");
-        break;
-      case 5:
-        ref = reader.varint("cfunc id");
-        break;
-      case 8:
-      case 9:
-        ref = reader.varint("mark id");
-        break;
-      case 10:
-        id = reader.varint("span id");
-        ref = reader.varint("mark id");
-        break;
-      case 11:
-        id = reader.varint("span id");
-        break;
-    }
-    if (byte & FRAME_ID) id = reader.frameId((byte & WIDE_FRAME_ID) !== 0);
-    values[out] = op;
-    values[out + 1] = thread;
-    values[out + 2] = ts;
-    values[out + 3] = id;
-    values[out + 4] = ref;
-    out += EVENT_FIELDS;
-    events++;
-  }
-  if (events !== count) {
-    throw new ProtocolError(
-      line,
-      `the frame holds ${events} events, but the record announces ${count}`,
-      { byte: end },
-    );
-  }
-  return events;
+  return cursor.events;
 }
 
 function hex(byte: number): string {

