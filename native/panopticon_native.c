@@ -75,11 +75,9 @@
 
 /* The code "extra" slots (PEP 523): renamed PyUnstable_* in 3.12. */
 #if PY_3_12
-#define GET_CODE_EXTRA PyUnstable_Code_GetExtra
 #define SET_CODE_EXTRA PyUnstable_Code_SetExtra
 #define REQUEST_CODE_EXTRA_INDEX PyUnstable_Eval_RequestCodeExtraIndex
 #else
-#define GET_CODE_EXTRA _PyCode_GetExtra
 #define SET_CODE_EXTRA _PyCode_SetExtra
 #define REQUEST_CODE_EXTRA_INDEX _PyEval_RequestCodeExtraIndex
 #endif
@@ -388,8 +386,10 @@ static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL};
 #define BATCH_BYTES (64 * 1024)
 /* The most one event takes: a thread switch (1 + 10), op and three fields. */
 #define EVENT_MAX_BYTES 48
-/* Batches in all: one being filled, the others queued for the writer. */
-#define BATCHES 4
+/* Batches in all, at most: one being filled, the others queued for the
+   writer (4 MiB). More are made as needed: a program waits for the writer
+   only when it is that far behind. */
+#define MAX_BATCHES 64
 /* How long events may wait in a batch the program has stopped filling:
    what a program killed in its sleep loses at most. */
 #define IDLE_FLUSH_NS 20000000ull
@@ -435,6 +435,8 @@ static struct {
     Batch *queue_head, *queue_tail, *free_batches;
     pthread_t writer;
     int writing;            /* the writer thread runs */
+    int batches_made;
+    int waiting_for_batch;  /* a thread waits for a free batch, without the GIL */
     int stopping;
     int broken;             /* the errno of a failed write, or 0 */
     uint64_t handed_at;     /* when the last batch was handed over */
@@ -786,7 +788,7 @@ static void start_recording(void);
 static inline uint8_t *
 event_begin(Thread *t, uint64_t now, uint64_t *dt)
 {
-    if (UNLIKELY(S.pos >= S.end)) {
+    while (UNLIKELY(S.pos >= S.end)) {
         hand_over(t);
     }
     uint8_t *p = S.pos;
@@ -991,19 +993,59 @@ notice_broken(void)
     }
 }
 
+/* A free batch, or a new one while there are fewer than MAX_BATCHES; NULL
+   when every batch is full. Under the lock. */
+static Batch *
+take_free_batch(void)
+{
+    Batch *batch = S.free_batches;
+    if (batch != NULL) {
+        S.free_batches = batch->next;
+    } else if (S.batches_made < MAX_BATCHES && (batch = calloc(1, sizeof *batch)) != NULL) {
+        S.batches_made++;
+    }
+    return batch;
+}
+
+/*
+ * Waits until the thread that waits for a free batch has one, without the
+ * GIL: the writer may need it meanwhile (idle_flush), and the program's
+ * other threads may run, though none records an event until then (each
+ * comes here). The GIL is never taken with the lock held: a thread that
+ * has the GIL may be waiting for the lock.
+ */
+static void
+wait_for_batch_elsewhere(void)
+{
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&S.lock);
+    while (S.waiting_for_batch) {
+        pthread_cond_wait(&S.freed, &S.lock);
+    }
+    pthread_mutex_unlock(&S.lock);
+    Py_END_ALLOW_THREADS
+}
+
 /*
  * Hands the batch being filled to the writer and goes on with a free one;
- * waits for one only when the writer is behind by every batch. `t` is the
- * thread that filled it, whose time this is: a `flush` record; NULL for the
- * writer's own hand-over of a quiet program's batch. With the GIL.
+ * waits for one only when the writer is behind by every batch, and then
+ * without the GIL. `t` is the thread that filled it, whose time this is: a
+ * `flush` record; NULL for the writer's own hand-over of a quiet program's
+ * batch. With the GIL.
  */
 static void
 hand_over(Thread *t)
 {
     uint64_t start = clock_now();
+    if (S.waiting_for_batch) {
+        /* Another thread handed the batch over and waits for a free one. */
+        wait_for_batch_elsewhere();
+        return;
+    }
     Batch *full = close_batch();
     uint32_t count = full->events;
     Batch *next;
+    int waited = 0;
     if (!S.writing && !S.finished && S.started && !in_fork_wrapper) {
         start_writer(); /* stopped for a fork */
     }
@@ -1024,14 +1066,30 @@ hand_over(Thread *t)
     } else {
         enqueue(full);
         pthread_cond_signal(&S.wake);
-        while (S.free_batches == NULL) {
-            pthread_cond_wait(&S.freed, &S.lock);
-        }
-        next = S.free_batches;
-        S.free_batches = next->next;
+        next = take_free_batch();
         pthread_mutex_unlock(&S.lock);
+        if (next == NULL) {
+            /* The writer is MAX_BATCHES behind. S.pos and S.end still say
+               "full", so that any other thread's event comes to
+               wait_for_batch_elsewhere. */
+            S.waiting_for_batch = 1;
+            Py_BEGIN_ALLOW_THREADS
+            pthread_mutex_lock(&S.lock);
+            while ((next = take_free_batch()) == NULL) {
+                pthread_cond_wait(&S.freed, &S.lock);
+            }
+            pthread_mutex_unlock(&S.lock);
+            Py_END_ALLOW_THREADS
+            waited = 1;
+        }
     }
     begin_batch(next);
+    if (waited) {
+        pthread_mutex_lock(&S.lock);
+        S.waiting_for_batch = 0;
+        pthread_cond_broadcast(&S.freed);
+        pthread_mutex_unlock(&S.lock);
+    }
     S.handed_at = clock_now();
     if (S.broken) {
         notice_broken();
@@ -1057,7 +1115,12 @@ static void
 idle_flush(void)
 {
     PyGILState_STATE gil = PyGILState_Ensure();
-    if (S.active && !S.finished && S.batch != NULL && (S.batch_events || S.batch->records.len)) {
+    /* Never to wait for a batch: this is the thread that frees them. */
+    pthread_mutex_lock(&S.lock);
+    int room = !S.waiting_for_batch && (S.free_batches != NULL || S.batches_made < MAX_BATCHES);
+    pthread_mutex_unlock(&S.lock);
+    if (room && S.active && !S.finished && S.batch != NULL &&
+        (S.batch_events || S.batch->records.len)) {
         hand_over(NULL);
     }
     PyGILState_Release(gil);
@@ -1114,29 +1177,24 @@ writer_main(void *unused)
         }
         batch->next = S.free_batches;
         S.free_batches = batch;
-        pthread_cond_signal(&S.freed);
+        /* Both kinds of waiter: for a batch, and for the one who waits. */
+        pthread_cond_broadcast(&S.freed);
     }
     pthread_mutex_unlock(&S.lock);
     return NULL;
 }
 
-/* The batches: the first one to fill, the others free. */
+/* The first batch to fill; the others are made as they are needed. */
 static int
 make_batches(void)
 {
-    for (int i = 0; i < BATCHES; i++) {
-        Batch *batch = calloc(1, sizeof *batch);
-        if (batch == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        if (i == 0) {
-            begin_batch(batch);
-        } else {
-            batch->next = S.free_batches;
-            S.free_batches = batch;
-        }
+    Batch *batch = calloc(1, sizeof *batch);
+    if (batch == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
+    S.batches_made = 1;
+    begin_batch(batch);
     pthread_mutex_init(&S.lock, NULL);
     pthread_cond_init(&S.wake, NULL);
     pthread_cond_init(&S.freed, NULL);
@@ -1691,15 +1749,25 @@ free_code_info(void *extra)
     }
 }
 
+/*
+ * What was decided about `code`, or NULL before it is registered. Read
+ * straight from the code object's extra slots (CPython's
+ * _PyCodeObjectExtra, the same from 3.6 to 3.13), which saves the call of
+ * PyUnstable_Code_GetExtra on every event; that call sets the slot.
+ */
+typedef struct {
+    Py_ssize_t size;
+    void *extras[1];
+} CodeExtras;
+
 static inline CodeInfo *
 code_info(PyObject *code)
 {
-    void *extra = NULL;
-    if (UNLIKELY(GET_CODE_EXTRA(code, S.extra_index, &extra) < 0)) {
-        PyErr_Clear();
+    const CodeExtras *extras = (const CodeExtras *)((PyCodeObject *)code)->co_extra;
+    if (extras == NULL || extras->size <= S.extra_index) {
         return NULL;
     }
-    return extra;
+    return (CodeInfo *)extras->extras[S.extra_index];
 }
 
 /*
