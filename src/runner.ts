@@ -18,7 +18,12 @@ import type { Collector, Engine, Filters, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
-import { buildNative, NativeBuildError, type NativeModule } from "./native_build.ts";
+import {
+  buildCollectorBytecode,
+  buildNative,
+  NativeBuildError,
+  type NativeModule,
+} from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
@@ -460,6 +465,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       options.collectorSource ?? collectorSource,
       { mode: 0o600 },
     );
+    if (options.collectorSource === undefined) await placeBytecode(options.python, channel.dir);
     const secret = randomSecret();
     const env = childEnvironment(options.env ?? Deno.env.toObject(), {
       dir: channel.dir,
@@ -574,6 +580,18 @@ async function nativeCollector(options: RunOptions): Promise<NativeModule | unde
     );
     return undefined;
   }
+}
+
+/**
+ * The collector's cached bytecode (see buildCollectorBytecode), where Python
+ * looks for `sitecustomize.py`'s: without it, Python compiles the source.
+ */
+async function placeBytecode(python: RunOptions["python"], dir: string): Promise<void> {
+  const bytecode = await buildCollectorBytecode(python);
+  const tag = python.build?.cacheTag;
+  if (bytecode === undefined || tag === undefined) return;
+  await Deno.mkdir(`${dir}/__pycache__`, { mode: 0o700 });
+  await Deno.copyFile(bytecode, `${dir}/__pycache__/sitecustomize.${tag}.pyc`).catch(() => {});
 }
 
 async function checkScript(path: string, output: string): Promise<void> {
