@@ -202,6 +202,10 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_FILTERS",
   "PANOPTICON_MANUAL",
   "PANOPTICON_NATIVE",
+  "PANOPTICON_ROOT",
+  "PANOPTICON_FOLLOW",
+  // Set by a traced parent for its children: stale in a run of its own.
+  "PANOPTICON_SPAWN",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -233,6 +237,13 @@ export interface ChannelSettings {
    * @default {undefined} (the Python collector records)
    */
   native?: string;
+  /**
+   * Trace the Python processes the program starts, too
+   * (`PANOPTICON_FOLLOW`; see docs/protocol.md, "Processes").
+   *
+   * @default {false}
+   */
+  follow?: boolean;
 }
 
 /**
@@ -286,7 +297,11 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
  *   filters filter something;
  * - `PANOPTICON_MANUAL`: `1` for manual recording;
- * - `PANOPTICON_NATIVE`: the native collector's module, when it records.
+ * - `PANOPTICON_NATIVE`: the native collector's module, when it records;
+ * - `PANOPTICON_ROOT`: `1`, this process is the run's first (its children
+ *   are told who started them instead);
+ * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
+ *   traced too.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -304,6 +319,8 @@ export function childEnvironment(
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
   if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
+  env["PANOPTICON_ROOT"] = "1";
+  env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
   return env;
 }
 
