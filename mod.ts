@@ -1,12 +1,14 @@
 /**
  * Panopticon's converter as a library: the NDJSON records of its Python
  * collector in, Catapult JSON traces (for Perfetto, chrome://tracing and
- * speedscope) out, as streams.
+ * speedscope) or Perfetto protobuf traces out, as streams.
  *
  * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
- * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter};
- * {@linkcode toCatapult} and {@linkcode convert} assemble it. The record
- * protocol is specified in `docs/protocol.md`.
+ * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter}
+ * or a {@linkcode PerfettoWriter}; {@linkcode toCatapult},
+ * {@linkcode toPerfetto} and {@linkcode convert} assemble it, and
+ * {@linkcode readPerfetto} reads a protobuf trace back. The record protocol
+ * is specified in `docs/protocol.md`.
  *
  * @example Converting NDJSON text to a Catapult trace
  * ```ts
@@ -62,6 +64,7 @@ export {
   convert,
   type ConvertOptions,
   toCatapult,
+  toPerfetto,
   type TraceInput,
 } from "./src/convert.ts";
 export {
@@ -91,6 +94,22 @@ export {
 export { unpackEvents } from "./src/packed.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
+export { PerfettoWriter, type PerfettoWriterOptions } from "./src/perfetto.ts";
+export {
+  decodePerfetto,
+  PerfettoDecoder,
+  type PerfettoDecoderOptions,
+  type PerfettoEvent,
+  type PerfettoFlow,
+  type PerfettoInput,
+  type PerfettoPacket,
+  PerfettoReadError,
+  type PerfettoSlice,
+  type PerfettoTrace,
+  type PerfettoTrack,
+  readPerfetto,
+} from "./src/perfetto_reader.ts";
+export { TRACE_FORMATS, type TraceFormat } from "./src/trace_format.ts";
 export type {
   Mark,
   ProcessInfo,

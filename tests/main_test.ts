@@ -100,6 +100,8 @@ Deno.test("describeRun() says what was written and where to open it", async (t) 
     engine: "monitoring",
     protocol: 1,
     warnings: [],
+    format: "json",
+    bytes: 0,
   });
   await t.step("a complete trace", () => {
     equal(

@@ -52,6 +52,8 @@ function fakeSummary(): ConversionSummary {
     engine: "monitoring",
     protocol: 1,
     warnings: [],
+    format: "json",
+    bytes: 0,
   };
 }
 
