@@ -19,6 +19,7 @@ import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
 import type { PythonInfo } from "./python.ts";
+import type { TraceFormat } from "./trace_format.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
 export interface ChildStatus {
@@ -88,6 +89,25 @@ export interface RunOptions {
    * @default {undefined} (no limit)
    */
   maxDepth?: number;
+  /**
+   * The trace's format; passed to {@linkcode convert}.
+   *
+   * @default {"json"}
+   */
+  format?: TraceFormat;
+  /**
+   * Gzip the trace as it is written; passed to {@linkcode convert}.
+   *
+   * @default {false}
+   */
+  gzip?: boolean;
+  /**
+   * The collector stops recording after this many events (a positive whole
+   * number), passed to it in `PANOPTICON_MAX_EVENTS`.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
   /**
    * Record only inside the program's `panopticon.trace()` blocks and
    * `panopticon.traced` calls (`--manual`), with the setprofile engine,
@@ -170,6 +190,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_PYTHONPATH",
   "PANOPTICON_FILTERS",
   "PANOPTICON_MANUAL",
+  "PANOPTICON_MAX_EVENTS",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -195,6 +216,12 @@ export interface ChannelSettings {
    * @default {false}
    */
   manual?: boolean;
+  /**
+   * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
 }
 
 /**
@@ -244,7 +271,9 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_CHANNEL`, `PANOPTICON_SECRET`, `PANOPTICON_ENGINE`;
  * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
  *   filters filter something;
- * - `PANOPTICON_MANUAL`: `1` for manual recording.
+ * - `PANOPTICON_MANUAL`: `1` for manual recording;
+ * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
+ *   number, only when there is a limit.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -261,6 +290,7 @@ export function childEnvironment(
   const filters = filtersVariable(settings.filters);
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
   if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
+  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   return env;
 }
 
@@ -429,9 +459,12 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       engine: options.engine ?? "auto",
       filters: options.filters,
       manual: options.manual,
+      maxEvents: options.maxEvents,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.format !== undefined) convertOptions.format = options.format;
+    if (options.gzip) convertOptions.gzip = true;
 
     let child: ChildProcess;
     try {
