@@ -33,6 +33,15 @@ export function varintSize(n: number): number {
  * integer path.
  */
 export function writeVarint(out: Uint8Array, at: number, n: number): number {
+  if (n < 0x80) {
+    out[at] = n;
+    return at + 1;
+  }
+  if (n < 0x4000) {
+    out[at] = (n & 0x7f) | 0x80;
+    out[at + 1] = n >>> 7;
+    return at + 2;
+  }
   while (n >= 0x80000000) {
     // Beyond 31 bits, `>>>` and `|` would truncate: divide instead.
     const q = Math.floor(n / 128);

@@ -132,20 +132,34 @@ const END_EVENT = [TAG_TRACK_EVENT, 0x02, 0x48, TYPE.end] as const;
 const SLICE_BYTES = 96;
 
 const noop = () => {};
+const encoder = new TextEncoder();
 /** How many sequences past the best fit are searched for one that knows a site. */
 const KNOWN_SITE_SEARCH = 64;
 
+/** A category, with its number among the writer's and its name's UTF-8. */
+interface CategoryEntry {
+  readonly index: number;
+  readonly name: Uint8Array;
+}
+
 /** What the writer knows of a site (or of a mark's name and category): rendered once. */
 interface SiteEntry {
-  readonly name: string;
-  readonly category: string;
-  readonly file: string | undefined;
-  readonly line: number | undefined;
+  /** Its number among the writer's sites: the index of its interning id in each sequence. */
+  readonly index: number;
   /** The TrackEvent type its events have. */
   readonly type: number;
-  /** The sequence it was last written on, and its event's bytes there: the common case. */
-  lastSequence: Sequence | undefined;
-  lastBody: Uint8Array | undefined;
+  readonly category: CategoryEntry;
+  /** The name's UTF-8, and the file's. */
+  readonly name: Uint8Array;
+  readonly file: Uint8Array | undefined;
+  readonly line: number | undefined;
+  /** Whether its events carry a source location. */
+  readonly located: boolean;
+  /**
+   * The sequence it was last written on, by thread: where its next slice
+   * most likely goes, and its name is interned.
+   */
+  readonly last: (Sequence | undefined)[];
 }
 
 /**
@@ -156,14 +170,23 @@ interface SiteEntry {
 class Sequence {
   /** The last timestamp written on it, in ns since the trace's time zero. */
   watermark = 0;
-  /** The BEGIN (or INSTANT) event of each site used on it, without flows or args. */
-  readonly bodies = new Map<SiteEntry, Uint8Array>();
-  readonly categories = new Map<string, number>();
+  /**
+   * The interning id of each site used on it, by the site's index (an
+   * array, for a lookup on every slice); one id names the site's event name
+   * and its source location, which are separate tables.
+   */
+  readonly iids: number[] = [];
+  /** The interning id of each category used on it, by the category's index. */
+  readonly categoryIids: number[] = [];
   readonly annotationNames = new Map<string, number>();
-  /** The last interning id given for event names and source locations (one id serves both). */
+  /** The last interning ids given, for sites and for categories. */
   sites = 0;
+  categories = 0;
   /** `trusted_packet_sequence_id` with its tag, as bytes. */
   readonly head: Uint8Array;
+  /** Its neighbours in its thread's list: a later watermark, and an earlier. */
+  previous: Sequence | undefined;
+  next: Sequence | undefined;
 
   constructor(readonly id: number, readonly track: number) {
     const head = new Uint8Array(6);
@@ -172,11 +195,48 @@ class Sequence {
   }
 }
 
-/** A thread's track and the sequences its slices are written on. */
-interface ThreadTrack {
-  readonly uuid: number;
-  /** Sorted by watermark, highest first. */
-  readonly sequences: Sequence[];
+/**
+ * A thread's track and the sequences its slices are written on: a list
+ * linked through the sequences, latest watermark first. After a slice,
+ * its sequence holds the thread's latest time (slices arrive as they
+ * close) and moves to the front in a step.
+ */
+class ThreadTrack {
+  /** The sequence with the latest watermark, and the one with the earliest. */
+  first: Sequence | undefined;
+  last: Sequence | undefined;
+  count = 0;
+
+  constructor(readonly uuid: number) {}
+
+  /** Adds `sequence` (not in the list) where its watermark goes. */
+  insert(sequence: Sequence): void {
+    const watermark = sequence.watermark;
+    let after: Sequence | undefined;
+    let before = this.first;
+    while (before !== undefined && before.watermark > watermark) {
+      after = before;
+      before = before.next;
+    }
+    sequence.previous = after;
+    sequence.next = before;
+    if (after === undefined) this.first = sequence;
+    else after.next = sequence;
+    if (before === undefined) this.last = sequence;
+    else before.previous = sequence;
+  }
+
+  /** Puts `sequence`, whose watermark moved forward, back in its place. */
+  moved(sequence: Sequence): void {
+    const previous = sequence.previous;
+    if (previous === undefined || previous.watermark >= sequence.watermark) return;
+    // Out, then in again before the first one it has not overtaken.
+    const next = sequence.next;
+    previous.next = next;
+    if (next === undefined) this.last = previous;
+    else next.previous = previous;
+    this.insert(sequence);
+  }
 }
 
 /**
@@ -206,8 +266,12 @@ interface ThreadTrack {
  * names, and a slice goes, as a BEGIN then an END, on the sequence whose
  * last timestamp is the latest one not after the slice's start (or, if
  * that one has not interned the slice's name yet, on one that has, when
- * its delta is at most a byte longer). A thread's leaves thus share a
- * sequence, and a parent takes one its children did not use. The trace
+ * its delta is at most a byte longer; and first of all on the one the same
+ * site last went on, when it fits with a delta of two bytes at most: the
+ * common case, written without looking further). A thread's leaves thus
+ * share a sequence, and a parent takes one its children did not use. The
+ * sequences are kept in a list, latest first, so the search stops at the
+ * first that fits. The trace
  * processor sorts every event by time before it builds slices, so the
  * nesting comes out as it was. A thread needs about as many sequences as
  * its stack is deep, so memory grows with depth and the number of sites,
@@ -260,6 +324,13 @@ export class PerfettoWriter implements TraceSink {
   readonly #processUuid = 1;
   readonly #threads: (ThreadTrack | undefined)[] = [];
   readonly #sites = new Map<SliceSite, SiteEntry>();
+  #siteCount = 0;
+  readonly #categories = new Map<string, CategoryEntry>();
+  /** Where interned data is put together before it goes into a packet. */
+  #scratch = new Uint8Array(256);
+  /** The last site looked up, and its entry: a loop's calls share one. */
+  #lastSite: SliceSite | undefined;
+  #lastEntry: SiteEntry | undefined;
   /** Marks' names and categories, keyed `type\0category\0name`. */
   readonly #markSites = new Map<string, SiteEntry>();
   /** Counter series' tracks, keyed `name\0series`. */
@@ -319,12 +390,96 @@ export class PerfettoWriter implements TraceSink {
 
   /** Writes a slice's BEGIN and END events, with its flow if it has one. */
   slice(slice: Slice): void {
-    const site = this.#sites.get(slice.site) ?? this.#addSite(slice.site);
+    let site: SiteEntry;
+    if (slice.site === this.#lastSite) {
+      site = this.#lastEntry!;
+    } else {
+      site = this.#sites.get(slice.site) ?? this.#addSite(slice.site);
+      this.#lastSite = slice.site;
+      this.#lastEntry = site;
+    }
     const start = nanoseconds(slice.start);
     const end = start + nanoseconds(slice.duration);
     const flow = slice.flow;
     const flowField = flow === 0 ? undefined : slice.flowOut ? FLOW_IDS : TERMINATING_FLOW_IDS;
+    if (slice.args === undefined && this.#fast(slice.tid, site, start, end, flowField, flow)) {
+      return;
+    }
     this.#event(slice.tid, site, start, end, flowField, flow, slice.args);
+  }
+
+  /**
+   * The common case, written in one go, or false if it is not that: a slice
+   * without args that fits the sequence its site was last written on, on
+   * this thread (that sequence's watermark is not after the slice's start),
+   * with small numbers (a delta to the start below 2^14 ns, a duration below
+   * 2^21, ids below 128). That sequence need not be the best fit: it saves
+   * looking for one, and the site's name is interned there.
+   */
+  #fast(
+    tid: number,
+    site: SiteEntry,
+    start: number,
+    end: number,
+    flowField: readonly number[] | undefined,
+    flow: number,
+  ): boolean {
+    const sequence = site.last[tid];
+    if (sequence === undefined) return false;
+    const since = start - sequence.watermark;
+    const duration = end - start;
+    // A delta of at most two bytes: past that, the best fit may save one.
+    if (!(since >= 0 && since < 0x4000 && duration < 0x200000 && flow < 0x200000)) return false;
+    const iid = sequence.iids[site.index]!;
+    const category = sequence.categoryIids[site.category.index]!;
+    if (iid >= 0x80 || category >= 0x80) return false;
+    const head = sequence.head;
+    const out = this.#reserve(SLICE_BYTES);
+    let at = this.#at;
+    // BEGIN: packet { timestamp, sequence, track_event { type, name,
+    // category, location, flow } }
+    const eventLength = (site.located ? 9 : 6) +
+      (flowField === undefined ? 0 : 2 + varintLength(flow));
+    out[at++] = TAG_PACKET;
+    out[at++] = 1 + varintLength(since) + head.length + 2 + eventLength;
+    out[at++] = TAG_TIMESTAMP;
+    at = since < 0x80 ? (out[at] = since, at + 1) : writeVarint(out, at, since);
+    for (let i = 0; i < head.length; i++) out[at++] = head[i]!;
+    out[at++] = TAG_TRACK_EVENT;
+    out[at++] = eventLength;
+    out[at++] = 0x48; // type
+    out[at++] = site.type;
+    out[at++] = 0x50; // name_iid
+    out[at++] = iid;
+    out[at++] = 0x18; // category_iids
+    out[at++] = category;
+    if (site.located) {
+      out[at++] = 0x90; // source_location_iid (34): a two-byte tag
+      out[at++] = 0x02;
+      out[at++] = iid;
+    }
+    if (flowField !== undefined) {
+      out[at++] = flowField[0]!;
+      out[at++] = flowField[1]!;
+      at = flow < 0x80 ? (out[at] = flow, at + 1) : writeVarint(out, at, flow);
+    }
+    if (site.type === TYPE.begin) {
+      // END: packet { timestamp, sequence, track_event { type } }
+      out[at++] = TAG_PACKET;
+      out[at++] = 1 + varintLength(duration) + head.length + END_EVENT.length;
+      out[at++] = TAG_TIMESTAMP;
+      at = duration < 0x80 ? (out[at] = duration, at + 1) : writeVarint(out, at, duration);
+      for (let i = 0; i < head.length; i++) out[at++] = head[i]!;
+      out[at++] = END_EVENT[0];
+      out[at++] = END_EVENT[1];
+      out[at++] = END_EVENT[2];
+      out[at++] = END_EVENT[3];
+    }
+    sequence.watermark = end;
+    this.#at = at;
+    this.#threads[tid]!.moved(sequence);
+    if (at >= this.#chunkSize) this.#flush();
+    return true;
   }
 
   /**
@@ -433,49 +588,60 @@ export class PerfettoWriter implements TraceSink {
     args: SliceArgs | undefined,
   ): void {
     const track = this.#threads[tid] ?? this.#threadTrack(tid);
-    const sequences = track.sequences;
-    let index = this.#fit(track, start, site);
-    const absolute = index < 0;
+    const fit = this.#fit(track, start, site);
+    const absolute = fit === undefined;
     // No room for another sequence: the one longest unused, with absolute
     // timestamps where its clock cannot go.
-    if (absolute) index = sequences.length - 1;
-    const sequence = sequences[index]!;
+    const sequence = fit ?? track.last!;
 
-    let body: Uint8Array;
-    let interned: Uint8Array | undefined;
-    if (site.lastSequence === sequence) {
-      body = site.lastBody!;
-    } else {
-      let known = sequence.bodies.get(site);
-      if (known === undefined) [known, interned] = this.#intern(sequence, site);
-      body = known;
-      site.lastSequence = sequence;
-      site.lastBody = body;
+    // The site's interning id on this sequence; interned data (in the
+    // scratch buffer) when the sequence has not seen it.
+    let iid: number;
+    let interned = 0;
+    iid = sequence.iids[site.index] ?? 0;
+    if (iid === 0) {
+      interned = this.#intern(sequence, site);
+      iid = sequence.iids[site.index]!;
     }
+    site.last[tid] = sequence;
+    const category = sequence.categoryIids[site.category.index]!;
     let annotations: Uint8Array | undefined;
     if (args !== undefined) {
       const names: string[] = [];
       annotations = debugAnnotations(sequence, args, names);
-      if (names.length > 0) interned = concat(interned, internedNames(sequence, names));
+      if (names.length > 0) interned = this.#internNames(sequence, names, interned);
     }
 
     const head = sequence.head;
+    const iidLength = varintLength(iid);
+    const bodyLength = 3 + iidLength + 1 + varintLength(category) +
+      (site.located ? 2 + iidLength : 0);
     const flowBytes = flowField === undefined ? 0 : 2 + varintLength(flow);
-    const eventLength = body.length + flowBytes + (annotations?.length ?? 0);
-    const extra = (interned === undefined ? 0 : interned.length + 5) +
-      (annotations === undefined ? 0 : annotations.length);
-    const out = this.#reserve(body.length + extra + SLICE_BYTES);
+    const eventLength = bodyLength + flowBytes + (annotations?.length ?? 0);
+    const out = this.#reserve(eventLength + interned + SLICE_BYTES);
     let at = this.#at;
 
     // BEGIN (or INSTANT), at `start`.
     const beginTime = absolute ? start : start - sequence.watermark;
     const beginLength = 1 + timeLength(beginTime) + (absolute ? 3 : 0) + head.length +
-      (interned === undefined ? 0 : 1 + varintLength(interned.length) + interned.length) +
+      (interned === 0 ? 0 : 1 + varintLength(interned) + interned) +
       1 + varintLength(eventLength) + eventLength;
+    // Small varints are written in place, here and below: a call per field
+    // would cost more than the rest of the slice.
     out[at++] = TAG_PACKET;
-    at = writeVarint(out, at, beginLength);
+    if (beginLength < 0x80) out[at++] = beginLength;
+    else at = writeVarint(out, at, beginLength);
     out[at++] = TAG_TIMESTAMP;
-    at = writeTime(out, at, beginTime);
+    if (beginTime >= 0 && beginTime < 0x4000) {
+      if (beginTime < 0x80) {
+        out[at++] = beginTime;
+      } else {
+        out[at++] = (beginTime & 0x7f) | 0x80;
+        out[at++] = beginTime >>> 7;
+      }
+    } else {
+      at = writeTime(out, at, beginTime);
+    }
     if (absolute) {
       out[at++] = ABSOLUTE_CLOCK_FIELD[0];
       out[at++] = ABSOLUTE_CLOCK_FIELD[1];
@@ -484,16 +650,29 @@ export class PerfettoWriter implements TraceSink {
       sequence.watermark = start;
     }
     for (let i = 0; i < head.length; i++) out[at++] = head[i]!;
-    if (interned !== undefined) {
+    if (interned !== 0) {
       out[at++] = TAG_INTERNED;
-      at = writeVarint(out, at, interned.length);
-      out.set(interned, at);
-      at += interned.length;
+      at = writeVarint(out, at, interned);
+      out.set(this.#scratch.subarray(0, interned), at);
+      at += interned;
     }
     out[at++] = TAG_TRACK_EVENT;
-    at = writeVarint(out, at, eventLength);
-    out.set(body, at);
-    at += body.length;
+    if (eventLength < 0x80) out[at++] = eventLength;
+    else at = writeVarint(out, at, eventLength);
+    out[at++] = 0x48; // type
+    out[at++] = site.type;
+    out[at++] = 0x50; // name_iid
+    if (iid < 0x80) out[at++] = iid;
+    else at = writeVarint(out, at, iid);
+    out[at++] = 0x18; // category_iids
+    if (category < 0x80) out[at++] = category;
+    else at = writeVarint(out, at, category);
+    if (site.located) {
+      out[at++] = 0x90; // source_location_iid (34): a two-byte tag
+      out[at++] = 0x02;
+      if (iid < 0x80) out[at++] = iid;
+      else at = writeVarint(out, at, iid);
+    }
     if (flowField !== undefined) {
       out[at++] = flowField[0]!;
       out[at++] = flowField[1]!;
@@ -512,7 +691,16 @@ export class PerfettoWriter implements TraceSink {
       out[at++] = TAG_PACKET;
       out[at++] = 1 + timeLength(endTime) + (endAbsolute ? 3 : 0) + head.length + END_EVENT.length;
       out[at++] = TAG_TIMESTAMP;
-      at = writeTime(out, at, endTime);
+      if (endTime >= 0 && endTime < 0x4000) {
+        if (endTime < 0x80) {
+          out[at++] = endTime;
+        } else {
+          out[at++] = (endTime & 0x7f) | 0x80;
+          out[at++] = endTime >>> 7;
+        }
+      } else {
+        at = writeTime(out, at, endTime);
+      }
       if (endAbsolute) {
         out[at++] = ABSOLUTE_CLOCK_FIELD[0];
         out[at++] = ABSOLUTE_CLOCK_FIELD[1];
@@ -527,97 +715,111 @@ export class PerfettoWriter implements TraceSink {
       out[at++] = END_EVENT[3];
     }
     this.#at = at;
-
-    // Keep the pool sorted, latest watermark first: the sequence moves up
-    // past those it has overtaken.
-    const watermark = sequence.watermark;
-    let to = index;
-    while (to > 0 && sequences[to - 1]!.watermark < watermark) {
-      sequences[to] = sequences[to - 1]!;
-      to--;
-    }
-    sequences[to] = sequence;
+    track.moved(sequence);
     if (at >= this.#chunkSize) this.#flush();
   }
 
   /**
-   * The index of the thread's sequence for an event of `site` at `ts`: the
-   * one whose watermark is the latest not after `ts` (a new one if none
-   * is, room permitting), or, when that one has not interned the site, a
-   * later one that has, if its delta takes at most one byte more: a byte
-   * saved the interned data's tens. -1 if nothing fits and there is no
-   * room for another sequence.
+   * The thread's sequence for an event of `site` at `ts`: the one whose
+   * watermark is the latest not after `ts` (a new one if none is, room
+   * permitting), or, when that one has not interned the site, a later one
+   * that has, if its delta takes at most one byte more: a byte saves the
+   * interned data's tens. Undefined if nothing fits and there is no room
+   * for another sequence.
    */
-  #fit(track: ThreadTrack, ts: number, site: SiteEntry): number {
-    const sequences = track.sequences;
-    // Sorted latest first: the first one not after `ts` fits best.
-    let index = 0;
-    while (index < sequences.length && sequences[index]!.watermark > ts) index++;
-    if (index === sequences.length) {
-      if (sequences.length >= this.#maxSequences) return -1;
-      sequences.push(this.#newSequence(track.uuid));
-      return index;
+  #fit(track: ThreadTrack, ts: number, site: SiteEntry): Sequence | undefined {
+    // Latest first: the first one not after `ts` fits best.
+    let best = track.first;
+    while (best !== undefined && best.watermark > ts) best = best.next;
+    if (best === undefined) {
+      if (track.count >= this.#maxSequences) return undefined;
+      const sequence = this.#newSequence(track.uuid);
+      track.count++;
+      track.insert(sequence);
+      return sequence;
     }
-    const best = sequences[index]!;
-    if (site.lastSequence === best || best.bodies.has(site)) return index;
+    if (best.iids[site.index] !== undefined) return best;
     const bytes = varintLength(ts - best.watermark) + 1;
-    const last = Math.min(sequences.length, index + 1 + KNOWN_SITE_SEARCH);
-    for (let other = index + 1; other < last; other++) {
-      const candidate = sequences[other]!;
+    let candidate = best.next;
+    for (let step = 0; candidate !== undefined && step < KNOWN_SITE_SEARCH; step++) {
       if (varintLength(ts - candidate.watermark) > bytes) break;
-      if (candidate.bodies.has(site)) return other;
+      if (candidate.iids[site.index] !== undefined) return candidate;
+      candidate = candidate.next;
     }
-    return index;
+    return best;
   }
 
   /**
-   * Interns `site` on `sequence`: returns its event's bytes there, and the
-   * interned data to send with its first use.
+   * Interns `site` on `sequence` (and its category, if new there): writes
+   * the `InternedData` fields into the scratch buffer, by hand, as this
+   * happens for every site on every sequence it is used on; returns their
+   * length.
    */
-  #intern(sequence: Sequence, site: SiteEntry): [Uint8Array, Uint8Array] {
-    const data = new ProtoWriter();
-    let category = sequence.categories.get(site.category);
-    if (category === undefined) {
-      category = sequence.categories.size + 1;
-      sequence.categories.set(site.category, category);
-      data.message(
-        INTERNED.categories,
-        new ProtoWriter().varint(ENTRY.iid, category).string(ENTRY.name, site.category),
-      );
-    }
-    // One id names the site's event name and its source location: they are
-    // separate tables, and a name shared by two sites is entered twice.
+  #intern(sequence: Sequence, site: SiteEntry): number {
     const iid = ++sequence.sites;
-    data.message(
-      INTERNED.names,
-      new ProtoWriter().varint(ENTRY.iid, iid).string(ENTRY.name, site.name),
+    sequence.iids[site.index] = iid;
+    const category = site.category;
+    const known = sequence.categoryIids[category.index];
+    const newCategory = known === undefined;
+    const categoryIid = known ?? ++sequence.categories;
+    sequence.categoryIids[category.index] = categoryIid;
+    const name = site.name;
+    const file = site.file;
+    const line = site.line;
+    const out = this.#scratchFor(
+      40 + name.length + (file?.length ?? 0) + (newCategory ? 20 + category.name.length : 0),
     );
-    const event = new ProtoWriter()
-      .varint(EVENT.type, site.type)
-      .varint(EVENT.nameIid, iid)
-      .varint(EVENT.categoryIids, category);
-    if (site.file !== undefined || site.line !== undefined) {
-      const location = new ProtoWriter().varint(SOURCE_LOCATION.iid, iid);
-      if (site.file !== undefined) location.string(SOURCE_LOCATION.file, site.file);
-      if (site.line !== undefined) location.varint(SOURCE_LOCATION.line, site.line);
-      data.message(INTERNED.sourceLocations, location);
-      event.varint(EVENT.sourceLocationIid, iid);
+    let at = 0;
+    if (newCategory) {
+      at = writeEntry(out, at, INTERNED.categories, categoryIid, ENTRY.name, category.name);
     }
-    const body = event.finish().slice();
-    sequence.bodies.set(site, body);
-    return [body, data.finish().slice()];
+    at = writeEntry(out, at, INTERNED.names, iid, ENTRY.name, name);
+    if (site.located) {
+      // SourceLocation { iid, file_name, line_number }
+      const fileBytes = file === undefined ? 0 : 1 + varintLength(file.length) + file.length;
+      const lineBytes = line === undefined ? 0 : 1 + varintLength(line);
+      out[at++] = (INTERNED.sourceLocations << 3) | 2;
+      at = writeVarint(out, at, 1 + varintLength(iid) + fileBytes + lineBytes);
+      out[at++] = (SOURCE_LOCATION.iid << 3) | 0;
+      at = writeVarint(out, at, iid);
+      if (file !== undefined) {
+        out[at++] = (SOURCE_LOCATION.file << 3) | 2;
+        at = writeVarint(out, at, file.length);
+        out.set(file, at);
+        at += file.length;
+      }
+      if (line !== undefined) {
+        out[at++] = (SOURCE_LOCATION.line << 3) | 0;
+        at = writeVarint(out, at, line);
+      }
+    }
+    return at;
+  }
+
+  /**
+   * Appends, after `length` bytes of interned data in the scratch buffer,
+   * the debug annotation names just added to `sequence`; returns the new
+   * length. Off the hot path: only slices with args get here.
+   */
+  #internNames(sequence: Sequence, names: string[], length: number): number {
+    const bytes = internedNames(sequence, names);
+    const out = this.#scratchFor(length + bytes.length);
+    out.set(bytes, length);
+    return length + bytes.length;
+  }
+
+  /** The scratch buffer, at least `bytes` long, keeping what it holds. */
+  #scratchFor(bytes: number): Uint8Array {
+    if (this.#scratch.length < bytes) {
+      const bigger = new Uint8Array(Math.max(bytes, this.#scratch.length * 2));
+      bigger.set(this.#scratch);
+      this.#scratch = bigger;
+    }
+    return this.#scratch;
   }
 
   #addSite(site: SliceSite): SiteEntry {
-    const entry: SiteEntry = {
-      name: site.name,
-      category: site.category,
-      file: site.file,
-      line: site.line,
-      type: TYPE.begin,
-      lastSequence: undefined,
-      lastBody: undefined,
-    };
+    const entry = this.#newSite(TYPE.begin, site.name, site.category, site.file, site.line);
     this.#sites.set(site, entry);
     return entry;
   }
@@ -626,24 +828,40 @@ export class PerfettoWriter implements TraceSink {
     const key = `${type}\0${category}\0${name}`;
     let entry = this.#markSites.get(key);
     if (entry === undefined) {
-      entry = {
-        name,
-        category,
-        file: undefined,
-        line: undefined,
-        type,
-        lastSequence: undefined,
-        lastBody: undefined,
-      };
+      entry = this.#newSite(type, name, category, undefined, undefined);
       this.#markSites.set(key, entry);
     }
     return entry;
   }
 
+  #newSite(
+    type: number,
+    name: string,
+    category: string,
+    file: string | undefined,
+    line: number | undefined,
+  ): SiteEntry {
+    let categoryEntry = this.#categories.get(category);
+    if (categoryEntry === undefined) {
+      categoryEntry = { index: this.#categories.size, name: encoder.encode(category) };
+      this.#categories.set(category, categoryEntry);
+    }
+    return {
+      index: this.#siteCount++,
+      type,
+      category: categoryEntry,
+      name: encoder.encode(name),
+      file: file === undefined ? undefined : encoder.encode(file),
+      line,
+      located: file !== undefined || line !== undefined,
+      last: [],
+    };
+  }
+
   #threadTrack(tid: number): ThreadTrack {
     let track = this.#threads[tid];
     if (track === undefined) {
-      track = { uuid: ++this.#uuids, sequences: [] };
+      track = new ThreadTrack(++this.#uuids);
       this.#threads[tid] = track;
     }
     return track;
@@ -853,10 +1071,24 @@ function internedNames(sequence: Sequence, names: string[]): Uint8Array {
   return data.finish();
 }
 
-function concat(a: Uint8Array | undefined, b: Uint8Array): Uint8Array {
-  if (a === undefined) return b;
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
+/**
+ * Writes an interned entry (`EventName`, `EventCategory`: `{iid, name}`) as
+ * field `field` of `InternedData` at `at`; returns the index after it.
+ */
+function writeEntry(
+  out: Uint8Array,
+  at: number,
+  field: number,
+  iid: number,
+  nameField: number,
+  name: Uint8Array,
+): number {
+  out[at++] = (field << 3) | 2;
+  at = writeVarint(out, at, 1 + varintLength(iid) + 1 + varintLength(name.length) + name.length);
+  out[at++] = (ENTRY.iid << 3) | 0;
+  at = writeVarint(out, at, iid);
+  out[at++] = (nameField << 3) | 2;
+  at = writeVarint(out, at, name.length);
+  out.set(name, at);
+  return at + name.length;
 }
