@@ -4,12 +4,16 @@
  * events per second, MB/s in and out, bytes per slice and peak memory.
  *
  *     deno run -A bench/converter.ts [events...] [--threads N] [--json]
+ *                                    [--format json|perfetto|json,perfetto]
  *
  * Each size (default: 5,000,000 and 10,000,000 events, or
  * `PANOPTICON_BENCH_EVENTS`) runs in a fresh process, so that the memory
  * figures of one are not the leftovers of another: the converter streams,
  * so its peak memory should be the same at every size. `--json` sends
- * events as JSON arrays (protocol 1) instead of packed batches.
+ * events as JSON arrays (protocol 1) instead of packed batches. `--format`
+ * chooses the trace the converter writes: JSON (the default), Perfetto's
+ * protobuf, or both, one after the other on the same stream, with their
+ * ratios.
  *
  * The stream is what the collector sends for a busy program: protocol 2
  * batches of 8192 packed events and a flush record each, 1 to 4 threads
@@ -41,10 +45,18 @@ const { values: flags, positionals } = parseArgs({
   options: {
     threads: { type: "string", default: "4" },
     json: { type: "boolean", default: false },
+    format: { type: "string", default: "json" },
     // Internal: run one size in this process and print its figures as JSON.
     child: { type: "boolean", default: false },
   },
 });
+const formats = flags.format.split(",");
+for (const format of formats) {
+  if (format !== "json" && format !== "perfetto") {
+    console.error(`error: expected --format json, perfetto or json,perfetto, got ${flags.format}`);
+    Deno.exit(2);
+  }
+}
 const threads = Number(flags.threads);
 if (!Number.isInteger(threads) || threads < 1 || threads > 4) {
   console.error(`error: expected --threads 1 to 4, got ${flags.threads}`);
@@ -257,7 +269,7 @@ interface Figures {
   heapBefore: number;
 }
 
-async function measure(count: number): Promise<Figures> {
+async function measure(count: number, format: "json" | "perfetto"): Promise<Figures> {
   const { bytes, records, mix } = generate(count, flags.json);
   // Let the generator's garbage go before measuring.
   (globalThis as { gc?: () => void }).gc?.();
@@ -287,7 +299,7 @@ async function measure(count: number): Promise<Figures> {
   });
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
-  const summary = await convert(input, sink);
+  const summary = await convert(input, sink, { format });
   const cpu = process.cpuUsage(cpuBefore);
   const seconds = (performance.now() - started) / 1000;
   sample();
@@ -308,7 +320,7 @@ async function measure(count: number): Promise<Figures> {
 }
 
 if (flags.child) {
-  console.log(JSON.stringify(await measure(sizes[0]!)));
+  console.log(JSON.stringify(await measure(sizes[0]!, formats[0] as "json" | "perfetto")));
   Deno.exit(0);
 }
 
@@ -323,7 +335,9 @@ console.log(
     `${threads} thread${threads === 1 ? "" : "s"}, batches of ${BATCH}, reads of ${READ} bytes`,
 );
 const results: Figures[] = [];
-for (const size of sizes) {
+const runs = formats.flatMap((format) => sizes.map((size) => [format, size] as const));
+const byFormat = new Map<string, Figures[]>();
+for (const [format, size] of runs) {
   const child = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -334,6 +348,8 @@ for (const size of sizes) {
       "--threads",
       String(threads),
       ...(flags.json ? ["--json"] : []),
+      "--format",
+      format,
       "--child",
     ],
     stderr: "inherit",
@@ -341,6 +357,7 @@ for (const size of sizes) {
   if (!child.success) Deno.exit(1);
   const run: Figures = JSON.parse(new TextDecoder().decode(child.stdout));
   results.push(run);
+  byFormat.set(format, [...byFormat.get(format) ?? [], run]);
   const total = run.mix.plain! + run.mix.c! + run.mix.generator!;
   console.log(
     `\n${thousands(run.events)} events in ${thousands(run.records)} records, ${
@@ -352,7 +369,9 @@ for (const size of sizes) {
   );
   console.log(
     `  converted in ${run.seconds.toFixed(2)} s (CPU ${run.cpu.toFixed(2)} s, all threads): ` +
-      `${thousands(run.slices)} slices, ${mb(run.output)} MB of JSON, ` +
+      `${thousands(run.slices)} slices, ${mb(run.output)} MB of ${
+        format === "perfetto" ? "protobuf" : "JSON"
+      }, ` +
       `${(run.output / run.slices).toFixed(1)} bytes per slice`,
   );
   console.log(
@@ -363,6 +382,21 @@ for (const size of sizes) {
     `  memory: peak RSS ${mb(run.peakRss)} MB (${mb(run.rssBefore)} MB before, the input ` +
       `included: +${mb(run.peakRss - run.rssBefore)} MB converting), ` +
       `peak heap ${mb(run.peakHeap)} MB (+${mb(run.peakHeap - run.heapBefore)} MB)`,
+  );
+}
+const [json, protobuf] = [byFormat.get("json"), byFormat.get("perfetto")];
+if (json !== undefined && protobuf !== undefined) {
+  console.log(
+    `\nprotobuf against JSON, by size: ${
+      json.map((run, i) => {
+        const other = protobuf[i]!;
+        return `${thousands(run.events)} events: ` +
+          `${
+            ((run.output / run.slices) / (other.output / other.slices)).toFixed(2)
+          }× fewer bytes ` +
+          `a slice, ${(run.seconds / other.seconds).toFixed(2)}× the speed`;
+      }).join("; ")
+    }`,
   );
 }
 if (results.length > 1) {

@@ -1,9 +1,10 @@
 /**
  * Collector overhead: runs each workload of the shared benchmark untraced,
- * traced by Panopticon, and under the two floors of `bench/floor.py`, in
- * alternating runs, and prints per workload the median times, their ratios,
- * the events, the trace's size and the peak memory of the Python process
- * and of the converter; then runs the converter benchmark once. The results
+ * traced by Panopticon (to a JSON trace, and to a Perfetto protobuf trace),
+ * and under the two floors of `bench/floor.py`, in alternating runs, and
+ * prints per workload the median times, their ratios, the events, each
+ * trace's size and the peak memory of the Python process and of the
+ * converter; then runs the converter benchmark once per format. The results
  * go to `bench/results/latest.json` and a dated copy.
  *
  *     deno task bench [--all | --python PATH...] [--workloads a,b] [--runs N]
@@ -19,6 +20,7 @@
 import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { PerfettoDecoder } from "../src/perfetto_reader.ts";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
 import {
   count,
@@ -47,6 +49,8 @@ const FILTER_ARGS = ["--include", "file:*/stdlib_mix.py"];
 /** Targets of the overhead issue, printed next to the figures. */
 const TARGET_OVER_FLOOR = 1.3;
 const TARGET_FILTERED = 1.15;
+/** JSON bytes per slice over protobuf bytes per slice, at least. */
+const TARGET_PROTOBUF_SMALLER = 5;
 
 const HELP = `Collector overhead benchmark.
 
@@ -245,7 +249,7 @@ interface Measurement {
 }
 
 /** The runs alternated in each round, in this order. */
-type Kind = "untraced" | "traced" | "floor_append" | "floor_noop" | "filtered";
+type Kind = "untraced" | "traced" | "traced_protobuf" | "floor_append" | "floor_noop" | "filtered";
 
 interface Context {
   wrapper: string;
@@ -253,6 +257,8 @@ interface Context {
   engine: "monitoring" | "setprofile";
   workload: string;
   tracePath: string;
+  /** Where the protobuf trace goes. */
+  protobufPath: string;
   env: Record<string, string>;
 }
 
@@ -264,6 +270,18 @@ function commandFor(kind: Kind, context: Context): string[] {
       return [python.path, workload];
     case "traced":
       return [...traced, workload];
+    case "traced_protobuf":
+      return [
+        Deno.execPath(),
+        "run",
+        "-A",
+        MAIN,
+        "--python",
+        python.path,
+        "-o",
+        context.protobufPath,
+        workload,
+      ];
     case "filtered":
       return [...traced, ...FILTER_ARGS, workload];
     case "floor_append":
@@ -348,6 +366,26 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
+/**
+ * Reads a protobuf trace as a stream: counts its slices (BEGIN events) and
+ * takes its summary from the metadata, the analog of `otherData`.
+ */
+async function readProtobufTrace(path: string): Promise<TraceFacts> {
+  const { size } = await Deno.stat(path);
+  using file = await Deno.open(path);
+  const decoder = new PerfettoDecoder();
+  let slices = 0;
+  let otherData: Record<string, unknown> | undefined;
+  for await (const chunk of file.readable) {
+    decoder.push(chunk, (packet) => {
+      if (packet.kind === "event" && packet.event.type === "begin") slices++;
+      else if (packet.kind === "metadata") otherData = { ...otherData, ...packet.metadata };
+    });
+  }
+  decoder.finish();
+  return { bytes: size, slices_counted: slices, other_data: otherData };
+}
+
 async function readTrace(path: string): Promise<TraceFacts> {
   const { size } = await Deno.stat(path);
   return {
@@ -369,7 +407,7 @@ interface Run {
 }
 
 function kindsFor(workload: string, include: boolean): Kind[] {
-  const kinds: Kind[] = ["untraced", "traced", "floor_append", "floor_noop"];
+  const kinds: Kind[] = ["untraced", "traced", "traced_protobuf", "floor_append", "floor_noop"];
   if (include && basename(workload) === FILTERED_WORKLOAD) kinds.push("filtered");
   return kinds;
 }
@@ -381,9 +419,12 @@ function panopticonWarnings(log: string): string[] {
 async function runOnce(kind: Kind, round: number, context: Context): Promise<Run> {
   const command = commandFor(kind, context);
   const { measurement, log } = await measure(context.wrapper, command, context.env);
-  if (kind !== "traced" && kind !== "filtered") return { kind, round, measurement };
-  const trace = await readTrace(context.tracePath);
-  await Deno.remove(context.tracePath);
+  if (kind !== "traced" && kind !== "filtered" && kind !== "traced_protobuf") {
+    return { kind, round, measurement };
+  }
+  const path = kind === "traced_protobuf" ? context.protobufPath : context.tracePath;
+  const trace = kind === "traced_protobuf" ? await readProtobufTrace(path) : await readTrace(path);
+  await Deno.remove(path);
   return { kind, round, measurement, trace, warnings: panopticonWarnings(log) };
 }
 
@@ -436,6 +477,13 @@ function converterRss(run: Run): { bytes: number | undefined; source: string } {
 interface Summary {
   untraced_s?: number;
   traced_s?: number;
+  /** The whole run with a protobuf trace (`-o trace.pftrace`). */
+  traced_protobuf_s?: number;
+  traced_protobuf_ratio?: number;
+  protobuf_trace_bytes?: number;
+  protobuf_bytes_per_slice?: number;
+  /** JSON bytes per slice over protobuf bytes per slice. */
+  json_over_protobuf?: number;
   floor_append_s?: number;
   floor_noop_s?: number;
   filtered_s?: number;
@@ -479,9 +527,17 @@ function summarize(runs: Run[]): Summary {
   const slices = medianOf(runs, "traced", (run) => run.trace?.slices_counted);
   const bytes = medianOf(runs, "traced", (run) => run.trace?.bytes);
   const tracedRuns = runs.filter((run) => run.kind === "traced");
+  const protobuf = wall("traced_protobuf");
+  const protobufBytes = medianOf(runs, "traced_protobuf", (run) => run.trace?.bytes);
+  const protobufSlices = medianOf(runs, "traced_protobuf", (run) => run.trace?.slices_counted);
   return {
     untraced_s: untraced,
     traced_s: traced,
+    traced_protobuf_s: protobuf,
+    traced_protobuf_ratio: ratio(protobuf, untraced),
+    protobuf_trace_bytes: protobufBytes,
+    protobuf_bytes_per_slice: ratio(protobufBytes, protobufSlices),
+    json_over_protobuf: ratio(ratio(bytes, slices), ratio(protobufBytes, protobufSlices)),
     floor_append_s: floorAppend,
     floor_noop_s: wall("floor_noop"),
     filtered_s: wall("filtered"),
@@ -533,7 +589,9 @@ function checkTraces(label: string, runs: Run[], summary: Summary, engine: strin
     const slices = numberField(data, "slices");
     if (slices !== undefined && slices !== run.trace.slices_counted) {
       problems.push(
-        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ph:"X" lines`,
+        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ${
+          run.kind === "traced_protobuf" ? "BEGIN events" : 'ph:"X" lines'
+        }`,
       );
     }
     if (data.complete !== true) {
@@ -613,9 +671,19 @@ function parseConverterOutput(output: string): ConverterFigures {
   return { runs: paragraphs.map(parseConverterRun), output };
 }
 
-async function runConverterBench(events: number | undefined): Promise<ConverterFigures> {
+async function runConverterBench(
+  events: number | undefined,
+  format: "json" | "perfetto",
+): Promise<ConverterFigures> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CONVERTER_BENCH, ...(events === undefined ? [] : [String(events)])],
+    args: [
+      "run",
+      "-A",
+      CONVERTER_BENCH,
+      "--format",
+      format,
+      ...(events === undefined ? [] : [String(events)]),
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -668,6 +736,12 @@ function formatWorkload(result: WorkloadResult, include: boolean, reps: string):
     ["untraced", seconds(s.untraced_s), ...spread(runs, "untraced"), "1.00×"],
     ["traced", seconds(s.traced_s), ...spread(runs, "traced"), times(s.traced_ratio)],
     [
+      "traced, protobuf",
+      seconds(s.traced_protobuf_s),
+      ...spread(runs, "traced_protobuf"),
+      times(s.traced_protobuf_ratio),
+    ],
+    [
       "floor: append",
       seconds(s.floor_append_s),
       ...spread(runs, "floor_append"),
@@ -698,6 +772,11 @@ function formatWorkload(result: WorkloadResult, include: boolean, reps: string):
     `${s.bytes_per_event?.toFixed(1) ?? "n/a"} B/event, ${
       s.bytes_per_slice?.toFixed(1) ?? "n/a"
     } B/slice`,
+    `  protobuf trace: ${megabytes(s.protobuf_trace_bytes)}, ${
+      s.protobuf_bytes_per_slice?.toFixed(1) ?? "n/a"
+    } B/slice, ${
+      times(s.json_over_protobuf)
+    } smaller than JSON (target ≥ ${TARGET_PROTOBUF_SMALLER}×)`,
     `  peak RSS: Python ${megabytes(s.python_rss_untraced)} untraced, ` +
     `${
       s.python_rss_traced === undefined
@@ -724,6 +803,9 @@ function formatSummary(results: WorkloadResult[]): string {
     "over floor",
     "events/s",
     "B/slice",
+    "pf traced",
+    "pf B/slice",
+    "JSON/pf",
     "Py RSS",
     "deno RSS",
   ]];
@@ -739,6 +821,9 @@ function formatSummary(results: WorkloadResult[]): string {
       times(s.over_floor),
       count(s.events_per_s),
       s.bytes_per_slice?.toFixed(0) ?? "n/a",
+      seconds(s.traced_protobuf_s),
+      s.protobuf_bytes_per_slice?.toFixed(1) ?? "n/a",
+      times(s.json_over_protobuf),
       s.python_rss_traced === undefined ? "n/a" : megabytes(s.python_rss_traced),
       megabytes(s.converter_rss),
     ]);
@@ -754,12 +839,13 @@ function formatConverterRun(run: ConverterRun): string {
     `while converting; the rest is the input held in memory)`;
 }
 
-function formatConverter(figures: ConverterFigures): string {
+function formatConverter(figures: ConverterFigures, format: string): string {
   const readable = figures.runs.filter((run) => run.events_per_s !== undefined);
   if (readable.length === 0) {
-    return `converter benchmark: could not read its figures:\n${figures.output}`;
+    return `converter benchmark (${format}): could not read its figures:\n${figures.output}`;
   }
-  return "converter alone (bench/converter.ts):\n" + readable.map(formatConverterRun).join("\n");
+  return `converter alone, writing ${format} (bench/converter.ts --format ${format}):\n` +
+    readable.map(formatConverterRun).join("\n");
 }
 
 // --- saving ------------------------------------------------------------
@@ -839,6 +925,7 @@ async function benchmark(options: Options): Promise<number> {
           workload,
           env,
           tracePath: join(tempDir, "trace.json"),
+          protobufPath: join(tempDir, "trace.pftrace"),
         };
         const runs = await runWorkload(context, kindsFor(workload, include), options.runs);
         const summary = summarize(runs);
@@ -859,12 +946,14 @@ async function benchmark(options: Options): Promise<number> {
   warnings.push(...await checkCollectorUnchanged(code.collector_sha256));
 
   console.error("converter benchmark…");
-  const converter = await runConverterBench(options.converterEvents);
+  const converter = await runConverterBench(options.converterEvents, "json");
+  const converterProtobuf = await runConverterBench(options.converterEvents, "perfetto");
   const startup = await measureStartup(wrapper, options.runs);
   machine.load_average_end = Deno.loadavg();
 
   console.log(formatSummary(results));
-  console.log("\n" + formatConverter(converter));
+  console.log("\n" + formatConverter(converter, "json"));
+  console.log("\n" + formatConverter(converterProtobuf, "perfetto"));
   console.log(`\ndeno start-up (main.ts --version), in every traced time: ${seconds(startup)}`);
   console.log(
     `\nload average: ${machine.load_average_start.map((v) => v.toFixed(2)).join(" ")} at start, ` +
@@ -899,6 +988,7 @@ async function benchmark(options: Options): Promise<number> {
       runs,
     })),
     converter,
+    converter_protobuf: converterProtobuf,
     deno_startup_s: startup,
     warnings,
   });
