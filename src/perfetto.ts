@@ -40,7 +40,7 @@ export interface PerfettoWriterOptions {
    * {@linkcode PerfettoWriter}); past it, a slice that fits none is written
    * with absolute timestamps. A positive integer.
    *
-   * @default {1024}
+   * @default {65536}
    */
   maxSequencesPerThread?: number;
 }
@@ -155,11 +155,6 @@ interface SiteEntry {
   readonly line: number | undefined;
   /** Whether its events carry a source location. */
   readonly located: boolean;
-  /**
-   * The sequence it was last written on, by thread: where its next slice
-   * most likely goes, and its name is interned.
-   */
-  readonly last: (Sequence | undefined)[];
 }
 
 /**
@@ -184,7 +179,8 @@ class Sequence {
   categories = 0;
   /** `trusted_packet_sequence_id` with its tag, as bytes. */
   readonly head: Uint8Array;
-  /** Its neighbours in its thread's list: a later watermark, and an earlier. */
+  /** Whether it is in its thread's pool, and its neighbours there: a later watermark, an earlier. */
+  pooled = false;
   previous: Sequence | undefined;
   next: Sequence | undefined;
 
@@ -196,16 +192,21 @@ class Sequence {
 }
 
 /**
- * A thread's track and the sequences its slices are written on: a list
- * linked through the sequences, latest watermark first. After a slice,
- * its sequence holds the thread's latest time (slices arrive as they
- * close) and moves to the front in a step.
+ * A thread's track and the sequences its slices are written on: one per
+ * depth of the stack, and a pool for the slices that do not fit their
+ * depth's (see {@linkcode PerfettoWriter}), a list linked through the
+ * sequences, latest watermark first.
  */
 class ThreadTrack {
-  /** The sequence with the latest watermark, and the one with the earliest. */
+  /** Each depth's sequence. */
+  readonly byDepth: (Sequence | undefined)[] = [];
+  /** The pool's sequence with the latest watermark, and the one with the earliest. */
   first: Sequence | undefined;
   last: Sequence | undefined;
+  /** The thread's sequences, of depths and of the pool. */
   count = 0;
+  /** Its first sequence, for absolute times when there is no room for another. */
+  any: Sequence | undefined;
 
   constructor(readonly uuid: number) {}
 
@@ -241,8 +242,8 @@ class ThreadTrack {
 
 /**
  * Writes a Perfetto trace (protobuf), as bytes, to a stream, as a
- * {@linkcode TraceSink}: what the Catapult JSON trace shows, in a fifth to
- * a seventh of the bytes.
+ * {@linkcode TraceSink}: what the Catapult JSON trace shows, in about a
+ * fifth to a sixth of the bytes.
  *
  * The trace is a `Trace` message, one `TracePacket` after another, written
  * as they come. The process and each thread get a `TrackDescriptor` (one
@@ -261,27 +262,25 @@ class ThreadTrack {
  *
  * Slices arrive as they close, children before their parents, yet a
  * packet sequence's incremental clock only counts forward. So each thread
- * has a pool of sequences, each with its own clock (a timestamp is a delta
- * of a byte or two from the sequence's last one) and its own interned
- * names, and a slice goes, as a BEGIN then an END, on the sequence whose
- * last timestamp is the latest one not after the slice's start (or, if
- * that one has not interned the slice's name yet, on one that has, when
- * its delta is at most a byte longer; and first of all on the one the same
- * site last went on, when it fits with a delta of two bytes at most: the
- * common case, written without looking further). A thread's leaves thus
- * share a sequence, and a parent takes one its children did not use. The
- * sequences are kept in a list, latest first, so the search stops at the
- * first that fits. The trace
+ * has a sequence per depth of its stack, each with its own clock (a
+ * timestamp is a delta of a byte or two from the sequence's last one) and
+ * its own interned names, and a slice goes, as a BEGIN then an END, on its
+ * depth's sequence ({@linkcode Slice.depth}): the slices of one depth of a
+ * thread never overlap, and close in the order they began. The trace
  * processor sorts every event by time before it builds slices, so the
- * nesting comes out as it was. A thread needs about as many sequences as
- * its stack is deep, so memory grows with depth and the number of sites,
- * never with the number of slices. A slice that fits no sequence (more
- * than `maxSequencesPerThread` would be needed) is written with absolute
- * timestamps instead. Two slices of one thread that begin in the same
- * nanosecond, a parent and its first child, keep the order in which they
- * were written, child first: the trace processor then nests them the other
- * way round (with real clocks, no two events of a thread share a
- * nanosecond).
+ * nesting comes out as it was. A slice that does not fit its depth's
+ * sequence (the last slice of a generator, held until the frame resumes,
+ * can come after later ones) or has no depth goes to a pool of further
+ * sequences, kept in a list latest first: on the one whose last timestamp
+ * is the latest not after the slice's start (or, if that one has not
+ * interned the slice's name yet, on one that has, if its delta is at most
+ * a byte longer), or on a new one. Memory thus grows with the stack's depth
+ * and the number of sites, never with the number of slices. Past
+ * `maxSequencesPerThread`, a slice that fits none is written with absolute
+ * timestamps. Two slices of one thread that begin in the same nanosecond,
+ * a parent and its first child, keep the order in which they were
+ * written, child first: the trace processor then nests them the other way
+ * round (with real clocks, no two events of a thread share a nanosecond).
  *
  * A C call costs 26 bytes (a BEGIN of 15: the packet's tag and length, a
  * two-byte delta, the sequence, the event's tag and length, its type, name
@@ -343,7 +342,7 @@ export class PerfettoWriter implements TraceSink {
    * @throws {RangeError} if `maxSequencesPerThread` is not a positive integer.
    */
   constructor(output: WritableStream<Uint8Array>, options: PerfettoWriterOptions = {}) {
-    const maxSequences = options.maxSequencesPerThread ?? 1024;
+    const maxSequences = options.maxSequencesPerThread ?? 65536;
     if (!(Number.isInteger(maxSequences) && maxSequences >= 1)) {
       throw new RangeError(`maxSequencesPerThread must be a positive integer, got ${maxSequences}`);
     }
@@ -402,10 +401,14 @@ export class PerfettoWriter implements TraceSink {
     const end = start + nanoseconds(slice.duration);
     const flow = slice.flow;
     const flowField = flow === 0 ? undefined : slice.flowOut ? FLOW_IDS : TERMINATING_FLOW_IDS;
-    if (slice.args === undefined && this.#fast(slice.tid, site, start, end, flowField, flow)) {
+    const depth = slice.depth;
+    if (
+      depth !== undefined && slice.args === undefined &&
+      this.#fast(slice.tid, site, start, end, flowField, flow, depth)
+    ) {
       return;
     }
-    this.#event(slice.tid, site, start, end, flowField, flow, slice.args);
+    this.#event(slice.tid, site, start, end, flowField, flow, slice.args, depth);
   }
 
   /**
@@ -423,16 +426,18 @@ export class PerfettoWriter implements TraceSink {
     end: number,
     flowField: readonly number[] | undefined,
     flow: number,
+    depth: number,
   ): boolean {
-    const sequence = site.last[tid];
+    const sequence = this.#threads[tid]?.byDepth[depth];
     if (sequence === undefined) return false;
     const since = start - sequence.watermark;
     const duration = end - start;
     // A delta of at most two bytes: past that, the best fit may save one.
     if (!(since >= 0 && since < 0x4000 && duration < 0x200000 && flow < 0x200000)) return false;
-    const iid = sequence.iids[site.index]!;
+    const iid = sequence.iids[site.index] ?? 0;
+    if (iid === 0 || iid >= 0x80) return false;
     const category = sequence.categoryIids[site.category.index]!;
-    if (iid >= 0x80 || category >= 0x80) return false;
+    if (category >= 0x80) return false;
     const head = sequence.head;
     const out = this.#reserve(SLICE_BYTES);
     let at = this.#at;
@@ -477,7 +482,6 @@ export class PerfettoWriter implements TraceSink {
     }
     sequence.watermark = end;
     this.#at = at;
-    this.#threads[tid]!.moved(sequence);
     if (at >= this.#chunkSize) this.#flush();
     return true;
   }
@@ -491,13 +495,13 @@ export class PerfettoWriter implements TraceSink {
     if (mark.kind === "instant") {
       const site = this.#markSite(TYPE.instant, mark.name, mark.category);
       const args = Object.keys(mark.args).length === 0 ? undefined : mark.args;
-      this.#event(mark.tid, site, ts, ts, undefined, 0, args);
+      this.#event(mark.tid, site, ts, ts, undefined, 0, args, undefined);
       return;
     }
     for (const [series, value] of Object.entries(mark.args)) {
       if (typeof value !== "number") continue;
       const track = this.#counterTrack(mark.name, series);
-      const sequence = this.#counterSequence ??= this.#newSequence(0);
+      const sequence = this.#counterSequence ??= this.#newSequence(undefined);
       const event = new ProtoWriter()
         .varint(EVENT.type, TYPE.counter)
         .varint(EVENT.trackUuid, track)
@@ -586,24 +590,26 @@ export class PerfettoWriter implements TraceSink {
     flowField: readonly number[] | undefined,
     flow: number,
     args: SliceArgs | undefined,
+    depth: number | undefined,
   ): void {
     const track = this.#threads[tid] ?? this.#threadTrack(tid);
-    const fit = this.#fit(track, start, site);
-    const absolute = fit === undefined;
-    // No room for another sequence: the one longest unused, with absolute
-    // timestamps where its clock cannot go.
-    const sequence = fit ?? track.last!;
+    // The depth's sequence, if the slice fits it; else the pool's best.
+    let sequence = depth === undefined ? undefined : this.#depthSequence(track, depth);
+    if (sequence !== undefined && sequence.watermark > start) sequence = undefined;
+    sequence ??= this.#fit(track, start, site);
+    const absolute = sequence === undefined;
+    // No room for another sequence: the pool's longest unused, with
+    // absolute timestamps where its clock cannot go.
+    sequence ??= track.last ?? track.any!;
 
     // The site's interning id on this sequence; interned data (in the
     // scratch buffer) when the sequence has not seen it.
-    let iid: number;
     let interned = 0;
-    iid = sequence.iids[site.index] ?? 0;
+    let iid = sequence.iids[site.index] ?? 0;
     if (iid === 0) {
       interned = this.#intern(sequence, site);
       iid = sequence.iids[site.index]!;
     }
-    site.last[tid] = sequence;
     const category = sequence.categoryIids[site.category.index]!;
     let annotations: Uint8Array | undefined;
     if (args !== undefined) {
@@ -715,8 +721,18 @@ export class PerfettoWriter implements TraceSink {
       out[at++] = END_EVENT[3];
     }
     this.#at = at;
-    track.moved(sequence);
+    if (sequence.pooled) track.moved(sequence);
     if (at >= this.#chunkSize) this.#flush();
+  }
+
+  /** The sequence of `depth` on `track`, new if it has none and there is room. */
+  #depthSequence(track: ThreadTrack, depth: number): Sequence | undefined {
+    let sequence = track.byDepth[depth];
+    if (sequence === undefined && track.count < this.#maxSequences) {
+      sequence = this.#newSequence(track);
+      track.byDepth[depth] = sequence;
+    }
+    return sequence;
   }
 
   /**
@@ -733,8 +749,8 @@ export class PerfettoWriter implements TraceSink {
     while (best !== undefined && best.watermark > ts) best = best.next;
     if (best === undefined) {
       if (track.count >= this.#maxSequences) return undefined;
-      const sequence = this.#newSequence(track.uuid);
-      track.count++;
+      const sequence = this.#newSequence(track);
+      sequence.pooled = true;
       track.insert(sequence);
       return sequence;
     }
@@ -854,7 +870,6 @@ export class PerfettoWriter implements TraceSink {
       file: file === undefined ? undefined : encoder.encode(file),
       line,
       located: file !== undefined || line !== undefined,
-      last: [],
     };
   }
 
@@ -892,8 +907,13 @@ export class PerfettoWriter implements TraceSink {
    * interned data and defaults start afresh, and its clock counts ns in
    * deltas from 0, the trace's time zero.
    */
-  #newSequence(track: number): Sequence {
+  #newSequence(owner: ThreadTrack | undefined): Sequence {
+    const track = owner?.uuid ?? 0;
     const sequence = new Sequence(++this.#sequenceIds, track);
+    if (owner !== undefined) {
+      owner.count++;
+      owner.any ??= sequence;
+    }
     const defaults = new ProtoWriter().varint(DEFAULTS.timestampClockId, INCREMENTAL_CLOCK);
     if (track !== 0) {
       defaults.message(

@@ -506,3 +506,35 @@ Deno.test("PerfettoWriter reports its output's failure", async () => {
   await assert.rejects(writer.ready(), /disk full/);
   await assert.rejects(writer.close(), /disk full/);
 });
+
+Deno.test("PerfettoWriter puts each depth on its own sequence, and what does not fit in a pool", async () => {
+  // A recursion 50 deep that unwinds, twice: the slices close deepest
+  // first, and each depth's come in the order they began.
+  const items: Slice[] = [];
+  for (let round = 0; round < 2; round++) {
+    const base = round * 200;
+    for (let depth = 50; depth >= 1; depth--) {
+      items.push(slice({ site: MAIN, start: base + 50 - depth, duration: 2 * depth, depth }));
+    }
+  }
+  // A generator's slice at depth 1, held and written after the recursion
+  // that came later: it fits no depth, and goes to the pool.
+  items.push(slice({ site: NUMBERS, start: 110, duration: 5, depth: 1 }));
+  const { slices, events, sequencePackets } = await trace(items);
+  assert.equal(slices.length, 101);
+  assert.deepEqual(
+    slices.filter((s) => s.ts < 200_000).map((s) => s.depth).slice(0, 3),
+    [0, 1, 2],
+  );
+  assert.equal(Math.max(...slices.map((s) => s.depth)), 49);
+  assert.deepEqual(slices.find((s) => s.name === "numbers")!.depth, 0);
+  assert.ok(events.every((event) => !event.absolute), "every time a delta");
+  // A sequence per depth, and one in the pool.
+  assert.equal(sequencePackets, 51);
+  // Each sequence's own times never go back.
+  const last = new Map<number, number>();
+  for (const event of events) {
+    assert.ok(event.ts >= (last.get(event.sequence) ?? 0), `sequence ${event.sequence}`);
+    last.set(event.sequence, event.ts);
+  }
+});
