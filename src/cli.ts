@@ -669,7 +669,7 @@ Options:
                       FILE.json.gz gzipped JSON, anything else JSON.
   --format FORMAT     json (the default: Chrome/Catapult JSON, for Perfetto,
                       chrome://tracing and speedscope) or perfetto
-                      (Perfetto's protobuf trace, a fifth to a seventh of the
+                      (Perfetto's protobuf trace, a fifth to a sixth of the
                       size, for ui.perfetto.dev); it must agree with a
                       FILE named as above
   --gzip              compress the trace with gzip as it is written

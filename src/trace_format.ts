@@ -12,7 +12,7 @@ import type { TraceSink } from "./trace_model.ts";
 /**
  * A trace format: `json`, the Catapult JSON trace that Perfetto,
  * chrome://tracing and speedscope open; `perfetto`, Perfetto's protobuf
- * trace, a fifth to a seventh of the size, for Perfetto's UI and trace
+ * trace, a fifth to a sixth of the size, for Perfetto's UI and trace
  * processor.
  */
 export type TraceFormat = "json" | "perfetto";
@@ -162,7 +162,7 @@ export function sizeWarning(format: TraceFormat, bytes: number): string | undefi
       "out of memory on JSON traces of 1 to 2 GB)"
     : `${formatBytes(bytes)} is more than Perfetto's UI opens comfortably`;
   const protobuf = format === "json"
-    ? "the protobuf format (-o NAME.pftrace, a fifth to a seventh of the size), "
+    ? "the protobuf format (-o NAME.pftrace, a fifth to a sixth of the size), "
     : "";
   return `${what}: to make it smaller, use ${protobuf}--exclude-stdlib or another filter ` +
     "(--include, --exclude, --no-c-calls), --max-depth N, or record only a " +

@@ -54,7 +54,7 @@ Deno.test("sizeWarning() speaks up past what viewers open, and names what helps"
       sizeWarning("json", 600e6),
       "600.0 MB of JSON is more than viewers open comfortably (Perfetto's UI runs out of " +
         "memory on JSON traces of 1 to 2 GB): to make it smaller, use the protobuf format " +
-        "(-o NAME.pftrace, a fifth to a seventh of the size), --exclude-stdlib or another filter " +
+        "(-o NAME.pftrace, a fifth to a sixth of the size), --exclude-stdlib or another filter " +
         "(--include, --exclude, --no-c-calls), --max-depth N, or record only a " +
         "panopticon.trace() block (--manual)",
     );
