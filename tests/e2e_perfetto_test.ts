@@ -349,3 +349,44 @@ async function viewInTraceProcessor(file: string) {
     counters,
   };
 }
+
+for (const python of oldestAndNewest()) {
+  Deno.test(`a program that calls os._exit leaves a protobuf trace with what was open unfinished (Python ${python.version})`, async () => {
+    const dir = await tempDir();
+    try {
+      const program = `${dir.path}/exits.py`;
+      await Deno.writeTextFile(
+        program,
+        "import os\n\ndef inner():\n    os._exit(3)\n\ndef outer():\n    inner()\n\nouter()\n",
+      );
+      const output = `${dir.path}/exits.pftrace`;
+      const outcome = await runPanopticon(["--python", python.path, "-o", output, program]);
+      assert.equal(outcome.code, 3, outcome.stderr);
+      const trace = await readPerfetto(await Deno.readFile(output), { strict: true });
+      const unfinished = trace.slices.filter((slice) => slice.args.unfinished === true)
+        .map((slice) => slice.name);
+      for (const name of ["<module>", "outer", "inner"]) {
+        assert.ok(unfinished.includes(name), `${name} is unfinished: ${unfinished}`);
+      }
+      assert.equal(trace.metadata.unfinished, unfinished.length);
+      if (!NO_VIEWER) {
+        const loaded = await query(
+          output,
+          ERROR_STATS,
+          "select s.name from slice s join args a using(arg_set_id) where a.key = 'debug.unfinished' order by s.depth",
+        );
+        assert.ok(loaded.parsed, loaded.message);
+        assert.deepEqual(loaded.results[0], []);
+        assert.deepEqual(
+          loaded.results[1]!.map((row) => row.name).filter((name) => name !== "os._exit").slice(
+            0,
+            3,
+          ),
+          ["<module>", "outer", "inner"],
+        );
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+}
