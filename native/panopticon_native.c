@@ -1158,6 +1158,7 @@ idle_flush(void)
  * table Python filled at start-up), and a handler it installs replaces ours.
  */
 #define TERMINATE_WITHIN_NS 500000000ull
+#define FINISH_WITHIN_NS 10000000000ull
 
 static void
 die_by(int signo)
@@ -1197,11 +1198,19 @@ catch_terminate_signals(void)
     }
 }
 
+/* Ends the process if the GIL has not come within TERMINATE_WITHIN_NS, or
+   the stream is not finished within FINISH_WITHIN_NS (a converter that
+   reads no more): the signal must end the process whatever happens. */
 static void *
 terminate_watchdog(void *arg)
 {
-    struct timespec wait = {0, (long)TERMINATE_WITHIN_NS};
-    nanosleep(&wait, NULL);
+    struct timespec step = {0, 50000000L};
+    for (uint64_t waited = 0; waited < FINISH_WITHIN_NS; waited += 50000000ull) {
+        if (waited >= TERMINATE_WITHIN_NS && !S.finished) {
+            break; /* no thread of the program's let the GIL go */
+        }
+        nanosleep(&step, NULL);
+    }
     die_by((int)(intptr_t)arg);
     return NULL;
 }

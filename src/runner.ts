@@ -25,6 +25,7 @@ import {
   type NativeModule,
 } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
+import type { TraceFormat } from "./trace_format.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
 export interface ChildStatus {
@@ -118,6 +119,25 @@ export interface RunOptions {
    */
   maxDepth?: number;
   /**
+   * The trace's format; passed to {@linkcode convert}.
+   *
+   * @default {"json"}
+   */
+  format?: TraceFormat;
+  /**
+   * Gzip the trace as it is written; passed to {@linkcode convert}.
+   *
+   * @default {false}
+   */
+  gzip?: boolean;
+  /**
+   * The collector stops recording after this many events (a positive whole
+   * number), passed to it in `PANOPTICON_MAX_EVENTS`.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
+  /**
    * Record only inside the program's `panopticon.trace()` blocks and
    * `panopticon.traced` calls (`--manual`), with the setprofile engine,
    * whose hook is per thread.
@@ -206,6 +226,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_FOLLOW",
   // Set by a traced parent for its children: stale in a run of its own.
   "PANOPTICON_SPAWN",
+  "PANOPTICON_MAX_EVENTS",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -244,6 +265,12 @@ export interface ChannelSettings {
    * @default {false}
    */
   follow?: boolean;
+  /**
+   * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
 }
 
 /**
@@ -301,7 +328,9 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_ROOT`: `1`, this process is the run's first (its children
  *   are told who started them instead);
  * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
- *   traced too.
+ *   traced too;
+ * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
+ *   number, only when there is a limit.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -321,6 +350,7 @@ export function childEnvironment(
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   env["PANOPTICON_ROOT"] = "1";
   env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
+  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   return env;
 }
 
@@ -492,9 +522,12 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       filters: options.filters,
       manual: options.manual,
       native: native?.path,
+      maxEvents: options.maxEvents,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.format !== undefined) convertOptions.format = options.format;
+    if (options.gzip) convertOptions.gzip = true;
 
     let child: ChildProcess;
     try {
