@@ -70,6 +70,7 @@ async function trace(command: TraceCommand): Promise<number> {
     output: command.output,
     engine: command.engine,
     filters: command.filters,
+    details: command.details,
     maxDepth: command.maxDepth,
     manual: command.manual,
     collector: command.collector,
