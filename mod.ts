@@ -80,6 +80,7 @@ export {
   type FlushRecord,
   type FrameRecord,
   type HelloRecord,
+  isOp,
   type JsonValue,
   type LimitRecord,
   type MarkRecord,
@@ -87,6 +88,8 @@ export {
   MAX_OP,
   NdjsonDecoder,
   Op,
+  OP_RANGE,
+  type ParentRef,
   PROTOCOL_VERSION,
   ProtocolError,
   type ProtocolErrorOptions,
@@ -97,7 +100,12 @@ export {
 } from "./src/protocol.ts";
 export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
-export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
+export {
+  countingIds,
+  FrameStateMachine,
+  type FrameStateMachineOptions,
+  type TraceIds,
+} from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {
   Mark,

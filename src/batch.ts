@@ -8,11 +8,13 @@
  * @module
  */
 
-import { type BatchRecord, ProtocolError, type ProtocolEvent } from "./protocol.ts";
+import { type BatchRecord, Op, ProtocolError, type ProtocolEvent } from "./protocol.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 
 /** The op of a thread switch: not an event, it changes the thread of those after it. */
 export const THREAD_SWITCH = 13;
+/** The op of a spawn (protocol 4): its token follows the `dt`. */
+const SPAWN: number = Op.Spawn;
 /** Op byte bit 4: a frame id follows the event's other fields. */
 export const FRAME_ID = 0x10;
 /** Op byte bit 5, only with bit 4: the frame id is 8 bytes, not 6. */
@@ -33,6 +35,8 @@ const OP_NAMES = [
   "span_begin",
   "span_end",
   "stop",
+  "thread",
+  "spawn",
 ];
 
 /** The fewest bytes an event takes: its op byte and a one-byte `dt`. */
@@ -61,8 +65,10 @@ const HAS_REF = 8;
 const FRAME_6 = 16;
 const FRAME_8 = 32;
 LAYOUT[THREAD_SWITCH] = VALID | SWITCH;
-for (let op = 0; op <= 12; op++) {
-  const fields = (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? HAS_REF : 0) |
+for (const op of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, SPAWN]) {
+  // The token of a spawn is read as the others' ref.
+  const fields =
+    (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === SPAWN ? HAS_REF : 0) |
     (op === 10 || op === 11 ? HAS_SPAN : 0);
   LAYOUT[op] = VALID | fields;
   if (op <= 4) {
@@ -155,8 +161,8 @@ class Reader {
     const byte = bytes[this.at++]!;
     const op = this.op = byte & 0x0f;
     if (byte > 0x3f) this.fail(`its op byte 0x${hex(byte)} has bit 6 or 7 set`);
-    if (op > THREAD_SWITCH) {
-      this.fail(`unknown op ${op} (op byte 0x${hex(byte)}): expected 0 to 13`);
+    if (op > SPAWN) {
+      this.fail(`unknown op ${op} (op byte 0x${hex(byte)}): expected 0 to 14`);
     }
     if (byte & (FRAME_ID | WIDE_FRAME_ID)) {
       if (op > 4) {
@@ -173,7 +179,13 @@ class Reader {
     this.ts = ts + this.varint("dt");
     if (this.ts >= TWO_TO_63) this.fail("its time passes 2^63 ns");
     const layout = LAYOUT[byte]!;
-    const field = op === 0 || op === 1 ? "code id" : op === 5 ? "cfunc id" : "mark id";
+    const field = op === 0 || op === 1
+      ? "code id"
+      : op === 5
+      ? "cfunc id"
+      : op === SPAWN
+      ? "token"
+      : "mark id";
     this.id = layout & HAS_SPAN ? this.varint("span id") : 0;
     this.ref = layout & HAS_REF ? this.varint(field) : 0;
     if (layout & (FRAME_6 | FRAME_8)) this.id = this.frameId(layout & FRAME_8 ? 8 : 6);
@@ -232,7 +244,7 @@ class Reader {
  * read `op`, `thread`, `ts`, `id` and `ref`.
  */
 export class BatchCursor {
-  /** The op of the event just read, 0 to 12. */
+  /** The op of the event just read, 0 to 12 or 14. */
   op = 0;
   /** Its thread. */
   thread: number;
@@ -240,7 +252,7 @@ export class BatchCursor {
   ts: number;
   /** Its frame id (ops 0 to 4) or span id (ops 10 and 11), else 0. */
   id = 0;
-  /** Its code, cfunc or mark id, else 0. */
+  /** Its code, cfunc or mark id, or a spawn's token; else 0. */
   ref = 0;
   /** How many events have been read. */
   events = 0;

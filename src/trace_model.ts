@@ -80,6 +80,20 @@ export interface Slice {
    * arguments, or `undefined`.
    */
   args: SliceArgs | undefined;
+  /**
+   * The flow ids of the arrows to the child processes started while this
+   * slice was the innermost one shown (protocol 4, `spawn` events), each
+   * unique among the trace's flows; `undefined` for nearly every slice. An
+   * arrow whose child never connected (a program that is not Python) has
+   * no other end.
+   */
+  childFlows?: readonly number[] | undefined;
+  /**
+   * On the first slice of a process that another one started: the flow id
+   * of the arrow from its parent's spawner slice (that slice's
+   * `childFlows` holds it); 0 or absent otherwise.
+   */
+  parentFlow?: number;
 }
 
 /** The traced process, announced once, before anything else. */
@@ -157,7 +171,7 @@ export interface TraceSummary {
   omittedSlices?: number;
   /** The slices still open at the end, closed at the last timestamp (of those emitted). */
   unfinished: number;
-  /** The threads seen (dense ids 1..threads). */
+  /** The threads seen (by a machine of its own, dense ids 1..threads). */
   threads: number;
   /** The last timestamp of the stream, in µs since trace time zero. */
   duration: number;

@@ -182,10 +182,17 @@ Deno.test("unpackBatch rejects a malformed frame, naming the line and the byte",
   }[] = [
     {
       name: "an unknown op",
+      bytes: [6, 1, 15, 1],
+      events: 2,
+      byte: 2,
+      message: "event 2 (op 15): unknown op 15 (op byte 0x0f): expected 0 to 14",
+    },
+    {
+      name: "a spawn without its token",
       bytes: [6, 1, 14, 1],
       events: 2,
       byte: 2,
-      message: "event 2 (op 14): unknown op 14 (op byte 0x0e): expected 0 to 13",
+      message: "event 2 (spawn): its token is cut off by the end of the frame",
     },
     {
       name: "op 15",
@@ -389,7 +396,7 @@ function referenceDecode(
     const byte = frame[at++]!;
     const op = byte & 0x0f;
     const frameId = (byte & 0x10) !== 0;
-    if (byte & 0xc0 || op > 13 || (frameId && op > 4) || (byte & 0x20 && !frameId)) {
+    if (byte & 0xc0 || op > 14 || (frameId && op > 4) || (byte & 0x20 && !frameId)) {
       return { byte: start };
     }
     if (op === 13) {
@@ -408,7 +415,7 @@ function referenceDecode(
       if (span === undefined) return { byte: start };
       id = span;
     }
-    if (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10) {
+    if (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === 14) {
       const value = varint();
       if (value === undefined) return { byte: start };
       ref = value;
@@ -443,11 +450,12 @@ function randomEvents(seed: number, length: number): NativeEvent[] {
   return Array.from({ length }, () => {
     if (random() < 0.05) thread = 1 + Math.floor(random() * 300);
     ts += random() < 0.001 ? 2 ** 40 : sized();
-    const op = Math.floor(random() * 13);
+    // 0 to 12, and 14 (a spawn) for 13.
+    const op = Math.floor(random() * 13.2) === 13 ? 14 : Math.floor(random() * 13);
     const frame = op <= 4 && random() < 0.4
       ? random() < 0.8 ? 0x7f0000000000 + Math.floor(random() * 2 ** 30) * 16 : 2 ** 48 + 16
       : 0;
-    const ref = op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? sized() : 0;
+    const ref = op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === 14 ? sized() : 0;
     const span = op === 10 || op === 11 ? sized() : 0;
     return [op, thread, ts, frame, ref, span];
   });
