@@ -108,8 +108,11 @@ export {
 } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {
+  FlowEnd,
   Mark,
+  ProcessFlow,
   ProcessInfo,
+  ProcessSummary,
   RecordingLimit,
   Slice,
   SliceArgs,
@@ -118,3 +121,9 @@ export type {
   TraceSink,
   TraceSummary,
 } from "./src/trace_model.ts";
+export {
+  convertProcesses,
+  type ConvertProcessesOptions,
+  type ProcessesInput,
+  type ProcessStreams,
+} from "./src/processes.ts";

@@ -8,6 +8,7 @@
 import manifest from "../deno.json" with { type: "json" };
 import type {
   Mark,
+  ProcessFlow,
   ProcessInfo,
   Slice,
   SliceSite,
@@ -216,7 +217,11 @@ function copy(out: Uint8Array, at: number, bytes: Uint8Array): number {
  * name the process and each thread, as soon as they are known; slices are
  * complete events (`ph:"X"`) in microseconds; the slices of one generator,
  * coroutine or async generator are joined with v2 flows (`bind_id` with
- * `flow_in`/`flow_out` on the slices themselves). Chunks of about
+ * `flow_in`/`flow_out` on the slices themselves). Of several processes,
+ * each thread and its slices go with the process its
+ * {@linkcode ThreadInfo.pid} names, and the arrow from the slice that
+ * started a child process to the child's first slice is a v1 flow
+ * ({@linkcode CatapultWriter.flow}). Chunks of about
  * `chunkSize` bytes are written as they fill, without waiting: await
  * {@linkcode CatapultWriter.ready} between batches to respect
  * backpressure, and {@linkcode CatapultWriter.close} at the end.
@@ -265,6 +270,8 @@ export class CatapultWriter implements TraceSink {
   #pid = 0;
   #sites = new Map<SliceSite, RenderedSite>();
   #sortedTids = 0;
+  /** The process of each thread (by dense id) that said which. */
+  #pids: number[] = [];
 
   /** Makes a writer that locks `output` and writes the trace to it. */
   constructor(output: WritableStream<Uint8Array>, options: CatapultWriterOptions = {}) {
@@ -275,7 +282,7 @@ export class CatapultWriter implements TraceSink {
     this.#text('{"traceEvents":[\n');
   }
 
-  /** Writes the `process_name` metadata event. */
+  /** Writes the `process_name` metadata event, and `process_sort_index` when it has one. */
   process(process: ProcessInfo): void {
     this.#pid = process.pid;
     // Rendered sites hold the pid.
@@ -286,6 +293,11 @@ export class CatapultWriter implements TraceSink {
         JSON.stringify(process.name)
       }}}`,
     );
+    if (process.sortIndex !== undefined) {
+      this.#event(
+        `{"ph":"M","pid":${process.pid},"name":"process_sort_index","args":{"sort_index":${process.sortIndex}}}`,
+      );
+    }
   }
 
   /**
@@ -293,7 +305,9 @@ export class CatapultWriter implements TraceSink {
    * ids, `serial`), and `thread_sort_index` once per thread.
    */
   thread(thread: ThreadInfo): void {
-    const head = `{"ph":"M","pid":${this.#pid},"tid":${thread.tid},"name":`;
+    const pid = thread.pid ?? this.#pid;
+    if (thread.pid !== undefined) this.#pids[thread.tid] = pid;
+    const head = `{"ph":"M","pid":${pid},"tid":${thread.tid},"name":`;
     this.#event(
       `${head}"thread_name","args":{"name":${
         JSON.stringify(thread.name)
@@ -310,12 +324,13 @@ export class CatapultWriter implements TraceSink {
 
   /** Writes one complete event (`ph:"X"`), with its flow if it has one. */
   slice(slice: Slice): void {
-    const site = this.#sites.get(slice.site) ?? this.#render(slice.site);
+    const site = this.#sites.get(slice.site) ?? this.#render(slice.site, this.#pidOf(slice.tid));
     const args = slice.args;
     // Extra args are rare (unfinished, unbalanced, flushes): they go as text.
     const head = args === undefined ? site.head : this.#head(
       site.names,
       `${site.args}${site.args === "" ? "" : ","}${JSON.stringify(args).slice(1, -1)}`,
+      this.#pidOf(slice.tid),
     );
     const out = this.#reserve(head.length + SLICE_BYTES);
     let at = this.#at;
@@ -353,11 +368,27 @@ export class CatapultWriter implements TraceSink {
     const ts = Math.round(mark.ts * 1000) / 1000;
     const names = `"name":${JSON.stringify(mark.name)},"cat":${JSON.stringify(mark.category)}`;
     const args = JSON.stringify(mark.args);
+    const pid = mark.pid ?? this.#pid;
     this.#event(
       mark.kind === "instant"
-        ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${this.#pid},"tid":${mark.tid},"ts":${ts}}`
-        : `{"ph":"C",${names},"args":${args},"pid":${this.#pid},"ts":${ts}}`,
+        ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${pid},"tid":${mark.tid},"ts":${ts}}`
+        : `{"ph":"C",${names},"args":${args},"pid":${pid},"ts":${ts}}`,
     );
+  }
+
+  /**
+   * Writes the arrow from the slice that started a child process to the
+   * child's first slice: a v1 flow, `ph:"s"` at the start of the one and
+   * `ph:"f"` with `bp:"e"` (bound to the enclosing slice, which Perfetto
+   * and Catapult both read) at the start of the other. The slices' own v2
+   * flows (`bind_id`) are apart: a slice may have both.
+   */
+  flow(flow: ProcessFlow): void {
+    const id = `"id":"0x${flow.id.toString(16)}","cat":"process","name":"spawn"`;
+    const at = (end: ProcessFlow["from"]) =>
+      `"pid":${end.pid},"tid":${end.tid},"ts":${Math.round(end.ts * 1000) / 1000}`;
+    this.#event(`{"ph":"s",${id},${at(flow.from)}}`);
+    this.#event(`{"ph":"f","bp":"e",${id},${at(flow.to)}}`);
   }
 
   /** Writes the end of the trace, with the summary in `otherData`. */
@@ -382,6 +413,8 @@ export class CatapultWriter implements TraceSink {
       // When recording stopped at --max-events: when (µs) and after how many events.
       limited: summary.limited,
       python_max_rss: summary.pythonMaxRss,
+      // Every traced process, when the trace follows processes.
+      processes: summary.processes,
     };
     this.#text(`\n],"displayTimeUnit":"ns","otherData":${JSON.stringify(otherData)}}\n`);
     this.#flush();
@@ -455,22 +488,29 @@ export class CatapultWriter implements TraceSink {
     this.#writer.write(chunk).catch(noop);
   }
 
-  #render(site: SliceSite): RenderedSite {
+  /** The process of thread `tid`: the one it was announced with, else the last announced. */
+  #pidOf(tid: number): number {
+    return this.#pids[tid] ?? this.#pid;
+  }
+
+  /**
+   * Renders a site, with the process of the slice that first shows it: a
+   * site belongs to one process (a frame-state machine makes its own).
+   */
+  #render(site: SliceSite, pid: number): RenderedSite {
     const names = `"name":${JSON.stringify(site.name)},"cat":${JSON.stringify(site.category)}`;
     let args = "";
     if (site.file !== undefined) args += `"file":${JSON.stringify(site.file)}`;
     if (site.line !== undefined) args += `${args === "" ? "" : ","}"line":${site.line}`;
-    const rendered = { names, args, head: this.#head(names, args) };
+    const rendered = { names, args, head: this.#head(names, args, pid) };
     this.#sites.set(site, rendered);
     return rendered;
   }
 
   /** The bytes of a slice up to its `tid`, separator first. */
-  #head(names: string, args: string): Uint8Array {
+  #head(names: string, args: string, pid: number): Uint8Array {
     return encoder.encode(
-      `${SEPARATOR}{"ph":"X",${names}${
-        args === "" ? "" : `,"args":{${args}}`
-      },"pid":${this.#pid},"tid":`,
+      `${SEPARATOR}{"ph":"X",${names}${args === "" ? "" : `,"args":{${args}}`},"pid":${pid},"tid":`,
     );
   }
 }

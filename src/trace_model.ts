@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { JsonValue } from "./protocol.ts";
+import type { JsonValue, ParentRef } from "./protocol.ts";
 
 /**
  * What a slice shows. One site is shared by every slice of one code object,
@@ -47,6 +47,13 @@ export interface Mark {
   category: string;
   /** Its arguments; for a counter, each series' value. */
   args: Readonly<Record<string, JsonValue>>;
+  /**
+   * The process it belongs to, when a sink hears of several (see
+   * {@linkcode ThreadInfo.pid}).
+   *
+   * @default {the process announced last}
+   */
+  pid?: number;
 }
 
 /**
@@ -114,6 +121,14 @@ export interface ProcessInfo {
   collector?: string;
   /** How the collector read the time (`hello.clock`, protocol 4), when it says. */
   clock?: string;
+  /**
+   * Where the process goes among the trace's processes, from 1 up, when
+   * the trace has several (the run's first is 1). A process announced again
+   * (the same pid after an `exec`) keeps its place.
+   *
+   * @default {undefined} (no order is given)
+   */
+  sortIndex?: number;
 }
 
 /**
@@ -137,6 +152,14 @@ export interface ThreadInfo {
    * threads so (`hello.thread_ids` is `"serial"`, protocol 4).
    */
   serial?: number;
+  /**
+   * The process the thread belongs to, when a sink hears of several
+   * processes: thread ids are unique across them, and the thread's slices
+   * and instants belong to this process.
+   *
+   * @default {the process announced last}
+   */
+  pid?: number;
 }
 
 /**
@@ -197,15 +220,73 @@ export interface TraceSummary {
    * the collector reported it (protocol 2, a complete stream).
    */
   pythonMaxRss?: number;
+  /**
+   * Every traced process of the run, the first one first, then in the
+   * order they appeared, when the trace follows processes. The fields
+   * above are the first process's, but for `complete`, which holds only
+   * if every process's stream is complete.
+   */
+  processes?: ProcessSummary[];
+}
+
+/** What one process's stream held, in a trace of several processes. */
+export interface ProcessSummary {
+  /** The process id. */
+  pid: number;
+  /** The program's `sys.argv`. */
+  argv: readonly string[];
+  /** Who started it (`hello.parent`), or null for the run's first process. */
+  parent: ParentRef | null;
+  /** Whether its stream ended with an `end` record. */
+  complete: boolean;
+  /** Why recording stopped (`end.reason`, `"exec"` when it replaced itself); unknown if incomplete. */
+  reason: string | undefined;
+  /** The events received and converted. */
+  events: number;
+  /** The slices emitted. */
+  slices: number;
+  /** The events the collector says it recorded but could not send. */
+  dropped: number;
+  /** Its threads. */
+  threads: number;
+  /** Set when its recording stopped at `--max-events`. */
+  limited?: RecordingLimit;
+}
+
+/**
+ * An arrow between two processes: from the slice that started a child
+ * process (the spawner) to the child's first slice. Both ends are the
+ * starts of their slices, which last longer than 0.
+ */
+export interface ProcessFlow {
+  /** The flow id, unique among the trace's flows; the two slices carry it too. */
+  id: number;
+  /** The spawner slice's process, thread and start (µs since trace time zero). */
+  from: FlowEnd;
+  /** The child's first slice's process, thread and start. */
+  to: FlowEnd;
+}
+
+/** Where an arrow of a {@linkcode ProcessFlow} leaves or arrives. */
+export interface FlowEnd {
+  /** The process id. */
+  pid: number;
+  /** The thread id. */
+  tid: number;
+  /** The start of the slice, in µs since trace time zero. */
+  ts: number;
 }
 
 /**
  * Where the frame-state machine sends what it finds, as it finds it:
  * process, then threads and slices interleaved, then the summary. Slices
  * arrive as they close (children before their parents), not in start order.
+ * A sink that several machines share (the processes of a run, see
+ * `convertProcesses`) hears of each process before its threads, of
+ * threads with their `pid`, and of the summary of them all once, last.
  */
 export interface TraceSink {
-  /** The traced process; called once, first. */
+  /** The traced process; called first (once per process, when there are several). */
   process(process: ProcessInfo): void;
   /** A thread is announced or renamed. */
   thread(thread: ThreadInfo): void;
@@ -213,6 +294,13 @@ export interface TraceSink {
   slice(slice: Slice): void;
   /** An instant or counter value (protocol 3); a sink without it drops them. */
   mark?(mark: Mark): void;
+  /**
+   * An arrow between two processes, once both its slices have been sent:
+   * for a writer that draws arrows as events of their own. A writer that
+   * joins slices by their flow ids reads {@linkcode Slice.childFlows} and
+   * {@linkcode Slice.parentFlow} instead, and may leave this out.
+   */
+  flow?(flow: ProcessFlow): void;
   /** The stream has ended; nothing follows. */
   finish(summary: TraceSummary): void;
 }
