@@ -72,6 +72,7 @@ async function trace(command: TraceCommand): Promise<number> {
     filters: command.filters,
     maxDepth: command.maxDepth,
     manual: command.manual,
+    follow: command.follow,
     collector: command.collector,
     onNotice: (message) => console.error(`panopticon: ${message}`),
   });
@@ -167,10 +168,16 @@ export function describeRun(
   result: Pick<RunResult, "summary" | "engine" | "collector">,
 ): string {
   const { summary } = result;
-  const count = (n: number, one: string) =>
-    `${n.toLocaleString("en-US")} ${one}${n === 1 ? "" : "s"}`;
-  return `panopticon: wrote ${output} — ${count(summary.events, "event")}, ` +
-    `${count(summary.threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
+  const count = (n: number, one: string, many = `${one}s`) =>
+    `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+  // With several processes, what they all held.
+  const processes = summary.processes ?? [];
+  const several = processes.length > 1;
+  const events = several ? processes.reduce((sum, p) => sum + p.events, 0) : summary.events;
+  const threads = several ? processes.reduce((sum, p) => sum + p.threads, 0) : summary.threads;
+  return `panopticon: wrote ${output} — ${count(events, "event")}, ` +
+    (several ? `${count(processes.length, "process", "processes")}, ` : "") +
+    `${count(threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
     `${result.collector} collector, ${summary.engine || result.engine} engine)` +
     `${summary.complete ? "" : ", cut short"}. ` +
     "Open it in https://ui.perfetto.dev or chrome://tracing.";

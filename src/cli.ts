@@ -124,6 +124,13 @@ export interface TraceCommand {
    * @default {false}
    */
   manual?: boolean;
+  /**
+   * `--no-follow` sets it to false: trace the program's own process only,
+   * not the Python processes it starts.
+   *
+   * @default {true}
+   */
+  follow?: boolean;
 }
 
 /** `panopticon convert`: turn a recorded NDJSON record stream into a trace. */
@@ -209,7 +216,14 @@ const VALUE_OPTIONS: Record<
 };
 
 /** Our options that take no value. */
-const FLAGS = ["--help", "--version", "--exclude-stdlib", "--no-c-calls", "--manual"];
+const FLAGS = [
+  "--help",
+  "--version",
+  "--exclude-stdlib",
+  "--no-c-calls",
+  "--manual",
+  "--no-follow",
+];
 
 const PATTERN_FORMS = "use module:GLOB, file:GLOB or function:GLOB";
 
@@ -322,6 +336,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let cCalls = true;
   let maxDepth: number | undefined;
   let manual = false;
+  let follow = true;
 
   let i = 0;
   const takeValue = (option: string): string => {
@@ -373,6 +388,10 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (arg === "--manual") {
       manual = true;
+      continue;
+    }
+    if (arg === "--no-follow") {
+      follow = false;
       continue;
     }
     if (arg.startsWith("-c") || arg.startsWith("-m")) {
@@ -465,6 +484,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
+  if (!follow) command.follow = false;
   if (manual) {
     if (engine === "monitoring") {
       throw new UsageError(
@@ -615,6 +635,14 @@ Options:
                       "with panopticon.trace():" blocks and
                       @panopticon.traced functions are recorded (with the
                       setprofile engine). See "In the program" below.
+  --no-follow         trace the program's own process only. By default the
+                      Python processes it starts are traced too: os.fork
+                      children, multiprocessing workers (every start
+                      method), and Python programs that subprocess,
+                      os.posix_spawn or os.exec* start. Each process gets
+                      its own track group in the trace, with an arrow from
+                      the call that started it; --max-events counts the
+                      events of each process apart.
   -h, --help          show this help and exit
   -V, --version       show the version and exit
 
