@@ -4055,11 +4055,28 @@ static PyObject *real_execv = NULL, *real_execve = NULL, *real_posix_spawn = NUL
 
 /* os.execv and os.execve: the stream ends first (`end`, reason "exec"); a
    Python that the new program is sends its own. */
+/* Whether an exec of args[0] can succeed: one that fails raises, and the
+   program goes on, so only one that can run ends the stream. */
+static int
+exec_will_run(PyObject *args)
+{
+    PyObject *path = NULL;
+    if (PyTuple_GET_SIZE(args) < 1 || !PyUnicode_FSConverter(PyTuple_GET_ITEM(args, 0), &path)) {
+        PyErr_Clear();
+        return 0;
+    }
+    int runs = access(PyBytes_AS_STRING(path), X_OK) == 0;
+    Py_DECREF(path);
+    return runs;
+}
+
 static PyObject *
 wrapped_execv(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
-    finish("exec");
+    if (exec_will_run(args)) {
+        finish("exec");
+    }
     return PyObject_Call(real_execv, args, kwargs);
 }
 
@@ -4068,7 +4085,9 @@ wrapped_execve(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
     PyObject *call = args_with_env_mapping(args, 2, 0);
-    finish("exec");
+    if (exec_will_run(args)) {
+        finish("exec");
+    }
     PyObject *result = PyObject_Call(real_execve, call, kwargs);
     Py_DECREF(call);
     return result;
