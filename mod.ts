@@ -108,9 +108,7 @@ export {
 } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {
-  FlowEnd,
   Mark,
-  ProcessFlow,
   ProcessInfo,
   ProcessSummary,
   RecordingLimit,

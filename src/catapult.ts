@@ -8,7 +8,6 @@
 import manifest from "../deno.json" with { type: "json" };
 import type {
   Mark,
-  ProcessFlow,
   ProcessInfo,
   Slice,
   SliceSite,
@@ -46,6 +45,8 @@ interface RenderedSite {
   names: string;
   /** The site's args without braces, e.g. `"file":"a.py","line":1`, or "". */
   args: string;
+  /** The pid in `head`. */
+  pid: number;
 }
 
 const noop = () => {};
@@ -220,8 +221,8 @@ function copy(out: Uint8Array, at: number, bytes: Uint8Array): number {
  * `flow_in`/`flow_out` on the slices themselves). Of several processes,
  * each thread and its slices go with the process its
  * {@linkcode ThreadInfo.pid} names, and the arrow from the slice that
- * started a child process to the child's first slice is a v1 flow
- * ({@linkcode CatapultWriter.flow}). Chunks of about
+ * started a child process to the child's first slice is a v2 flow too
+ * (see {@linkcode CatapultWriter.slice}). Chunks of about
  * `chunkSize` bytes are written as they fill, without waiting: await
  * {@linkcode CatapultWriter.ready} between batches to respect
  * backpressure, and {@linkcode CatapultWriter.close} at the end.
@@ -322,15 +323,61 @@ export class CatapultWriter implements TraceSink {
     }
   }
 
-  /** Writes one complete event (`ph:"X"`), with its flow if it has one. */
+  /**
+   * Writes one complete event (`ph:"X"`), with its flow if it has one.
+   *
+   * The arrows to and from other processes ({@linkcode Slice.childFlows},
+   * {@linkcode Slice.parentFlow}) are v2 flows as well: Perfetto's trace
+   * processor numbers v1 flows (`ph:"s"`, `"f"`) from 0 in the same space
+   * as v2 ids, so that the two kinds in one trace join the wrong slices. A
+   * slice carries one `bind_id`: an arrow that finds it taken (by the
+   * slice's own flow, or another arrow) is carried by a slice of no length
+   * at the slice's start, `spawn` (or `spawned`, in the child), nested in it.
+   */
   slice(slice: Slice): void {
-    const site = this.#sites.get(slice.site) ?? this.#render(slice.site, this.#pidOf(slice.tid));
+    if (slice.childFlows !== undefined || slice.parentFlow) {
+      this.#sliceWithArrows(slice);
+      return;
+    }
+    this.#write(slice, slice.flow, slice.flowIn, slice.flowOut);
+  }
+
+  /** A slice with arrows to or from other processes: the first free one binds to the slice. */
+  #sliceWithArrows(slice: Slice): void {
+    const arrows: [flow: number, out: boolean][] = [];
+    if (slice.parentFlow) arrows.push([slice.parentFlow, false]);
+    for (const flow of slice.childFlows ?? []) arrows.push([flow, true]);
+    let { flow, flowIn, flowOut } = slice;
+    if (flow === 0) {
+      const [first, out] = arrows.shift()!;
+      flow = first;
+      flowIn = !out;
+      flowOut = out;
+    }
+    this.#write(slice, flow, flowIn, flowOut);
+    const pid = this.#pidOf(slice.tid);
+    for (const [id, out] of arrows) {
+      const name = out ? "spawn" : "spawned";
+      this.#event(
+        `{"ph":"X","name":"${name}","cat":"process","pid":${pid},"tid":${slice.tid},"ts":${
+          Math.round(slice.start * 1000) / 1000
+        },"dur":0,"bind_id":"0x${id.toString(16)}","flow_${out ? "out" : "in"}":true}`,
+      );
+    }
+  }
+
+  #write(slice: Slice, flow: number, flowIn: boolean, flowOut: boolean): void {
+    const pid = this.#pidOf(slice.tid);
+    let site = this.#sites.get(slice.site);
+    // A site is rendered again for another process (a site's slices are
+    // nearly always one process's: each frame-state machine has its own).
+    if (site === undefined || site.pid !== pid) site = this.#render(slice.site, pid);
     const args = slice.args;
     // Extra args are rare (unfinished, unbalanced, flushes): they go as text.
     const head = args === undefined ? site.head : this.#head(
       site.names,
       `${site.args}${site.args === "" ? "" : ","}${JSON.stringify(args).slice(1, -1)}`,
-      this.#pidOf(slice.tid),
+      pid,
     );
     const out = this.#reserve(head.length + SLICE_BYTES);
     let at = this.#at;
@@ -345,14 +392,13 @@ export class CatapultWriter implements TraceSink {
     at = writeMicros(out, at, slice.start);
     at = writeDurKey(out, at);
     at = writeMicros(out, at, slice.duration);
-    const flow = slice.flow;
     if (flow !== 0) {
       // Chromium writes v2 flow ids as hex strings; Perfetto reads them so.
       at = copy(out, at, BIND_ID);
       at = writeHex(out, at, flow);
       out[at++] = 0x22; // "
-      if (slice.flowIn) at = copy(out, at, FLOW_IN);
-      if (slice.flowOut) at = copy(out, at, FLOW_OUT);
+      if (flowIn) at = copy(out, at, FLOW_IN);
+      if (flowOut) at = copy(out, at, FLOW_OUT);
     }
     out[at++] = 0x7d; // }
     this.#at = at;
@@ -374,21 +420,6 @@ export class CatapultWriter implements TraceSink {
         ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${pid},"tid":${mark.tid},"ts":${ts}}`
         : `{"ph":"C",${names},"args":${args},"pid":${pid},"ts":${ts}}`,
     );
-  }
-
-  /**
-   * Writes the arrow from the slice that started a child process to the
-   * child's first slice: a v1 flow, `ph:"s"` at the start of the one and
-   * `ph:"f"` with `bp:"e"` (bound to the enclosing slice, which Perfetto
-   * and Catapult both read) at the start of the other. The slices' own v2
-   * flows (`bind_id`) are apart: a slice may have both.
-   */
-  flow(flow: ProcessFlow): void {
-    const id = `"id":"0x${flow.id.toString(16)}","cat":"process","name":"spawn"`;
-    const at = (end: ProcessFlow["from"]) =>
-      `"pid":${end.pid},"tid":${end.tid},"ts":${Math.round(end.ts * 1000) / 1000}`;
-    this.#event(`{"ph":"s",${id},${at(flow.from)}}`);
-    this.#event(`{"ph":"f","bp":"e",${id},${at(flow.to)}}`);
   }
 
   /** Writes the end of the trace, with the summary in `otherData`. */
@@ -493,16 +524,13 @@ export class CatapultWriter implements TraceSink {
     return this.#pids[tid] ?? this.#pid;
   }
 
-  /**
-   * Renders a site, with the process of the slice that first shows it: a
-   * site belongs to one process (a frame-state machine makes its own).
-   */
+  /** Renders a site, with the process of the slice that shows it. */
   #render(site: SliceSite, pid: number): RenderedSite {
     const names = `"name":${JSON.stringify(site.name)},"cat":${JSON.stringify(site.category)}`;
     let args = "";
     if (site.file !== undefined) args += `"file":${JSON.stringify(site.file)}`;
     if (site.line !== undefined) args += `${args === "" ? "" : ","}"line":${site.line}`;
-    const rendered = { names, args, head: this.#head(names, args, pid) };
+    const rendered = { names, args, pid, head: this.#head(names, args, pid) };
     this.#sites.set(site, rendered);
     return rendered;
   }

@@ -20,7 +20,6 @@ import {
   type ProtocolRecord,
 } from "./protocol.ts";
 import type {
-  FlowEnd,
   Mark,
   ProcessInfo,
   ProcessSummary,
@@ -160,10 +159,11 @@ const FORGET_SPAWN_MS = 60_000;
  * assert.equal(summary?.complete, true);
  * assert.deepEqual(summary?.processes?.map((process) => process.pid), [7, 8]);
  * const events = JSON.parse(text).traceEvents;
+ * const fork = events.find((event: { name: string }) => event.name === "posix.fork");
  * const work = events.find((event: { name: string }) => event.name === "work");
- * assert.deepEqual([work.pid, work.ts], [8, 3]);
- * const arrow = events.filter((event: { ph: string }) => event.ph === "s" || event.ph === "f");
- * assert.deepEqual(arrow.map((event: { pid: number; ts: number }) => [event.pid, event.ts]), [[7, 1], [8, 3]]);
+ * assert.deepEqual([fork.pid, fork.flow_out, work.pid, work.ts, work.flow_in], [7, true, 8, 3, true]);
+ * // The arrow from the fork to the child's first slice.
+ * assert.equal(fork.bind_id, work.bind_id);
  * ```
  */
 export async function convertProcesses(
@@ -186,9 +186,8 @@ interface SharedWriter extends TraceSink {
 }
 
 /**
- * An arrow between a spawn and the child it started, while its ends are
- * being found: `from` and `to` are undefined until the slice is seen, null
- * when it lasted 0 (an arrow cannot be bound to it).
+ * The arrow between a spawn and the child it started: its flow id, which
+ * the spawner's slice and the child's first slice both carry.
  */
 interface Link {
   key: string;
@@ -197,8 +196,6 @@ interface Link {
   spawnedAt: number;
   /** Whether the child's hello named it. */
   claimed: boolean;
-  from?: FlowEnd | null;
-  to?: FlowEnd | null;
 }
 
 /** One process's stream, as it is followed. */
@@ -257,8 +254,8 @@ class Conversion {
   #origin: number | undefined;
   readonly #originKnown = Promise.withResolvers<void>();
 
+  /** The arrows by `pid:token`, until both ends have been named. */
   readonly #links = new Map<string, Link>();
-  readonly #linksByFlow = new Map<number, Link>();
   /** Links by the time of their spawn, some of them since claimed: see #forget. */
   #unclaimed: Link[] = [];
 
@@ -454,7 +451,7 @@ class Conversion {
       flow: () => this.#ids.flow(),
     };
     const parent = hello.parent;
-    const machine = new FrameStateMachine(new ProcessSink(this, follower, predecessor), {
+    const machine = new FrameStateMachine(new ProcessSink(this.#writer, follower, predecessor), {
       onWarning: this.#warner(follower),
       maxDepth: this.#maxDepth,
       origin: this.#origin,
@@ -468,11 +465,6 @@ class Conversion {
     follower.sortIndex = predecessor?.sortIndex ?? ++this.#places;
     this.#appeared.push(follower);
     return machine;
-  }
-
-  /** The writer, once a machine has made it. */
-  get writer(): SharedWriter {
-    return this.#writer!;
   }
 
   #warner(follower: Follower): (message: string) => void {
@@ -525,7 +517,6 @@ class Conversion {
     if (link === undefined || (side === "spawned" ? link.spawnedAt >= 0 : link.claimed)) {
       link = { key, flow: this.#ids.flow(), spawnedAt: -1, claimed: false };
       this.#links.set(key, link);
-      this.#linksByFlow.set(link.flow, link);
     }
     return link;
   }
@@ -535,7 +526,8 @@ class Conversion {
     this.#forget();
     const link = this.#link(pid, token, "spawned");
     link.spawnedAt = now();
-    if (!link.claimed) this.#unclaimed.push(link);
+    if (link.claimed) this.#unlink(link);
+    else this.#unclaimed.push(link);
     return link.flow;
   }
 
@@ -543,6 +535,7 @@ class Conversion {
   #claimed(pid: number, token: number): number {
     const link = this.#link(pid, token, "claimed");
     link.claimed = true;
+    if (link.spawnedAt >= 0) this.#unlink(link);
     return link.flow;
   }
 
@@ -561,7 +554,6 @@ class Conversion {
   }
 
   #unlink(link: Link): void {
-    this.#linksByFlow.delete(link.flow);
     if (this.#links.get(link.key) === link) this.#links.delete(link.key);
   }
 
@@ -574,34 +566,6 @@ class Conversion {
       if (!link.claimed) return link.spawnedAt + this.#grace - at;
     }
     return 0;
-  }
-
-  /** A slice that started children has been written: where their arrows leave. */
-  spawner(pid: number, slice: Slice): void {
-    for (const flow of slice.childFlows ?? []) {
-      const link = this.#linksByFlow.get(flow);
-      if (link === undefined) continue;
-      link.from = slice.duration > 0 ? { pid, tid: slice.tid, ts: slice.start } : null;
-      this.#draw(link);
-    }
-  }
-
-  /** A child's first slice has been written: where its arrow arrives. */
-  firstSlice(pid: number, slice: Slice): void {
-    const link = this.#linksByFlow.get(slice.parentFlow ?? 0);
-    if (link === undefined) return;
-    link.to = slice.duration > 0 ? { pid, tid: slice.tid, ts: slice.start } : null;
-    this.#draw(link);
-  }
-
-  #draw(link: Link): void {
-    if (link.from === undefined || link.to === undefined) return;
-    this.#unlink(link);
-    // An arrow event binds to the slice around its time: a slice of no
-    // length has none.
-    if (link.from !== null && link.to !== null) {
-      this.#writer!.flow?.({ id: link.flow, from: link.from, to: link.to });
-    }
   }
 
   // --- when to stop -------------------------------------------------------------
@@ -676,19 +640,15 @@ class Conversion {
   }
 }
 
-/**
- * What a machine of one stream sends, passed on to the shared writer with
- * the process's pid; the links of its arrows noted on the way.
- */
+/** What a machine of one stream sends, passed on to the shared writer with the process's pid. */
 class ProcessSink implements TraceSink {
-  readonly #conversion: Conversion;
   readonly #follower: Follower;
   readonly #predecessor: Follower | undefined;
-  #writer: SharedWriter | undefined;
+  readonly #writer: SharedWriter;
   #pid = 0;
 
-  constructor(conversion: Conversion, follower: Follower, predecessor: Follower | undefined) {
-    this.#conversion = conversion;
+  constructor(writer: SharedWriter, follower: Follower, predecessor: Follower | undefined) {
+    this.#writer = writer;
     this.#follower = follower;
     this.#predecessor = predecessor;
   }
@@ -696,7 +656,6 @@ class ProcessSink implements TraceSink {
   process(process: ProcessInfo): void {
     const follower = this.#follower;
     const predecessor = this.#predecessor;
-    this.#writer = this.#conversion.writer;
     this.#pid = process.pid;
     follower.name = predecessor === undefined
       ? process.name
@@ -706,18 +665,16 @@ class ProcessSink implements TraceSink {
 
   thread(thread: ThreadInfo): void {
     thread.pid = this.#pid;
-    this.#writer!.thread(thread);
+    this.#writer.thread(thread);
   }
 
   slice(slice: Slice): void {
-    if (slice.childFlows !== undefined) this.#conversion.spawner(this.#pid, slice);
-    if (slice.parentFlow) this.#conversion.firstSlice(this.#pid, slice);
-    this.#writer!.slice(slice);
+    this.#writer.slice(slice);
   }
 
   mark(mark: Mark): void {
     mark.pid = this.#pid;
-    this.#writer!.mark?.(mark);
+    this.#writer.mark?.(mark);
   }
 
   finish(): void {

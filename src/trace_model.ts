@@ -254,30 +254,6 @@ export interface ProcessSummary {
 }
 
 /**
- * An arrow between two processes: from the slice that started a child
- * process (the spawner) to the child's first slice. Both ends are the
- * starts of their slices, which last longer than 0.
- */
-export interface ProcessFlow {
-  /** The flow id, unique among the trace's flows; the two slices carry it too. */
-  id: number;
-  /** The spawner slice's process, thread and start (µs since trace time zero). */
-  from: FlowEnd;
-  /** The child's first slice's process, thread and start. */
-  to: FlowEnd;
-}
-
-/** Where an arrow of a {@linkcode ProcessFlow} leaves or arrives. */
-export interface FlowEnd {
-  /** The process id. */
-  pid: number;
-  /** The thread id. */
-  tid: number;
-  /** The start of the slice, in µs since trace time zero. */
-  ts: number;
-}
-
-/**
  * Where the frame-state machine sends what it finds, as it finds it:
  * process, then threads and slices interleaved, then the summary. Slices
  * arrive as they close (children before their parents), not in start order.
@@ -294,13 +270,6 @@ export interface TraceSink {
   slice(slice: Slice): void;
   /** An instant or counter value (protocol 3); a sink without it drops them. */
   mark?(mark: Mark): void;
-  /**
-   * An arrow between two processes, once both its slices have been sent:
-   * for a writer that draws arrows as events of their own. A writer that
-   * joins slices by their flow ids reads {@linkcode Slice.childFlows} and
-   * {@linkcode Slice.parentFlow} instead, and may leave this out.
-   */
-  flow?(flow: ProcessFlow): void;
   /** The stream has ended; nothing follows. */
   finish(summary: TraceSummary): void;
 }
