@@ -246,6 +246,8 @@ class Conversion {
   readonly #warnings: string[] = [];
 
   readonly #followers: Follower[] = [];
+  /** How many of them have not ended. */
+  #open = 0;
   /** The followers whose machine has been made, in that order. */
   readonly #appeared: Follower[] = [];
   /** The places given among the trace's processes. */
@@ -339,13 +341,17 @@ class Conversion {
   async #follow(stream: ReadableStream<Uint8Array>, index: number): Promise<void> {
     const follower = new Follower(index, stream.getReader());
     this.#followers.push(follower);
+    this.#open++;
     const late = this.#aborted;
     try {
       await this.#read(follower, late);
     } catch (error) {
       this.#broke(follower, error);
     } finally {
+      // Its machine's buffers go: a run may start any number of processes.
+      follower.machine = undefined;
       follower.ended = true;
+      this.#open--;
       follower.endedSignal.resolve();
       this.#check();
     }
@@ -578,11 +584,12 @@ class Conversion {
     if (this.#origin === undefined && (late || this.#connectionsEnded || this.#aborted)) {
       this.#chooseRoot(late || this.#aborted);
     }
-    const open = this.#followers.filter((follower) => !follower.ended);
-    if (open.length > 0) {
+    if (this.#open > 0) {
       if (late && !this.#noticed && !this.#aborted) {
         this.#noticed = true;
-        const pids = open.flatMap((follower) => follower.hello ? [follower.hello.pid] : []);
+        const pids = this.#followers.flatMap((follower) =>
+          !follower.ended && follower.hello ? [follower.hello.pid] : []
+        );
         this.#options.onWaiting?.(pids);
       }
       return;

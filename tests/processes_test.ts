@@ -452,3 +452,54 @@ Deno.test("convertProcesses stops once no process can still connect", async (t) 
     assert.ok(slicesOf(trace).some((slice) => slice.name === "work"));
   });
 });
+
+Deno.test("convertProcesses reads no stream faster than the trace is written", async () => {
+  const pulls = [0, 0];
+  /** A stream of `chunks` batches of 500 calls each, made as they are pulled. */
+  const lazy = (index: number, pid: number, parent?: { pid: number; token: number }) => {
+    let sent = 0;
+    let ts = 10_000;
+    return new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulls[index]!++;
+        if (sent === 0) {
+          controller.enqueue(
+            encoder.encode(
+              [hello(pid, ts, parent ? { parent } : {}), ...DEFINITIONS, ""].join("\n"),
+            ),
+          );
+        } else if (sent <= 200) {
+          const list: number[][] = [];
+          for (let i = 0; i < 500; i++) list.push([0, 1, ts += 10, 0, 1], [2, 1, ts += 10, 0, 0]);
+          controller.enqueue(encoder.encode(events(...list) + "\n"));
+        } else {
+          controller.enqueue(encoder.encode(end(ts + 10, 200 * 1000) + "\n"));
+          controller.close();
+        }
+        sent++;
+      },
+    }, { highWaterMark: 0 });
+  };
+  let open = Promise.withResolvers<void>();
+  let written = 0;
+  const output = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      await open.promise;
+      written += chunk.length;
+    },
+  });
+  const converting = convertProcesses(
+    [lazy(0, 100), lazy(1, 101, { pid: 100, token: 0 })],
+    output,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The output takes nothing: each stream was read a few chunks ahead at most.
+  assert.ok(pulls[0]! <= 4 && pulls[1]! <= 4, `pulled ${pulls}`);
+  open.resolve();
+  const summary = await converting;
+  assert.deepEqual(pulls, [202, 202]);
+  assert.equal(summary?.complete, true);
+  assert.deepEqual(summary?.processes?.map((process) => process.events), [200_000, 200_000]);
+  assert.ok(written > 2 * 100_000 * 100);
+  open = Promise.withResolvers();
+});
