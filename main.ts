@@ -170,13 +170,17 @@ export function describeRun(
   const { summary } = result;
   const count = (n: number, one: string, many = `${one}s`) =>
     `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
-  // With several processes, what they all held.
-  const processes = summary.processes ?? [];
-  const several = processes.length > 1;
-  const events = several ? processes.reduce((sum, p) => sum + p.events, 0) : summary.events;
-  const threads = several ? processes.reduce((sum, p) => sum + p.threads, 0) : summary.threads;
+  // With several processes, what they all held. A program that an exec
+  // started is the same process, its main thread the same thread.
+  const streams = summary.processes ?? [];
+  const pids = new Set(streams.map((process) => process.pid)).size;
+  const several = pids > 1;
+  const events = several ? streams.reduce((sum, p) => sum + p.events, 0) : summary.events;
+  const threads = several
+    ? streams.reduce((sum, p) => sum + p.threads, 0) - (streams.length - pids)
+    : summary.threads;
   return `panopticon: wrote ${output} — ${count(events, "event")}, ` +
-    (several ? `${count(processes.length, "process", "processes")}, ` : "") +
+    (several ? `${count(pids, "process", "processes")}, ` : "") +
     `${count(threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
     `${result.collector} collector, ${summary.engine || result.engine} engine)` +
     `${summary.complete ? "" : ", cut short"}. ` +

@@ -154,10 +154,11 @@ Deno.test("describeRun() counts the processes of a run that followed several", (
     engine: "monitoring",
     protocol: 4,
     warnings: [],
-    processes: [process(1, 1000, 2), process(2, 200, 1), process(3, 34, 1)],
+    processes: [process(1, 1000, 2), process(2, 200, 1), process(3, 30, 1), process(3, 4, 1)],
   };
   equal(
     describeRun("t.json", [3, 13, 0], { summary, engine: "monitoring", collector: "native" }),
+    // Process 3 replaced itself (exec): one process, its main thread going on.
     "panopticon: wrote t.json — 1,234 events, 3 processes, 4 threads (Python 3.13.0, native " +
       "collector, monitoring engine). Open it in https://ui.perfetto.dev or chrome://tracing.",
   );
