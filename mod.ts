@@ -6,7 +6,9 @@
  *
  * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
  * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter};
- * {@linkcode toCatapult} and {@linkcode convert} assemble it. The record
+ * {@linkcode toCatapult} and {@linkcode convert} assemble it, and
+ * {@linkcode convertProcesses} joins the streams of several processes (a
+ * program and the Python processes it started) into one trace. The record
  * protocol is specified in `docs/protocol.md`; {@linkcode unpackEvents}
  * and {@linkcode unpackBatch} decode event batches for tools.
  *

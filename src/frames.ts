@@ -227,7 +227,10 @@ class ThreadState {
  * frames above it first (`args.unbalanced`). At the end, whatever is still
  * open is closed at the last timestamp of the stream (`args.unfinished`).
  * A `limit` record (protocol 4) marks where recording stopped with an
- * instant on its thread, and leaves what is open as it is.
+ * instant on its thread, and leaves what is open as it is. A `spawn`
+ * event (protocol 4) gives the innermost shown slice open on its thread the
+ * flow id of the arrow to the child it started (see
+ * {@linkcode FrameStateMachineOptions.spawnFlow}).
  *
  * Slices of generators, coroutines and async generators that continue one
  * another share the instance's flow id: a flow leaves every slice that is
