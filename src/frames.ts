@@ -322,6 +322,7 @@ export class FrameStateMachine {
     flowIn: false,
     flowOut: false,
     args: undefined,
+    depth: 0,
     childFlows: undefined,
     parentFlow: 0,
   };
@@ -410,6 +411,8 @@ export class FrameStateMachine {
       case "flush": {
         const thread = this.#threadOf(record.thread);
         if (record.end > this.#lastTs) this.#lastTs = record.end;
+        // Nested in the frame that was running when the collector flushed.
+        const top = thread.depth > 0 ? thread.stack[thread.depth - 1]!.depth : 0;
         this.#emit(
           thread.tid,
           this.#flushSite,
@@ -421,6 +424,7 @@ export class FrameStateMachine {
           {
             events: record.events,
           },
+          top + 1,
           undefined,
           0,
         );
@@ -931,6 +935,7 @@ export class FrameStateMachine {
       entry.flowIn,
       false,
       all,
+      entry.depth,
       entry.childFlows,
       entry.parentFlow,
     );
@@ -952,6 +957,7 @@ export class FrameStateMachine {
       entry.heldFlowIn,
       flowOut,
       undefined,
+      entry.heldDepth,
       entry.heldChildFlows,
       entry.heldParentFlow,
     );
@@ -966,6 +972,7 @@ export class FrameStateMachine {
     flowIn: boolean,
     flowOut: boolean,
     args: SliceArgs | undefined,
+    depth: number,
     childFlows: readonly number[] | undefined,
     parentFlow: number,
   ): void {
@@ -978,6 +985,7 @@ export class FrameStateMachine {
     slice.flowIn = flowIn;
     slice.flowOut = flowOut;
     slice.args = args;
+    slice.depth = depth;
     slice.childFlows = childFlows;
     slice.parentFlow = parentFlow;
     this.#slices++;

@@ -9,7 +9,6 @@
  * @module
  */
 
-import { CatapultWriter } from "./catapult.ts";
 import type { ConversionSummary, ConvertOptions } from "./convert.ts";
 import { checkMaxDepth, countingIds, FrameStateMachine, type TraceIds } from "./frames.ts";
 import {
@@ -19,6 +18,12 @@ import {
   ProtocolError,
   type ProtocolRecord,
 } from "./protocol.ts";
+import {
+  openTraceWriter,
+  TRACE_FORMATS,
+  type TraceFormat,
+  type TraceWriter,
+} from "./trace_format.ts";
 import type {
   Mark,
   ProcessInfo,
@@ -102,7 +107,8 @@ const now = () => performance.now();
 const FORGET_SPAWN_MS = 60_000;
 
 /**
- * Converts the streams of a run's processes into one Catapult JSON trace:
+ * Converts the streams of a run's processes into one trace (Catapult JSON,
+ * or with `format: "perfetto"` Perfetto protobuf, gzipped with `gzip`):
  * one process (a track group) per pid, threads and flows numbered across
  * them, one time axis from the first process's `t0`, and an arrow from the
  * slice that started each child (its parent's `spawn` event) to the child's
@@ -175,14 +181,13 @@ export async function convertProcesses(
   const maxDepth = checkMaxDepth(options.maxDepth);
   const grace = options.grace ?? 1000;
   if (!(grace >= 0)) throw new RangeError(`grace must be a number of ms, got ${String(grace)}`);
-  return await new Conversion(input, output, options, maxDepth, grace).run();
-}
-
-/** A writer that several machines share. */
-interface SharedWriter extends TraceSink {
-  ready(): Promise<void>;
-  close(): Promise<void>;
-  abort(reason?: unknown): Promise<void>;
+  const format = options.format ?? "json";
+  if (!TRACE_FORMATS.includes(format)) {
+    throw new RangeError(
+      `format must be one of ${TRACE_FORMATS.join(", ")}, got ${String(format)}`,
+    );
+  }
+  return await new Conversion(input, output, options, { maxDepth, grace, format }).run();
 }
 
 /**
@@ -241,7 +246,8 @@ class Conversion {
   readonly #options: ConvertProcessesOptions;
   readonly #maxDepth: number;
   readonly #grace: number;
-  #writer: SharedWriter | undefined;
+  readonly #format: TraceFormat;
+  #writer: TraceWriter | undefined;
   readonly #ids: TraceIds = countingIds();
   readonly #warnings: string[] = [];
 
@@ -275,16 +281,16 @@ class Conversion {
     input: ProcessesInput,
     output: WritableStream<Uint8Array>,
     options: ConvertProcessesOptions,
-    maxDepth: number,
-    grace: number,
+    checked: { maxDepth: number; grace: number; format: TraceFormat },
   ) {
     this.#source = "connections" in input
       ? input
       : { connections: toAsyncIterable(input as Iterable<ReadableStream<Uint8Array>>) };
     this.#output = output;
     this.#options = options;
-    this.#maxDepth = maxDepth;
-    this.#grace = grace;
+    this.#maxDepth = checked.maxDepth;
+    this.#grace = checked.grace;
+    this.#format = checked.format;
   }
 
   async run(): Promise<ConversionSummary | undefined> {
@@ -445,7 +451,10 @@ class Conversion {
   /** Makes the machine of a stream whose hello has come, writing into the shared writer. */
   #start(follower: Follower, predecessor: Follower | undefined): FrameStateMachine {
     const hello = follower.hello!;
-    this.#writer ??= new CatapultWriter(this.#output);
+    this.#writer ??= openTraceWriter(this.#output, {
+      format: this.#format,
+      gzip: this.#options.gzip ?? false,
+    });
     const inherited = predecessor?.mainTid ?? 0;
     const ids: TraceIds = {
       thread: () => {
@@ -643,7 +652,7 @@ class Conversion {
     };
     writer.finish(summary);
     await writer.close();
-    return { ...summary, warnings: this.#warnings };
+    return { ...summary, warnings: this.#warnings, format: this.#format, bytes: writer.bytes };
   }
 }
 
@@ -651,10 +660,10 @@ class Conversion {
 class ProcessSink implements TraceSink {
   readonly #follower: Follower;
   readonly #predecessor: Follower | undefined;
-  readonly #writer: SharedWriter;
+  readonly #writer: TraceWriter;
   #pid = 0;
 
-  constructor(writer: SharedWriter, follower: Follower, predecessor: Follower | undefined) {
+  constructor(writer: TraceWriter, follower: Follower, predecessor: Follower | undefined) {
     this.#writer = writer;
     this.#follower = follower;
     this.#predecessor = predecessor;

@@ -28,6 +28,7 @@ import {
   type NativeModule,
 } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
+import type { TraceFormat } from "./trace_format.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
 export interface ChildStatus {
@@ -121,6 +122,25 @@ export interface RunOptions {
    * @default {undefined} (no limit)
    */
   maxDepth?: number;
+  /**
+   * The trace's format; passed to {@linkcode convertProcesses}.
+   *
+   * @default {"json"}
+   */
+  format?: TraceFormat;
+  /**
+   * Gzip the trace as it is written; passed to {@linkcode convert}.
+   *
+   * @default {false}
+   */
+  gzip?: boolean;
+  /**
+   * The collector stops recording after this many events (a positive whole
+   * number), passed to it in `PANOPTICON_MAX_EVENTS`.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
   /**
    * Record only inside the program's `panopticon.trace()` blocks and
    * `panopticon.traced` calls (`--manual`), with the setprofile engine,
@@ -219,6 +239,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_FOLLOW",
   // Set by a traced parent for its children: stale in a run of its own.
   "PANOPTICON_SPAWN",
+  "PANOPTICON_MAX_EVENTS",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -257,6 +278,12 @@ export interface ChannelSettings {
    * @default {false}
    */
   follow?: boolean;
+  /**
+   * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
 }
 
 /**
@@ -314,7 +341,9 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_ROOT`: `1`, this process is the run's first (its children
  *   are told who started them instead);
  * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
- *   traced too.
+ *   traced too;
+ * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
+ *   number, only when there is a limit.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -334,6 +363,7 @@ export function childEnvironment(
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   env["PANOPTICON_ROOT"] = "1";
   env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
+  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   return env;
 }
 
@@ -506,6 +536,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       filters: options.filters,
       manual: options.manual,
       native: native?.path,
+      maxEvents: options.maxEvents,
       follow: options.follow ?? true,
     });
 
@@ -542,6 +573,8 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       },
     };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.format !== undefined) convertOptions.format = options.format;
+    if (options.gzip) convertOptions.gzip = true;
     const conversion = (options.convert ?? convertProcesses)(
       listening,
       file.writable,

@@ -88,6 +88,13 @@ export interface Slice {
    */
   args: SliceArgs | undefined;
   /**
+   * Its depth among the shown slices of its thread's stack when it ran, 1
+   * for the outermost (a writer that spreads slices over packet sequences
+   * keys them by it); absent from slices not made by the frame-state
+   * machine.
+   */
+  depth?: number;
+  /**
    * The flow ids of the arrows to the child processes started while this
    * slice was the innermost one shown (protocol 4, `spawn` events), each
    * unique among the trace's flows; `undefined` for nearly every slice. An

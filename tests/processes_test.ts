@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { ERROR_STATS, query, viewerIgnored } from "./_viewer.ts";
 import {
   type ConversionSummary,
   convertProcesses,
   type ConvertProcessesOptions,
   type ProcessStreams,
+  readPerfetto,
 } from "../mod.ts";
 
 const encoder = new TextEncoder();
@@ -502,4 +504,131 @@ Deno.test("convertProcesses reads no stream faster than the trace is written", a
   assert.deepEqual(summary?.processes?.map((process) => process.events), [200_000, 200_000]);
   assert.ok(written > 2 * 100_000 * 100);
   open = Promise.withResolvers();
+});
+
+const NO_VIEWER = viewerIgnored("tests/processes_test.ts");
+
+Deno.test({
+  name:
+    "convertProcesses writes traces whose arrows Perfetto's trace processor joins across processes",
+  ignore: NO_VIEWER,
+  fn: async (t) => {
+    const dir = await Deno.makeTempDir({ prefix: "panopticon-processes-test-" });
+    try {
+      for (const format of ["json", "perfetto"] as const) {
+        await t.step(format, async () => {
+          const path = `${dir}/trace.${format === "json" ? "json" : "pftrace"}`;
+          const file = await Deno.open(path, { write: true, create: true, truncate: true });
+          // The parent's fork happens inside a generator's first slice, as
+          // a flow of its own leaves it: the arrow to the child rides on the
+          // fork call, the generator's flow on the generator's slices.
+          const gen =
+            '{"kind":"code","id":3,"module":"__main__","qualname":"gen","file":"p.py","line":9,"type":"generator"}';
+          const parent = [
+            hello(100, 10_000),
+            ...DEFINITIONS,
+            gen,
+            events(
+              [0, 1, 11_000, 0, 1],
+              [0, 1, 11_500, 77, 3],
+              [5, 1, 12_000, 0, 1],
+              [14, 1, 12_500, 0, 1],
+              [6, 1, 13_000, 0, 0],
+              [4, 1, 13_200, 77, 0],
+              [1, 1, 13_400, 77, 3],
+              [2, 1, 13_600, 77, 0],
+              [5, 1, 14_000, 0, 1],
+              [14, 1, 14_500, 0, 2],
+              [6, 1, 15_000, 0, 0],
+              [2, 1, 30_000, 0, 0],
+            ),
+            end(30_100, 12),
+          ];
+          const summary = await convertProcesses(
+            [
+              streamOf(parent),
+              streamOf(childLines(101, { pid: 100, token: 1 }, 16_000, 20_000)),
+              streamOf(childLines(102, { pid: 100, token: 2 }, 17_000, 25_000)),
+            ],
+            file.writable,
+            { format },
+          );
+          assert.equal(summary?.format, format);
+          const { parsed, results } = await query(
+            path,
+            `select so.name as from_name, po.pid as from_pid, si.name as to_name, pi.pid as to_pid
+               from flow f
+               join slice so on so.id = f.slice_out
+               join thread_track a on so.track_id = a.id join thread ta on ta.utid = a.utid
+               join process po on po.upid = ta.upid
+               join slice si on si.id = f.slice_in
+               join thread_track b on si.track_id = b.id join thread tb on tb.utid = b.utid
+               join process pi on pi.upid = tb.upid
+               order by si.ts`,
+            `select s.name, p.pid, p.name as process from slice s
+               join thread_track tt on s.track_id = tt.id join thread using (utid)
+               join process p using (upid) order by s.ts`,
+            ERROR_STATS,
+          );
+          assert.ok(parsed);
+          const [flows, slices, errors] = results;
+          assert.deepEqual(flows, [
+            { from_name: "gen", from_pid: "100", to_name: "gen", to_pid: "100" },
+            { from_name: "posix.fork", from_pid: "100", to_name: "work", to_pid: "101" },
+            { from_name: "posix.fork", from_pid: "100", to_name: "work", to_pid: "102" },
+          ]);
+          assert.deepEqual(slices!.map((row) => [row.name, row.pid, row.process]), [
+            ["main", "100", "python /home/user/p100.py"],
+            ["gen", "100", "python /home/user/p100.py"],
+            ["posix.fork", "100", "python /home/user/p100.py"],
+            ["gen", "100", "python /home/user/p100.py"],
+            ["posix.fork", "100", "python /home/user/p100.py"],
+            ["work", "101", "python /home/user/p101.py"],
+            ["work", "102", "python /home/user/p102.py"],
+          ]);
+          assert.deepEqual(errors, []);
+        });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("convertProcesses writes a protobuf trace with a track per process and arrows between them", async () => {
+  const chunks: Uint8Array[] = [];
+  const summary = await convertProcesses(
+    [
+      streamOf(parentLines(100, 10_000, [1, 2])),
+      streamOf(childLines(101, { pid: 100, token: 1 }, 14_000, 20_000)),
+      streamOf(childLines(102, { pid: 100, token: 2 }, 16_000, 18_000)),
+    ],
+    new WritableStream({ write: (chunk) => void chunks.push(chunk) }),
+    { format: "perfetto" },
+  );
+  assert.equal(summary?.format, "perfetto");
+  const trace = await readPerfetto(ReadableStream.from(chunks));
+  const tracks = [...trace.tracks.values()];
+  assert.deepEqual(
+    tracks.flatMap((track) => track.process ? [[track.process.pid, track.process.name]] : []),
+    [
+      [100, "python /home/user/p100.py"],
+      [101, "python /home/user/p101.py"],
+      [102, "python /home/user/p102.py"],
+    ],
+  );
+  // Each thread's track is under its process's.
+  assert.deepEqual(
+    tracks.flatMap((track) =>
+      track.thread
+        ? [[track.thread.tid, track.thread.pid, trace.tracks.get(track.parent!)?.process?.pid]]
+        : []
+    ),
+    [[1, 100, 100], [2, 101, 101], [3, 102, 102]],
+  );
+  const name = (id: number) => trace.slices[id]!.name;
+  assert.deepEqual(
+    trace.flows.map((flow) => [name(flow.from), name(flow.to), trace.slices[flow.to]!.tid]),
+    [["posix.fork", "work", 2], ["posix.fork", "work", 3]],
+  );
 });
