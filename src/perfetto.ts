@@ -567,6 +567,8 @@ export class PerfettoWriter implements TraceSink {
       ["limited_ts", summary.limited?.ts],
       ["limited_events", summary.limited?.events],
       ["python_max_rss", summary.pythonMaxRss],
+      // Every traced process, when the trace follows processes, as JSON.
+      ["processes", summary.processes && JSON.stringify(summary.processes)],
     ];
     const bundle = new ProtoWriter();
     for (const [name, value] of entries) {

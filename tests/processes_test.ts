@@ -608,6 +608,10 @@ Deno.test("convertProcesses writes a protobuf trace with a track per process and
   );
   assert.equal(summary?.format, "perfetto");
   const trace = await readPerfetto(ReadableStream.from(chunks));
+  assert.deepEqual(
+    JSON.parse(trace.metadata.processes as string).map((p: { pid: number }) => p.pid),
+    [100, 101, 102],
+  );
   const tracks = [...trace.tracks.values()];
   assert.deepEqual(
     tracks.flatMap((track) => track.process ? [[track.process.pid, track.process.name]] : []),
