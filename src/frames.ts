@@ -96,7 +96,19 @@ export interface TraceIds {
   flow(): number;
 }
 
-/** Ids counted from 1, one count for threads and one for flows. */
+/**
+ * Ids counted from 1, one count for threads and one for flows: share one
+ * between machines that write into one sink.
+ *
+ * @example
+ * ```ts
+ * import { countingIds } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const ids = countingIds();
+ * assert.deepEqual([ids.thread(), ids.thread(), ids.flow()], [1, 2, 1]);
+ * ```
+ */
 export function countingIds(): TraceIds {
   let threads = 0;
   let flows = 0;

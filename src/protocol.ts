@@ -73,7 +73,20 @@ export const Op = {
  */
 export const MAX_OP = 14;
 
-/** Whether `op` is an operation code of {@linkcode Op}: an integer 0 to 12, or 14. */
+/**
+ * Whether `op` is an operation code of {@linkcode Op}: an integer 0 to 12,
+ * or 14.
+ *
+ * @example
+ * ```ts
+ * import { isOp, Op } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isOp(Op.Spawn), true);
+ * assert.equal(isOp(13), false); // a batch frame's thread switch, never an event
+ * assert.equal(isOp(1.5), false);
+ * ```
+ */
 export function isOp(op: number): boolean {
   // `op >>> 0 === op` holds only for a non-negative integer number.
   return (op >>> 0) === op && op <= MAX_OP && op !== 13;
