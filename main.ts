@@ -77,6 +77,7 @@ async function trace(command: TraceCommand): Promise<number> {
     format: command.format,
     gzip: command.gzip,
     manual: command.manual,
+    follow: command.follow,
     collector: command.collector,
     onNotice: (message) => console.error(`panopticon: ${message}`),
   });
@@ -203,8 +204,8 @@ export function describeRun(
   onDisk?: number,
 ): string {
   const { summary } = result;
-  const count = (n: number, one: string) =>
-    `${n.toLocaleString("en-US")} ${one}${n === 1 ? "" : "s"}`;
+  const count = (n: number, one: string, many = `${one}s`) =>
+    `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
   const { format, bytes } = summary;
   let size = "";
   if (onDisk !== undefined) {
@@ -214,8 +215,18 @@ export function describeRun(
   const viewers = format === "perfetto"
     ? "https://ui.perfetto.dev"
     : "https://ui.perfetto.dev or chrome://tracing";
-  return `panopticon: wrote ${output}${size} — ${count(summary.events, "event")}, ` +
-    `${count(summary.threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
+  // With several processes, what they all held. A program that an exec
+  // started is the same process, its main thread the same thread.
+  const streams = summary.processes ?? [];
+  const pids = new Set(streams.map((process) => process.pid)).size;
+  const several = pids > 1;
+  const events = several ? streams.reduce((sum, p) => sum + p.events, 0) : summary.events;
+  const threads = several
+    ? streams.reduce((sum, p) => sum + p.threads, 0) - (streams.length - pids)
+    : summary.threads;
+  return `panopticon: wrote ${output}${size} — ${count(events, "event")}, ` +
+    (several ? `${count(pids, "process", "processes")}, ` : "") +
+    `${count(threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
     `${result.collector} collector, ${summary.engine || result.engine} engine)` +
     `${summary.complete ? "" : ", cut short"}. ` +
     `Open it in ${viewers}.`;

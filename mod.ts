@@ -8,7 +8,9 @@
  * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
  * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter}
  * or a {@linkcode PerfettoWriter}; {@linkcode toCatapult},
- * {@linkcode toPerfetto} and {@linkcode convert} assemble it, and
+ * {@linkcode toPerfetto} and {@linkcode convert} assemble it,
+ * {@linkcode convertProcesses} joins the streams of several processes (a
+ * program and the Python processes it started) into one trace, and
  * {@linkcode readPerfetto} reads a protobuf trace back. The record protocol
  * is specified in `docs/protocol.md`; {@linkcode unpackEvents} and
  * {@linkcode unpackBatch} decode event batches for tools.
@@ -84,6 +86,7 @@ export {
   type FlushRecord,
   type FrameRecord,
   type HelloRecord,
+  isOp,
   type JsonValue,
   type LimitRecord,
   type MarkRecord,
@@ -91,6 +94,8 @@ export {
   MAX_OP,
   NdjsonDecoder,
   Op,
+  OP_RANGE,
+  type ParentRef,
   PROTOCOL_VERSION,
   ProtocolError,
   type ProtocolErrorOptions,
@@ -101,7 +106,12 @@ export {
 } from "./src/protocol.ts";
 export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
-export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
+export {
+  countingIds,
+  FrameStateMachine,
+  type FrameStateMachineOptions,
+  type TraceIds,
+} from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export { PerfettoWriter, type PerfettoWriterOptions } from "./src/perfetto.ts";
 export {
@@ -122,6 +132,7 @@ export { TRACE_FORMATS, type TraceFormat } from "./src/trace_format.ts";
 export type {
   Mark,
   ProcessInfo,
+  ProcessSummary,
   RecordingLimit,
   Slice,
   SliceArgs,
@@ -130,3 +141,9 @@ export type {
   TraceSink,
   TraceSummary,
 } from "./src/trace_model.ts";
+export {
+  convertProcesses,
+  type ConvertProcessesOptions,
+  type ProcessesInput,
+  type ProcessStreams,
+} from "./src/processes.ts";

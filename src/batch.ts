@@ -14,6 +14,7 @@ import {
   isKnownOp,
   MAX_EXT_OP,
   MAX_OP,
+  Op,
   ProtocolError,
   type ProtocolEvent,
 } from "./protocol.ts";
@@ -21,6 +22,8 @@ import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 
 /** The op of a thread switch: not an event, it changes the thread of those after it. */
 export const THREAD_SWITCH = 13;
+/** The op of a spawn (protocol 4): its token follows the `dt`. */
+const SPAWN: number = Op.Spawn;
 /**
  * The op of an extended event (`docs/protocol.md`, "Exceptions and
  * values"): the extended op minus 16 follows as a varint, then `dt`, a
@@ -47,6 +50,8 @@ const OP_NAMES = [
   "span_begin",
   "span_end",
   "stop",
+  "thread",
+  "spawn",
 ];
 
 /** The names of the extended ops, for messages. */
@@ -85,8 +90,10 @@ const FRAME_8 = 32;
 LAYOUT[THREAD_SWITCH] = VALID | SWITCH;
 // Extended events are read by the careful path (they are rare): LAYOUT
 // leaves them 0.
-for (let op = 0; op <= 12; op++) {
-  const fields = (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? HAS_REF : 0) |
+for (const op of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, SPAWN]) {
+  // The token of a spawn is read as the others' ref.
+  const fields =
+    (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === SPAWN ? HAS_REF : 0) |
     (op === 10 || op === 11 ? HAS_SPAN : 0);
   LAYOUT[op] = VALID | fields;
   if (op <= 4) {
@@ -179,10 +186,8 @@ class Reader {
     const byte = bytes[this.at++]!;
     const op = this.op = byte & 0x0f;
     if (byte > 0x3f) this.fail(`its op byte 0x${hex(byte)} has bit 6 or 7 set`);
+    // Ops 0 to 14 and the extended escape (15) use every value of the low four bits.
     if (op === EXTENDED) return this.readExtended(byte, ts);
-    if (op > THREAD_SWITCH) {
-      this.fail(`unknown op ${op} (op byte 0x${hex(byte)}): expected 0 to 13`);
-    }
     if (byte & (FRAME_ID | WIDE_FRAME_ID)) {
       if (op > 4) {
         this.fail(`its op byte 0x${hex(byte)} announces a frame id, which only ops 0 to 4 carry`);
@@ -198,7 +203,13 @@ class Reader {
     this.ts = ts + this.varint("dt");
     if (this.ts >= TWO_TO_63) this.fail("its time passes 2^63 ns");
     const layout = LAYOUT[byte]!;
-    const field = op === 0 || op === 1 ? "code id" : op === 5 ? "cfunc id" : "mark id";
+    const field = op === 0 || op === 1
+      ? "code id"
+      : op === 5
+      ? "cfunc id"
+      : op === SPAWN
+      ? "token"
+      : "mark id";
     this.id = layout & HAS_SPAN ? this.varint("span id") : 0;
     this.ref = layout & HAS_REF ? this.varint(field) : 0;
     if (layout & (FRAME_6 | FRAME_8)) this.id = this.frameId(layout & FRAME_8 ? 8 : 6);
@@ -274,7 +285,7 @@ class Reader {
  * read `op`, `thread`, `ts`, `id` and `ref`.
  */
 export class BatchCursor {
-  /** The op of the event just read, 0 to 12, or an extended op (16 and up). */
+  /** The op of the event just read, 0 to 12 or 14, or an extended op (16 and up). */
   op = 0;
   /** Its thread. */
   thread: number;
@@ -282,7 +293,7 @@ export class BatchCursor {
   ts: number;
   /** Its frame id (ops 0 to 4) or span id (ops 10 and 11), else 0. */
   id = 0;
-  /** Its code, cfunc or mark id, else 0. */
+  /** Its code, cfunc or mark id, or a spawn's token; else 0. */
   ref = 0;
   /** How many events have been read. */
   events = 0;

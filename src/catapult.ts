@@ -45,6 +45,8 @@ interface RenderedSite {
   names: string;
   /** The site's args without braces, e.g. `"file":"a.py","line":1`, or "". */
   args: string;
+  /** The pid in `head`. */
+  pid: number;
 }
 
 const noop = () => {};
@@ -216,7 +218,11 @@ function copy(out: Uint8Array, at: number, bytes: Uint8Array): number {
  * name the process and each thread, as soon as they are known; slices are
  * complete events (`ph:"X"`) in microseconds; the slices of one generator,
  * coroutine or async generator are joined with v2 flows (`bind_id` with
- * `flow_in`/`flow_out` on the slices themselves). Chunks of about
+ * `flow_in`/`flow_out` on the slices themselves). Of several processes,
+ * each thread and its slices go with the process its
+ * {@linkcode ThreadInfo.pid} names, and the arrow from the slice that
+ * started a child process to the child's first slice is a v2 flow too
+ * (see {@linkcode CatapultWriter.slice}). Chunks of about
  * `chunkSize` bytes are written as they fill, without waiting: await
  * {@linkcode CatapultWriter.ready} between batches to respect
  * backpressure, and {@linkcode CatapultWriter.close} at the end.
@@ -265,6 +271,8 @@ export class CatapultWriter implements TraceSink {
   #pid = 0;
   #sites = new Map<SliceSite, RenderedSite>();
   #sortedTids = 0;
+  /** The process of each thread (by dense id) that said which. */
+  #pids: number[] = [];
 
   /** Makes a writer that locks `output` and writes the trace to it. */
   constructor(output: WritableStream<Uint8Array>, options: CatapultWriterOptions = {}) {
@@ -275,7 +283,7 @@ export class CatapultWriter implements TraceSink {
     this.#text('{"traceEvents":[\n');
   }
 
-  /** Writes the `process_name` metadata event. */
+  /** Writes the `process_name` metadata event, and `process_sort_index` when it has one. */
   process(process: ProcessInfo): void {
     this.#pid = process.pid;
     // Rendered sites hold the pid.
@@ -286,6 +294,11 @@ export class CatapultWriter implements TraceSink {
         JSON.stringify(process.name)
       }}}`,
     );
+    if (process.sortIndex !== undefined) {
+      this.#event(
+        `{"ph":"M","pid":${process.pid},"name":"process_sort_index","args":{"sort_index":${process.sortIndex}}}`,
+      );
+    }
   }
 
   /**
@@ -293,7 +306,9 @@ export class CatapultWriter implements TraceSink {
    * ids, `serial`), and `thread_sort_index` once per thread.
    */
   thread(thread: ThreadInfo): void {
-    const head = `{"ph":"M","pid":${this.#pid},"tid":${thread.tid},"name":`;
+    const pid = thread.pid ?? this.#pid;
+    if (thread.pid !== undefined) this.#pids[thread.tid] = pid;
+    const head = `{"ph":"M","pid":${pid},"tid":${thread.tid},"name":`;
     this.#event(
       `${head}"thread_name","args":{"name":${
         JSON.stringify(thread.name)
@@ -308,14 +323,61 @@ export class CatapultWriter implements TraceSink {
     }
   }
 
-  /** Writes one complete event (`ph:"X"`), with its flow if it has one. */
+  /**
+   * Writes one complete event (`ph:"X"`), with its flow if it has one.
+   *
+   * The arrows to and from other processes ({@linkcode Slice.childFlows},
+   * {@linkcode Slice.parentFlow}) are v2 flows as well: Perfetto's trace
+   * processor numbers v1 flows (`ph:"s"`, `"f"`) from 0 in the same space
+   * as v2 ids, so that the two kinds in one trace join the wrong slices. A
+   * slice carries one `bind_id`: an arrow that finds it taken (by the
+   * slice's own flow, or another arrow) is carried by a slice of no length
+   * at the slice's start, `spawn` (or `spawned`, in the child), nested in it.
+   */
   slice(slice: Slice): void {
-    const site = this.#sites.get(slice.site) ?? this.#render(slice.site);
+    if (slice.childFlows !== undefined || slice.parentFlow) {
+      this.#sliceWithArrows(slice);
+      return;
+    }
+    this.#write(slice, slice.flow, slice.flowIn, slice.flowOut);
+  }
+
+  /** A slice with arrows to or from other processes: the first free one binds to the slice. */
+  #sliceWithArrows(slice: Slice): void {
+    const arrows: [flow: number, out: boolean][] = [];
+    if (slice.parentFlow) arrows.push([slice.parentFlow, false]);
+    for (const flow of slice.childFlows ?? []) arrows.push([flow, true]);
+    let { flow, flowIn, flowOut } = slice;
+    if (flow === 0) {
+      const [first, out] = arrows.shift()!;
+      flow = first;
+      flowIn = !out;
+      flowOut = out;
+    }
+    this.#write(slice, flow, flowIn, flowOut);
+    const pid = this.#pidOf(slice.tid);
+    for (const [id, out] of arrows) {
+      const name = out ? "spawn" : "spawned";
+      this.#event(
+        `{"ph":"X","name":"${name}","cat":"process","pid":${pid},"tid":${slice.tid},"ts":${
+          Math.round(slice.start * 1000) / 1000
+        },"dur":0,"bind_id":"0x${id.toString(16)}","flow_${out ? "out" : "in"}":true}`,
+      );
+    }
+  }
+
+  #write(slice: Slice, flow: number, flowIn: boolean, flowOut: boolean): void {
+    const pid = this.#pidOf(slice.tid);
+    let site = this.#sites.get(slice.site);
+    // A site is rendered again for another process (a site's slices are
+    // nearly always one process's: each frame-state machine has its own).
+    if (site === undefined || site.pid !== pid) site = this.#render(slice.site, pid);
     const args = slice.args;
     // Extra args are rare (unfinished, unbalanced, flushes): they go as text.
     const head = args === undefined ? site.head : this.#head(
       site.names,
       `${site.args}${site.args === "" ? "" : ","}${JSON.stringify(args).slice(1, -1)}`,
+      pid,
     );
     const out = this.#reserve(head.length + SLICE_BYTES);
     let at = this.#at;
@@ -330,14 +392,13 @@ export class CatapultWriter implements TraceSink {
     at = writeMicros(out, at, slice.start);
     at = writeDurKey(out, at);
     at = writeMicros(out, at, slice.duration);
-    const flow = slice.flow;
     if (flow !== 0) {
       // Chromium writes v2 flow ids as hex strings; Perfetto reads them so.
       at = copy(out, at, BIND_ID);
       at = writeHex(out, at, flow);
       out[at++] = 0x22; // "
-      if (slice.flowIn) at = copy(out, at, FLOW_IN);
-      if (slice.flowOut) at = copy(out, at, FLOW_OUT);
+      if (flowIn) at = copy(out, at, FLOW_IN);
+      if (flowOut) at = copy(out, at, FLOW_OUT);
     }
     out[at++] = 0x7d; // }
     this.#at = at;
@@ -353,10 +414,11 @@ export class CatapultWriter implements TraceSink {
     const ts = Math.round(mark.ts * 1000) / 1000;
     const names = `"name":${JSON.stringify(mark.name)},"cat":${JSON.stringify(mark.category)}`;
     const args = JSON.stringify(mark.args);
+    const pid = mark.pid ?? this.#pid;
     this.#event(
       mark.kind === "instant"
-        ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${this.#pid},"tid":${mark.tid},"ts":${ts}}`
-        : `{"ph":"C",${names},"args":${args},"pid":${this.#pid},"ts":${ts}}`,
+        ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${pid},"tid":${mark.tid},"ts":${ts}}`
+        : `{"ph":"C",${names},"args":${args},"pid":${pid},"ts":${ts}}`,
     );
   }
 
@@ -385,6 +447,8 @@ export class CatapultWriter implements TraceSink {
       // Present when the stream showed exceptions (docs/protocol.md, "Exceptions and values").
       exceptions: summary.exceptions,
       swallowed_exceptions: summary.swallowedExceptions,
+      // Every traced process, when the trace follows processes.
+      processes: summary.processes,
     };
     this.#text(`\n],"displayTimeUnit":"ns","otherData":${JSON.stringify(otherData)}}\n`);
     this.#flush();
@@ -458,22 +522,26 @@ export class CatapultWriter implements TraceSink {
     this.#writer.write(chunk).catch(noop);
   }
 
-  #render(site: SliceSite): RenderedSite {
+  /** The process of thread `tid`: the one it was announced with, else the last announced. */
+  #pidOf(tid: number): number {
+    return this.#pids[tid] ?? this.#pid;
+  }
+
+  /** Renders a site, with the process of the slice that shows it. */
+  #render(site: SliceSite, pid: number): RenderedSite {
     const names = `"name":${JSON.stringify(site.name)},"cat":${JSON.stringify(site.category)}`;
     let args = "";
     if (site.file !== undefined) args += `"file":${JSON.stringify(site.file)}`;
     if (site.line !== undefined) args += `${args === "" ? "" : ","}"line":${site.line}`;
-    const rendered = { names, args, head: this.#head(names, args) };
+    const rendered = { names, args, pid, head: this.#head(names, args, pid) };
     this.#sites.set(site, rendered);
     return rendered;
   }
 
   /** The bytes of a slice up to its `tid`, separator first. */
-  #head(names: string, args: string): Uint8Array {
+  #head(names: string, args: string, pid: number): Uint8Array {
     return encoder.encode(
-      `${SEPARATOR}{"ph":"X",${names}${
-        args === "" ? "" : `,"args":{${args}}`
-      },"pid":${this.#pid},"tid":`,
+      `${SEPARATOR}{"ph":"X",${names}${args === "" ? "" : `,"args":{${args}}`},"pid":${pid},"tid":`,
     );
   }
 }

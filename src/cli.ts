@@ -183,6 +183,13 @@ export interface TraceCommand {
    * @default {false}
    */
   manual?: boolean;
+  /**
+   * `--no-follow` sets it to false: trace the program's own process only,
+   * not the Python processes it starts.
+   *
+   * @default {true}
+   */
+  follow?: boolean;
 }
 
 /** `panopticon convert`: turn a recorded NDJSON record stream into a trace. */
@@ -299,6 +306,7 @@ const FLAGS = [
   "--exclude-stdlib",
   "--no-c-calls",
   "--manual",
+  "--no-follow",
   "--gzip",
   "--exceptions",
   "--no-exceptions",
@@ -475,6 +483,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let manual = false;
   let exceptions: boolean | undefined;
   let repr = false;
+  let follow = true;
 
   let i = 0;
   const takeValue = (option: string): string => {
@@ -527,6 +536,10 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (arg === "--manual") {
       manual = true;
+      continue;
+    }
+    if (arg === "--no-follow") {
+      follow = false;
       continue;
     }
     if (arg === "--gzip") {
@@ -644,6 +657,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     command.details = details;
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
+  if (!follow) command.follow = false;
   if (maxEvents !== undefined) command.maxEvents = maxEvents;
   if (manual) {
     if (engine === "monitoring") {
@@ -822,6 +836,14 @@ Options:
                       "with panopticon.trace():" blocks and
                       @panopticon.traced functions are recorded (with the
                       setprofile engine). See "In the program" below.
+  --no-follow         trace the program's own process only. By default the
+                      Python processes it starts are traced too: os.fork
+                      children, multiprocessing workers (every start
+                      method), and Python programs that subprocess,
+                      os.posix_spawn or os.exec* start. Each process gets
+                      its own track group in the trace, with an arrow from
+                      the call that started it; --max-events counts the
+                      events of each process apart.
   -h, --help          show this help and exit
   -V, --version       show the version and exit
 

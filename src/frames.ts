@@ -52,6 +52,69 @@ export interface FrameStateMachineOptions {
    * @default {Infinity}
    */
   maxDepth?: number;
+  /**
+   * Trace time zero, in ns of the stream's clock: the machine subtracts it
+   * from every time. Several streams drawn on one time axis (the processes
+   * of a run) share one.
+   *
+   * @default {the hello's `t0`}
+   */
+  origin?: number;
+  /**
+   * Where thread and flow ids come from. Several machines that write into
+   * one sink share one source, so that no two of their threads or flows
+   * get the same id.
+   *
+   * @default {the machine's own: each counts from 1}
+   */
+  ids?: TraceIds;
+  /**
+   * Told of each `spawn` event (protocol 4): the process started a child,
+   * whose `hello.parent` will name the event's `token`. Returns the flow id
+   * of the arrow to the child's first slice, which then leaves the
+   * spawner's slice (its {@linkcode Slice.childFlows}), or 0 for none.
+   *
+   * @default {undefined} (spawns are counted, and draw no arrow)
+   */
+  spawnFlow?: (token: number) => number;
+  /**
+   * The flow id of the arrow from the slice that started this process (see
+   * `spawnFlow`): the stream's first slice gets it as its
+   * {@linkcode Slice.parentFlow}. 0 for none.
+   *
+   * @default {0}
+   */
+  parentFlow?: number;
+}
+
+/**
+ * The sources of thread and flow ids: each call returns an id no earlier
+ * call returned, from 1 up.
+ */
+export interface TraceIds {
+  /** A new thread id. */
+  thread(): number;
+  /** A new flow id. */
+  flow(): number;
+}
+
+/**
+ * Ids counted from 1, one count for threads and one for flows: share one
+ * between machines that write into one sink.
+ *
+ * @example
+ * ```ts
+ * import { countingIds } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const ids = countingIds();
+ * assert.deepEqual([ids.thread(), ids.thread(), ids.flow()], [1, 2, 1]);
+ * ```
+ */
+export function countingIds(): TraceIds {
+  let threads = 0;
+  let flows = 0;
+  return { thread: () => ++threads, flow: () => ++flows };
 }
 
 /** A slice site with what the machine needs to know about it. */
@@ -68,7 +131,11 @@ class Site implements SliceSite {
   ) {}
 }
 
-const FLUSH_SITE = new Site("panopticon.flush", "panopticon", false);
+/**
+ * Every machine has a flush site of its own, for a writer may render a site
+ * once with its process: this one only fills new entries.
+ */
+const NO_SITE = new Site("", "", false);
 const UNBALANCED: SliceArgs = Object.freeze({ unbalanced: true });
 const UNFINISHED: SliceArgs = Object.freeze({ unfinished: true });
 // Spans are entries of their own; their ids are kept apart from frame ids
@@ -89,7 +156,7 @@ const spanFrame = (span: number) => -span;
 class Entry {
   /** Python events: the wire frame id; C calls: -1. */
   frame = 0;
-  site: Site = FLUSH_SITE;
+  site: Site = NO_SITE;
   /** When the current slice began, in ns. */
   start = 0;
   /** Whether this is a C call. */
@@ -117,6 +184,15 @@ class Entry {
   heldFlowIn = false;
   /** The held slice's values (`--args`, `--returns`), if any. */
   heldArgs: SliceArgs | undefined = undefined;
+  /**
+   * The flow ids of the arrows to the child processes started inside the
+   * current slice (protocol 4), or undefined: nearly always.
+   */
+  childFlows: number[] | undefined = undefined;
+  /** The flow id of the arrow from the parent process, on the stream's first slice; else 0. */
+  parentFlow = 0;
+  heldChildFlows: number[] | undefined = undefined;
+  heldParentFlow = 0;
 }
 
 /** A thread: its dense id, names, and its stack of open entries. */
@@ -169,7 +245,10 @@ class ThreadState {
  * frames above it first (`args.unbalanced`). At the end, whatever is still
  * open is closed at the last timestamp of the stream (`args.unfinished`).
  * A `limit` record (protocol 4) marks where recording stopped with an
- * instant on its thread, and leaves what is open as it is.
+ * instant on its thread, and leaves what is open as it is. A `spawn`
+ * event (protocol 4) gives the innermost shown slice open on its thread the
+ * flow id of the arrow to the child it started (see
+ * {@linkcode FrameStateMachineOptions.spawnFlow}).
  *
  * Slices of generators, coroutines and async generators that continue one
  * another share the instance's flow id: a flow leaves every slice that is
@@ -225,7 +304,14 @@ export class FrameStateMachine {
   /** Whether thread ids are the collector's serial numbers (`hello.thread_ids`, protocol 4). */
   #serial = false;
   #limited: RecordingLimit | undefined;
-  #tids = 0;
+  /** The threads of this stream. */
+  #threadCount = 0;
+  readonly #ids: TraceIds;
+  readonly #origin: number | undefined;
+  readonly #spawnFlow: ((token: number) => number) | undefined;
+  /** The flow from the parent process, until the first shown slice takes it. */
+  #parentFlow: number;
+  readonly #flushSite = new Site("panopticon.flush", "panopticon", false);
   #cacheIdent = NaN;
   #cacheThread: ThreadState | undefined;
   /** The suspended frame instances, by frame id, in the order they were suspended. */
@@ -239,7 +325,6 @@ export class FrameStateMachine {
    * events and 21 MB at 10 million).
    */
   #spare: Entry[] = [];
-  #flows = 0;
   /** Exceptions (ops 16 and 17): their records, and the instants they become. */
   readonly #exceptions = new ExceptionTracker(
     (tid, depth, ts, site, flow, flowIn, flowOut, args) => {
@@ -247,9 +332,9 @@ export class FrameStateMachine {
         this.#omitted++;
         return;
       }
-      this.#emit(tid, site as Site, ts, ts, flow, flowIn, flowOut, args, depth);
+      this.#emit(tid, site as Site, ts, ts, flow, flowIn, flowOut, args, depth, undefined, 0);
     },
-    () => ++this.#flows,
+    () => this.#ids.flow(),
   );
   /** The `values` records not used yet, by id (op 18): each is used by one event. */
   readonly #values = new Map<number, SliceArgs>();
@@ -263,12 +348,14 @@ export class FrameStateMachine {
     tid: 0,
     start: 0,
     duration: 0,
-    site: FLUSH_SITE,
+    site: NO_SITE,
     flow: 0,
     flowIn: false,
     flowOut: false,
     args: undefined,
     depth: 0,
+    childFlows: undefined,
+    parentFlow: 0,
   };
 
   /**
@@ -280,6 +367,10 @@ export class FrameStateMachine {
     this.#sink = sink;
     this.#onWarning = options.onWarning;
     this.#maxDepth = checkMaxDepth(options.maxDepth);
+    this.#ids = options.ids ?? countingIds();
+    this.#origin = options.origin;
+    this.#spawnFlow = options.spawnFlow;
+    this.#parentFlow = options.parentFlow ?? 0;
   }
 
   /**
@@ -359,9 +450,21 @@ export class FrameStateMachine {
         if (record.end > this.#lastTs) this.#lastTs = record.end;
         // Nested in the frame that was running when the collector flushed.
         const top = thread.depth > 0 ? thread.stack[thread.depth - 1]!.depth : 0;
-        this.#emit(thread.tid, FLUSH_SITE, record.start, record.end, 0, false, false, {
-          events: record.events,
-        }, top + 1);
+        this.#emit(
+          thread.tid,
+          this.#flushSite,
+          record.start,
+          record.end,
+          0,
+          false,
+          false,
+          {
+            events: record.events,
+          },
+          top + 1,
+          undefined,
+          0,
+        );
         break;
       }
       case "end":
@@ -448,7 +551,7 @@ export class FrameStateMachine {
       slices: this.#slices,
       omittedSlices: this.#omitted,
       unfinished: this.#unfinished,
-      threads: this.#tids,
+      threads: this.#threadCount,
       duration: (last - this.#t0) / 1000,
       pid: hello.pid,
       pythonVersion: hello.python,
@@ -489,7 +592,7 @@ export class FrameStateMachine {
     }
     this.#hello = record;
     this.#helloLine = line;
-    this.#t0 = record.t0;
+    this.#t0 = this.#origin ?? record.t0;
     this.#lastTs = record.t0;
     this.#serial = record.thread_ids === "serial";
     const process: ProcessInfo = {
@@ -709,6 +812,13 @@ export class FrameStateMachine {
     entry.depth = (parent === undefined ? 0 : parent.depth) + (hidden ? 0 : 1);
     entry.flow = 0;
     entry.flowIn = false;
+    entry.childFlows = undefined;
+    entry.parentFlow = 0;
+    // The stream's first shown slice: the arrow from the parent process arrives there.
+    if (this.#parentFlow !== 0 && !hidden && entry.depth <= this.#maxDepth) {
+      entry.parentFlow = this.#parentFlow;
+      this.#parentFlow = 0;
+    }
     return entry;
   }
 
@@ -750,6 +860,9 @@ export class FrameStateMachine {
       case Op.SpanEnd:
         this.#closeSpan(thread, ts, spanFrame(frame));
         break;
+      case Op.Spawn:
+        this.#onSpawn(thread, ref);
+        break;
       case Op.Stop:
         // Recording stops on this thread (a `trace()` block ends, or the
         // program took the profiler over): what is open on it is closed now,
@@ -759,6 +872,23 @@ export class FrameStateMachine {
           this.#close(thread.tid, thread.stack[--thread.depth]!, ts, UNFINISHED);
         }
         break;
+    }
+  }
+
+  /**
+   * A `spawn` (protocol 4): the arrow to the child leaves the innermost
+   * shown slice open on the thread, the spawner (the `posix.fork` or
+   * `fork_exec` call, or what called it when that is hidden or too deep).
+   * With nothing shown open, no arrow leaves.
+   */
+  #onSpawn(thread: ThreadState, token: number): void {
+    const flow = this.#spawnFlow?.(token) ?? 0;
+    if (flow === 0) return;
+    for (let at = thread.depth - 1; at >= 0; at--) {
+      const entry = thread.stack[at]!;
+      if (entry.hidden || entry.depth > this.#maxDepth) continue;
+      (entry.childFlows ??= []).push(flow);
+      return;
     }
   }
 
@@ -831,7 +961,7 @@ export class FrameStateMachine {
     // A flow joins two slices only if both are written.
     const link = entry.site.flows && entry.heldDepth <= this.#maxDepth &&
       depth <= this.#maxDepth;
-    if (link && entry.flow === 0) entry.flow = ++this.#flows;
+    if (link && entry.flow === 0) entry.flow = this.#ids.flow();
     this.#emitHeld(entry, link);
     // A chain broken by an omitted slice starts afresh under a new flow id.
     if (!link) entry.flow = 0;
@@ -869,6 +999,10 @@ export class FrameStateMachine {
     entry.heldEnd = ts;
     entry.heldDepth = entry.depth;
     entry.heldFlowIn = entry.flowIn;
+    entry.heldChildFlows = entry.childFlows;
+    entry.heldParentFlow = entry.parentFlow;
+    entry.childFlows = undefined;
+    entry.parentFlow = 0;
     const stale = this.#suspended.get(frame);
     if (stale !== undefined) {
       this.#emitHeld(stale, false);
@@ -893,7 +1027,19 @@ export class FrameStateMachine {
     }
     const own = entry.args;
     const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
-    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all, entry.depth);
+    this.#emit(
+      tid,
+      entry.site,
+      entry.start,
+      ts,
+      entry.flow,
+      entry.flowIn,
+      false,
+      all,
+      entry.depth,
+      entry.childFlows,
+      entry.parentFlow,
+    );
   }
 
   /** Emits the slice a suspended instance holds; a flow leaves it if it is resumed. */
@@ -913,6 +1059,8 @@ export class FrameStateMachine {
       flowOut,
       entry.heldArgs,
       entry.heldDepth,
+      entry.heldChildFlows,
+      entry.heldParentFlow,
     );
   }
 
@@ -926,6 +1074,8 @@ export class FrameStateMachine {
     flowOut: boolean,
     args: SliceArgs | undefined,
     depth: number,
+    childFlows: readonly number[] | undefined,
+    parentFlow: number,
   ): void {
     const slice = this.#slice;
     slice.tid = tid;
@@ -937,6 +1087,8 @@ export class FrameStateMachine {
     slice.flowOut = flowOut;
     slice.args = args;
     slice.depth = depth;
+    slice.childFlows = childFlows;
+    slice.parentFlow = parentFlow;
     this.#slices++;
     this.#sink.slice(slice);
   }
@@ -983,7 +1135,8 @@ export class FrameStateMachine {
     nativeId: number | null,
     ident: number | null,
   ): ThreadState {
-    const thread = new ThreadState(++this.#tids, id, name, nativeId, ident);
+    this.#threadCount++;
+    const thread = new ThreadState(this.#ids.thread(), id, name, nativeId, ident);
     this.#threads.set(id, thread);
     return thread;
   }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { isKnownOp, MAX_EXT_OP, MAX_OP, ProtocolError, type ProtocolEvent } from "./protocol.ts";
+import { isKnownOp, KNOWN_OP_RANGE, ProtocolError, type ProtocolEvent } from "./protocol.ts";
 
 /** Every integer on the wire is below 2^63 in magnitude (docs/protocol.md). */
 const TWO_TO_63 = 2 ** 63;
@@ -125,7 +125,7 @@ export class EventBatch {
  * {@linkcode EventBatch} instead, without an array per event.
  *
  * Throws a {@linkcode ProtocolError} naming `line` when the text is not
- * base64 of a marshalled list of tuples of five integers (op 0 to 12, see `Op`).
+ * base64 of a marshalled list of tuples of five integers (op 0 to 12 or 14, see `Op`).
  *
  * @example Decoding a batch that Python packed
  * ```ts
@@ -279,12 +279,8 @@ function unmarshal(
       values[out++] = value;
     }
     const op = values[out - EVENT_FIELDS]!;
-    // `op >>> 0 === op` holds only for a non-negative integer.
-    if ((op >>> 0) !== op || (op > MAX_OP && !isKnownOp(op))) {
-      fail(
-        at,
-        `expected the op of event ${i + 1} to be 0 to ${MAX_OP} or 16 to ${MAX_EXT_OP}, got ${op}`,
-      );
+    if (!isKnownOp(op)) {
+      fail(at, `expected the op of event ${i + 1} to be ${KNOWN_OP_RANGE}, got ${op}`);
     }
   }
   if (at !== end) fail(at, `${end - at} bytes follow the list of ${count} events`);

@@ -246,15 +246,17 @@ class ThreadTrack {
  * fifth to a sixth of the bytes.
  *
  * The trace is a `Trace` message, one `TracePacket` after another, written
- * as they come. The process and each thread get a `TrackDescriptor` (one
- * track per thread, under the process); a slice is a `TYPE_SLICE_BEGIN`
+ * as they come. Each process (by pid) and each thread get a
+ * `TrackDescriptor` (one track per thread, under the process its
+ * {@linkcode ThreadInfo.pid} names); a slice is a `TYPE_SLICE_BEGIN`
  * and a `TYPE_SLICE_END` `TrackEvent` on its thread's track, with its name
  * and category interned, its file and line as an interned source location
  * (`source.file_name`, `source.line_number` in the trace processor's
  * args), and extra args (`unfinished`, `unbalanced`, a span's own) as debug
  * annotations. The slices of a generator, coroutine or async generator
  * frame share a flow id (`flow_ids`, and `terminating_flow_ids` on the
- * last). Instants are `TYPE_INSTANT` events on the thread's track; each
+ * last); so do the slice that started a child process (`flow_ids`) and the
+ * child's first slice (`terminating_flow_ids`), across their processes. Instants are `TYPE_INSTANT` events on the thread's track; each
  * counter series gets a counter track under the process, named as the
  * trace processor names JSON counters (`queue depth n`). The run's summary
  * (the JSON trace's `otherData`) is metadata at the end (`cr-<key>` rows of
@@ -320,7 +322,10 @@ export class PerfettoWriter implements TraceSink {
   #pid = 0;
   #uuids = 1;
   #sequenceIds = 0;
-  readonly #processUuid = 1;
+  /** The track of the process announced last; the first one's is 1. */
+  #processUuid = 1;
+  /** Each process's track, by pid. */
+  readonly #processUuids = new Map<number, number>();
   readonly #threads: (ThreadTrack | undefined)[] = [];
   readonly #sites = new Map<SliceSite, SiteEntry>();
   #siteCount = 0;
@@ -332,7 +337,7 @@ export class PerfettoWriter implements TraceSink {
   #lastEntry: SiteEntry | undefined;
   /** Marks' names and categories, keyed `type\0category\0name`. */
   readonly #markSites = new Map<string, SiteEntry>();
-  /** Counter series' tracks, keyed `name\0series`. */
+  /** Counter series' tracks, keyed `pid\0name\0series`. */
   readonly #counterTracks = new Map<string, number>();
   #counterSequence: Sequence | undefined;
 
@@ -353,9 +358,18 @@ export class PerfettoWriter implements TraceSink {
     this.#buffer = this.#newBuffer();
   }
 
-  /** Writes the process's track descriptor. */
+  /**
+   * Writes the process's track descriptor: one track per pid, the first
+   * announced with uuid 1; a process announced again (an exec) is renamed.
+   */
   process(process: ProcessInfo): void {
     this.#pid = process.pid;
+    let uuid = this.#processUuids.get(process.pid);
+    if (uuid === undefined) {
+      uuid = this.#processUuids.size === 0 ? 1 : ++this.#uuids;
+      this.#processUuids.set(process.pid, uuid);
+    }
+    this.#processUuid = uuid;
     const descriptor = new ProtoWriter().varint(PROCESS.pid, process.pid);
     for (const arg of process.argv) descriptor.string(PROCESS.cmdline, arg);
     descriptor.string(PROCESS.name, process.name);
@@ -367,19 +381,23 @@ export class PerfettoWriter implements TraceSink {
     );
   }
 
-  /** Writes a thread's track descriptor, again when it is renamed. */
+  /**
+   * Writes a thread's track descriptor, again when it is renamed, under
+   * the process its `pid` names (else the one announced last).
+   */
   thread(thread: ThreadInfo): void {
     const track = this.#threadTrack(thread.tid);
+    const pid = thread.pid ?? this.#pid;
     this.#packet(
       new ProtoWriter().message(
         PACKET.trackDescriptor,
         new ProtoWriter()
           .varint(TRACK.uuid, track.uuid)
-          .varint(TRACK.parentUuid, this.#processUuid)
+          .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid)
           .message(
             TRACK.thread,
             new ProtoWriter()
-              .varint(THREAD.pid, this.#pid)
+              .varint(THREAD.pid, pid)
               .varint(THREAD.tid, thread.tid)
               .string(THREAD.name, thread.name),
           ),
@@ -402,6 +420,11 @@ export class PerfettoWriter implements TraceSink {
     const flow = slice.flow;
     const flowField = flow === 0 ? undefined : slice.flowOut ? FLOW_IDS : TERMINATING_FLOW_IDS;
     const depth = slice.depth;
+    if (slice.childFlows !== undefined || slice.parentFlow) {
+      const arrows = processArrows(slice);
+      this.#event(slice.tid, site, start, end, flowField, flow, slice.args, depth, arrows);
+      return;
+    }
     if (
       depth !== undefined && slice.args === undefined &&
       this.#fast(slice.tid, site, start, end, flowField, flow, depth)
@@ -498,9 +521,10 @@ export class PerfettoWriter implements TraceSink {
       this.#event(mark.tid, site, ts, ts, undefined, 0, args, undefined);
       return;
     }
+    const pid = mark.pid ?? this.#pid;
     for (const [series, value] of Object.entries(mark.args)) {
       if (typeof value !== "number") continue;
-      const track = this.#counterTrack(mark.name, series);
+      const track = this.#counterTrack(pid, mark.name, series);
       const sequence = this.#counterSequence ??= this.#newSequence(undefined);
       const event = new ProtoWriter()
         .varint(EVENT.type, TYPE.counter)
@@ -543,6 +567,8 @@ export class PerfettoWriter implements TraceSink {
       ["limited_ts", summary.limited?.ts],
       ["limited_events", summary.limited?.events],
       ["python_max_rss", summary.pythonMaxRss],
+      // Every traced process, when the trace follows processes, as JSON.
+      ["processes", summary.processes && JSON.stringify(summary.processes)],
     ];
     const bundle = new ProtoWriter();
     for (const [name, value] of entries) {
@@ -596,6 +622,7 @@ export class PerfettoWriter implements TraceSink {
     flow: number,
     args: SliceArgs | undefined,
     depth: number | undefined,
+    arrows?: Uint8Array,
   ): void {
     const track = this.#threads[tid] ?? this.#threadTrack(tid);
     // The depth's sequence, if the slice fits it; else the pool's best.
@@ -627,7 +654,8 @@ export class PerfettoWriter implements TraceSink {
     const iidLength = varintLength(iid);
     const bodyLength = 3 + iidLength + 1 + varintLength(category) +
       (site.located ? 2 + iidLength : 0);
-    const flowBytes = flowField === undefined ? 0 : 2 + varintLength(flow);
+    const flowBytes = (flowField === undefined ? 0 : 2 + varintLength(flow)) +
+      (arrows?.length ?? 0);
     const eventLength = bodyLength + flowBytes + (annotations?.length ?? 0);
     const out = this.#reserve(eventLength + interned + SLICE_BYTES);
     let at = this.#at;
@@ -688,6 +716,10 @@ export class PerfettoWriter implements TraceSink {
       out[at++] = flowField[0]!;
       out[at++] = flowField[1]!;
       at = writeVarint(out, at, flow);
+    }
+    if (arrows !== undefined) {
+      out.set(arrows, at);
+      at += arrows.length;
     }
     if (annotations !== undefined) {
       out.set(annotations, at);
@@ -887,8 +919,8 @@ export class PerfettoWriter implements TraceSink {
     return track;
   }
 
-  #counterTrack(name: string, series: string): number {
-    const key = `${name}\0${series}`;
+  #counterTrack(pid: number, name: string, series: string): number {
+    const key = `${pid}\0${name}\0${series}`;
     let uuid = this.#counterTracks.get(key);
     if (uuid === undefined) {
       uuid = ++this.#uuids;
@@ -898,7 +930,7 @@ export class PerfettoWriter implements TraceSink {
           PACKET.trackDescriptor,
           new ProtoWriter()
             .varint(TRACK.uuid, uuid)
-            .varint(TRACK.parentUuid, this.#processUuid)
+            .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid)
             .string(TRACK.name, `${name} ${series}`)
             .message(TRACK.counter, new ProtoWriter()),
         ),
@@ -981,6 +1013,29 @@ export class PerfettoWriter implements TraceSink {
     // Not awaited: a failure also rejects `ready()` and `close()`.
     this.#writer.write(chunk).catch(noop);
   }
+}
+
+/**
+ * The flow fields of a slice's arrows to and from other processes: the
+ * arrow to each child it started (`flow_ids`, which the child's first
+ * slice continues), and the one from the slice that started its process
+ * (`terminating_flow_ids`, which ends it there).
+ */
+function processArrows(slice: Slice): Uint8Array {
+  const ids = slice.childFlows ?? [];
+  const out = new Uint8Array((ids.length + 1) * 11);
+  let at = 0;
+  for (const id of ids) {
+    out[at++] = FLOW_IDS[0];
+    out[at++] = FLOW_IDS[1];
+    at = writeVarint(out, at, id);
+  }
+  if (slice.parentFlow) {
+    out[at++] = TERMINATING_FLOW_IDS[0];
+    out[at++] = TERMINATING_FLOW_IDS[1];
+    at = writeVarint(out, at, slice.parentFlow);
+  }
+  return out.subarray(0, at);
 }
 
 /**

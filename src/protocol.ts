@@ -13,8 +13,9 @@ import { LineSplitter } from "./_lines.ts";
  * `packed` events and `end.max_rss`; version 3 added the marks (ops 8 to
  * 12, `mark` records) and `code.hidden`; version 4 added binary frames
  * (`batch` records, `events` with `marshal`), serial thread ids, the
- * `limit` record and `hello.collector`, `hello.thread_ids`, `hello.clock`
- * and `thread.ident`. Versions 1 to 3 are still read.
+ * `limit` record, `hello.collector`, `hello.thread_ids`, `hello.clock`
+ * and `thread.ident`, and processes (the `spawn` event, op 14, and
+ * `hello.parent`). Versions 1 to 3 are still read.
  */
 export const PROTOCOL_VERSION = 4;
 
@@ -58,10 +59,41 @@ export const Op = {
   SpanEnd: 11,
   /** Recording stops on the thread: what is still open on it is closed. */
   Stop: 12,
+  /**
+   * The innermost open call starts a child process (protocol 4). `frame` is
+   * 0, `ref` the spawn token, 1, 2, 3… within the process, which the
+   * child's `hello.parent` names.
+   */
+  Spawn: 14,
 } as const;
 
-/** The largest operation code of {@linkcode Op}. */
-export const MAX_OP = 12;
+/**
+ * The largest operation code of {@linkcode Op}. Not every code below it is
+ * one: 13 is a batch frame's thread switch, never an event.
+ */
+export const MAX_OP = 14;
+
+/**
+ * Whether `op` is an operation code of {@linkcode Op}: an integer 0 to 12,
+ * or 14.
+ *
+ * @example
+ * ```ts
+ * import { isOp, Op } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isOp(Op.Spawn), true);
+ * assert.equal(isOp(13), false); // a batch frame's thread switch, never an event
+ * assert.equal(isOp(1.5), false);
+ * ```
+ */
+export function isOp(op: number): boolean {
+  // `op >>> 0 === op` holds only for a non-negative integer number.
+  return (op >>> 0) === op && op <= MAX_OP && op !== 13;
+}
+
+/** How messages name the operation codes of {@linkcode Op}. */
+export const OP_RANGE = "0 to 12 or 14";
 
 /**
  * The extended operation codes (`docs/protocol.md`, "Exceptions and
@@ -92,10 +124,16 @@ export type ExtOp = typeof ExtOp[keyof typeof ExtOp];
 /** The largest extended operation code of {@linkcode ExtOp}. */
 export const MAX_EXT_OP = 18;
 
-/** Whether `op` (a non-negative integer) is an operation code the converter knows. */
+/**
+ * Whether `op` is an operation code the converter knows: one of
+ * {@linkcode Op} (see {@linkcode isOp}) or of {@linkcode ExtOp}.
+ */
 export function isKnownOp(op: number): boolean {
-  return op <= MAX_OP || (op >= ExtOp.Raise && op <= MAX_EXT_OP);
+  return isOp(op) || ((op >>> 0) === op && op >= ExtOp.Raise && op <= MAX_EXT_OP);
 }
+
+/** How messages name every operation code the converter knows. */
+export const KNOWN_OP_RANGE = `0 to 12, 14 or ${ExtOp.Raise} to ${MAX_EXT_OP}`;
 
 /**
  * The longest binary frame the converter accepts (protocol 4), 2^30 bytes:
@@ -105,7 +143,7 @@ export function isKnownOp(op: number): boolean {
  */
 export const MAX_FRAME_BYTES = 2 ** 30;
 
-/** One of the operation codes of {@linkcode Op}, 0 to 12. */
+/** One of the operation codes of {@linkcode Op}, 0 to 12 and 14. */
 export type Op = typeof Op[keyof typeof Op];
 
 /**
@@ -156,6 +194,20 @@ export interface HelloRecord {
   thread_ids?: "ident" | "serial";
   /** How the collector reads the time (protocol 4): `"tsc"` or `"monotonic"`. */
   clock?: string;
+  /**
+   * The process that started this one (protocol 4, see `docs/protocol.md`,
+   * "Processes"): its pid, and the token of the `spawn` event it recorded,
+   * 0 when it recorded none. Absent for the run's first process.
+   */
+  parent?: ParentRef;
+}
+
+/** Who started a process: the `parent` of its `hello` (protocol 4). */
+export interface ParentRef {
+  /** The parent's process id. */
+  pid: number;
+  /** The token of the parent's `spawn` event; 0 when unknown. */
+  token: number;
 }
 
 /** A thread starts (or is first seen) and is named. */
@@ -557,6 +609,7 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
       if (record.secret !== undefined) string(record, "secret", line);
       if (record.collector !== undefined) string(record, "collector", line);
       if (record.clock !== undefined) string(record, "clock", line);
+      if (record.parent !== undefined) checkParent(record.parent, line);
       // Unlike the two above, which only describe the run, the thread ids
       // change how the stream is read: a value this converter does not
       // know is an error, not a default.
@@ -668,6 +721,22 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
   return record as unknown as ProtocolRecord;
 }
 
+/** A hello's `parent`: an object with an integer `pid` and `token`. */
+function checkParent(parent: unknown, line: number): void {
+  const fields = parent as Record<string, unknown>;
+  if (
+    typeof parent !== "object" || parent === null || Array.isArray(parent) ||
+    !isWireInteger(fields.pid) || !isWireInteger(fields.token)
+  ) {
+    throw new ProtocolError(
+      line,
+      `expected "parent" to be {"pid": integer, "token": integer} in a "hello" record, got ${
+        preview(parent)
+      }`,
+    );
+  }
+}
+
 /**
  * Exactly one of `events`, `packed` and `marshal`. JSON events are checked
  * here, one loop over the batch; packed and marshal ones when they are
@@ -700,13 +769,13 @@ function checkEvents(record: Record<string, unknown>, line: number): void {
     const event = events[i];
     if (!Array.isArray(event) || event.length !== 5) throw eventError(line, i, event);
     const op = event[0];
-    // `op >>> 0 === op` holds only for a non-negative integer number. The
-    // other numbers must be integers below 2^63, as packed ones are: NaN,
+    // The op must be one (see `isOp`); the other numbers must be integers
+    // below 2^63, as packed ones are: NaN,
     // Infinity (`1e400` in JSON) or 1e300 would reach the trace as text
     // that is not JSON, or as times that are. This costs about 6 ns an
     // event more than `typeof` did, 2% of converting a JSON event (measured).
     if (
-      (op >>> 0) !== op || (op > MAX_OP && !isKnownOp(op)) ||
+      !isKnownOp(op) ||
       !isWireInteger(event[1]) || !isWireInteger(event[2]) ||
       !isWireInteger(event[3]) || !isWireInteger(event[4])
     ) {
@@ -739,9 +808,7 @@ function eventError(line: number, index: number, event: unknown): ProtocolError 
   return new ProtocolError(
     line,
     `expected event ${index + 1} of an "events" record to be [op, thread, ts, frame, ref], ` +
-      `five integers below 2^63 with op 0 to ${MAX_OP} or ${ExtOp.Raise} to ${MAX_EXT_OP}, got ${
-        preview(event)
-      }`,
+      `five integers below 2^63 with op ${KNOWN_OP_RANGE}, got ${preview(event)}`,
   );
 }
 

@@ -3,8 +3,10 @@
  * output file, writes the collector into a private directory as
  * `sitecustomize.py`, starts `<python> <the user's arguments>` with the
  * collector's environment (its filters in `PANOPTICON_FILTERS`, see
- * {@linkcode filtersVariable}), streams the collector's connection into
- * {@linkcode convert} while the program runs, and waits for both.
+ * {@linkcode filtersVariable}), streams the collectors' connections (one
+ * per traced process: the program, and the Python processes it starts)
+ * into {@linkcode convertProcesses} while the program runs, and waits for
+ * both.
  *
  * The child process sits behind {@linkcode ChildProcess} and
  * {@linkcode Spawn}, so that tests can run the runner with a fake.
@@ -16,7 +18,8 @@ import { dirname } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
 import type { Collector, Details, Engine, Filters, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
-import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
+import type { ConversionSummary } from "./convert.ts";
+import { convertProcesses, type ConvertProcessesOptions } from "./processes.ts";
 import { ProtocolError } from "./protocol.ts";
 import {
   buildCollectorBytecode,
@@ -67,8 +70,8 @@ export const spawnChild: Spawn = ({ program, args, env }) =>
     stderr: "inherit",
   }).spawn();
 
-/** The signature of {@linkcode convert}, for a stand-in in tests. */
-export type Convert = typeof convert;
+/** The signature of {@linkcode convertProcesses}, for a stand-in in tests. */
+export type Convert = typeof convertProcesses;
 
 /** Options of {@linkcode runTraced}. */
 export interface RunOptions {
@@ -85,8 +88,9 @@ export interface RunOptions {
    */
   collector?: Collector;
   /**
-   * Told, before the program starts, what the user should know about the
-   * run: that the native collector could not be built, and why.
+   * Told what the user should know about the run: before the program
+   * starts, that the native collector could not be built, and why; after it
+   * exited, that traced processes it left running are waited for.
    *
    * @default {undefined}
    */
@@ -126,7 +130,7 @@ export interface RunOptions {
    */
   maxDepth?: number;
   /**
-   * The trace's format; passed to {@linkcode convert}.
+   * The trace's format; passed to {@linkcode convertProcesses}.
    *
    * @default {"json"}
    */
@@ -153,6 +157,14 @@ export interface RunOptions {
    */
   manual?: boolean;
   /**
+   * Trace the Python processes the program starts too (`os.fork`,
+   * `multiprocessing`, `subprocess` and `os.exec*` of Python), each in a
+   * stream of its own, into the same trace; `--no-follow` turns it off.
+   *
+   * @default {true}
+   */
+  follow?: boolean;
+  /**
    * The environment the program would get without Panopticon.
    *
    * @default {Deno.env.toObject()}
@@ -165,9 +177,9 @@ export interface RunOptions {
    */
   spawn?: Spawn;
   /**
-   * Turns the collector's stream into the trace.
+   * Turns the collectors' streams into the trace.
    *
-   * @default {convert}
+   * @default {convertProcesses}
    */
   convert?: Convert;
   /**
@@ -178,7 +190,8 @@ export interface RunOptions {
   collectorSource?: string;
   /**
    * Survive SIGINT (the terminal delivers it to the program too) and forward
-   * SIGTERM and SIGHUP to the program while it runs.
+   * SIGTERM and SIGHUP to the program while it runs; once it has exited and
+   * the processes it left running are waited for, SIGINT stops waiting.
    *
    * @default {true}
    */
@@ -198,8 +211,8 @@ export interface RunResult {
   /** How the program ended. */
   status: ChildStatus;
   /**
-   * What the converter wrote; its `warnings` begin with the connections the
-   * channel refused.
+   * What the converter wrote (with every traced process in `processes`);
+   * its `warnings` begin with the connections the channel refused.
    */
   summary: ConversionSummary;
   /** The engine asked for, `auto` resolved by the interpreter's version. */
@@ -550,6 +563,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
   const file = await openOutput(options.output);
   let channel: Channel | undefined;
   let releaseSignals = () => {};
+  let releaseWaiting = () => {};
   let written = false;
   try {
     channel = await openChannel({ tempDir: options.tempDir });
@@ -570,11 +584,8 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       manual: options.manual,
       native: native?.path,
       maxEvents: options.maxEvents,
+      follow: options.follow ?? true,
     });
-    const convertOptions: ConvertOptions = { secret };
-    if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
-    if (options.format !== undefined) convertOptions.format = options.format;
-    if (options.gzip) convertOptions.gzip = true;
 
     let child: ChildProcess;
     try {
@@ -590,18 +601,33 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
 
     const status = child.status;
     const refusals: string[] = [];
-    const conversion = channel.accept({
-      until: status,
+    const listening = channel.listen({
       admit: admitCollector(secret),
       onRefused: (reason) =>
         refusals.push(
           `refused a connection to the event channel that did not present this run's secret ` +
             `(${reason})`,
         ),
-    }).then(async (stream) => {
-      if (stream === undefined) return undefined;
-      const summary = await (options.convert ?? convert)(stream, file.writable, convertOptions);
-      written = true;
+    });
+    const stopWaiting = new AbortController();
+    const convertOptions: ConvertProcessesOptions = {
+      secret,
+      exited: status,
+      signal: stopWaiting.signal,
+      onWaiting: (pids) => {
+        options.onNotice?.(waitingNotice(pids));
+        if (options.handleSignals ?? true) releaseWaiting = onInterrupt(() => stopWaiting.abort());
+      },
+    };
+    if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.format !== undefined) convertOptions.format = options.format;
+    if (options.gzip) convertOptions.gzip = true;
+    const conversion = (options.convert ?? convertProcesses)(
+      listening,
+      file.writable,
+      convertOptions,
+    ).then((summary) => {
+      if (summary !== undefined) written = true;
       return summary;
     });
     const [exit, converted] = await Promise.allSettled([status, conversion]);
@@ -642,6 +668,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     };
   } finally {
     releaseSignals();
+    releaseWaiting();
     await channel?.close();
     try {
       file.close();
@@ -779,6 +806,28 @@ function handleSignals(child: ChildProcess): () => void {
       if (signal !== "SIGINT") Deno.removeSignalListener(signal, handler);
     }
   };
+}
+
+/**
+ * What the user is told once the program has exited but processes it
+ * started still send their streams.
+ */
+function waitingNotice(pids: readonly number[]): string {
+  const n = pids.length;
+  return `waiting for ${n} traced process${n === 1 ? "" : "es"} the program left running ` +
+    `(pid${n === 1 ? "" : "s"} ${
+      pids.join(", ")
+    }); press Ctrl-C to stop waiting and write the trace`;
+}
+
+/** Calls `handler` on SIGINT; returns the function that undoes this. */
+function onInterrupt(handler: () => void): () => void {
+  try {
+    Deno.addSignalListener("SIGINT", handler);
+  } catch {
+    return () => {};
+  }
+  return () => Deno.removeSignalListener("SIGINT", handler);
 }
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { JsonValue } from "./protocol.ts";
+import type { JsonValue, ParentRef } from "./protocol.ts";
 import type { ExceptionCounts, SwallowedException } from "./exceptions.ts";
 
 /**
@@ -48,6 +48,13 @@ export interface Mark {
   category: string;
   /** Its arguments; for a counter, each series' value. */
   args: Readonly<Record<string, JsonValue>>;
+  /**
+   * The process it belongs to, when a sink hears of several (see
+   * {@linkcode ThreadInfo.pid}).
+   *
+   * @default {the process announced last}
+   */
+  pid?: number;
 }
 
 /**
@@ -88,6 +95,20 @@ export interface Slice {
    * machine.
    */
   depth?: number;
+  /**
+   * The flow ids of the arrows to the child processes started while this
+   * slice was the innermost one shown (protocol 4, `spawn` events), each
+   * unique among the trace's flows; `undefined` for nearly every slice. An
+   * arrow whose child never connected (a program that is not Python) has
+   * no other end.
+   */
+  childFlows?: readonly number[] | undefined;
+  /**
+   * On the first slice of a process that another one started: the flow id
+   * of the arrow from its parent's spawner slice (that slice's
+   * `childFlows` holds it); 0 or absent otherwise.
+   */
+  parentFlow?: number;
 }
 
 /** The traced process, announced once, before anything else. */
@@ -108,6 +129,14 @@ export interface ProcessInfo {
   collector?: string;
   /** How the collector read the time (`hello.clock`, protocol 4), when it says. */
   clock?: string;
+  /**
+   * Where the process goes among the trace's processes, from 1 up, when
+   * the trace has several (the run's first is 1). A process announced again
+   * (the same pid after an `exec`) keeps its place.
+   *
+   * @default {undefined} (no order is given)
+   */
+  sortIndex?: number;
 }
 
 /**
@@ -131,6 +160,14 @@ export interface ThreadInfo {
    * threads so (`hello.thread_ids` is `"serial"`, protocol 4).
    */
   serial?: number;
+  /**
+   * The process the thread belongs to, when a sink hears of several
+   * processes: thread ids are unique across them, and the thread's slices
+   * and instants belong to this process.
+   *
+   * @default {the process announced last}
+   */
+  pid?: number;
 }
 
 /**
@@ -165,7 +202,7 @@ export interface TraceSummary {
   omittedSlices?: number;
   /** The slices still open at the end, closed at the last timestamp (of those emitted). */
   unfinished: number;
-  /** The threads seen (dense ids 1..threads). */
+  /** The threads seen (by a machine of its own, dense ids 1..threads). */
   threads: number;
   /** The last timestamp of the stream, in µs since trace time zero. */
   duration: number;
@@ -201,15 +238,49 @@ export interface TraceSummary {
    * how many times), most frequent first, when there were any.
    */
   swallowedExceptions?: SwallowedException[];
+  /**
+   * Every traced process of the run, the first one first, then in the
+   * order they appeared, when the trace follows processes. The fields
+   * above are the first process's, but for `complete`, which holds only
+   * if every process's stream is complete.
+   */
+  processes?: ProcessSummary[];
+}
+
+/** What one process's stream held, in a trace of several processes. */
+export interface ProcessSummary {
+  /** The process id. */
+  pid: number;
+  /** The program's `sys.argv`. */
+  argv: readonly string[];
+  /** Who started it (`hello.parent`), or null for the run's first process. */
+  parent: ParentRef | null;
+  /** Whether its stream ended with an `end` record. */
+  complete: boolean;
+  /** Why recording stopped (`end.reason`, `"exec"` when it replaced itself); unknown if incomplete. */
+  reason: string | undefined;
+  /** The events received and converted. */
+  events: number;
+  /** The slices emitted. */
+  slices: number;
+  /** The events the collector says it recorded but could not send. */
+  dropped: number;
+  /** Its threads. */
+  threads: number;
+  /** Set when its recording stopped at `--max-events`. */
+  limited?: RecordingLimit;
 }
 
 /**
  * Where the frame-state machine sends what it finds, as it finds it:
  * process, then threads and slices interleaved, then the summary. Slices
  * arrive as they close (children before their parents), not in start order.
+ * A sink that several machines share (the processes of a run, see
+ * `convertProcesses`) hears of each process before its threads, of
+ * threads with their `pid`, and of the summary of them all once, last.
  */
 export interface TraceSink {
-  /** The traced process; called once, first. */
+  /** The traced process; called first (once per process, when there are several). */
   process(process: ProcessInfo): void;
   /** A thread is announced or renamed. */
   thread(thread: ThreadInfo): void;

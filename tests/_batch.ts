@@ -39,8 +39,8 @@ const FRAME_ID = 0x10;
 const WIDE_FRAME_ID = 0x20;
 const TWO_TO_48 = 2 ** 48;
 
-/** Which of `ref` and `span` each op 0 to 12 writes, after its `dt`. */
-const CARRIES: readonly { ref: boolean; span: boolean; frame: boolean }[] = [
+/** Which of `ref` and `span` each op 0 to 12 and 14 writes, after its `dt` (13 is not an event). */
+const CARRIES: readonly ({ ref: boolean; span: boolean; frame: boolean } | undefined)[] = [
   { ref: true, span: false, frame: true }, // call
   { ref: true, span: false, frame: true }, // resume
   { ref: false, span: false, frame: true }, // return
@@ -54,7 +54,9 @@ const CARRIES: readonly { ref: boolean; span: boolean; frame: boolean }[] = [
   { ref: true, span: true, frame: false }, // span_begin: span id, then mark id
   { ref: false, span: true, frame: false }, // span_end
   { ref: false, span: false, frame: false }, // stop
-];
+  undefined, // a thread switch
+  { ref: true, span: false, frame: false }, // spawn: the token
+] as const;
 
 /** The `batch` record of a frame, as its line holds it. */
 export interface NativeBatchRecord {

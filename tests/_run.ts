@@ -19,6 +19,14 @@ export interface RunOptions {
   cwd?: string;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /**
+   * After this long the run is stopped (SIGTERM, then SIGKILL 5 s later)
+   * and its stderr says so: a hang fails the test instead of holding the
+   * suite up.
+   *
+   * @default {undefined} (no limit)
+   */
+  timeoutMs?: number;
 }
 
 async function run(command: string, args: string[], options: RunOptions): Promise<Outcome> {
@@ -33,12 +41,29 @@ async function run(command: string, args: string[], options: RunOptions): Promis
   const writer = child.stdin.getWriter();
   if (options.stdin) await writer.write(new TextEncoder().encode(options.stdin));
   await writer.close();
-  const output = await child.output();
+  let timedOut = false;
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  if (options.timeoutMs !== undefined) {
+    const kill = (signal: Deno.Signal) => {
+      try {
+        child.kill(signal);
+      } catch {
+        // It has exited meanwhile.
+      }
+    };
+    timers.push(setTimeout(() => {
+      timedOut = true;
+      kill("SIGTERM");
+      timers.push(setTimeout(() => kill("SIGKILL"), 5000));
+    }, options.timeoutMs));
+  }
+  const output = await child.output().finally(() => timers.forEach(clearTimeout));
   const decoder = new TextDecoder();
   return {
     code: output.code,
     stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
+    stderr: decoder.decode(output.stderr) +
+      (timedOut ? `\n[test: stopped after ${options.timeoutMs} ms]\n` : ""),
   };
 }
 

@@ -6,7 +6,7 @@
  * runner forwards it) or `SIGKILL` sent to the program. Prints what the run
  * returned and what is left where the private directory was made.
  */
-import { convert } from "../src/convert.ts";
+import { convertProcesses, type ProcessStreams } from "../src/processes.ts";
 import { type ChildProcess, runTraced, spawnChild } from "../src/runner.ts";
 
 const how = Deno.args[0];
@@ -31,8 +31,18 @@ const run = runTraced({ kind: "script", path: script, args: [] }, {
   output: `${dir}/t.json`,
   spawn: (request) => child = spawnChild(request),
   convert: (input, output, options) => {
-    admitted.resolve();
-    return convert(input, output, options);
+    const source = input as ProcessStreams;
+    // Once the collector's connection is admitted, the program is ended.
+    const connections = (source.connections as ReadableStream<ReadableStream<Uint8Array>>)
+      .pipeThrough(
+        new TransformStream({
+          transform(stream, controller) {
+            admitted.resolve();
+            controller.enqueue(stream);
+          },
+        }),
+      );
+    return convertProcesses({ connections, stop: () => source.stop?.() }, output, options);
   },
   collectorSource: collector,
   tempDir: tmp,

@@ -181,11 +181,11 @@ Deno.test("unpackBatch rejects a malformed frame, naming the line and the byte",
     message: string | RegExp;
   }[] = [
     {
-      name: "an unknown op",
+      name: "a spawn without its token",
       bytes: [6, 1, 14, 1],
       events: 2,
       byte: 2,
-      message: "event 2 (op 14): unknown op 14 (op byte 0x0e): expected 0 to 13",
+      message: "event 2 (spawn): its token is cut off by the end of the frame",
     },
     {
       name: "an unknown extended op",
@@ -396,9 +396,29 @@ function referenceDecode(
     const byte = frame[at++]!;
     const op = byte & 0x0f;
     const frameId = (byte & 0x10) !== 0;
-    if (byte & 0xc0 || op > 13 || (frameId && op > 4) || (byte & 0x20 && !frameId)) {
-      return { byte: start };
+    if (byte & 0xc0 || (byte & 0x20 && !frameId)) return { byte: start };
+    if (op === 15) {
+      // An extended event: its op (less 16), dt, ref and, with bit 4, a frame id.
+      const extended = varint();
+      if (extended === undefined || extended > 2) return { byte: start };
+      const dt = varint();
+      if (dt === undefined || ts + dt >= 2 ** 63) return { byte: start };
+      ts += dt;
+      const ref = varint();
+      if (ref === undefined) return { byte: start };
+      let id = 0;
+      if (frameId) {
+        const width = byte & 0x20 ? 8 : 6;
+        if (at + width > frame.length || (width === 8 && frame[at + 7]! >= 0x80)) {
+          return { byte: start };
+        }
+        for (let i = width - 1; i >= 0; i--) id = id * 256 + frame[at + i]!;
+        at += width;
+      }
+      events.push([(16 + extended) as ProtocolEvent[0], thread, ts, id, ref]);
+      continue;
     }
+    if (frameId && op > 4) return { byte: start };
     if (op === 13) {
       const id = varint();
       if (id === undefined) return { byte: start };
@@ -415,7 +435,7 @@ function referenceDecode(
       if (span === undefined) return { byte: start };
       id = span;
     }
-    if (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10) {
+    if (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === 14) {
       const value = varint();
       if (value === undefined) return { byte: start };
       ref = value;
@@ -450,11 +470,12 @@ function randomEvents(seed: number, length: number): NativeEvent[] {
   return Array.from({ length }, () => {
     if (random() < 0.05) thread = 1 + Math.floor(random() * 300);
     ts += random() < 0.001 ? 2 ** 40 : sized();
-    const op = Math.floor(random() * 13);
+    // 0 to 12, and 14 (a spawn) for 13.
+    const op = Math.floor(random() * 13.2) === 13 ? 14 : Math.floor(random() * 13);
     const frame = op <= 4 && random() < 0.4
       ? random() < 0.8 ? 0x7f0000000000 + Math.floor(random() * 2 ** 30) * 16 : 2 ** 48 + 16
       : 0;
-    const ref = op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? sized() : 0;
+    const ref = op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === 14 ? sized() : 0;
     const span = op === 10 || op === 11 ? sized() : 0;
     return [op, thread, ts, frame, ref, span];
   });

@@ -430,3 +430,69 @@ Deno.test("CatapultWriter writes instants on their thread and counters on the pr
     { ph: "C", name: "queue depth", cat: "mark", args: { value: 3 }, pid: 4242, ts: 2 },
   ]);
 });
+
+Deno.test("CatapultWriter writes the threads of several processes, and the arrows between them", async (t) => {
+  const chunks = await collect((writer) => {
+    writer.process({ ...PROCESS, sortIndex: 1 });
+    writer.thread({ tid: 1, name: "MainThread", ident: 1, nativeId: 4242, pid: 4242 });
+    writer.process({ ...PROCESS, pid: 4243, name: "python worker.py", sortIndex: 2 });
+    writer.thread({ tid: 2, name: "MainThread", ident: 1, nativeId: 4243, pid: 4243 });
+    // A fork call that started two children, and a generator slice that started one.
+    writer.slice(slice({ tid: 1, site: PRINT, childFlows: [7, 8] }));
+    writer.slice(slice({ tid: 1, start: 2, flow: 3, flowOut: true, childFlows: [9] }));
+    writer.slice(slice({ tid: 2, start: 5, parentFlow: 7 }));
+    writer.mark({
+      kind: "instant",
+      tid: 2,
+      ts: 6,
+      name: "m",
+      category: "mark",
+      args: {},
+      pid: 4243,
+    });
+    writer.finish(SUMMARY);
+  });
+  const events: TraceEvent[] = JSON.parse(chunks.join("")).traceEvents;
+  await t.step("a track group per process, in the order given", () => {
+    assert.deepEqual(
+      events.filter((e) => e.name === "process_sort_index").map((e) => [e.pid, e.args]),
+      [[4242, { sort_index: 1 }], [4243, { sort_index: 2 }]],
+    );
+    assert.deepEqual(
+      events.filter((e) => e.name === "thread_name").map((e) => [e.pid, e.tid]),
+      [[4242, 1], [4243, 2]],
+    );
+  });
+  await t.step("each slice and instant with its thread's process", () => {
+    assert.deepEqual(
+      events.filter((e) => e.ph === "X" || e.ph === "i").map((e) => [e.name, e.pid, e.tid]),
+      [
+        ["print", 4242, 1],
+        ["spawn", 4242, 1],
+        ["numbers", 4242, 1],
+        ["spawn", 4242, 1],
+        ["numbers", 4243, 2],
+        ["m", 4243, 2],
+      ],
+    );
+  });
+  await t.step("an arrow binds to its slice, or to a slice of no length at its start", () => {
+    assert.deepEqual(
+      events.filter((e) => e.bind_id !== undefined).map((e) => [
+        e.name,
+        e.ts,
+        e.dur,
+        e.bind_id,
+        e.flow_in ?? false,
+        e.flow_out ?? false,
+      ]),
+      [
+        ["print", 0, 1, "0x7", false, true],
+        ["spawn", 0, 0, "0x8", false, true],
+        ["numbers", 2, 1, "0x3", false, true],
+        ["spawn", 2, 0, "0x9", false, true],
+        ["numbers", 5, 1, "0x7", true, false],
+      ],
+    );
+  });
+});

@@ -589,6 +589,33 @@ Deno.test("parseCommandLine() reads --manual", async (t) => {
   });
 });
 
+Deno.test("parseCommandLine() reads --no-follow", async (t) => {
+  await t.step("following is the default: the command says nothing", () => {
+    equal(traceCommand(["app.py"]).follow, undefined);
+  });
+  await t.step("before the program", () => {
+    deepEqual(traceCommand(["--no-follow", "app.py", "--no-follow"]), {
+      kind: "trace",
+      target: script("app.py", "--no-follow"),
+      output: "app.trace.json",
+      engine: "auto",
+      follow: false,
+    });
+  });
+  await t.step("takes no value", () => {
+    throwsUsage(["--no-follow=1", "app.py"], /^option "--no-follow" takes no value/);
+  });
+  await t.step("the help says what following does", () => {
+    match(
+      HELP_TEXT,
+      /--no-follow +trace the program's own process only\. By default the\n +Python processes it starts are traced too: os\.fork/,
+    );
+    match(HELP_TEXT, /multiprocessing workers \(every start\n +method\)/);
+    match(HELP_TEXT, /its own track group/);
+    match(HELP_TEXT, /--max-events counts the\n +events of each process apart/);
+  });
+});
+
 Deno.test("parseCommandLine() reads the convert and python-module subcommands", async (t) => {
   const cases: [string[], unknown][] = [
     [["convert", "run.ndjson"], { kind: "convert", input: "run.ndjson", output: "run.json" }],

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type CodeRecord,
   type CodeType,
+  countingIds,
   FrameStateMachine,
   type FrameStateMachineOptions,
   type HelloRecord,
@@ -49,6 +50,8 @@ function show(slice: Slice): string {
     text += ` flow${slice.flow}${slice.flowIn ? " in" : ""}${slice.flowOut ? " out" : ""}`;
   }
   if (slice.args !== undefined) text += ` ${JSON.stringify(slice.args)}`;
+  if (slice.childFlows !== undefined) text += ` to-child${slice.childFlows.join(",")}`;
+  if (slice.parentFlow) text += ` from-parent${slice.parentFlow}`;
   return text;
 }
 
@@ -1020,10 +1023,10 @@ Deno.test("FrameStateMachine needs the binary frame of a record built in memory"
   await t.step("a malformed frame names the record's line and the byte", () => {
     const machine = new FrameStateMachine(new RecordingSink());
     machine.push(HELLO_4, 1);
-    const payload = Uint8Array.of(6, 1, 14, 1);
+    const payload = Uint8Array.of(6, 1, 15, 9, 1, 1);
     assert.throws(
-      () => machine.push({ kind: "batch", bytes: 4, events: 2, ts: 0, thread: 1, payload }, 9),
-      /^ProtocolError: the binary frame after line 9, byte 2: event 2 \(op 14\): unknown op 14/,
+      () => machine.push({ kind: "batch", bytes: 6, events: 2, ts: 0, thread: 1, payload }, 9),
+      /^ProtocolError: the binary frame after line 9, byte 2: event 2 \(extended\): unknown extended op 25/,
     );
   });
   await t.step("a malformed marshal frame too", () => {
@@ -1368,6 +1371,142 @@ Deno.test("FrameStateMachine follows the collector's hidden frames and shows the
     for (const record of [hello, events([8, 1, 1000, 0, 9])]) machine.push(record);
     machine.end();
     assert.match(warnings[0]!, /mark 9, which no "mark" record defined/);
+  });
+});
+
+Deno.test("FrameStateMachine draws arrows to and from other processes (protocol 4)", async (t) => {
+  const HIDDEN = { ...code(7, "fork_wrapper"), module: "panopticon", hidden: true };
+  const hello: HelloRecord = { ...HELLO_4, thread_ids: "serial" };
+  /** Runs `list` with spawn tokens mapped to flow 100 + token, and the tokens asked about. */
+  const runWith = (
+    records: ProtocolRecord[],
+    options: FrameStateMachineOptions = {},
+  ) => {
+    const tokens: number[] = [];
+    const { sink, summary } = run([HIDDEN, ...records], hello, {
+      spawnFlow: (token) => {
+        tokens.push(token);
+        return 100 + token;
+      },
+      ...options,
+    });
+    return { slices: sorted(sink), tokens, summary };
+  };
+  const fork: ProtocolEvent[] = [
+    [0, 1, 1000, 0, 3], // outer
+    [5, 1, 2000, 0, 2], // a C call, posix.fork
+    [14, 1, 2500, 0, 1], // spawn, token 1
+    [6, 1, 3000, 0, 0],
+    [14, 1, 3500, 0, 2], // spawn, token 2, straight from outer
+    [2, 1, 4000, 0, 0],
+  ];
+  const expected = ["outer 1:1-4 to-child102", "time.sleep 1:2-3 to-child101"];
+
+  await t.step("the arrow leaves the innermost open slice, in every encoding", () => {
+    for (
+      const records of [
+        [events(...fork)],
+        [{ kind: "events", packed: packEvents(fork) } as ProtocolRecord],
+        [marshalOf(fork)],
+        [batchOf(fork)],
+      ]
+    ) {
+      const { slices, tokens, summary } = runWith(records);
+      assert.deepEqual(slices, expected);
+      assert.deepEqual(tokens, [1, 2]);
+      assert.equal(summary.events, fork.length);
+    }
+  });
+
+  await t.step("a hidden spawner gives its arrow to the slice shown beneath it", () => {
+    const { slices } = runWith([events(
+      [0, 1, 1000, 0, 3],
+      [0, 1, 1500, 0, 7], // the collector's wrapper (hidden)
+      [5, 1, 2000, 0, 2], // its C call: hidden too
+      [14, 1, 2500, 0, 1],
+      [6, 1, 3000, 0, 0],
+      [2, 1, 3200, 0, 0],
+      [2, 1, 4000, 0, 0],
+    )]);
+    assert.deepEqual(slices, ["outer 1:1-4 to-child101"]);
+  });
+
+  await t.step("a spawner deeper than maxDepth gives it to the deepest slice written", () => {
+    const { slices } = runWith([events(...fork)], { maxDepth: 1 });
+    assert.deepEqual(slices, ["outer 1:1-4 to-child101,102"]);
+  });
+
+  await t.step("with nothing open, the spawn is told of but no slice carries it", () => {
+    const { slices, tokens } = runWith([events([14, 1, 500, 0, 1], [0, 1, 1000, 0, 3], [
+      2,
+      1,
+      2000,
+      0,
+      0,
+    ])]);
+    assert.deepEqual(slices, ["outer 1:1-2"]);
+    assert.deepEqual(tokens, [1]);
+  });
+
+  await t.step("a flow id of 0 draws nothing", () => {
+    const { slices, tokens } = runWith([events(...fork)], { spawnFlow: () => 0 });
+    assert.deepEqual(slices, ["outer 1:1-4", "time.sleep 1:2-3"]);
+    assert.deepEqual(tokens, []);
+  });
+
+  await t.step("a generator that spawns keeps the arrow on the slice it suspends", () => {
+    const { slices } = runWith([events(
+      [0, 1, 1000, 9, 2], // numbers, a generator
+      [14, 1, 1500, 0, 1],
+      [4, 1, 2000, 9, 0],
+      [1, 1, 3000, 9, 2],
+      [2, 1, 4000, 9, 0],
+    )]);
+    assert.deepEqual(slices, [
+      "numbers 1:1-2 flow1 out to-child101",
+      "numbers 1:3-4 flow1 in",
+    ]);
+  });
+
+  await t.step("the first slice shown gets the arrow from the parent", () => {
+    const { slices } = runWith([events(
+      [6, 1, 500, 0, 0], // the fork's return, begun in the parent: ignored
+      [0, 1, 1000, 0, 7], // hidden
+      [0, 1, 2000, 0, 3], // the first shown
+      [2, 1, 3000, 0, 0],
+      [0, 1, 4000, 0, 4],
+      [2, 1, 5000, 0, 0],
+      [2, 1, 6000, 0, 0],
+    )], { parentFlow: 55 });
+    assert.deepEqual(slices, ["outer 1:2-3 from-parent55", "inner 1:4-5"]);
+  });
+
+  await t.step("machines sharing ids and an origin never reuse a thread or a flow", () => {
+    const ids = countingIds();
+    const gen: ProtocolEvent[] = [
+      [0, 1, 1000, 9, 2],
+      [4, 1, 2000, 9, 0],
+      [1, 1, 3000, 9, 2],
+      [2, 1, 4000, 9, 0],
+    ];
+    const first = run([events(...gen)], { ...hello, t0: 500 }, { ids, origin: 0 });
+    const second = run(
+      [events(
+        ...gen.map((
+          [op, thread, ts, frame, ref],
+        ): ProtocolEvent => [op, thread, ts + 10_000, frame, ref]),
+      )],
+      { ...hello, pid: 4343, t0: 10_000 },
+      { ids, origin: 0 },
+    );
+    assert.deepEqual(first.sink.slices, ["numbers 1:1-2 flow1 out", "numbers 1:3-4 flow1 in"]);
+    assert.deepEqual(second.sink.slices, [
+      "numbers 2:11-12 flow2 out",
+      "numbers 2:13-14 flow2 in",
+    ]);
+    assert.equal(first.summary.threads, 1);
+    assert.equal(second.summary.threads, 1);
+    assert.equal(second.summary.duration, 14);
   });
 });
 

@@ -173,6 +173,54 @@ Deno.test("describeRun() says what was written, how big, and where to open it", 
   });
 });
 
+Deno.test("describeRun() counts the processes of a run that followed several", () => {
+  const process = (pid: number, events: number, threads: number) => ({
+    pid,
+    argv: ["app.py"],
+    parent: pid === 1 ? null : { pid: 1, token: pid - 1 },
+    complete: true,
+    reason: "exit",
+    events,
+    slices: 0,
+    dropped: 0,
+    threads,
+  });
+  const summary: ConversionSummary = {
+    complete: true,
+    events: 1000,
+    recorded: 1000,
+    dropped: 0,
+    reason: "exit",
+    slices: 0,
+    unfinished: 0,
+    threads: 2,
+    duration: 0,
+    pid: 1,
+    pythonVersion: "3.13.0",
+    engine: "monitoring",
+    protocol: 4,
+    warnings: [],
+    format: "json",
+    bytes: 1000,
+    processes: [process(1, 1000, 2), process(2, 200, 1), process(3, 30, 1), process(3, 4, 1)],
+  };
+  equal(
+    describeRun("t.json", [3, 13, 0], { summary, engine: "monitoring", collector: "native" }),
+    // Process 3 replaced itself (exec): one process, its main thread going on.
+    "panopticon: wrote t.json — 1,234 events, 3 processes, 4 threads (Python 3.13.0, native " +
+      "collector, monitoring engine). Open it in https://ui.perfetto.dev or chrome://tracing.",
+  );
+  equal(
+    describeRun("t.json", [3, 13, 0], {
+      summary: { ...summary, processes: summary.processes!.slice(0, 1) },
+      engine: "monitoring",
+      collector: "native",
+    }),
+    "panopticon: wrote t.json — 1,000 events, 2 threads (Python 3.13.0, native " +
+      "collector, monitoring engine). Open it in https://ui.perfetto.dev or chrome://tracing.",
+  );
+});
+
 Deno.test("main converts a recorded NDJSON stream (panopticon convert)", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "panopticon-test-" });
   try {

@@ -54,6 +54,7 @@ Deno.test("Op numbers the operations as the protocol does", () => {
     SpanBegin: 10,
     SpanEnd: 11,
     Stop: 12,
+    Spawn: 14,
   });
   assert.equal(PROTOCOL_VERSION, 4);
 });
@@ -133,6 +134,14 @@ Deno.test("decodeRecord decodes every kind of record", async (t) => {
       text: HELLO.replace('"protocol":2', '"protocol":4').replace(
         "}",
         ',"collector":"native","thread_ids":"serial","clock":"tsc"}',
+      ),
+      kind: "hello",
+    },
+    {
+      name: "hello of a child process (protocol 4)",
+      text: HELLO.replace('"protocol":2', '"protocol":4').replace(
+        "}",
+        ',"parent":{"pid":4241,"token":3}}',
       ),
       kind: "hello",
     },
@@ -302,7 +311,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an event of four numbers",
       text: '{"kind":"events","events":[[0,1,2,3,4],[0,1,2,3]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12 or 16 to 18, got [0,1,2,3]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 18, got [0,1,2,3]',
     },
     {
       name: "an event that is not an array",
@@ -314,6 +323,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       text: '{"kind":"events","events":[[13,1,2,3,4]]}',
       message: /^line 7: expected event 1 .* got \[13,1,2,3,4\]$/,
     },
+    { name: "op 15", text: '{"kind":"events","events":[[15,1,2,0,4]]}', message: /event 1 / },
     { name: "op -1", text: '{"kind":"events","events":[[-1,1,2,3,4]]}', message: /event 1 / },
     { name: "op 1.5", text: '{"kind":"events","events":[[1.5,1,2,3,4]]}', message: /event 1 / },
     { name: 'op "1"', text: '{"kind":"events","events":[["1",1,2,3,4]]}', message: /event 1 / },
@@ -335,7 +345,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an infinite timestamp",
       text: '{"kind":"events","events":[[0,1,2,3,4],[6,1,1e400,0,1]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12 or 16 to 18, got [6,1,Infinity,0,1]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 18, got [6,1,Infinity,0,1]',
     },
     {
       name: "an infinite thread",
@@ -374,6 +384,17 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       text: HELLO.replace("}", ',"thread_ids":"tid"}'),
       message:
         'line 7: expected "thread_ids" to be "serial" or "ident" in a "hello" record, got "tid"',
+    },
+    {
+      name: "a parent without its token",
+      text: HELLO.replace("}", ',"parent":{"pid":4241}}'),
+      message:
+        'line 7: expected "parent" to be {"pid": integer, "token": integer} in a "hello" record, got {"pid":4241}',
+    },
+    {
+      name: "a parent that is a number",
+      text: HELLO.replace("}", ',"parent":4241}'),
+      message: /^line 7: expected "parent" to be .* got 4241$/,
     },
     {
       name: "a collector that is not a string",

@@ -2,6 +2,7 @@ import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { dirname } from "node:path";
 import type { Filters, Target } from "../src/cli.ts";
 import type { ConversionSummary } from "../src/convert.ts";
+import type { ConvertProcessesOptions, ProcessesInput, ProcessStreams } from "../src/processes.ts";
 import {
   childArgs,
   childEnvironment,
@@ -55,6 +56,14 @@ function fakeSummary(): ConversionSummary {
     format: "json",
     bytes: 0,
   };
+}
+
+/** What a stand-in converter does with the streams: waits for the program, then cancels them. */
+async function discard(input: ProcessesInput, options?: ConvertProcessesOptions): Promise<void> {
+  const source = input as ProcessStreams;
+  await options?.exited;
+  source.stop?.();
+  for await (const stream of source.connections) await stream.cancel();
 }
 
 /** Connects to the channel the runner gave the child and sends `text`. */
@@ -215,7 +224,7 @@ Deno.test("runTraced() gives the child the collector's environment", async () =>
   let secretSeen: string | undefined;
   const convert: Convert = async (input, output, options) => {
     secretSeen = options?.secret;
-    await input.cancel();
+    await discard(input, options);
     await output.close();
     return fakeSummary();
   };
@@ -247,7 +256,7 @@ Deno.test("runTraced() gives the child the collector's environment", async () =>
     PANOPTICON_SECRET: request.env.PANOPTICON_SECRET,
     PANOPTICON_ENGINE: "setprofile",
     PANOPTICON_ROOT: "1",
-    PANOPTICON_FOLLOW: "0",
+    PANOPTICON_FOLLOW: "1",
   });
   match(request.env.PANOPTICON_SECRET!, /^[0-9a-f]{64}$/);
   equal(secretSeen, request.env.PANOPTICON_SECRET);
@@ -378,7 +387,7 @@ Deno.test("runTraced() passes --max-events to the collector and the format to th
   let convertOptions: Record<string, unknown> | undefined;
   const convert: Convert = async (input, output, options) => {
     convertOptions = { ...options };
-    await input.cancel();
+    await discard(input, options);
     await output.close();
     return fakeSummary();
   };
@@ -387,7 +396,8 @@ Deno.test("runTraced() passes --max-events to the collector and the format to th
     box.options(fake.spawn, { convert, maxEvents: 500, format: "perfetto", gzip: true }),
   );
   equal(fake.requests[0]!.env.PANOPTICON_MAX_EVENTS, "500");
-  deepEqual(convertOptions, {
+  const { secret, format, gzip } = convertOptions!;
+  deepEqual({ secret, format, gzip }, {
     secret: fake.requests[0]!.env.PANOPTICON_SECRET,
     format: "perfetto",
     gzip: true,
@@ -426,7 +436,7 @@ Deno.test("runTraced() passes the filters to the collector and the depth to the 
       let convertOptions: Record<string, unknown> | undefined;
       const convert: Convert = async (input, output, options) => {
         convertOptions = { ...options };
-        await input.cancel();
+        await discard(input, options);
         await output.close();
         return fakeSummary();
       };
@@ -447,14 +457,12 @@ Deno.test("runTraced() passes the filters to the collector and the depth to the 
         PANOPTICON_SECRET: env.PANOPTICON_SECRET!,
         PANOPTICON_ENGINE: "auto",
         PANOPTICON_ROOT: "1",
-        PANOPTICON_FOLLOW: "0",
+        PANOPTICON_FOLLOW: "1",
       };
       if (variable !== undefined) expected.PANOPTICON_FILTERS = variable;
       deepEqual(env, expected, "the stale value is gone, the new one exact");
-      deepEqual(convertOptions, {
-        secret: env.PANOPTICON_SECRET,
-        ...(maxDepth === undefined ? {} : { maxDepth }),
-      });
+      const { secret, maxDepth: depth } = convertOptions!;
+      deepEqual({ secret, maxDepth: depth }, { secret: env.PANOPTICON_SECRET, maxDepth });
     });
   }
 });
@@ -667,6 +675,105 @@ Deno.test("runTraced() survives SIGINT and forwards SIGTERM and SIGHUP while the
   });
 });
 
+/** The streams of a parent (pid 500) that starts a child (pid 501), as their collectors send them. */
+function familyStreams(secret: string) {
+  const hello = (pid: number, extra: string) =>
+    `{"kind":"hello","protocol":4,"pid":${pid},"python":"3.13.0","engine":"monitoring","t0":1000,"main_thread":1,"thread_ids":"serial","argv":["app.py"],"secret":"${secret}"${extra}}`;
+  const parent = [
+    hello(500, ""),
+    '{"kind":"cfunc","id":1,"name":"posix.fork"}',
+    '{"kind":"events","events":[[5,1,2000,0,1],[14,1,2500,0,1],[6,1,3000,0,0]]}',
+    '{"kind":"end","ts":9000,"events":3,"dropped":0,"reason":"exit"}',
+    "",
+  ].join("\n");
+  const child = [
+    hello(501, ',"parent":{"pid":500,"token":1}'),
+    '{"kind":"code","id":1,"module":"__main__","qualname":"work","file":"app.py","line":3,"type":"function"}',
+    '{"kind":"events","events":[[0,1,4000,0,1],[2,1,8000,0,0]]}',
+  ];
+  return {
+    parent,
+    child,
+    childEnd: '{"kind":"end","ts":8500,"events":2,"dropped":0,"reason":"exit"}\n',
+  };
+}
+
+Deno.test("runTraced() follows the processes the program starts", async (t) => {
+  await t.step("every traced process's stream goes into the trace", async () => {
+    await using box = await sandbox();
+    const fake = fakeSpawn(async (request) => {
+      const { parent, child, childEnd } = familyStreams(request.env.PANOPTICON_SECRET!);
+      await send(request, parent);
+      await send(request, child.join("\n") + "\n" + childEnd);
+      return { code: 0, signal: null };
+    });
+    const result = await runTraced(script(box.script), box.options(fake.spawn));
+    equal(fake.requests[0]!.env.PANOPTICON_FOLLOW, "1");
+    equal(result.summary.complete, true);
+    equal(result.summary.pid, 500);
+    deepEqual(result.summary.processes?.map((process) => process.pid), [500, 501]);
+    const trace = JSON.parse(await Deno.readTextFile(box.output));
+    deepEqual(trace.otherData.processes.map((process: { pid: number }) => process.pid), [500, 501]);
+  });
+
+  await t.step("a child that connects after the program exited is waited for", async () => {
+    await using box = await sandbox();
+    let late = Promise.resolve();
+    const fake = fakeSpawn(async (request) => {
+      const { parent, child, childEnd } = familyStreams(request.env.PANOPTICON_SECRET!);
+      await send(request, parent);
+      // The forked child connects just after its parent exits.
+      late = new Promise((resolve) => setTimeout(resolve, 100)).then(() =>
+        send(request, child.join("\n") + "\n" + childEnd)
+      );
+      return { code: 0, signal: null };
+    });
+    const result = await runTraced(script(box.script), box.options(fake.spawn));
+    await late;
+    deepEqual(result.summary.processes?.map((process) => process.pid), [500, 501]);
+  });
+
+  await t.step("processes left running are waited for, with a notice", async () => {
+    await using box = await sandbox();
+    const notices: string[] = [];
+    let finishChild = () => {};
+    const fake = fakeSpawn(async (request) => {
+      const { parent, child, childEnd } = familyStreams(request.env.PANOPTICON_SECRET!);
+      await send(request, parent);
+      const conn = await Deno.connect({ transport: "unix", path: request.env.PANOPTICON_CHANNEL! });
+      await conn.write(new TextEncoder().encode(child.join("\n") + "\n"));
+      finishChild = () => {
+        conn.write(new TextEncoder().encode(childEnd)).then(() => conn.close());
+      };
+      return { code: 0, signal: null };
+    });
+    const result = await runTraced(
+      script(box.script),
+      box.options(fake.spawn, {
+        collector: "python",
+        onNotice: (message) => {
+          notices.push(message);
+          finishChild();
+        },
+      }),
+    );
+    deepEqual(notices, [
+      "waiting for 1 traced process the program left running (pid 501); press Ctrl-C to stop " +
+      "waiting and write the trace",
+    ]);
+    equal(result.summary.complete, true);
+    deepEqual(result.summary.processes?.map((process) => process.pid), [500, 501]);
+  });
+
+  await t.step("--no-follow tells the collector", async () => {
+    await using box = await sandbox();
+    const fake = fakeSpawn(tracedExit({ code: 0, signal: null }));
+    const result = await runTraced(script(box.script), box.options(fake.spawn, { follow: false }));
+    equal(fake.requests[0]!.env.PANOPTICON_FOLLOW, "0");
+    deepEqual(result.summary.processes?.map((process) => process.pid), [4242]);
+  });
+});
+
 Deno.test("runTraced() refuses a connection without this run's secret and reports it", async (t) => {
   const cases: [string, string | undefined, string][] = [
     ["a wrong secret", exampleStream("0".repeat(64)), "it presented another secret, or none"],
@@ -769,8 +876,11 @@ s.sendall((json.dumps({"kind": "hello", "argv": sys.argv,
 s.close()
 `;
   let received = "";
-  const convert: Convert = async (input, output) => {
-    received = await new Response(input).text();
+  const convert: Convert = async (input, output, options) => {
+    const source = input as ProcessStreams;
+    await options?.exited;
+    source.stop?.();
+    for await (const stream of source.connections) received += await new Response(stream).text();
     await output.close();
     return fakeSummary();
   };

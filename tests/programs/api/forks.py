@@ -1,5 +1,6 @@
-"""A fork inside a trace() block: the child is not recorded, and the
-parent's block ends without waiting for the child (which waits for the
+"""A fork inside a trace() block: under the command the child is followed
+(a process of the trace), in a plain process it is not recorded; either way
+the parent's block ends without waiting for the child (which waits for the
 parent to say the block has ended)."""
 import os
 import signal

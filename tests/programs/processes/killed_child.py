@@ -4,7 +4,8 @@ import signal
 
 
 def doomed():
-    for _ in range(20000):
+    # Enough calls for several batches to be handed over before the kill.
+    for _ in range(300000):
         abs(-1)
     os.kill(os.getpid(), signal.SIGKILL)
 

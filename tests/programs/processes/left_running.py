@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-LATE = "import time\ndef late():\n    time.sleep(1.5)\n    print('late child', flush=True)\nlate()"
+LATE = "import time\ndef late():\n    time.sleep(3)\n    print('late child', flush=True)\nlate()"
 
 subprocess.Popen([sys.executable, "-c", LATE])
 print("parent leaves")
