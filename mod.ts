@@ -99,6 +99,17 @@ export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
+export {
+  type FunctionSummary,
+  type RunFacts,
+  sortFunctions,
+  SUMMARY_SORT_KEYS,
+  type SummaryOptions,
+  type SummaryReport,
+  SummarySink,
+  type SummarySortKey,
+  type ThreadSummary,
+} from "./src/summary.ts";
 export type {
   Mark,
   ProcessInfo,

@@ -1,0 +1,408 @@
+import assert from "node:assert/strict";
+import { FrameStateMachine } from "../src/frames.ts";
+import type { ProtocolEvent, ProtocolRecord } from "../src/protocol.ts";
+import {
+  type FunctionSummary,
+  sortFunctions,
+  type SummaryOptions,
+  type SummaryReport,
+  SummarySink,
+} from "../src/summary.ts";
+import type { Slice, TraceSink } from "../src/trace_model.ts";
+import { randomStream } from "./_streams.ts";
+
+/** A copy of a slice, as a test keeps it. */
+interface Kept {
+  tid: number;
+  start: number;
+  end: number;
+  name: string;
+  category: string;
+  flow: number;
+  flowIn: boolean;
+  unfinished: boolean;
+}
+
+/** Runs `records` through the frame-state machine into a summary sink, keeping the slices too. */
+function run(records: ProtocolRecord[], options: SummaryOptions = {}) {
+  const summary = new SummarySink(options);
+  const slices: Kept[] = [];
+  const threads = new Map<number, string>();
+  const keeper: TraceSink = {
+    process: (process) => summary.process(process),
+    thread: (thread) => {
+      threads.set(thread.tid, thread.name);
+      summary.thread(thread);
+    },
+    slice: (slice: Slice) => {
+      const start = Math.round(slice.start * 1000);
+      slices.push({
+        tid: slice.tid,
+        start,
+        end: start + Math.round(slice.duration * 1000),
+        name: slice.site.name,
+        category: slice.site.category,
+        flow: slice.flow,
+        flowIn: slice.flowIn,
+        unfinished: slice.args?.["unfinished"] === true,
+      });
+      summary.slice(slice);
+    },
+    mark: (mark) => summary.mark(mark),
+    finish: (result) => summary.finish(result),
+  };
+  const machine = new FrameStateMachine(keeper);
+  records.forEach((record, i) => machine.push(record, i + 1));
+  machine.end();
+  return { report: summary.report(), slices, threads };
+}
+
+/**
+ * The figures computed the plain way, from every slice in memory: sorted
+ * by start (the enclosing one first), nested with a stack.
+ */
+function reference(slices: Kept[], onlyTids?: Set<number>): Map<string, Partial<FunctionSummary>> {
+  const figures = new Map<string, Required<Omit<FunctionSummary, "file" | "line">>>();
+  const of = (slice: Kept) => {
+    let entry = figures.get(slice.name);
+    if (entry === undefined) {
+      entry = {
+        name: slice.name,
+        kind: slice.category,
+        calls: 0,
+        slices: 0,
+        totalNs: 0,
+        selfNs: 0,
+        meanNs: 0,
+        maxNs: 0,
+        unfinished: 0,
+        maxSlices: 0,
+        ranNs: 0,
+        livedNs: 0,
+        maxLivedNs: 0,
+      };
+      figures.set(slice.name, entry);
+    }
+    return entry;
+  };
+  const kept = slices.filter((slice) =>
+    slice.category !== "panopticon" && (onlyTids === undefined || onlyTids.has(slice.tid))
+  );
+  const byThread = Map.groupBy(kept, (slice) => slice.tid);
+  for (const own of byThread.values()) {
+    own.sort((a, b) => a.start - b.start || b.end - a.end);
+    const stack: { slice: Kept; children: number }[] = [];
+    const close = () => {
+      const { slice, children } = stack.pop()!;
+      of(slice).selfNs += slice.end - slice.start - children;
+    };
+    for (const slice of own) {
+      while (stack.length > 0) {
+        const top = stack.at(-1)!.slice;
+        if (top.start <= slice.start && slice.end <= top.end) break;
+        close();
+      }
+      const duration = slice.end - slice.start;
+      if (stack.length > 0) stack.at(-1)!.children += duration;
+      if (!stack.some((entry) => entry.slice.name === slice.name)) of(slice).totalNs += duration;
+      stack.push({ slice, children: 0 });
+    }
+    while (stack.length > 0) close();
+  }
+  const instances = new Map<number, Kept[]>();
+  for (const slice of kept) {
+    const entry = of(slice);
+    entry.slices++;
+    entry.ranNs += slice.end - slice.start;
+    if (slice.unfinished) entry.unfinished++;
+    if (slice.flow === 0) {
+      instances.set(-instances.size - 1, [slice]);
+    } else {
+      instances.set(slice.flow, [...(instances.get(slice.flow) ?? []), slice]);
+    }
+  }
+  for (const chain of instances.values()) {
+    const entry = of(chain[0]!);
+    const ran = chain.reduce((sum, slice) => sum + slice.end - slice.start, 0);
+    const lived = Math.max(...chain.map((s) => s.end)) - Math.min(...chain.map((s) => s.start));
+    entry.calls++;
+    entry.maxNs = Math.max(entry.maxNs, ran);
+    entry.maxSlices = Math.max(entry.maxSlices, chain.length);
+    entry.livedNs += lived;
+    entry.maxLivedNs = Math.max(entry.maxLivedNs, lived);
+  }
+  const result = new Map<string, Partial<FunctionSummary>>();
+  for (const [name, entry] of figures) {
+    entry.meanNs = Math.round(entry.ranNs / entry.calls);
+    const generatorLike = ["generator", "coroutine", "async_generator"].includes(entry.kind);
+    const plain: Partial<FunctionSummary> = { ...entry };
+    if (!generatorLike) {
+      for (const key of ["maxSlices", "ranNs", "livedNs", "maxLivedNs"] as const) delete plain[key];
+    }
+    result.set(name, plain);
+  }
+  return result;
+}
+
+/** The report's functions by name, without where they are defined. */
+function byName(report: SummaryReport): Map<string, Partial<FunctionSummary>> {
+  return new Map(report.functions.map(({ file: _file, line: _line, ...f }) => [f.name, f]));
+}
+
+Deno.test("SummarySink agrees with a plain computation on random streams", async (t) => {
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 20, 21]) {
+    for (const memoryRecords of [262144, 0]) {
+      const where = memoryRecords === 0 ? "in a temporary file" : "in memory";
+      await t.step(`seed ${seed}, 4,000 events, records ${where}`, () => {
+        const { report, slices } = run(randomStream(seed, 4000), { memoryRecords });
+        assert.ok(slices.length > 1000);
+        assert.deepEqual(byName(report), reference(slices));
+        assert.equal(report.run.slices, slices.length);
+        assert.equal(report.run.unfinished, slices.filter((s) => s.unfinished).length);
+      });
+    }
+  }
+  await t.step("seed 9, one thread of a worker's name", () => {
+    const { report, slices, threads } = run(randomStream(9, 4000), { thread: "worker-2" });
+    const tids = new Set([...threads].filter(([, name]) => name === "worker-2").map(([t]) => t));
+    assert.equal(report.thread, "worker-2");
+    assert.deepEqual(byName(report), reference(slices, tids));
+  });
+});
+
+/** A stream with codes 1 (`main`), 2 (`gen`, a generator), 3 (`fib`) and C function 1 (`len`). */
+function stream(events: ProtocolEvent[], end = true): ProtocolRecord[] {
+  return [
+    {
+      kind: "hello",
+      protocol: 2,
+      pid: 9,
+      python: "3.11.4",
+      engine: "setprofile",
+      t0: 0,
+      main_thread: 1,
+      argv: ["a.py", "x"],
+    },
+    { kind: "thread", thread: 1, native_id: 9, name: "MainThread" },
+    { kind: "thread", thread: 2, native_id: 10, name: "worker" },
+    {
+      kind: "code",
+      id: 1,
+      module: "__main__",
+      qualname: "main",
+      file: "a.py",
+      line: 1,
+      type: "function",
+    },
+    {
+      kind: "code",
+      id: 2,
+      module: "__main__",
+      qualname: "gen",
+      file: "a.py",
+      line: 5,
+      type: "generator",
+    },
+    {
+      kind: "code",
+      id: 3,
+      module: "__main__",
+      qualname: "fib",
+      file: "a.py",
+      line: 9,
+      type: "function",
+    },
+    { kind: "cfunc", id: 1, name: "len" },
+    { kind: "events", events },
+    ...(end
+      ? [{ kind: "end", ts: 100_000, events: events.length, dropped: 0, reason: "exit" } as const]
+      : []),
+  ];
+}
+
+function figures(report: SummaryReport, name: string): FunctionSummary {
+  const found = report.functions.find((f) => f.name === name);
+  assert.ok(found, `no function ${name}`);
+  return found;
+}
+
+Deno.test("SummarySink counts calls, total and self time as cProfile does", async (t) => {
+  await t.step("nested calls and a C call", () => {
+    const { report } = run(stream([
+      [0, 1, 0, 0, 1], // main
+      [0, 1, 1000, 0, 3], // fib
+      [5, 1, 2000, 0, 1], // len
+      [6, 1, 2500, 0, 0],
+      [2, 1, 4000, 0, 3],
+      [0, 1, 5000, 0, 3], // fib again
+      [2, 1, 6000, 0, 3],
+      [2, 1, 10_000, 0, 1],
+    ]));
+    assert.deepEqual(
+      [
+        figures(report, "main").calls,
+        figures(report, "main").totalNs,
+        figures(report, "main").selfNs,
+      ],
+      [1, 10_000, 6000],
+    );
+    const fib = figures(report, "fib");
+    assert.deepEqual([fib.calls, fib.totalNs, fib.selfNs, fib.meanNs, fib.maxNs], [
+      2,
+      4000,
+      3500,
+      2000,
+      3000,
+    ]);
+    assert.deepEqual([figures(report, "len").kind, figures(report, "len").selfNs], [
+      "c_function",
+      500,
+    ]);
+    assert.equal(figures(report, "len").file, undefined);
+    assert.deepEqual([fib.file, fib.line], ["a.py", 9]);
+  });
+
+  await t.step("recursion counts every call but the time once", () => {
+    const { report } = run(stream([
+      [0, 1, 0, 0, 3],
+      [0, 1, 1000, 0, 3],
+      [0, 1, 2000, 0, 3],
+      [2, 1, 3000, 0, 3],
+      [2, 1, 4000, 0, 3],
+      [2, 1, 8000, 0, 3],
+    ]));
+    const fib = figures(report, "fib");
+    assert.deepEqual([fib.calls, fib.totalNs, fib.selfNs, fib.maxNs], [3, 8000, 8000, 8000]);
+  });
+
+  await t.step("a generator's slice held past its caller's return", () => {
+    // main calls next(gen) and returns; the generator resumes later, at
+    // the top level: its first slice reaches the sink after main's.
+    const { report, slices } = run(stream([
+      [0, 1, 0, 0, 1],
+      [0, 1, 1000, 0x70, 2],
+      [4, 1, 3000, 0x70, 2],
+      [2, 1, 4000, 0, 1],
+      [1, 1, 6000, 0x70, 2],
+      [2, 1, 7000, 0x70, 2],
+    ]));
+    assert.deepEqual(slices.map((s) => s.name), ["main", "gen", "gen"]);
+    assert.deepEqual([figures(report, "main").totalNs, figures(report, "main").selfNs], [
+      4000,
+      2000,
+    ]);
+    const gen = figures(report, "gen");
+    assert.deepEqual(
+      [gen.calls, gen.slices, gen.maxSlices, gen.ranNs, gen.livedNs, gen.selfNs, gen.totalNs],
+      [1, 2, 2, 3000, 6000, 3000, 3000],
+    );
+  });
+
+  await t.step("a generator resumed on another thread is one instance", () => {
+    const { report } = run(stream([
+      [0, 1, 0, 0x70, 2],
+      [4, 1, 1000, 0x70, 2],
+      [0, 2, 2000, 0, 1],
+      [1, 2, 3000, 0x70, 2],
+      [4, 2, 4000, 0x70, 2],
+      [2, 2, 5000, 0, 1],
+      [1, 1, 7000, 0x70, 2],
+      [2, 1, 9000, 0x70, 2],
+    ]));
+    const gen = figures(report, "gen");
+    assert.deepEqual([gen.calls, gen.slices, gen.ranNs, gen.livedNs], [1, 3, 4000, 9000]);
+    assert.equal(figures(report, "main").selfNs, 2000);
+  });
+
+  await t.step("--thread: the slices of that thread, an instance across threads by its own", () => {
+    const events: ProtocolEvent[] = [
+      [0, 1, 0, 0x70, 2],
+      [4, 1, 1000, 0x70, 2],
+      [1, 2, 3000, 0x70, 2],
+      [4, 2, 4000, 0x70, 2],
+      [1, 1, 7000, 0x70, 2],
+      [2, 1, 9000, 0x70, 2],
+    ];
+    const worker = run(stream(events), { thread: "worker" }).report;
+    assert.deepEqual(worker.functions.map((f) => [f.name, f.calls, f.slices, f.livedNs]), [
+      ["gen", 1, 1, 1000],
+    ]);
+    const main = run(stream(events), { thread: "MainThread" }).report;
+    assert.deepEqual(main.functions.map((f) => [f.name, f.calls, f.slices, f.ranNs, f.livedNs]), [
+      ["gen", 1, 2, 3000, 9000],
+    ]);
+    assert.throws(
+      () => run(stream(events), { thread: "nobody" }),
+      /no thread named "nobody": its threads are "MainThread", "worker"/,
+    );
+  });
+
+  await t.step("frames open at the end are unfinished", () => {
+    const { report } = run(
+      stream([[0, 1, 0, 0, 1], [0, 1, 1000, 0, 3], [5, 1, 1500, 0, 1]], false),
+    );
+    assert.deepEqual(report.functions.map((f) => [f.name, f.unfinished]), [
+      ["main", 1],
+      ["fib", 1],
+      ["len", 1],
+    ]);
+    assert.equal(report.run.unfinished, 3);
+    assert.equal(report.run.complete, false);
+  });
+
+  await t.step("the collector's flushes are its own time, not a function's", () => {
+    const { report } = run([
+      ...stream([], false).slice(0, -1),
+      { kind: "events", events: [[0, 1, 0, 0, 1]] },
+      { kind: "flush", thread: 1, start: 2000, end: 3000, events: 1 },
+      { kind: "events", events: [[2, 1, 5000, 0, 1]] },
+      { kind: "end", ts: 6000, events: 2, dropped: 0, reason: "exit" },
+    ]);
+    assert.deepEqual(report.functions.map((f) => [f.name, f.totalNs, f.selfNs]), [
+      ["main", 5000, 4000],
+    ]);
+    assert.deepEqual([report.run.flushes, report.run.collectorNs], [1, 1000]);
+  });
+});
+
+Deno.test("SummarySink reports the run's facts", () => {
+  const { report } = run(stream([[0, 1, 0, 0, 1], [2, 1, 5000, 0, 1]]));
+  assert.deepEqual(report.run, {
+    program: "python a.py x",
+    pids: [9],
+    python: "3.11.4",
+    engine: "setprofile",
+    durationNs: 5000,
+    events: 2,
+    complete: true,
+    reason: "exit",
+    dropped: 0,
+    slices: 1,
+    unfinished: 0,
+    omittedSlices: 0,
+    threads: [{ tid: 1, name: "MainThread", slices: 1 }, { tid: 2, name: "worker", slices: 0 }],
+    collectorNs: 0,
+    flushes: 0,
+  });
+});
+
+Deno.test("sortFunctions() sorts the most first, ties by name", () => {
+  const f = (name: string, calls: number, selfNs: number): FunctionSummary => ({
+    name,
+    kind: "function",
+    calls,
+    slices: calls,
+    totalNs: selfNs,
+    selfNs,
+    meanNs: 0,
+    maxNs: calls * 10,
+    unfinished: 0,
+  });
+  const functions = [f("b", 1, 5), f("a", 3, 5), f("c", 2, 9)];
+  sortFunctions(functions, "self");
+  assert.deepEqual(functions.map((x) => x.name), ["c", "a", "b"]);
+  sortFunctions(functions, "calls");
+  assert.deepEqual(functions.map((x) => x.name), ["a", "c", "b"]);
+  sortFunctions(functions, "max");
+  assert.deepEqual(functions.map((x) => x.name), ["a", "c", "b"]);
+});
