@@ -110,6 +110,16 @@ export {
   type SummarySortKey,
   type ThreadSummary,
 } from "./src/summary.ts";
+export { CatapultReader, type CatapultReaderOptions } from "./src/catapult_reader.ts";
+export {
+  readTrace,
+  type ReadTraceOptions,
+  summarizeTrace,
+  type TraceFileFormat,
+  type TraceRead,
+  TraceReadError,
+  type TraceSummaryResult,
+} from "./src/trace_reader.ts";
 export type {
   Mark,
   ProcessInfo,
