@@ -20,6 +20,7 @@ import { type ConversionSummary, convert, type ConvertOptions } from "./convert.
 import { ProtocolError } from "./protocol.ts";
 import { buildNative, NativeBuildError, type NativeModule } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
+import type { TraceSink } from "./trace_model.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
 export interface ChildStatus {
@@ -120,6 +121,13 @@ export interface RunOptions {
    * @default {false}
    */
   manual?: boolean;
+  /**
+   * A sink that receives the trace as the writer does; passed to
+   * {@linkcode convert} as `tee`.
+   *
+   * @default {undefined}
+   */
+  tee?: TraceSink;
   /**
    * The environment the program would get without Panopticon.
    *
@@ -472,6 +480,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.tee !== undefined) convertOptions.tee = options.tee;
 
     let child: ChildProcess;
     try {
