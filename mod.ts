@@ -120,6 +120,19 @@ export {
   TraceReadError,
   type TraceSummaryResult,
 } from "./src/trace_reader.ts";
+export {
+  type BrowserResult,
+  type OpenBrowser,
+  PERFETTO_UI,
+  PortTakenError,
+  serveTrace,
+  type ServeTraceOptions,
+  systemBrowser,
+  type TraceServer,
+  VIEW_PORT,
+  viewTrace,
+  type ViewTraceOptions,
+} from "./src/view.ts";
 export type {
   Mark,
   ProcessInfo,
