@@ -10,6 +10,13 @@
  * protocol is specified in `docs/protocol.md`; {@linkcode unpackEvents}
  * and {@linkcode unpackBatch} decode event batches for tools.
  *
+ * The other way round, {@linkcode readTrace} reads a finished trace (or a
+ * recording) into any {@linkcode TraceSink}; {@linkcode SummarySink} sums
+ * one up per function, {@linkcode summarizeTrace} does both and
+ * {@linkcode formatSummary} prints the result as `panopticon summary` does.
+ * {@linkcode serveTrace} and {@linkcode viewTrace} open a trace in the
+ * Perfetto UI, as `panopticon view` does.
+ *
  * @example Converting NDJSON text to a Catapult trace
  * ```ts
  * import { toCatapult } from "./mod.ts";
@@ -54,6 +61,18 @@
  * assert.deepEqual(summary.warnings, []);
  * assert.ok(Array.isArray(JSON.parse(await Deno.readTextFile(output)).traceEvents));
  * await Deno.remove(output);
+ * ```
+ *
+ * @example Summing up a trace
+ * ```ts
+ * import { formatSummary, summarizeTrace } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const file = await Deno.open(new URL("./tests/fixtures/generator.ndjson", import.meta.url));
+ * const { report } = await summarizeTrace(file.readable);
+ * const numbers = report.functions.find((f) => f.name === "numbers")!;
+ * assert.deepEqual([numbers.kind, numbers.calls, numbers.slices], ["generator", 1, 2]);
+ * assert.match(formatSummary(report), /Generators, coroutines and async generators/);
  * ```
  *
  * @module
@@ -110,6 +129,7 @@ export {
   type SummarySortKey,
   type ThreadSummary,
 } from "./src/summary.ts";
+export { formatSummary, type FormatSummaryOptions } from "./src/summary_text.ts";
 export { CatapultReader, type CatapultReaderOptions } from "./src/catapult_reader.ts";
 export {
   readTrace,
