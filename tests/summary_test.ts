@@ -10,18 +10,7 @@ import {
 } from "../src/summary.ts";
 import type { Slice, TraceSink } from "../src/trace_model.ts";
 import { randomStream } from "./_streams.ts";
-
-/** A copy of a slice, as a test keeps it. */
-interface Kept {
-  tid: number;
-  start: number;
-  end: number;
-  name: string;
-  category: string;
-  flow: number;
-  flowIn: boolean;
-  unfinished: boolean;
-}
+import { byKey, type Kept, reference } from "./_summary_reference.ts";
 
 /** Runs `records` through the frame-state machine into a summary sink, keeping the slices too. */
 function run(records: ProtocolRecord[], options: SummaryOptions = {}) {
@@ -42,6 +31,8 @@ function run(records: ProtocolRecord[], options: SummaryOptions = {}) {
         end: start + Math.round(slice.duration * 1000),
         name: slice.site.name,
         category: slice.site.category,
+        file: slice.site.file,
+        line: slice.site.line,
         flow: slice.flow,
         flowIn: slice.flowIn,
         unfinished: slice.args?.["unfinished"] === true,
@@ -57,98 +48,6 @@ function run(records: ProtocolRecord[], options: SummaryOptions = {}) {
   return { report: summary.report(), slices, threads };
 }
 
-/**
- * The figures computed the plain way, from every slice in memory: sorted
- * by start (the enclosing one first), nested with a stack.
- */
-function reference(slices: Kept[], onlyTids?: Set<number>): Map<string, Partial<FunctionSummary>> {
-  const figures = new Map<string, Required<Omit<FunctionSummary, "file" | "line">>>();
-  const of = (slice: Kept) => {
-    let entry = figures.get(slice.name);
-    if (entry === undefined) {
-      entry = {
-        name: slice.name,
-        kind: slice.category,
-        calls: 0,
-        slices: 0,
-        totalNs: 0,
-        selfNs: 0,
-        meanNs: 0,
-        maxNs: 0,
-        unfinished: 0,
-        maxSlices: 0,
-        ranNs: 0,
-        livedNs: 0,
-        maxLivedNs: 0,
-      };
-      figures.set(slice.name, entry);
-    }
-    return entry;
-  };
-  const kept = slices.filter((slice) =>
-    slice.category !== "panopticon" && (onlyTids === undefined || onlyTids.has(slice.tid))
-  );
-  const byThread = Map.groupBy(kept, (slice) => slice.tid);
-  for (const own of byThread.values()) {
-    own.sort((a, b) => a.start - b.start || b.end - a.end);
-    const stack: { slice: Kept; children: number }[] = [];
-    const close = () => {
-      const { slice, children } = stack.pop()!;
-      of(slice).selfNs += slice.end - slice.start - children;
-    };
-    for (const slice of own) {
-      while (stack.length > 0) {
-        const top = stack.at(-1)!.slice;
-        if (top.start <= slice.start && slice.end <= top.end) break;
-        close();
-      }
-      const duration = slice.end - slice.start;
-      if (stack.length > 0) stack.at(-1)!.children += duration;
-      if (!stack.some((entry) => entry.slice.name === slice.name)) of(slice).totalNs += duration;
-      stack.push({ slice, children: 0 });
-    }
-    while (stack.length > 0) close();
-  }
-  const instances = new Map<number, Kept[]>();
-  for (const slice of kept) {
-    const entry = of(slice);
-    entry.slices++;
-    entry.ranNs += slice.end - slice.start;
-    if (slice.unfinished) entry.unfinished++;
-    if (slice.flow === 0) {
-      instances.set(-instances.size - 1, [slice]);
-    } else {
-      instances.set(slice.flow, [...(instances.get(slice.flow) ?? []), slice]);
-    }
-  }
-  for (const chain of instances.values()) {
-    const entry = of(chain[0]!);
-    const ran = chain.reduce((sum, slice) => sum + slice.end - slice.start, 0);
-    const lived = Math.max(...chain.map((s) => s.end)) - Math.min(...chain.map((s) => s.start));
-    entry.calls++;
-    entry.maxNs = Math.max(entry.maxNs, ran);
-    entry.maxSlices = Math.max(entry.maxSlices, chain.length);
-    entry.livedNs += lived;
-    entry.maxLivedNs = Math.max(entry.maxLivedNs, lived);
-  }
-  const result = new Map<string, Partial<FunctionSummary>>();
-  for (const [name, entry] of figures) {
-    entry.meanNs = Math.round(entry.ranNs / entry.calls);
-    const generatorLike = ["generator", "coroutine", "async_generator"].includes(entry.kind);
-    const plain: Partial<FunctionSummary> = { ...entry };
-    if (!generatorLike) {
-      for (const key of ["maxSlices", "ranNs", "livedNs", "maxLivedNs"] as const) delete plain[key];
-    }
-    result.set(name, plain);
-  }
-  return result;
-}
-
-/** The report's functions by name, without where they are defined. */
-function byName(report: SummaryReport): Map<string, Partial<FunctionSummary>> {
-  return new Map(report.functions.map(({ file: _file, line: _line, ...f }) => [f.name, f]));
-}
-
 Deno.test("SummarySink agrees with a plain computation on random streams", async (t) => {
   for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 20, 21]) {
     for (const memoryRecords of [262144, 0]) {
@@ -156,7 +55,7 @@ Deno.test("SummarySink agrees with a plain computation on random streams", async
       await t.step(`seed ${seed}, 4,000 events, records ${where}`, () => {
         const { report, slices } = run(randomStream(seed, 4000), { memoryRecords });
         assert.ok(slices.length > 1000);
-        assert.deepEqual(byName(report), reference(slices));
+        assert.deepEqual(byKey(report), reference(slices));
         assert.equal(report.run.slices, slices.length);
         assert.equal(report.run.unfinished, slices.filter((s) => s.unfinished).length);
       });
@@ -166,7 +65,7 @@ Deno.test("SummarySink agrees with a plain computation on random streams", async
     const { report, slices, threads } = run(randomStream(9, 4000), { thread: "worker-2" });
     const tids = new Set([...threads].filter(([, name]) => name === "worker-2").map(([t]) => t));
     assert.equal(report.thread, "worker-2");
-    assert.deepEqual(byName(report), reference(slices, tids));
+    assert.deepEqual(byKey(report), reference(slices, tids));
   });
 });
 
