@@ -2,20 +2,24 @@
  * Panopticon's converter as a library: the records of its collectors in
  * (NDJSON lines, and from protocol 4 the binary frames of event batches
  * that follow some of them), Catapult JSON traces (for Perfetto,
- * chrome://tracing and speedscope) out, as streams.
+ * chrome://tracing and speedscope) or Perfetto protobuf traces out, as
+ * streams.
  *
  * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
- * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter};
- * {@linkcode toCatapult} and {@linkcode convert} assemble it. The record
- * protocol is specified in `docs/protocol.md`; {@linkcode unpackEvents}
- * and {@linkcode unpackBatch} decode event batches for tools.
+ * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter}
+ * or a {@linkcode PerfettoWriter}; {@linkcode toCatapult},
+ * {@linkcode toPerfetto} and {@linkcode convert} assemble it, and
+ * {@linkcode readPerfetto} reads a protobuf trace back. The record protocol
+ * is specified in `docs/protocol.md`; {@linkcode unpackEvents} and
+ * {@linkcode unpackBatch} decode event batches for tools.
  *
- * The other way round, {@linkcode readTrace} reads a finished trace (or a
- * recording) into any {@linkcode TraceSink}; {@linkcode SummarySink} sums
- * one up per function, {@linkcode summarizeTrace} does both and
- * {@linkcode formatSummary} prints the result as `panopticon summary` does.
- * {@linkcode serveTrace} and {@linkcode viewTrace} open a trace in the
- * Perfetto UI, as `panopticon view` does.
+ * The other way round, {@linkcode readTrace} reads a finished trace (JSON,
+ * gzipped or not, or protobuf) or a recording into any
+ * {@linkcode TraceSink}; {@linkcode SummarySink} sums one up per function,
+ * {@linkcode summarizeTrace} does both and {@linkcode formatSummary} prints
+ * the result as `panopticon summary` does. {@linkcode serveTrace} and
+ * {@linkcode viewTrace} open a trace in the Perfetto UI, as
+ * `panopticon view` does.
  *
  * @example Converting NDJSON text to a Catapult trace
  * ```ts
@@ -83,6 +87,7 @@ export {
   convert,
   type ConvertOptions,
   toCatapult,
+  toPerfetto,
   type TraceInput,
 } from "./src/convert.ts";
 export {
@@ -118,6 +123,22 @@ export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
+export { PerfettoWriter, type PerfettoWriterOptions } from "./src/perfetto.ts";
+export {
+  decodePerfetto,
+  PerfettoDecoder,
+  type PerfettoDecoderOptions,
+  type PerfettoEvent,
+  type PerfettoFlow,
+  type PerfettoInput,
+  type PerfettoPacket,
+  PerfettoReadError,
+  type PerfettoSlice,
+  type PerfettoTrace,
+  type PerfettoTrack,
+  readPerfetto,
+} from "./src/perfetto_reader.ts";
+export { TRACE_FORMATS, type TraceFormat } from "./src/trace_format.ts";
 export {
   type FunctionSummary,
   type RunFacts,

@@ -1,12 +1,13 @@
 /**
  * Collector overhead: runs each workload of the shared benchmark untraced,
- * traced by Panopticon (the native collector, and the Python one), under
- * cProfile, with the native collector alone (its stream discarded), and
- * under the floors of `bench/floor.py` (a C callback, bench/floor.c, and two
- * Python ones), in alternating runs, and prints per workload the median
- * times, their ratios, the events, the trace's size and the peak memory of
- * the Python process and of the converter; then runs the converter
- * benchmark once, and compares every figure with the last committed results.
+ * traced by Panopticon (the native collector, and the Python one; to a
+ * JSON trace, and to a Perfetto protobuf trace), under cProfile, with the
+ * native collector alone (its stream discarded), and under the floors of
+ * `bench/floor.py` (a C callback, bench/floor.c, and two Python ones), in
+ * alternating runs, and prints per workload the median times, their
+ * ratios, the events, each trace's size and the peak memory of the Python
+ * process and of the converter; then runs the converter benchmark once per
+ * trace format, and compares every figure with the last committed results.
  * The results go to `bench/results/latest.json` and a dated copy.
  *
  *     deno task bench [--all | --python PATH...] [--workloads a,b] [--runs N]
@@ -25,6 +26,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { buildNative } from "../src/native_build.ts";
 import { probePython } from "../src/python.ts";
 import { fileURLToPath } from "node:url";
+import { PerfettoDecoder } from "../src/perfetto_reader.ts";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
 import {
   count,
@@ -76,6 +78,7 @@ const VIZTRACER: Record<string, Record<string, number>> = {
  * - `untraced`: `python w.py`;
  * - `traced`: the whole `panopticon -o trace.json w.py`, native collector;
  * - `traced_python`: the same with `--collector python`;
+ * - `traced_protobuf`: `traced` with a Perfetto protobuf trace (`-o trace.pftrace`);
  * - `native_alone`: the native collector in the Python process, its stream
  *   read and discarded by this benchmark (no converter): its own cost;
  * - `floor_c`: bench/floor.c's callback, which stores a timestamp;
@@ -87,6 +90,7 @@ type Kind =
   | "untraced"
   | "traced"
   | "traced_python"
+  | "traced_protobuf"
   | "native_alone"
   | "floor_c"
   | "floor_append"
@@ -98,6 +102,7 @@ const ALL_KINDS: readonly Kind[] = [
   "untraced",
   "traced",
   "traced_python",
+  "traced_protobuf",
   "native_alone",
   "floor_c",
   "floor_append",
@@ -106,6 +111,8 @@ const ALL_KINDS: readonly Kind[] = [
   "filtered",
 ];
 const QUICK_KINDS: readonly Kind[] = ["untraced", "traced", "native_alone", "floor_c"];
+/** JSON bytes per slice over protobuf bytes per slice, at least. */
+const TARGET_PROTOBUF_SMALLER = 5;
 
 const HELP = `Collector overhead benchmark.
 
@@ -314,6 +321,8 @@ interface Context {
   engine: "monitoring" | "setprofile";
   workload: string;
   tracePath: string;
+  /** Where the protobuf trace goes. */
+  protobufPath: string;
   env: Record<string, string>;
   /** The native collector, built for this Python. */
   native: string;
@@ -334,6 +343,18 @@ function commandFor(kind: Kind, context: Context): string[] {
       return [...traced, workload];
     case "traced_python":
       return [...traced, "--collector", "python", workload];
+    case "traced_protobuf":
+      return [
+        Deno.execPath(),
+        "run",
+        "-A",
+        MAIN,
+        "--python",
+        python.path,
+        "-o",
+        context.protobufPath,
+        workload,
+      ];
     case "filtered":
       return [...traced, ...FILTER_ARGS, workload];
     case "floor_c":
@@ -490,6 +511,26 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
+/**
+ * Reads a protobuf trace as a stream: counts its slices (BEGIN events) and
+ * takes its summary from the metadata, the analog of `otherData`.
+ */
+async function readProtobufTrace(path: string): Promise<TraceFacts> {
+  const { size } = await Deno.stat(path);
+  using file = await Deno.open(path);
+  const decoder = new PerfettoDecoder();
+  let slices = 0;
+  let otherData: Record<string, unknown> | undefined;
+  for await (const chunk of file.readable) {
+    decoder.push(chunk, (packet) => {
+      if (packet.kind === "event" && packet.event.type === "begin") slices++;
+      else if (packet.kind === "metadata") otherData = { ...otherData, ...packet.metadata };
+    });
+  }
+  decoder.finish();
+  return { bytes: size, slices_counted: slices, other_data: otherData };
+}
+
 async function readTrace(path: string): Promise<TraceFacts> {
   const { size } = await Deno.stat(path);
   return {
@@ -514,8 +555,17 @@ function kindsFor(workload: string, kinds: Kind[]): Kind[] {
   return kinds.filter((kind) => kind !== "filtered" || basename(workload) === FILTERED_WORKLOAD);
 }
 
+/**
+ * Panopticon's warnings in a run's output, but for the one that says the
+ * trace is big (the workloads make JSON traces past 500 MB on purpose):
+ * that one is advice, not a sign of a broken run.
+ */
 function panopticonWarnings(log: string): string[] {
-  return log.split("\n").filter((line) => line.startsWith("panopticon: warning:"));
+  return log.split("\n").filter((line) =>
+    line.startsWith("panopticon: warning:") &&
+    !line.includes("more than viewers open comfortably") &&
+    !line.includes("more than Perfetto's UI opens comfortably")
+  );
 }
 
 async function runOnce(kind: Kind, round: number, context: Context): Promise<Run> {
@@ -526,11 +576,15 @@ async function runOnce(kind: Kind, round: number, context: Context): Promise<Run
     context.env,
     envFor(kind, context),
   );
-  if (kind !== "traced" && kind !== "filtered" && kind !== "traced_python") {
+  if (
+    kind !== "traced" && kind !== "filtered" && kind !== "traced_python" &&
+    kind !== "traced_protobuf"
+  ) {
     return { kind, round, measurement };
   }
-  const trace = await readTrace(context.tracePath);
-  await Deno.remove(context.tracePath);
+  const path = kind === "traced_protobuf" ? context.protobufPath : context.tracePath;
+  const trace = kind === "traced_protobuf" ? await readProtobufTrace(path) : await readTrace(path);
+  await Deno.remove(path);
   return { kind, round, measurement, trace, warnings: panopticonWarnings(log) };
 }
 
@@ -586,6 +640,13 @@ interface Summary {
   traced_python_s?: number;
   native_alone_s?: number;
   floor_c_s?: number;
+  /** The whole run with a protobuf trace (`-o trace.pftrace`). */
+  traced_protobuf_s?: number;
+  traced_protobuf_ratio?: number;
+  protobuf_trace_bytes?: number;
+  protobuf_bytes_per_slice?: number;
+  /** JSON bytes per slice over protobuf bytes per slice. */
+  json_over_protobuf?: number;
   floor_append_s?: number;
   floor_noop_s?: number;
   cprofile_s?: number;
@@ -668,10 +729,18 @@ function summarize(runs: Run[], version: string, workload: string): Summary {
       : undefined;
   const cprofileRatio = ratio(wall("cprofile"), untraced);
   const target = targetFor(version, basename(workload, ".py"), cprofileRatio);
+  const protobuf = wall("traced_protobuf");
+  const protobufBytes = medianOf(runs, "traced_protobuf", (run) => run.trace?.bytes);
+  const protobufSlices = medianOf(runs, "traced_protobuf", (run) => run.trace?.slices_counted);
   return {
     untraced_s: untraced,
     traced_s: traced,
     traced_python_s: tracedPython,
+    traced_protobuf_s: protobuf,
+    traced_protobuf_ratio: ratio(protobuf, untraced),
+    protobuf_trace_bytes: protobufBytes,
+    protobuf_bytes_per_slice: ratio(protobufBytes, protobufSlices),
+    json_over_protobuf: ratio(ratio(bytes, slices), ratio(protobufBytes, protobufSlices)),
     native_alone_s: alone,
     floor_c_s: floorC,
     floor_append_s: floorAppend,
@@ -730,7 +799,9 @@ function checkTraces(label: string, runs: Run[], summary: Summary, engine: strin
     const slices = numberField(data, "slices");
     if (slices !== undefined && slices !== run.trace.slices_counted) {
       problems.push(
-        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ph:"X" lines`,
+        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ${
+          run.kind === "traced_protobuf" ? "BEGIN events" : 'ph:"X" lines'
+        }`,
       );
     }
     if (data.complete !== true) {
@@ -810,9 +881,19 @@ function parseConverterOutput(output: string): ConverterFigures {
   return { runs: paragraphs.map(parseConverterRun), output };
 }
 
-async function runConverterBench(events: number | undefined): Promise<ConverterFigures> {
+async function runConverterBench(
+  events: number | undefined,
+  format: "json" | "perfetto",
+): Promise<ConverterFigures> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CONVERTER_BENCH, ...(events === undefined ? [] : [String(events)])],
+    args: [
+      "run",
+      "-A",
+      CONVERTER_BENCH,
+      "--trace",
+      format,
+      ...(events === undefined ? [] : [String(events)]),
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -861,6 +942,7 @@ const KIND_LABELS: Record<Kind, string> = {
   untraced: "untraced",
   traced: "traced (native)",
   traced_python: "traced (python)",
+  traced_protobuf: "traced (native, protobuf)",
   native_alone: "native, no converter",
   floor_c: "floor: C",
   floor_append: "floor: Py append",
@@ -910,6 +992,11 @@ function formatWorkload(result: WorkloadResult, reps: string): string {
     `${s.bytes_per_event?.toFixed(1) ?? "n/a"} B/event, ${
       s.bytes_per_slice?.toFixed(1) ?? "n/a"
     } B/slice`,
+    `  protobuf trace: ${megabytes(s.protobuf_trace_bytes)}, ${
+      s.protobuf_bytes_per_slice?.toFixed(1) ?? "n/a"
+    } B/slice, ${
+      times(s.json_over_protobuf)
+    } smaller than JSON (target ≥ ${TARGET_PROTOBUF_SMALLER}×)`,
     `  peak RSS: Python ${megabytes(s.python_rss_untraced)} untraced, ` +
     `${
       s.python_rss_traced === undefined
@@ -938,6 +1025,9 @@ function formatSummary(results: WorkloadResult[]): string {
     "over C floor",
     "events/s",
     "B/slice",
+    "pf traced",
+    "pf B/slice",
+    "JSON/pf",
     "Py RSS",
     "deno RSS",
   ]];
@@ -955,6 +1045,9 @@ function formatSummary(results: WorkloadResult[]): string {
       times(s.over_c_floor),
       count(s.events_per_s),
       s.bytes_per_slice?.toFixed(0) ?? "n/a",
+      seconds(s.traced_protobuf_s),
+      s.protobuf_bytes_per_slice?.toFixed(1) ?? "n/a",
+      times(s.json_over_protobuf),
       s.python_rss_traced === undefined ? "n/a" : megabytes(s.python_rss_traced),
       megabytes(s.converter_rss),
     ]);
@@ -1038,12 +1131,13 @@ function formatConverterRun(run: ConverterRun): string {
     `while converting; the rest is the input held in memory)`;
 }
 
-function formatConverter(figures: ConverterFigures): string {
+function formatConverter(figures: ConverterFigures, format: string): string {
   const readable = figures.runs.filter((run) => run.events_per_s !== undefined);
   if (readable.length === 0) {
-    return `converter benchmark: could not read its figures:\n${figures.output}`;
+    return `converter benchmark (${format}): could not read its figures:\n${figures.output}`;
   }
-  return "converter alone (bench/converter.ts):\n" + readable.map(formatConverterRun).join("\n");
+  return `converter alone, writing ${format} (bench/converter.ts --format ${format}):\n` +
+    readable.map(formatConverterRun).join("\n");
 }
 
 // --- saving ------------------------------------------------------------
@@ -1138,6 +1232,7 @@ async function benchmark(options: Options): Promise<number> {
           tracePath: join(tempDir, "trace.json"),
           channel,
           ...modules,
+          protobufPath: join(tempDir, "trace.pftrace"),
         };
         const runs = await runWorkload(context, kindsFor(workload, options.kinds), options.runs);
         const summary = summarize(runs, python.version, workload);
@@ -1159,13 +1254,15 @@ async function benchmark(options: Options): Promise<number> {
   warnings.push(...await checkCollectorUnchanged(code.collector_sha256));
 
   console.error("converter benchmark…");
-  const converter = await runConverterBench(options.converterEvents);
+  const converter = await runConverterBench(options.converterEvents, "json");
+  const converterProtobuf = await runConverterBench(options.converterEvents, "perfetto");
   const startup = await measureStartup(wrapper, options.runs);
   machine.load_average_end = Deno.loadavg();
   const worse = regressions(results, committed);
 
   console.log(formatSummary(results));
-  console.log("\n" + formatConverter(converter));
+  console.log("\n" + formatConverter(converter, "json"));
+  console.log("\n" + formatConverter(converterProtobuf, "perfetto"));
   console.log(`\ndeno start-up (main.ts --version), in every traced time: ${seconds(startup)}`);
   console.log(
     `\nload average: ${machine.load_average_start.map((v) => v.toFixed(2)).join(" ")} at start, ` +
@@ -1210,6 +1307,7 @@ async function benchmark(options: Options): Promise<number> {
     })),
     regressions: worse,
     converter,
+    converter_protobuf: converterProtobuf,
     deno_startup_s: startup,
     warnings,
   });

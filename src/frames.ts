@@ -249,6 +249,7 @@ export class FrameStateMachine {
     flowIn: false,
     flowOut: false,
     args: undefined,
+    depth: 0,
   };
 
   /**
@@ -331,9 +332,11 @@ export class FrameStateMachine {
       case "flush": {
         const thread = this.#threadOf(record.thread);
         if (record.end > this.#lastTs) this.#lastTs = record.end;
+        // Nested in the frame that was running when the collector flushed.
+        const top = thread.depth > 0 ? thread.stack[thread.depth - 1]!.depth : 0;
         this.#emit(thread.tid, FLUSH_SITE, record.start, record.end, 0, false, false, {
           events: record.events,
-        });
+        }, top + 1);
         break;
       }
       case "end":
@@ -801,7 +804,7 @@ export class FrameStateMachine {
     }
     const own = entry.args;
     const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
-    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all);
+    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all, entry.depth);
   }
 
   /** Emits the slice a suspended instance holds; a flow leaves it if it is resumed. */
@@ -820,6 +823,7 @@ export class FrameStateMachine {
       entry.heldFlowIn,
       flowOut,
       undefined,
+      entry.heldDepth,
     );
   }
 
@@ -832,6 +836,7 @@ export class FrameStateMachine {
     flowIn: boolean,
     flowOut: boolean,
     args: SliceArgs | undefined,
+    depth: number,
   ): void {
     const slice = this.#slice;
     slice.tid = tid;
@@ -842,6 +847,7 @@ export class FrameStateMachine {
     slice.flowIn = flowIn;
     slice.flowOut = flowOut;
     slice.args = args;
+    slice.depth = depth;
     this.#slices++;
     this.#sink.slice(slice);
   }

@@ -20,6 +20,7 @@ import { type ConversionSummary, convert, type ConvertOptions } from "./convert.
 import { ProtocolError } from "./protocol.ts";
 import { buildNative, NativeBuildError, type NativeModule } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
+import type { TraceFormat } from "./trace_format.ts";
 import type { TraceSink } from "./trace_model.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
@@ -114,6 +115,25 @@ export interface RunOptions {
    */
   maxDepth?: number;
   /**
+   * The trace's format; passed to {@linkcode convert}.
+   *
+   * @default {"json"}
+   */
+  format?: TraceFormat;
+  /**
+   * Gzip the trace as it is written; passed to {@linkcode convert}.
+   *
+   * @default {false}
+   */
+  gzip?: boolean;
+  /**
+   * The collector stops recording after this many events (a positive whole
+   * number), passed to it in `PANOPTICON_MAX_EVENTS`.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
+  /**
    * Record only inside the program's `panopticon.trace()` blocks and
    * `panopticon.traced` calls (`--manual`), with the setprofile engine,
    * whose hook is per thread.
@@ -205,6 +225,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_FILTERS",
   "PANOPTICON_MANUAL",
   "PANOPTICON_NATIVE",
+  "PANOPTICON_MAX_EVENTS",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -236,6 +257,12 @@ export interface ChannelSettings {
    * @default {undefined} (the Python collector records)
    */
   native?: string;
+  /**
+   * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
 }
 
 /**
@@ -289,6 +316,8 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
  *   filters filter something;
  * - `PANOPTICON_MANUAL`: `1` for manual recording;
+ * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
+ *   number, only when there is a limit;
  * - `PANOPTICON_NATIVE`: the native collector's module, when it records.
  */
 export function childEnvironment(
@@ -306,6 +335,7 @@ export function childEnvironment(
   const filters = filtersVariable(settings.filters);
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
   if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
+  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   return env;
 }
@@ -476,10 +506,13 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       engine: options.engine ?? "auto",
       filters: options.filters,
       manual: options.manual,
+      maxEvents: options.maxEvents,
       native: native?.path,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.format !== undefined) convertOptions.format = options.format;
+    if (options.gzip) convertOptions.gzip = true;
     if (options.tee !== undefined) convertOptions.tee = options.tee;
 
     let child: ChildProcess;
