@@ -527,6 +527,8 @@ export class PerfettoWriter implements TraceSink {
       ["python", summary.pythonVersion],
       ["engine", summary.engine],
       ["protocol", summary.protocol],
+      ["collector", summary.collector],
+      ["clock", summary.clock],
       ["pid", summary.pid],
       ["complete", summary.complete],
       ["reason", summary.reason],
@@ -537,6 +539,10 @@ export class PerfettoWriter implements TraceSink {
       ["unfinished", summary.unfinished],
       // As in the JSON trace: present only when a depth limit left slices out.
       ["omitted_slices", summary.omittedSlices || undefined],
+      // The JSON trace's otherData.limited, flat: when (in ns, as the trace's
+      // times are) and after how many events recording stopped.
+      ["limited_ts_ns", summary.limited && Math.round(summary.limited.ts * 1000)],
+      ["limited_events", summary.limited?.events],
       ["python_max_rss", summary.pythonMaxRss],
     ];
     const bundle = new ProtoWriter();
