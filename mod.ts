@@ -152,6 +152,7 @@ export {
 } from "./src/summary.ts";
 export { formatSummary, type FormatSummaryOptions } from "./src/summary_text.ts";
 export { CatapultReader, type CatapultReaderOptions } from "./src/catapult_reader.ts";
+export { PerfettoSliceReader } from "./src/perfetto_slices.ts";
 export {
   readTrace,
   type ReadTraceOptions,

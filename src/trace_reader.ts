@@ -11,6 +11,8 @@
 
 import { CatapultReader, TraceReadError } from "./catapult_reader.ts";
 import { FrameStateMachine } from "./frames.ts";
+import { PerfettoReadError } from "./perfetto_reader.ts";
+import { PerfettoSliceReader } from "./perfetto_slices.ts";
 import { NdjsonDecoder, ProtocolError } from "./protocol.ts";
 import { type SummaryOptions, type SummaryReport, SummarySink } from "./summary.ts";
 import type { TraceSink } from "./trace_model.ts";
@@ -152,9 +154,8 @@ export async function readTrace(
         await readRecording(stream, sink, onWarning);
         break;
       case "perfetto":
-        throw new TraceReadError(
-          "this is a Perfetto protobuf trace, which this build cannot read yet",
-        );
+        await readPerfettoStream(stream, sink);
+        break;
       case undefined:
         await stream.cancel().catch(() => {});
         throw new TraceReadError(
@@ -169,6 +170,9 @@ export async function readTrace(
     if (error instanceof TraceReadError) throw error;
     if (error instanceof ProtocolError) {
       throw new TraceReadError(`the recording is broken at ${error.message}`);
+    }
+    if (error instanceof PerfettoReadError) {
+      throw new TraceReadError(`the protobuf trace is broken: ${error.message}`);
     }
     if (gzip && error instanceof TypeError) {
       throw new TraceReadError(`the gzip data is broken: ${reasonOf(error)}`);
@@ -187,6 +191,15 @@ async function readCatapultStream(
   const decoder = new TextDecoder();
   for await (const chunk of stream) reader.push(decoder.decode(chunk, { stream: true }));
   reader.push(decoder.decode());
+  reader.finish();
+}
+
+async function readPerfettoStream(
+  stream: ReadableStream<Uint8Array>,
+  sink: TraceSink,
+): Promise<void> {
+  const reader = new PerfettoSliceReader(sink);
+  for await (const chunk of stream) reader.push(chunk);
   reader.finish();
 }
 

@@ -158,6 +158,30 @@ for (const python of oldestAndNewest()) {
         assert.deepEqual(await summaryOf(gzip), expected);
       });
 
+      await t.step("protobuf, gzipped or not, from runs of their own: the same calls", async () => {
+        // The program's functions and the C functions it calls itself.
+        const counts = (report: SummaryReport) =>
+          report.functions
+            .filter((f) => f.file === MIX || Object.hasOwn(C_FUNCTIONS, f.name))
+            .map((f) => `${f.name}:${f.line ?? ""} ${f.calls} ${f.slices} ${f.maxSlices ?? ""}`)
+            .sort();
+        for (const name of ["mix.pftrace", "mix.pftrace.gz"]) {
+          const path = `${dir.path}/${name}`;
+          await trace(python, "native", path, [MIX]);
+          const result = await summarizeTrace((await Deno.open(path)).readable);
+          assert.deepEqual(
+            [result.format, result.gzip, result.warnings],
+            ["perfetto", name.endsWith(".gz"), []],
+          );
+          const { run } = result.report;
+          assert.deepEqual(
+            [run.python, run.collector, run.engine, run.complete, run.pids.length],
+            [expected.run.python, "native", expected.run.engine, true, 1],
+          );
+          assert.deepEqual(counts(result.report), counts(expected));
+        }
+      });
+
       await t.step("the command's --json has the same numbers", async () => {
         const outcome = await runPanopticon(["summary", json, "--json"]);
         assert.equal(outcome.code, 0, outcome.stderr);

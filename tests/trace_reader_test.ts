@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { toCatapult } from "../src/convert.ts";
+import { toCatapult, toPerfetto } from "../src/convert.ts";
+import type { ProtocolRecord } from "../src/protocol.ts";
 import { sniffFormat, summarizeTrace, TraceReadError } from "../src/trace_reader.ts";
+import { randomStream } from "./_streams.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const encoder = new TextEncoder();
@@ -28,6 +30,11 @@ async function catapult(recording: Uint8Array): Promise<Uint8Array> {
   return encoder.encode(text);
 }
 
+async function protobuf(recording: Uint8Array | ProtocolRecord[]): Promise<Uint8Array> {
+  const input = recording instanceof Uint8Array ? bytes(recording) : ReadableStream.from(recording);
+  return new Uint8Array(await new Response(toPerfetto(input)).arrayBuffer());
+}
+
 Deno.test("sniffFormat() tells a trace by its first bytes", () => {
   const cases: [string | number[], string | undefined][] = [
     ['{"traceEvents":[', "json"],
@@ -50,9 +57,12 @@ Deno.test("summarizeTrace() gives one summary of a recording and of its traces",
     const expected = (await summarizeTrace(bytes(recording))).report;
     assert.ok(expected.functions.length > 0);
     const json = await catapult(recording);
+    const pftrace = await protobuf(recording);
     const inputs: [string, Uint8Array, string, boolean][] = [
       ["JSON", json, "json", false],
       ["gzipped JSON", await gzip(bytes(json)), "json", true],
+      ["protobuf", pftrace, "perfetto", false],
+      ["gzipped protobuf", await gzip(bytes(pftrace)), "perfetto", true],
       ["the gzipped recording", await gzip(bytes(recording)), "ndjson", true],
     ];
     for (const [what, data, format, gzipped] of inputs) {
@@ -66,6 +76,22 @@ Deno.test("summarizeTrace() gives one summary of a recording and of its traces",
         assert.deepEqual(result.report, expected);
       });
     }
+  }
+});
+
+Deno.test("summarizeTrace() sums up random streams alike in JSON and protobuf", async (t) => {
+  for (const seed of [11, 12, 13, 14]) {
+    await t.step(`seed ${seed}`, async () => {
+      const records = randomStream(seed, 3000);
+      const fromRecords = (await summarizeTrace(ReadableStream.from(records.map((record) =>
+        encoder.encode(`${JSON.stringify(record)}\n`)
+      )))).report;
+      const text = (await Array.fromAsync(toCatapult(ReadableStream.from(records)))).join("");
+      const fromJson = (await summarizeTrace(bytes(text))).report;
+      const fromProtobuf = (await summarizeTrace(bytes(await protobuf(records)))).report;
+      assert.deepEqual(fromJson, fromRecords);
+      assert.deepEqual(fromProtobuf, fromRecords);
+    });
   }
 });
 
@@ -88,6 +114,11 @@ Deno.test("summarizeTrace() says what is wrong with what is not a trace", async 
       /^the gzip data is broken/,
     ],
     ["malformed JSON", bytes('{"traceEvents":[{"ph":"X",]}'), /^line 1: not valid JSON/],
+    [
+      "a protobuf trace cut short",
+      bytes(Uint8Array.of(0x0a, 0x20, 0x08, 0x01)),
+      /^the protobuf trace is broken: the trace ends inside a packet/,
+    ],
   ];
   for (const [what, input, message] of cases) {
     await t.step(what, async () => {
