@@ -143,8 +143,7 @@ export function formatSummary(report: SummaryReport, options: FormatSummaryOptio
     lines.push("");
     lines.push(
       `Generators, coroutines and async generators${on} by the time an instance lived ` +
-        `(${shownOf(some.length, generators.length)}); an instance runs in slices, one per ` +
-        "resumption, and is suspended in between:",
+        `(${shownOf(some.length, generators.length)}):`,
     );
     lines.push(
       ...table(
@@ -183,8 +182,8 @@ export function formatSummary(report: SummaryReport, options: FormatSummaryOptio
       ),
     );
     lines.push(
-      "  (ran and lived: the mean per instance; lived is from its first start to its final " +
-        "return, and suspended the share of that it spent waiting)",
+      "  (an instance runs in slices, one per resumption; ran and lived are its means, lived " +
+        "from the first\n  start to the final return, suspended the share of that it waited)",
     );
   }
   return lines.join("\n") + "\n";
