@@ -399,3 +399,65 @@ Deno.test("main serves a trace until it is fetched (panopticon view --no-open)",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Whether port 9001 (where --view serves, the Perfetto UI's port) is free for the test. */
+function viewPortFree(): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port: 9001 }).close();
+    return true;
+  } catch {
+    console.log(
+      "main_test.ts: port 9001 is taken on this machine: the --view test is IGNORED, not passed",
+    );
+    return false;
+  }
+}
+
+Deno.test({
+  name: "main opens the trace when a traced run ends (--view)",
+  ignore: !viewPortFree(),
+}, async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "panopticon-test-" });
+  try {
+    await t.step(
+      "the run's line, then the address; once fetched, the program's status",
+      async () => {
+        await Deno.writeTextFile(`${dir}/app.py`, "import sys\nprint('hi')\nsys.exit(3)\n");
+        const env = Deno.env.toObject();
+        delete env["DISPLAY"];
+        delete env["WAYLAND_DISPLAY"];
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", MAIN, "--view", "-o", `${dir}/app.json`, `${dir}/app.py`],
+          env,
+          clearEnv: true,
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+        let text = "";
+        while (!/until the UI has fetched it/.test(text)) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += value;
+        }
+        match(text, /^panopticon: wrote .*app\.json/m);
+        match(text, /cannot start a browser \(there is no display/);
+        const url = /url=(http:\/\/127\.0\.0\.1:9001\/app\.json)/.exec(text)?.[1];
+        ok(url, text);
+        const response = await fetch(url, { headers: { origin: "https://ui.perfetto.dev" } });
+        equal(response.status, 200);
+        ok(Array.isArray((await response.json()).traceEvents));
+        const status = await child.status;
+        for (let next = await reader.read(); !next.done; next = await reader.read()) {
+          text += next.value;
+        }
+        equal(new TextDecoder().decode((await child.stdout.getReader().read()).value), "hi\n");
+        equal(status.code, 3, text);
+        match(text, /the UI has the trace; no longer serving it\n$/);
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
