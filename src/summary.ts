@@ -624,6 +624,19 @@ const SORT_FIELDS: Record<SummarySortKey, keyof FunctionSummary> = {
 /**
  * Sorts `functions` in place by `key`, the most first; ties by name, then
  * by place.
+ *
+ * @example
+ * ```ts
+ * import { type FunctionSummary, sortFunctions } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const f = (name: string, calls: number, selfNs: number): FunctionSummary => ({
+ *   name, kind: "function", calls, slices: calls, totalNs: selfNs, selfNs, meanNs: 0, maxNs: 0, unfinished: 0,
+ * });
+ * const functions = [f("a", 1, 30), f("b", 5, 10)];
+ * sortFunctions(functions, "calls");
+ * assert.deepEqual(functions.map((x) => x.name), ["b", "a"]);
+ * ```
  */
 export function sortFunctions(functions: FunctionSummary[], key: SummarySortKey): void {
   const field = SORT_FIELDS[key];

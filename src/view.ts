@@ -303,6 +303,18 @@ export type OpenBrowser = (url: string) => Promise<BrowserResult>;
  * Starts the user's browser at `url` with `xdg-open` (or `open` on macOS),
  * unless there is nowhere to show it: no `DISPLAY` or `WAYLAND_DISPLAY` on
  * Linux, which is also how an SSH session without X forwarding looks.
+ *
+ * @example
+ * ```ts
+ * import { systemBrowser } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const overSsh = systemBrowser({ SSH_CONNECTION: "10.0.0.2 50000 10.0.0.1 22" }, "linux");
+ * assert.deepEqual(await overSsh("https://ui.perfetto.dev"), {
+ *   opened: false,
+ *   reason: "this is an SSH session without a display",
+ * });
+ * ```
  */
 export function systemBrowser(
   env: Record<string, string | undefined> = Deno.env.toObject(),
@@ -382,6 +394,28 @@ export interface ViewTraceOptions extends ServeTraceOptions {
  * fetched the trace, or `stopped` on Ctrl-C (or `signal`).
  *
  * @throws {PortTakenError} when the port is taken.
+ *
+ * @example With a stand-in for the browser, which fetches as the UI does
+ * ```ts
+ * import { viewTrace } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".json" });
+ * await Deno.writeTextFile(path, '{"traceEvents":[]}');
+ * const lines: string[] = [];
+ * const outcome = await viewTrace(path, {
+ *   port: 0,
+ *   print: (line) => lines.push(line),
+ *   open: async (address) => {
+ *     const url = address.slice(address.indexOf("url=") + 4);
+ *     void fetch(url, { headers: { origin: "https://ui.perfetto.dev" } }).then((r) => r.text());
+ *     return { opened: true };
+ *   },
+ * });
+ * assert.equal(outcome, "fetched");
+ * assert.match(lines[0]!, /^opened https:\/\/ui\.perfetto\.dev\/#!\/\?url=http:\/\/127\.0\.0\.1:\d+\//);
+ * await Deno.remove(path);
+ * ```
  */
 export async function viewTrace(
   path: string,
