@@ -635,11 +635,17 @@ class Recorder:
         self.cfunc_ids = {}  # _identity(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
         self.keep_alive = []  # keeps identities in the tables from being reused
+        self.lasting = []  # every code and cfunc record sent (see define)
+        self.spawns = 0  # spawn tokens given (docs/protocol.md, "Processes")
 
     # definitions ------------------------------------------------------------
 
-    def define(self, record):
-        self.definitions.append(_json_line(record))
+    def define(self, record, lasting=False):
+        line = _json_line(record)
+        self.definitions.append(line)
+        if lasting:
+            # Code and C functions: a forked child's stream defines them anew.
+            self.lasting.append(line)
 
     def register_code(self, code, frame):
         """Number a code object, once. Returns 0 for code that is never traced.
@@ -676,7 +682,7 @@ class Recorder:
         }
         if hidden:
             record["hidden"] = True
-        self.define(record)
+        self.define(record, lasting=True)
         if flags & GENERATOR_LIKE:
             self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
@@ -690,7 +696,7 @@ class Recorder:
         if number is None:
             number = len(self.cfunc_by_name) + 1
             self.cfunc_by_name[name] = number
-            self.define({"kind": "cfunc", "id": number, "name": name})
+            self.define({"kind": "cfunc", "id": number, "name": name}, lasting=True)
         # Builtin methods bound to an instance are created afresh for each
         # call, so their identities are reused for other objects: only
         # long-lived callables are remembered by identity (and kept alive so
@@ -849,6 +855,22 @@ class Recorder:
                 event = (event[0], event[1], event[2], event[3], self.mark_count)
             resolved.append(event)
         return resolved
+
+    def start_over(self, sock, hello):
+        """In a forked child: a stream of its own, on `sock`, starting with `hello`.
+
+        What the parent had not sent stays behind; the code and C functions
+        the child's events name are defined anew.
+        """
+        # Another thread of the parent may have held the lock at the fork.
+        self.lock = _thread.RLock()
+        with self.lock:
+            self.sock = sock
+            self.closed = False
+            self.limited = False
+            self.sent = self.dropped = self.spawns = 0
+            del self.events[:]
+            self.definitions[:] = [hello] + self.lasting
 
     def finish(self, reason):
         serial = _current_serial()
@@ -1055,7 +1077,8 @@ class ProfileEngine:
 
     def silence(self):
         """Stops recording on the calling thread, without an event (see _switch_profile)."""
-        _set_profile(None)
+        self.main_profile = None  # the end is ours: nothing to warn of at finish
+        _switch_profile(None)
 
     def stop(self):
         _set_profile(None)
@@ -1315,6 +1338,7 @@ class MonitoringEngine:
         """Stops recording, for atexit and os._exit (see ProfileEngine)."""
         if not self.stopped:
             self.api["set_events"](self.tool, 0)
+            self.reported_mask = 0  # our own doing: check_tool stays quiet
 
     def stop(self):
         if self.stopped:
@@ -2045,7 +2069,7 @@ def _nothing():
     pass
 
 
-def _hello_line(engine, collector, secret, clock="monotonic", t0=None):
+def _hello_line(engine, collector, secret, clock="monotonic", t0=None, parent=None, main_thread=1):
     hello = {
         "kind": "hello",
         "protocol": PROTOCOL_VERSION,
@@ -2056,9 +2080,11 @@ def _hello_line(engine, collector, secret, clock="monotonic", t0=None):
         "thread_ids": "serial",
         "clock": clock,
         "t0": perf_counter_ns() if t0 is None else t0,
-        "main_thread": 1,
+        "main_thread": main_thread,
         "argv": [str(a) for a in sys.argv],
     }
+    if parent is not None:
+        hello["parent"] = parent
     if secret:
         hello["secret"] = secret
     return _json_line(hello)
@@ -2067,25 +2093,70 @@ def _hello_line(engine, collector, secret, clock="monotonic", t0=None):
 # --- start-up -------------------------------------------------------------------
 
 
-def _take_environment():
-    """Read our settings and remove every trace of ourselves from the process."""
-    env = os.environ
-    settings = {
-        "channel": env.pop("PANOPTICON_CHANNEL", None),
-        "secret": env.pop("PANOPTICON_SECRET", None),
-        "engine": env.pop("PANOPTICON_ENGINE", "auto"),
-        "filters": env.pop("PANOPTICON_FILTERS", None),
-        "manual": env.pop("PANOPTICON_MANUAL", "") == "1",
-        "native": env.pop("PANOPTICON_NATIVE", None),
-        "max_events": env.pop("PANOPTICON_MAX_EVENTS", ""),
-        "clock": env.pop("PANOPTICON_CLOCK", "auto"),
-    }
-    env.pop("PANOPTICON_DEBUG", None)
-    own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
-    if "PANOPTICON_PYTHONPATH" in env:
-        env["PYTHONPATH"] = env.pop("PANOPTICON_PYTHONPATH")
+# The collector's variables (src/runner.ts), which a traced child process
+# gets too; and the ones meant for this process alone.
+_VARIABLES = (
+    "PANOPTICON_CHANNEL", "PANOPTICON_SECRET", "PANOPTICON_ENGINE", "PANOPTICON_FILTERS",
+    "PANOPTICON_MANUAL", "PANOPTICON_NATIVE", "PANOPTICON_MAX_EVENTS", "PANOPTICON_CLOCK",
+    "PANOPTICON_DEBUG", "PANOPTICON_FOLLOW",
+)
+_OWN_VARIABLES = ("PANOPTICON_SPAWN", "PANOPTICON_ROOT")
+
+
+def _hide_variable(env, name, value=None, keep=False):
+    """Set (or, with None, remove) `name` in `os.environ` as the program sees it.
+
+    With `keep`, the process's own environment (the C one, which the
+    processes it starts inherit) is left as it is: only the mapping the
+    program reads changes, so that a Python child finds the collector's
+    variables and is traced too.
+    """
+    if not keep:
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    elif value is None:
+        env._data.pop(env.encodekey(name), None)
     else:
-        env.pop("PYTHONPATH", None)
+        env._data[env.encodekey(name)] = env.encodevalue(value)
+
+
+def _take_environment():
+    """Read our settings and remove every trace of ourselves from what the program sees."""
+    env = os.environ
+    values = {name: env.get(name) for name in _VARIABLES + _OWN_VARIABLES + ("PANOPTICON_PYTHONPATH",)}
+    follow = values["PANOPTICON_FOLLOW"] != "0"
+    own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
+    spawn = (values["PANOPTICON_SPAWN"] or "").partition(":")
+    settings = {
+        "channel": values["PANOPTICON_CHANNEL"],
+        "secret": values["PANOPTICON_SECRET"],
+        "engine": values["PANOPTICON_ENGINE"] or "auto",
+        "filters": values["PANOPTICON_FILTERS"],
+        "manual": values["PANOPTICON_MANUAL"] == "1",
+        "native": values["PANOPTICON_NATIVE"],
+        "max_events": values["PANOPTICON_MAX_EVENTS"] or "",
+        "clock": values["PANOPTICON_CLOCK"] or "auto",
+        "follow": follow,
+        # Who started this process: the parent's pid and spawn token (see
+        # docs/protocol.md, "Processes"); the run's first process has none.
+        "parent": None if values["PANOPTICON_ROOT"] == "1" else {
+            "pid": int(spawn[0]) if spawn[0].isdigit() else os.getppid(),
+            "token": int(spawn[2]) if spawn[2].isdigit() else 0,
+        },
+        # A child's collector variables, and the directory first on its PYTHONPATH.
+        "child_env": [
+            os.fsencode("%s=%s" % (name, values[name]))
+            for name in _VARIABLES if values[name] is not None
+        ],
+        "private_dir": os.fsencode(own_dir),
+    }
+    for name in _VARIABLES + ("PANOPTICON_PYTHONPATH",):
+        _hide_variable(env, name, keep=follow)
+    for name in _OWN_VARIABLES:
+        _hide_variable(env, name)  # for this process alone: its children get their own
+    _hide_variable(env, "PYTHONPATH", values["PANOPTICON_PYTHONPATH"], keep=follow)
     sys.path[:] = [p for p in sys.path if not p or os.path.abspath(p) != own_dir]
     return settings
 
@@ -2197,7 +2268,10 @@ def _start_native(native, settings, filters, engine, manual):
         settings["clock"],
     )
     _new_serial()  # the main thread is 1, in the native module too
-    native.send(_hello_line(engine, "native", settings["secret"], native.clock(), native.now()))
+    native.send(
+        _hello_line(engine, "native", settings["secret"], native.clock(), native.now(),
+                    settings["parent"])
+    )
     _session_state.attach(None, NativeEngine(native, engine), manual, native=native)
 
     def finish():
@@ -2213,7 +2287,20 @@ def _start_native(native, settings, filters, engine, manual):
         os.fork = fork
         if forkpty is not None:
             os.forkpty = forkpty
-    _watch_forks(native.after_fork_child, native.after_fork_parent, native.before_fork)
+    native.follow(os, settings["child_env"] if settings["follow"] else None, settings["private_dir"])
+
+    def after_fork_child():
+        # A forked child is a process of its own: with following, it gets a
+        # stream of its own (docs/protocol.md, "Processes").
+        hello = None
+        if settings["follow"]:
+            hello = _hello_line(
+                engine, "native", settings["secret"], native.clock(), native.now(),
+                {"pid": os.getppid(), "token": native.fork_token()}, native.current_serial(),
+            )
+        native.after_fork_child(hello)
+
+    _watch_forks(after_fork_child, native.after_fork_parent, native.before_fork)
     native.start(manual)
     _debug("recording with the native collector (%s engine%s)" % (engine, ", manual" if manual else ""))
 
@@ -2227,13 +2314,14 @@ def _start_python(settings, filters, engine_name, manual):
         _warn("cannot connect to the converter (%s): the program runs untraced" % error)
         return
     recorder = Recorder(sock, None, Filters(filters), max_events=_max_events(settings["max_events"]))
+    recorder.socket_module = socket
     if engine_name == "monitoring":
         engine = MonitoringEngine(recorder, MonitoringEngine.available())
     else:
         engine = ProfileEngine(recorder)
     recorder.engine = engine.name
     _new_serial()
-    recorder.write(_hello_line(engine.name, "python", settings["secret"]))
+    recorder.write(_hello_line(engine.name, "python", settings["secret"], parent=settings["parent"]))
     if not manual:
         recorder.announce_thread(1, "MainThread")
     _session_state.attach(recorder, engine, manual)
@@ -2270,23 +2358,221 @@ def _start_python(settings, filters, engine_name, manual):
     exit_now.__wrapped__ = real_exit
     os._exit = exit_now
 
+    def before_fork():
+        # The spawn event, inside the posix.fork call (docs/protocol.md,
+        # "Processes"); its token goes to the child.
+        serial = _current_serial()
+        if settings["follow"] and not recorder.closed and serial:
+            recorder.spawns += 1
+            fork_token[0] = recorder.spawns
+            recorder.events.append((14, serial, _now(), 0, recorder.spawns))
+
+    fork_token = [0]
+
     def forget_in_child():
-        # A forked child must not write into the parent's stream, nor keep
-        # the converter waiting for the stream to close after the parent ends.
-        recorder.closed = True
+        # A forked child must not write into the parent's stream. With
+        # following, it gets a stream of its own; without, none, and the
+        # converter is not kept waiting for the parent's to close.
         try:
-            engine.stop()
             recorder.sock.close()
         except Exception:
             pass
+        if settings["follow"] and not recorder.closed:
+            try:
+                sock = recorder.socket_module.socket(
+                    recorder.socket_module.AF_UNIX, recorder.socket_module.SOCK_STREAM
+                )
+                sock.connect(settings["channel"])
+                hello = _hello_line(
+                    engine.name, "python", settings["secret"],
+                    parent={"pid": os.getppid(), "token": fork_token[0]},
+                    main_thread=_current_serial(),
+                )
+                recorder.start_over(sock, hello)
+                recorder.announce_thread(_current_serial(), _threading_name(_thread.get_ident()))
+                return
+            except OSError as error:
+                _warn("cannot connect the forked process %d to the converter (%s): it runs "
+                      "untraced" % (os.getpid(), error))
+        recorder.closed = True
+        try:
+            engine.stop()
+        except Exception:
+            pass
+
+    def after_fork_parent():
+        if not settings["follow"]:
+            _mark_fork()
 
     # Registered first, so that it runs last: after the program's own exit
     # handlers and after non-daemon threads were joined. From C (atexit), so
     # switching recording off there records no event.
     _at_exit(finish)
-    _watch_forks(forget_in_child, _mark_fork)
+    _watch_forks(forget_in_child, after_fork_parent, before_fork)
+    _follow_processes(settings, recorder, finish)
     engine.start(manual)
     _debug("recording with the Python collector (%s engine%s)" % (engine.name, ", manual" if manual else ""))
+
+
+# --- following processes, in the Python collector -----------------------------------
+#
+# The native collector does the same in C (native/panopticon_native.c,
+# "follow"). The wrappers are this file's code: the converter hides their
+# frames, and the C calls they make, so the trace shows the program's call
+# of os.posix_spawn and the rest as if it were direct.
+
+
+def _with_collector_variables(entries, settings, token):
+    """`entries` (a list of bytes "NAME=VALUE") with the collector's variables
+    in, for a Python child to be traced: the run's settings, `PANOPTICON_SPAWN`
+    (this process and `token`), the private directory first on PYTHONPATH and
+    the child's own PYTHONPATH in PANOPTICON_PYTHONPATH."""
+    private = settings["private_dir"]
+    out = []
+    user_path = None
+    for entry in entries:
+        name, _, value = entry.partition(b"=")
+        if name == b"PYTHONPATH":
+            # This process's C environment has the private directory first.
+            if value == private:
+                continue
+            if value.startswith(private + b":"):
+                value = value[len(private) + 1:]
+            user_path = value
+        elif not name.startswith(b"PANOPTICON_"):
+            out.append(entry)
+    out.extend(settings["child_env"])
+    out.append(b"PANOPTICON_SPAWN=%d:%d" % (os.getpid(), token))
+    out.append(b"PYTHONPATH=" + private + (b":" + user_path if user_path else b""))
+    if user_path is not None:
+        out.append(b"PANOPTICON_PYTHONPATH=" + user_path)
+    return out
+
+
+def _environment_entries(env):
+    """An `env` argument (a mapping of str or bytes, or None for this
+    process's own) as a list of bytes, and a function that turns such a list
+    back into the kind of mapping it was."""
+    if env is None:
+        env = os.environ
+    as_str = False
+    entries = []
+    for key, value in env.items():
+        if isinstance(key, str) and isinstance(value, str):
+            as_str = True
+            entries.append(os.fsencode(key) + b"=" + os.fsencode(value))
+        elif isinstance(key, bytes) and isinstance(value, bytes):
+            entries.append(key + b"=" + value)
+        else:
+            return None, None  # the real function refuses it, with its own message
+
+    def mapping(entries):
+        pairs = (entry.partition(b"=") for entry in entries)
+        if as_str:
+            return {os.fsdecode(k): os.fsdecode(v) for k, _, v in pairs}
+        return {k: v for k, _, v in pairs}
+
+    return entries, mapping
+
+
+def _follow_processes(settings, recorder, finish):
+    """Wrap what starts a process, for the Python collector (see the native
+    collector's `follow`): os.execv and os.execve end the stream first (the
+    new program, a Python one, sends its own); os.posix_spawn, os.posix_spawnp
+    and, once subprocess is imported, _posixsubprocess.fork_exec record a
+    `spawn` event and give the child the collector's variables with its token."""
+
+    def spawn_token():
+        serial = _current_serial()
+        if not settings["follow"] or recorder.closed or not serial:
+            return 0
+        recorder.spawns += 1
+        recorder.events.append((14, serial, _now(), 0, recorder.spawns))
+        return recorder.spawns
+
+    def wrap(module, name, make):
+        real = getattr(module, name, None)
+        if real is None:
+            return
+        wrapper = make(real)
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(wrapper, attribute, getattr(real, attribute, None))
+        wrapper.__wrapped__ = real
+        setattr(module, name, wrapper)
+
+    def exec_will_run(path):
+        # An exec that fails raises and the program goes on: only one that
+        # can succeed ends the stream.
+        try:
+            return os.access(path, os.X_OK)
+        except (TypeError, ValueError):
+            return False
+
+    def make_execv(real):
+        def execv(path, argv):
+            if exec_will_run(path):
+                finish("exec")
+            return real(path, argv)
+        return execv
+
+    def make_execve(real):
+        def execve(path, argv, env):
+            if settings["follow"]:
+                entries, mapping = _environment_entries(env)
+                if entries is not None:
+                    env = mapping(_with_collector_variables(entries, settings, 0))
+            if exec_will_run(path):
+                finish("exec")
+            return real(path, argv, env)
+        return execve
+
+    def make_spawn(real):
+        def posix_spawn(path, argv, env, *args, **kwargs):
+            token = spawn_token()
+            if settings["follow"]:
+                entries, mapping = _environment_entries(env)
+                if entries is not None:
+                    env = mapping(_with_collector_variables(entries, settings, token))
+            return real(path, argv, env, *args, **kwargs)
+        return posix_spawn
+
+    def make_fork_exec(real):
+        # Its sixth argument, in every version, is the child's environment:
+        # a list of bytes, or None for this process's own (the C one).
+        def fork_exec(*args):
+            token = spawn_token()
+            if settings["follow"] and len(args) > 5:
+                given = args[5]
+                if given is None:
+                    given = _environment_entries(None)[0] or []
+                args = args[:5] + (_with_collector_variables(list(given), settings, token),) + args[6:]
+            return real(*args)
+        return fork_exec
+
+    wrap(os, "execv", make_execv)
+    wrap(os, "execve", make_execve)
+    wrap(os, "posix_spawn", make_spawn)
+    wrap(os, "posix_spawnp", make_spawn)
+    if not settings["follow"] or not hasattr(sys, "addaudithook"):
+        return
+    wrapped = []
+
+    def wrap_fork_exec():
+        wrapped.append(True)
+        import _posixsubprocess
+        wrap(_posixsubprocess, "fork_exec", make_fork_exec)
+
+    if "subprocess" in sys.modules or "multiprocessing" in sys.modules:
+        wrap_fork_exec()
+        return
+
+    def on_import(event, args):
+        # subprocess (or multiprocessing) is being imported: its
+        # _posixsubprocess, which it imports next, gets the wrapper first.
+        if not wrapped and event == "import" and args[0] in ("subprocess", "multiprocessing"):
+            wrap_fork_exec()
+
+    sys.addaudithook(on_import)
 
 
 # Under the `panopticon` command this file is the interpreter's

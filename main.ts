@@ -200,7 +200,11 @@ async function convertRecords(command: ConvertCommand): Promise<number> {
       format: command.format,
       gzip: command.gzip,
     });
-    report(command.output, [], { summary, engine: "setprofile", collector: "python" });
+    report(command.output, [], {
+      summary,
+      engine: "setprofile",
+      collector: summary.collector === "native" ? "native" : "python",
+    });
     return 0;
   } catch (error) {
     await Deno.remove(command.output).catch(() => {});

@@ -6,15 +6,13 @@
  * (into an output that counts and discards the bytes).
  *
  *     deno run -A bench/converter.ts [events...] [--threads N] [--format F]
- *                                    [--trace json|perfetto|json,perfetto]
+ *                                    [--writer json|perfetto|json,perfetto]
  *
  * Each size (default: 5,000,000 and 10,000,000 events, or
  * `PANOPTICON_BENCH_EVENTS`) and each of the two runs goes in a fresh
  * process, so that the memory figures of one are not the leftovers of
  * another: the converter streams, so its peak memory should be the same at
- * every size. `--trace` chooses the trace the converter writes: JSON (the
- * default), Perfetto's protobuf, or both, one after the other on the same
- * stream, with their ratios.
+ * every size.
  *
  * The events are what a collector sends for a busy program: 1 to 4
  * threads (default 4) taking turns as the GIL switches, real-looking
@@ -54,8 +52,8 @@ const BATCH = 8192;
 const FRAME = 65536;
 const FORMATS = ["batch", "marshal", "packed", "json"] as const;
 type Format = typeof FORMATS[number];
-/** The runs of each size: into a discarding sink, to Catapult JSON, to Perfetto's protobuf. */
-const SINKS = ["discard", "catapult", "perfetto"] as const;
+/** The runs of each size: into a discarding sink, then through each writer asked for. */
+const SINKS = ["discard", "json", "perfetto"] as const;
 type Sink = typeof SINKS[number];
 /** The size of a read from the collector's socket. */
 const READ = 65536;
@@ -69,7 +67,7 @@ const { values: flags, positionals } = parseArgs({
   options: {
     threads: { type: "string", default: "4" },
     format: { type: "string", default: "batch" },
-    trace: { type: "string", default: "json" },
+    writer: { type: "string", default: "json" },
     // Internal: run one size into this sink in this process and print its figures as JSON.
     child: { type: "string" },
   },
@@ -79,12 +77,12 @@ if (!FORMATS.includes(format)) {
   console.error(`error: expected --format ${FORMATS.join(", ")}, got ${flags.format}`);
   Deno.exit(2);
 }
-const traces = flags.trace.split(",");
-for (const trace of traces) {
-  if (trace !== "json" && trace !== "perfetto") {
-    console.error(`error: expected --trace json, perfetto or json,perfetto, got ${flags.trace}`);
-    Deno.exit(2);
-  }
+type Writer = Exclude<Sink, "discard">;
+const WRITER_NAMES: Record<Writer, string> = { json: "JSON", perfetto: "protobuf" };
+const writers = flags.writer.split(",") as Writer[];
+if (writers.some((writer) => writer !== "json" && writer !== "perfetto")) {
+  console.error(`error: expected --writer json, perfetto or json,perfetto, got ${flags.writer}`);
+  Deno.exit(2);
 }
 const threads = Number(flags.threads);
 if (!Number.isInteger(threads) || threads < 1 || threads > 4) {
@@ -394,7 +392,7 @@ async function measure(count: number, sink: Sink): Promise<Figures> {
   const slices = sink === "discard" ? await discard(input) : (await convert(
     input,
     new WritableStream({ write: (chunk) => void (output += chunk.length) }),
-    { format: sink === "perfetto" ? "perfetto" : "json" },
+    { format: sink },
   ))
     .slices;
   const cpu = process.cpuUsage(cpuBefore);
@@ -477,56 +475,39 @@ async function child(size: number, sink: Sink): Promise<Figures> {
 
 const results: Figures[] = [];
 const discarded: Figures[] = [];
-const byTrace = new Map<string, Figures[]>();
-for (const size of sizes) {
-  const fast = await child(size, "discard");
-  for (const trace of traces) {
-    const run = await child(size, trace === "perfetto" ? "perfetto" : "catapult");
+const byWriter = new Map<Writer, Figures[]>();
+for (const [size, writer] of sizes.flatMap((size) => writers.map((w) => [size, w] as const))) {
+  const fast = writer === writers[0] ? await child(size, "discard") : discarded.at(-1)!;
+  const run = await child(size, writer);
+  if (writer === writers[0]) {
     results.push(run);
     discarded.push(fast);
-    byTrace.set(trace, [...byTrace.get(trace) ?? [], run]);
-    const total = run.mix.plain! + run.mix.c! + run.mix.generator!;
-    // The lines from "converted in" to "memory" are read by bench/overhead.ts: keep their words.
-    console.log(
-      `\n${thousands(run.events)} events in ${thousands(run.records)} records, ${
-        mb(run.input)
-      } MB in: ` +
-        `${percent(run.mix.plain!, total)} plain Python calls/returns (frame 0), ` +
-        `${percent(run.mix.c!, total)} C calls/returns, ` +
-        `${percent(run.mix.generator!, total)} generator/coroutine events`,
-    );
-    console.log(
-      `  converted in ${run.seconds.toFixed(2)} s (CPU ${run.cpu.toFixed(2)} s, all threads): ` +
-        `${thousands(run.slices)} slices, ${mb(run.output)} MB of ${
-          trace === "perfetto" ? "protobuf" : "JSON"
-        }, ` +
-        `${(run.output / run.slices).toFixed(1)} bytes per slice`,
-    );
-    console.log(
-      `  throughput: ${thousands(run.events / run.seconds)} events/s, ` +
-        `${mb(run.input / run.seconds)} MB/s in, ${mb(run.output / run.seconds)} MB/s out`,
-    );
-    console.log(`  memory: ${memory(run)}`);
-    console.log(
-      `  decoding and state machine alone, into a discarding sink: ${fast.seconds.toFixed(2)} s ` +
-        `(CPU ${fast.cpu.toFixed(2)} s), ${thousands(fast.events / fast.seconds)} events/s, ` +
-        `${thousands(fast.slices)} slices; its ${memory(fast)}`,
-    );
   }
-}
-const [json, protobuf] = [byTrace.get("json"), byTrace.get("perfetto")];
-if (json !== undefined && protobuf !== undefined) {
+  byWriter.set(writer, [...byWriter.get(writer) ?? [], run]);
+  const total = run.mix.plain! + run.mix.c! + run.mix.generator!;
+  // The lines from "converted in" to "memory" are read by bench/overhead.ts: keep their words.
   console.log(
-    `\nprotobuf against JSON, by size: ${
-      json.map((run, i) => {
-        const other = protobuf[i]!;
-        return `${thousands(run.events)} events: ` +
-          `${
-            ((run.output / run.slices) / (other.output / other.slices)).toFixed(2)
-          }× fewer bytes ` +
-          `a slice, ${(run.seconds / other.seconds).toFixed(2)}× the speed`;
-      }).join("; ")
-    }`,
+    `\n${thousands(run.events)} events in ${thousands(run.records)} records, ${
+      mb(run.input)
+    } MB in: ` +
+      `${percent(run.mix.plain!, total)} plain Python calls/returns (frame 0), ` +
+      `${percent(run.mix.c!, total)} C calls/returns, ` +
+      `${percent(run.mix.generator!, total)} generator/coroutine events`,
+  );
+  console.log(
+    `  converted in ${run.seconds.toFixed(2)} s (CPU ${run.cpu.toFixed(2)} s, all threads): ` +
+      `${thousands(run.slices)} slices, ${mb(run.output)} MB of ${WRITER_NAMES[writer]}, ` +
+      `${(run.output / run.slices).toFixed(1)} bytes per slice`,
+  );
+  console.log(
+    `  throughput: ${thousands(run.events / run.seconds)} events/s, ` +
+      `${mb(run.input / run.seconds)} MB/s in, ${mb(run.output / run.seconds)} MB/s out`,
+  );
+  console.log(`  memory: ${memory(run)}`);
+  console.log(
+    `  decoding and state machine alone, into a discarding sink: ${fast.seconds.toFixed(2)} s ` +
+      `(CPU ${fast.cpu.toFixed(2)} s), ${thousands(fast.events / fast.seconds)} events/s, ` +
+      `${thousands(fast.slices)} slices; its ${memory(fast)}`,
   );
 }
 if (results.length > 1) {
@@ -538,6 +519,19 @@ if (results.length > 1) {
           mb(discarded[i]!.peakRss - discarded[i]!.rssBefore)
         } MB, heap peak ${mb(discarded[i]!.peakHeap)} MB)`
       ).join("; ")
+    }`,
+  );
+}
+const [json, protobuf] = [byWriter.get("json"), byWriter.get("perfetto")];
+if (json !== undefined && protobuf !== undefined) {
+  console.log(
+    `\nprotobuf against JSON, by size: ${
+      json.map((run, i) => {
+        const other = protobuf[i]!;
+        return `${thousands(run.events)} events: ` +
+          `${((run.output / run.slices) / (other.output / other.slices)).toFixed(2)}× smaller, ` +
+          `${(other.seconds / run.seconds).toFixed(2)}× the time`;
+      }).join("; ")
     }`,
   );
 }

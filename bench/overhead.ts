@@ -1,14 +1,14 @@
 /**
  * Collector overhead: runs each workload of the shared benchmark untraced,
- * traced by Panopticon (the native collector, and the Python one; to a
- * JSON trace, and to a Perfetto protobuf trace), under cProfile, with the
+ * traced by Panopticon (the native collector, to a JSON trace and to a
+ * Perfetto protobuf trace, and the Python one), under cProfile, with the
  * native collector alone (its stream discarded), and under the floors of
  * `bench/floor.py` (a C callback, bench/floor.c, and two Python ones), in
- * alternating runs, and prints per workload the median times, their
- * ratios, the events, each trace's size and the peak memory of the Python
- * process and of the converter; then runs the converter benchmark once per
- * trace format, and compares every figure with the last committed results.
- * The results go to `bench/results/latest.json` and a dated copy.
+ * alternating runs, and prints per workload the median times, their ratios,
+ * the events, each trace's size and the peak memory of the Python process
+ * and of the converter; then runs the converter benchmark once per trace
+ * format, and compares every figure with the last committed results. The
+ * results go to `bench/results/latest.json` and a dated copy.
  *
  *     deno task bench [--all | --python PATH...] [--workloads a,b] [--runs N]
  *                     [--kinds a,b] [--reps N] [--workloads-dir DIR]
@@ -77,8 +77,8 @@ const VIZTRACER: Record<string, Record<string, number>> = {
  *
  * - `untraced`: `python w.py`;
  * - `traced`: the whole `panopticon -o trace.json w.py`, native collector;
+ * - `traced_protobuf`: the same to a protobuf trace (`-o trace.pftrace`);
  * - `traced_python`: the same with `--collector python`;
- * - `traced_protobuf`: `traced` with a Perfetto protobuf trace (`-o trace.pftrace`);
  * - `native_alone`: the native collector in the Python process, its stream
  *   read and discarded by this benchmark (no converter): its own cost;
  * - `floor_c`: bench/floor.c's callback, which stores a timestamp;
@@ -89,8 +89,8 @@ const VIZTRACER: Record<string, Record<string, number>> = {
 type Kind =
   | "untraced"
   | "traced"
-  | "traced_python"
   | "traced_protobuf"
+  | "traced_python"
   | "native_alone"
   | "floor_c"
   | "floor_append"
@@ -101,8 +101,8 @@ type Kind =
 const ALL_KINDS: readonly Kind[] = [
   "untraced",
   "traced",
-  "traced_python",
   "traced_protobuf",
+  "traced_python",
   "native_alone",
   "floor_c",
   "floor_append",
@@ -344,17 +344,7 @@ function commandFor(kind: Kind, context: Context): string[] {
     case "traced_python":
       return [...traced, "--collector", "python", workload];
     case "traced_protobuf":
-      return [
-        Deno.execPath(),
-        "run",
-        "-A",
-        MAIN,
-        "--python",
-        python.path,
-        "-o",
-        context.protobufPath,
-        workload,
-      ];
+      return [...traced.slice(0, -1), context.protobufPath, workload];
     case "filtered":
       return [...traced, ...FILTER_ARGS, workload];
     case "floor_c":
@@ -719,6 +709,9 @@ function summarize(runs: Run[], version: string, workload: string): Summary {
   const slices = medianOf(runs, "traced", (run) => run.trace?.slices_counted);
   const bytes = medianOf(runs, "traced", (run) => run.trace?.bytes);
   const tracedRuns = runs.filter((run) => run.kind === "traced");
+  const protobuf = wall("traced_protobuf");
+  const protobufBytes = medianOf(runs, "traced_protobuf", (run) => run.trace?.bytes);
+  const protobufSlices = medianOf(runs, "traced_protobuf", (run) => run.trace?.slices_counted);
   const over = (a: number | undefined, floor: number | undefined) =>
     untraced === undefined || a === undefined || floor === undefined
       ? undefined
@@ -729,20 +722,17 @@ function summarize(runs: Run[], version: string, workload: string): Summary {
       : undefined;
   const cprofileRatio = ratio(wall("cprofile"), untraced);
   const target = targetFor(version, basename(workload, ".py"), cprofileRatio);
-  const protobuf = wall("traced_protobuf");
-  const protobufBytes = medianOf(runs, "traced_protobuf", (run) => run.trace?.bytes);
-  const protobufSlices = medianOf(runs, "traced_protobuf", (run) => run.trace?.slices_counted);
   return {
     untraced_s: untraced,
     traced_s: traced,
     traced_python_s: tracedPython,
+    native_alone_s: alone,
+    floor_c_s: floorC,
     traced_protobuf_s: protobuf,
     traced_protobuf_ratio: ratio(protobuf, untraced),
     protobuf_trace_bytes: protobufBytes,
     protobuf_bytes_per_slice: ratio(protobufBytes, protobufSlices),
     json_over_protobuf: ratio(ratio(bytes, slices), ratio(protobufBytes, protobufSlices)),
-    native_alone_s: alone,
-    floor_c_s: floorC,
     floor_append_s: floorAppend,
     floor_noop_s: wall("floor_noop"),
     cprofile_s: wall("cprofile"),
@@ -890,7 +880,7 @@ async function runConverterBench(
       "run",
       "-A",
       CONVERTER_BENCH,
-      "--trace",
+      "--format",
       format,
       ...(events === undefined ? [] : [String(events)]),
     ],
@@ -941,8 +931,8 @@ function filteredLine(result: WorkloadResult): string | undefined {
 const KIND_LABELS: Record<Kind, string> = {
   untraced: "untraced",
   traced: "traced (native)",
+  traced_protobuf: "traced, protobuf",
   traced_python: "traced (python)",
-  traced_protobuf: "traced (native, protobuf)",
   native_alone: "native, no converter",
   floor_c: "floor: C",
   floor_append: "floor: Py append",
@@ -1230,9 +1220,9 @@ async function benchmark(options: Options): Promise<number> {
           workload,
           env,
           tracePath: join(tempDir, "trace.json"),
+          protobufPath: join(tempDir, "trace.pftrace"),
           channel,
           ...modules,
-          protobufPath: join(tempDir, "trace.pftrace"),
         };
         const runs = await runWorkload(context, kindsFor(workload, options.kinds), options.runs);
         const summary = summarize(runs, python.version, workload);

@@ -106,6 +106,7 @@ enum {
     OP_SPAN_END = 11,
     OP_STOP = 12,
     OP_THREAD = 13,
+    OP_SPAWN = 14,
     FLAG_FRAME = 0x10,
     FLAG_FRAME8 = 0x20,
 };
@@ -462,6 +463,15 @@ static struct {
     PyObject *real_start_new_thread;
     PyObject *real_start_joinable_thread;
     int switching;          /* our own PyEval_SetProfile (3.12+) */
+    /* Following the processes the program starts (docs/protocol.md,
+       "Processes"): where they connect, and what their environment needs. */
+    int follow;
+    char *channel_path;
+    PyObject *child_env;    /* list of bytes "NAME=VALUE": the collector's variables */
+    PyObject *private_dir;  /* bytes: what PYTHONPATH must start with */
+    uint64_t spawn_count;   /* tokens given so far */
+    Text definitions;       /* every code and cfunc record sent: a forked child sends them anew */
+    uint64_t fork_token;    /* the token of the fork in progress */
     int warned_profile;
     int warned_closed;
 } S = {.fd = -1, .events_left = -1, .extra_index = -1};
@@ -944,6 +954,10 @@ send_batch(Batch *batch)
 static void start_writer(void);
 /* Inside os.fork, wrapped (see pause_writer). */
 static int in_fork_wrapper = 0;
+/* A SIGTERM or SIGHUP to end the process by, once the stream is finished
+   (see on_terminate_signal). */
+static volatile sig_atomic_t terminate_signal = 0;
+static int terminating = 0; /* the writer has started the terminator */
 
 /* Starts filling `batch`, empty, from where the stream is. */
 static void
@@ -1033,9 +1047,14 @@ wait_for_batch_elsewhere(void)
  * `flush` record; NULL for the writer's own hand-over of a quiet program's
  * batch. With the GIL.
  */
+static void terminate_now(void);
+
 static void
 hand_over(Thread *t)
 {
+    if (UNLIKELY(terminate_signal) && t != NULL && !S.finished) {
+        terminate_now(); /* a program's thread, with the GIL: not the writer */
+    }
     uint64_t start = clock_now();
     if (S.waiting_for_batch) {
         /* Another thread handed the batch over and waits for a free one. */
@@ -1126,6 +1145,120 @@ idle_flush(void)
     PyGILState_Release(gil);
 }
 
+/*
+ * SIGTERM and SIGHUP, when the program leaves them to their default action
+ * (the process ends at once): a process ended so, a multiprocessing worker
+ * at Pool.terminate() above all, would lose the events of its batch, its
+ * last work. Our handler only notes the signal; the writer notices within
+ * IDLE_FLUSH_NS / 2 and starts `terminator`, which finishes the stream (an
+ * `end` with the signal's name as its reason) and then ends the process by
+ * the same signal, with its default action, so that its status is what it
+ * would be. A watchdog ends it anyway after TERMINATE_WITHIN_NS, should the
+ * GIL not come. The program still sees SIG_DFL (signal.getsignal reads the
+ * table Python filled at start-up), and a handler it installs replaces ours.
+ */
+#define TERMINATE_WITHIN_NS 500000000ull
+#define FINISH_WITHIN_NS 10000000000ull
+
+static void
+die_by(int signo)
+{
+    signal(signo, SIG_DFL);
+    kill(getpid(), signo);
+}
+
+static void
+on_terminate_signal(int signo)
+{
+    if (!S.writing) {
+        die_by(signo); /* no writer to notice: as without us */
+        return;
+    }
+    terminate_signal = signo;
+    /* The next event of a running thread ends the process in hand_over,
+       before the program runs another call: "full" sends it there. */
+    S.end = S.pos;
+}
+
+static void
+catch_terminate_signals(void)
+{
+    static const int signals[] = {SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        struct sigaction now;
+        if (sigaction(signals[i], NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) &&
+            now.sa_handler == SIG_DFL) {
+            struct sigaction ours;
+            memset(&ours, 0, sizeof ours);
+            ours.sa_handler = on_terminate_signal;
+            ours.sa_flags = SA_RESTART; /* the program's blocking calls go on */
+            sigemptyset(&ours.sa_mask);
+            sigaction(signals[i], &ours, NULL);
+        }
+    }
+}
+
+/* Ends the process if the GIL has not come within TERMINATE_WITHIN_NS, or
+   the stream is not finished within FINISH_WITHIN_NS (a converter that
+   reads no more): the signal must end the process whatever happens. */
+static void *
+terminate_watchdog(void *arg)
+{
+    struct timespec step = {0, 50000000L};
+    for (uint64_t waited = 0; waited < FINISH_WITHIN_NS; waited += 50000000ull) {
+        if (waited >= TERMINATE_WITHIN_NS && !S.finished) {
+            break; /* no thread of the program's let the GIL go */
+        }
+        nanosleep(&step, NULL);
+    }
+    die_by((int)(intptr_t)arg);
+    return NULL;
+}
+
+static void finish(const char *reason);
+
+/* With the GIL: the stream's end, then the process's. */
+static void
+terminate_now(void)
+{
+    int signo = terminate_signal;
+    finish(signo == SIGHUP ? "SIGHUP" : "SIGTERM");
+    die_by(signo);
+}
+
+/* For a program whose threads record nothing (asleep, blocked, or running
+   code that calls nothing): takes the GIL to end the stream. */
+static void *
+terminator(void *arg)
+{
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, terminate_watchdog, arg) != 0) {
+        die_by((int)(intptr_t)arg);
+    }
+    PyGILState_Ensure();
+    terminate_now();
+    return NULL;
+}
+
+/* In the writer, with the lock: a noted signal starts the terminator. */
+static void
+notice_terminate_signal(void)
+{
+    int signo = terminate_signal;
+    if (signo == 0 || terminating) {
+        return;
+    }
+    terminating = 1;
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&thread, &attributes, terminator, (void *)(intptr_t)signo) != 0) {
+        die_by(signo);
+    }
+    pthread_attr_destroy(&attributes);
+}
+
 static void *
 writer_main(void *unused)
 {
@@ -1141,6 +1274,7 @@ writer_main(void *unused)
                 until.tv_nsec -= 1000000000L;
             }
             int waited = pthread_cond_timedwait(&S.wake, &S.lock, &until);
+            notice_terminate_signal();
             /* Racy reads, on purpose: a hint to take the GIL, which decides. */
             if (waited == ETIMEDOUT && S.queue_head == NULL && !S.stopping &&
                 (S.batch_events || (S.batch && S.batch->records.len)) &&
@@ -1833,8 +1967,10 @@ register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
     int fresh;
     made->id = site_id(text.data, text.len, &fresh);
     if (fresh) {
+        size_t before = RECORDS->len;
         text_printf(RECORDS, "{\"kind\":\"code\",\"id\":%u", made->id);
         text_put(RECORDS, text.data, text.len);
+        text_put(&S.definitions, RECORDS->data + before, RECORDS->len - before);
     }
     free(text.data);
     made->hidden = (uint8_t)hidden;
@@ -2006,9 +2142,11 @@ cfunc_id(PyObject *fn)
     }
     /* The same name under another definition (rare) gets its own id. */
     uint32_t id = ++S.cfunc_count;
+    size_t before = RECORDS->len;
     text_printf(RECORDS, "{\"kind\":\"cfunc\",\"id\":%u,\"name\":", id);
     text_json_str(RECORDS, name);
     text_puts(RECORDS, "}\n");
+    text_put(&S.definitions, RECORDS->data + before, RECORDS->len - before);
     Py_DECREF(name);
     CFuncSlot *slot = &cfuncs[j];
     slot->method = method;
@@ -2888,11 +3026,22 @@ current_place(char *out, size_t size)
  * the change, so recording does not resume when the other tool lets go.)
  * A string comparison per audit event is all it costs.
  */
+static void wrap_fork_exec(void);
+static int fork_exec_wrapped;
+
 static int
 audit_hook(const char *event, PyObject *args, void *data)
 {
-    (void)args;
     (void)data;
+    if (event[0] == 'i' && S.follow && !fork_exec_wrapped && strcmp(event, "import") == 0 &&
+        PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0 && PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyObject *name = PyTuple_GET_ITEM(args, 0);
+        if (PyUnicode_CompareWithASCIIString(name, "subprocess") == 0 ||
+            PyUnicode_CompareWithASCIIString(name, "multiprocessing") == 0) {
+            wrap_fork_exec();
+        }
+        return 0;
+    }
     if (event[0] != 's' || strcmp(event, "sys.setprofile") != 0 || S.switching || !S.active) {
         return 0;
     }
@@ -3121,26 +3270,23 @@ start_recording(void)
 /* The module's functions                                                   */
 /* ------------------------------------------------------------------------ */
 
-static PyObject *
-native_open(PyObject *module, PyObject *arg)
+/* A connection to the converter's socket, or -1 (errno set). */
+static int
+connect_channel(const char *path)
 {
-    (void)module;
-    const char *path = PyUnicode_AsUTF8(arg);
-    if (path == NULL) {
-        return NULL;
-    }
     struct sockaddr_un address;
     memset(&address, 0, sizeof address);
     address.sun_family = AF_UNIX;
     if (strlen(path) >= sizeof address.sun_path) {
         errno = ENAMETOOLONG;
-        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+        return -1;
     }
     strcpy(address.sun_path, path);
-    /* CLOEXEC: a program that execs (subprocess, os.exec*) hands it nothing. */
+    /* CLOEXEC: a program that execs hands it nothing; an exec'd Python
+       connects anew. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
     }
     int r;
     do {
@@ -3150,9 +3296,26 @@ native_open(PyObject *module, PyObject *arg)
         int error = errno;
         close(fd);
         errno = error;
+        return -1;
+    }
+    return fd;
+}
+
+static PyObject *
+native_open(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (path == NULL) {
+        return NULL;
+    }
+    int fd = connect_channel(path);
+    if (fd < 0) {
         return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
     }
     S.fd = fd;
+    free(S.channel_path);
+    S.channel_path = strdup(path);
     Py_RETURN_NONE;
 }
 
@@ -3314,6 +3477,7 @@ native_start(PyObject *module, PyObject *args)
     S.waiting = !manual;
     S.handed_at = clock_now();
     start_writer();
+    catch_terminate_signals();
     PyObject *thread_module = PyImport_ImportModule("_thread");
     if (thread_module == NULL ||
         wrap_starter(thread_module, "start_new_thread", &start_new_thread_def,
@@ -3324,10 +3488,12 @@ native_start(PyObject *module, PyObject *args)
         return NULL;
     }
     Py_DECREF(thread_module);
+    /* The guard on the profile function (setprofile), and following the
+       processes the program starts (imports of subprocess). */
+    if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
+        PyErr_Clear();
+    }
     if (S.engine == ENGINE_PROFILE) {
-        if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
-            PyErr_Clear();
-        }
         if (!manual) {
             set_profile(PyThreadState_Get(), wait_for_main, (PyObject *)main_thread);
         }
@@ -3619,13 +3785,49 @@ resume_writer(void)
     }
 }
 
+/* A `spawn` event on the calling thread, inside the call that starts a
+   child: its token, which the child's hello names; 0 when not recording. */
+static uint64_t
+record_spawn(void)
+{
+    if (!S.active || !S.follow) {
+        return 0;
+    }
+    Thread *t = current_thread();
+    if (t->paused || (S.manual && unchecked_tstate()->c_profilefunc != profile)) {
+        return 0;
+    }
+    uint64_t token = ++S.spawn_count;
+    emit_ref_event(t, OP_SPAWN, token);
+    return token;
+}
+
 static PyObject *
 native_before_fork(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
+    S.fork_token = record_spawn();
     pause_writer();
     Py_RETURN_NONE;
+}
+
+/* current_serial(): the calling thread's id on the wire. */
+static PyObject *
+native_current_serial(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(current_thread()->serial);
+}
+
+/* fork_token(): the token of the fork in progress, for the child's hello. */
+static PyObject *
+native_fork_token(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(S.fork_token);
 }
 
 /* os.fork and os.forkpty, as the program sees them (see pause_writer). */
@@ -3693,7 +3895,8 @@ native_wrap_fork(PyObject *module, PyObject *args)
     return pair;
 }
 
-/* In the parent, after a fork: the trace says the child is not traced. */
+/* In the parent, after a fork: with --no-follow, the trace says the child is
+   not traced. */
 static PyObject *
 native_after_fork_parent(PyObject *module, PyObject *unused)
 {
@@ -3704,37 +3907,457 @@ native_after_fork_parent(PyObject *module, PyObject *unused)
            which starts the writer again (see hand_over). */
         S.end = S.pos;
     }
-    if (S.active && !(S.manual && unchecked_tstate()->c_profilefunc != profile)) {
+    if (S.active && !S.follow && !(S.manual && unchecked_tstate()->c_profilefunc != profile)) {
         notice(current_thread(), "fork: the child process is not traced", "os.fork", 0);
     }
     Py_RETURN_NONE;
 }
 
-/* In a forked child: write nothing into the parent's stream, and keep the
-   converter waiting for nothing (the socket is closed). */
+/*
+ * after_fork_child(hello): in a forked child, which must write nothing into
+ * its parent's stream. With `hello` (following the child): a stream of its
+ * own, on a new connection, that begins with it; recording goes on where it
+ * was, the batches the parent had not sent left behind. With None:
+ * recording stops, and the converter waits for nothing (the socket is
+ * closed).
+ */
 static PyObject *
-native_after_fork_child(PyObject *module, PyObject *unused)
+native_after_fork_child(PyObject *module, PyObject *hello)
 {
     (void)module;
-    (void)unused;
     if (S.fd >= 0) {
         close(S.fd);
         S.fd = -1;
     }
-    int was_active = S.active;
-    S.active = 0;
-    S.finished = 1;
     /* The parent's writer thread is not in the child, and its lock may
        have been held at the fork. */
     S.writing = 0;
+    S.stopping = 0;
     pthread_mutex_init(&S.lock, NULL);
     pthread_cond_init(&S.wake, NULL);
     pthread_cond_init(&S.freed, NULL);
+    S.queue_head = S.queue_tail = NULL;
+    S.waiting_for_batch = 0;
+    terminate_signal = 0; /* the parent's to handle */
+    terminating = 0;
     if (S.batch != NULL) {
         begin_batch(S.batch);
     }
+    int was_active = S.active && !S.finished;
+    if (was_active && hello != Py_None && S.channel_path != NULL && PyBytes_Check(hello)) {
+        int fd = connect_channel(S.channel_path);
+        struct iovec iov = {PyBytes_AS_STRING(hello), (size_t)PyBytes_GET_SIZE(hello)};
+        if (fd >= 0) {
+            S.fd = fd;
+            if (write_all(&iov, 1) == 0) {
+                /* The child's own counts, from nothing. */
+                S.events = S.sent = S.dropped = S.batches = 0;
+                S.broken = 0;
+                S.spawn_count = 0;
+                S.last_ts = clock_now();
+                begin_batch(S.batch);
+                /* The child's stream is read on its own: the code and C
+                   functions its events name are defined in it anew. */
+                text_put(RECORDS, S.definitions.data, S.definitions.len);
+                /* Its threads: only the forking one goes on. */
+                Thread *t = current_thread();
+                t->native_id = current_native_id();
+                announce_thread(t, threading_name(t->ident));
+                start_writer();
+                S.handed_at = clock_now();
+                Py_RETURN_NONE;
+            }
+            close(fd);
+            S.fd = -1;
+        }
+        warn("cannot connect the forked process %ld to the converter (%s): it runs untraced",
+             (long)getpid(), strerror(errno));
+    }
+    S.active = 0;
+    S.finished = 1;
     if (was_active) {
         engine_off();
+    }
+    Py_RETURN_NONE;
+}
+
+/* --- the environment of the processes the program starts ----------------- */
+
+/* Whether `entry` ("NAME=VALUE", as bytes) sets `name`. */
+static int
+sets(const char *entry, Py_ssize_t length, const char *name)
+{
+    size_t n = strlen(name);
+    return (size_t)length > n && memcmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+/*
+ * `entries` (a list of bytes "NAME=VALUE", a process's environment) with
+ * the collector's variables in, for a Python child to be traced: the run's
+ * channel and settings, `PANOPTICON_SPAWN` (this process and `token`), and
+ * the private directory first on PYTHONPATH, the child's own PYTHONPATH
+ * kept in PANOPTICON_PYTHONPATH for its collector to put back. A new list.
+ */
+static PyObject *
+with_collector_variables(PyObject *entries, uint64_t token)
+{
+    PyObject *out = PyList_New(0);
+    PyObject *user_path = NULL;
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries); i++) {
+        PyObject *entry = PyList_GET_ITEM(entries, i);
+        if (!PyBytes_Check(entry)) {
+            continue;
+        }
+        const char *text = PyBytes_AS_STRING(entry);
+        Py_ssize_t length = PyBytes_GET_SIZE(entry);
+        if (sets(text, length, "PYTHONPATH")) {
+            /* This process's C environment still has the private directory
+               first (only the os.environ view is the user's): not theirs. */
+            const char *value = text + 11;
+            Py_ssize_t size = length - 11;
+            Py_ssize_t ours = PyBytes_GET_SIZE(S.private_dir);
+            if (size >= ours && memcmp(value, PyBytes_AS_STRING(S.private_dir), ours) == 0 &&
+                (size == ours || value[ours] == ':')) {
+                value += size == ours ? ours : ours + 1;
+                size -= size == ours ? ours : ours + 1;
+                if (size == 0) {
+                    continue;
+                }
+            }
+            Py_XDECREF(user_path);
+            user_path = PyBytes_FromStringAndSize(value, size);
+            continue;
+        }
+        if (length > 11 && memcmp(text, "PANOPTICON_", 11) == 0) {
+            continue; /* ours, stale or the parent's own: replaced below */
+        }
+        if (PyList_Append(out, entry) < 0) {
+            goto fail;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(S.child_env); i++) {
+        if (PyList_Append(out, PyList_GET_ITEM(S.child_env, i)) < 0) {
+            goto fail;
+        }
+    }
+    char spawn_text[64]; /* PyBytes_FromFormat has no %llu */
+    snprintf(spawn_text, sizeof spawn_text, "PANOPTICON_SPAWN=%ld:%llu", (long)getpid(),
+             (unsigned long long)token);
+    PyObject *spawn = PyBytes_FromString(spawn_text);
+    PyObject *path = user_path != NULL && PyBytes_GET_SIZE(user_path) > 0
+                         ? PyBytes_FromFormat("PYTHONPATH=%s:%s", PyBytes_AS_STRING(S.private_dir),
+                                              PyBytes_AS_STRING(user_path))
+                         : PyBytes_FromFormat("PYTHONPATH=%s", PyBytes_AS_STRING(S.private_dir));
+    PyObject *saved = user_path != NULL
+                          ? PyBytes_FromFormat("PANOPTICON_PYTHONPATH=%s", PyBytes_AS_STRING(user_path))
+                          : (Py_INCREF(Py_None), Py_None);
+    int ok = spawn && path && saved && PyList_Append(out, spawn) == 0 &&
+             PyList_Append(out, path) == 0 && (saved == Py_None || PyList_Append(out, saved) == 0);
+    Py_XDECREF(spawn);
+    Py_XDECREF(path);
+    Py_XDECREF(saved);
+    Py_XDECREF(user_path);
+    if (!ok) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+fail:
+    Py_XDECREF(user_path);
+    Py_DECREF(out);
+    return NULL;
+}
+
+extern char **environ;
+
+/* This process's own environment, the C one, as a list of bytes. */
+static PyObject *
+current_environment(void)
+{
+    PyObject *list = PyList_New(0);
+    for (char **entry = environ; list != NULL && entry != NULL && *entry != NULL; entry++) {
+        PyObject *bytes = PyBytes_FromString(*entry);
+        if (bytes == NULL || PyList_Append(list, bytes) < 0) {
+            Py_XDECREF(bytes);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(bytes);
+    }
+    return list;
+}
+
+/* A mapping of str or bytes (os.execve's and os.posix_spawn's `env`) as a
+   list of bytes "NAME=VALUE", and back into the kind it was. */
+static PyObject *
+mapping_entries(PyObject *mapping, int *as_str)
+{
+    PyObject *items = PyMapping_Items(mapping);
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *list = PyList_New(0);
+    *as_str = 1;
+    for (Py_ssize_t i = 0; list != NULL && i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        PyObject *entry = NULL;
+        if (PyUnicode_Check(key) && PyUnicode_Check(value)) {
+            PyObject *k = PyUnicode_EncodeFSDefault(key), *v = PyUnicode_EncodeFSDefault(value);
+            entry = k && v ? PyBytes_FromFormat("%s=%s", PyBytes_AS_STRING(k), PyBytes_AS_STRING(v))
+                           : NULL;
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+        } else if (PyBytes_Check(key) && PyBytes_Check(value)) {
+            *as_str = 0;
+            entry = PyBytes_FromFormat("%s=%s", PyBytes_AS_STRING(key), PyBytes_AS_STRING(value));
+        } else {
+            continue; /* the real function will refuse it, with its own message */
+        }
+        if (entry == NULL || PyList_Append(list, entry) < 0) {
+            Py_CLEAR(list);
+        }
+        Py_XDECREF(entry);
+    }
+    Py_DECREF(items);
+    return list;
+}
+
+static PyObject *
+entries_mapping(PyObject *entries, int as_str)
+{
+    PyObject *mapping = PyDict_New();
+    for (Py_ssize_t i = 0; mapping != NULL && i < PyList_GET_SIZE(entries); i++) {
+        PyObject *entry = PyList_GET_ITEM(entries, i);
+        const char *text = PyBytes_AS_STRING(entry);
+        const char *eq = strchr(text, '=');
+        if (eq == NULL) {
+            continue;
+        }
+        PyObject *key = as_str ? PyUnicode_DecodeFSDefaultAndSize(text, eq - text)
+                               : PyBytes_FromStringAndSize(text, eq - text);
+        PyObject *value = as_str ? PyUnicode_DecodeFSDefault(eq + 1) : PyBytes_FromString(eq + 1);
+        if (key == NULL || value == NULL || PyDict_SetItem(mapping, key, value) < 0) {
+            Py_CLEAR(mapping);
+        }
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+    }
+    return mapping;
+}
+
+/* `args` with item `index` (an environment mapping) given the collector's
+   variables; a new tuple, or `args` itself when there is nothing to do. */
+static PyObject *
+args_with_env_mapping(PyObject *args, Py_ssize_t index, uint64_t token)
+{
+    if (!S.follow || S.child_env == NULL || PyTuple_GET_SIZE(args) <= index) {
+        Py_INCREF(args);
+        return args;
+    }
+    /* None (os.posix_spawn accepts it from 3.13) is this process's own. */
+    PyObject *given = PyTuple_GET_ITEM(args, index);
+    int as_str = 0;
+    PyObject *entries = given == Py_None ? current_environment() : mapping_entries(given, &as_str);
+    PyObject *ours = entries ? with_collector_variables(entries, token) : NULL;
+    PyObject *mapping = ours ? entries_mapping(ours, as_str) : NULL;
+    Py_XDECREF(entries);
+    Py_XDECREF(ours);
+    PyObject *copy = mapping ? PyTuple_GetSlice(args, 0, PyTuple_GET_SIZE(args)) : NULL;
+    if (copy == NULL) {
+        Py_XDECREF(mapping);
+        PyErr_Clear();
+        Py_INCREF(args);
+        return args; /* the child goes untraced rather than the call failing */
+    }
+    Py_SETREF(((PyTupleObject *)copy)->ob_item[index], mapping);
+    return copy;
+}
+
+static PyObject *real_execv = NULL, *real_execve = NULL, *real_posix_spawn = NULL,
+                *real_posix_spawnp = NULL, *real_fork_exec = NULL;
+
+/* os.execv and os.execve: the stream ends first (`end`, reason "exec"); a
+   Python that the new program is sends its own. */
+/* Whether an exec of args[0] can succeed: one that fails raises, and the
+   program goes on, so only one that can run ends the stream. */
+static int
+exec_will_run(PyObject *args)
+{
+    PyObject *path = NULL;
+    if (PyTuple_GET_SIZE(args) < 1 || !PyUnicode_FSConverter(PyTuple_GET_ITEM(args, 0), &path)) {
+        PyErr_Clear();
+        return 0;
+    }
+    int runs = access(PyBytes_AS_STRING(path), X_OK) == 0;
+    Py_DECREF(path);
+    return runs;
+}
+
+static PyObject *
+wrapped_execv(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    if (exec_will_run(args)) {
+        finish("exec");
+    }
+    return PyObject_Call(real_execv, args, kwargs);
+}
+
+static PyObject *
+wrapped_execve(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    PyObject *call = args_with_env_mapping(args, 2, 0);
+    if (exec_will_run(args)) {
+        finish("exec");
+    }
+    PyObject *result = PyObject_Call(real_execve, call, kwargs);
+    Py_DECREF(call);
+    return result;
+}
+
+static PyObject *
+spawn_through(PyObject *real, PyObject *args, PyObject *kwargs)
+{
+    uint64_t token = record_spawn();
+    PyObject *call = args_with_env_mapping(args, 2, token);
+    PyObject *result = PyObject_Call(real, call, kwargs);
+    Py_DECREF(call);
+    return result;
+}
+
+static PyObject *
+wrapped_posix_spawn(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    return spawn_through(real_posix_spawn, args, kwargs);
+}
+
+static PyObject *
+wrapped_posix_spawnp(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    return spawn_through(real_posix_spawnp, args, kwargs);
+}
+
+/*
+ * _posixsubprocess.fork_exec, which subprocess and multiprocessing start
+ * their children with: its `env_list` (the sixth argument, in every
+ * version: a list of bytes, or None for this process's own) gets the
+ * collector's variables.
+ */
+static PyObject *
+wrapped_fork_exec(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    uint64_t token = record_spawn();
+    if (!S.follow || S.child_env == NULL || PyTuple_GET_SIZE(args) <= 5) {
+        return PyObject_Call(real_fork_exec, args, kwargs);
+    }
+    PyObject *given = PyTuple_GET_ITEM(args, 5);
+    PyObject *entries = given == Py_None ? current_environment()
+                        : PyList_Check(given) ? (Py_INCREF(given), given)
+                                              : PySequence_List(given);
+    PyObject *ours = entries ? with_collector_variables(entries, token) : NULL;
+    Py_XDECREF(entries);
+    PyObject *call = ours ? PyTuple_GetSlice(args, 0, PyTuple_GET_SIZE(args)) : NULL;
+    if (call == NULL) {
+        Py_XDECREF(ours);
+        PyErr_Clear();
+        return PyObject_Call(real_fork_exec, args, kwargs);
+    }
+    Py_SETREF(((PyTupleObject *)call)->ob_item[5], ours);
+    PyObject *result = PyObject_Call(real_fork_exec, call, kwargs);
+    Py_DECREF(call);
+    return result;
+}
+
+#define WRAPPER(name, function) \
+    {name, (PyCFunction)(void (*)(void))function, METH_VARARGS | METH_KEYWORDS, NULL}
+static PyMethodDef execv_def = WRAPPER("execv", wrapped_execv);
+static PyMethodDef execve_def = WRAPPER("execve", wrapped_execve);
+static PyMethodDef posix_spawn_def = WRAPPER("posix_spawn", wrapped_posix_spawn);
+static PyMethodDef posix_spawnp_def = WRAPPER("posix_spawnp", wrapped_posix_spawnp);
+static PyMethodDef fork_exec_def = WRAPPER("fork_exec", wrapped_fork_exec);
+
+/* Puts a wrapper (named as the original, of `module_name`) in place of
+   `module.name`, keeping the original in *real. */
+static void
+wrap_attribute(PyObject *module, const char *name, PyMethodDef *def, PyObject **real,
+               const char *module_name)
+{
+    PyObject *original = PyObject_GetAttrString(module, name);
+    if (original == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *owner = PyUnicode_FromString(module_name);
+    PyObject *wrapper = owner ? PyCFunction_NewEx(def, NULL, owner) : NULL;
+    if (wrapper != NULL && PyObject_SetAttrString(module, name, wrapper) == 0) {
+        Py_XSETREF(*real, original);
+    } else {
+        Py_DECREF(original);
+    }
+    Py_XDECREF(owner);
+    Py_XDECREF(wrapper);
+    PyErr_Clear();
+}
+
+static int fork_exec_wrapped = 0;
+
+/* subprocess (or multiprocessing) is being imported: its _posixsubprocess,
+   which it imports next, gets the wrapped fork_exec first. */
+static void
+wrap_fork_exec(void)
+{
+    if (fork_exec_wrapped || !S.follow) {
+        return;
+    }
+    fork_exec_wrapped = 1;
+    PyObject *module = PyImport_ImportModule("_posixsubprocess");
+    if (module == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    wrap_attribute(module, "fork_exec", &fork_exec_def, &real_fork_exec, "_posixsubprocess");
+    Py_DECREF(module);
+}
+
+/*
+ * follow(os_module, child_env, private_dir): follow the processes the
+ * program starts. `child_env` is the collector's variables for a child (a
+ * list of bytes "NAME=VALUE"), `private_dir` (bytes) the directory that
+ * must come first on a child's PYTHONPATH. Wraps os.execv, os.execve,
+ * os.posix_spawn and os.posix_spawnp, and, once subprocess is imported,
+ * _posixsubprocess.fork_exec.
+ */
+static PyObject *
+native_follow(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *os, *env, *dir;
+    if (!PyArg_ParseTuple(args, "OOO", &os, &env, &dir)) {
+        return NULL;
+    }
+    /* Without `child_env` (--no-follow), an exec still ends the stream. */
+    if (env != Py_None && PyList_Check(env) && PyBytes_Check(dir)) {
+        Py_INCREF(env);
+        Py_XSETREF(S.child_env, env);
+        Py_INCREF(dir);
+        Py_XSETREF(S.private_dir, dir);
+        S.follow = 1;
+    }
+    wrap_attribute(os, "execv", &execv_def, &real_execv, "posix");
+    wrap_attribute(os, "execve", &execve_def, &real_execve, "posix");
+    wrap_attribute(os, "posix_spawn", &posix_spawn_def, &real_posix_spawn, "posix");
+    wrap_attribute(os, "posix_spawnp", &posix_spawnp_def, &real_posix_spawnp, "posix");
+    PyObject *modules = PySys_GetObject("modules");
+    if (modules != NULL && PyDict_GetItemString(modules, "subprocess") != NULL) {
+        wrap_fork_exec();
     }
     Py_RETURN_NONE;
 }
@@ -3874,7 +4497,12 @@ static PyMethodDef native_methods[] = {
     {"wrap_fork", native_wrap_fork, METH_VARARGS,
      "wrap_fork(os.fork, os.forkpty or None): the two to install."},
     {"after_fork_parent", native_after_fork_parent, METH_NOARGS, "os.register_at_fork hook."},
-    {"after_fork_child", native_after_fork_child, METH_NOARGS, "os.register_at_fork hook."},
+    {"after_fork_child", native_after_fork_child, METH_O,
+     "after_fork_child(hello or None): in a forked child, follow it (a new stream) or stop."},
+    {"fork_token", native_fork_token, METH_NOARGS, "The spawn token of the fork in progress."},
+    {"current_serial", native_current_serial, METH_NOARGS, "The calling thread's id on the wire."},
+    {"follow", native_follow, METH_VARARGS,
+     "follow(os, child_env, private_dir): trace the processes the program starts."},
     {"stats", native_stats, METH_NOARGS, "stats(): what was recorded so far."},
     {"encode_batch", native_encode_batch, METH_VARARGS,
      "encode_batch(ts, thread, events): a batch frame's bytes."},

@@ -25,8 +25,33 @@ export interface Channel extends AsyncDisposable {
    * or when the channel is closed meanwhile. Call it once.
    */
   accept(options?: AcceptOptions): Promise<ReadableStream<Uint8Array> | undefined>;
+  /**
+   * Admits every connection that passes {@linkcode ListenOptions.admit}, one
+   * per traced process, until told to stop. Call it once, and not together
+   * with {@linkcode Channel.accept}.
+   */
+  listen(options?: ListenOptions): Listening;
   /** Stops listening and removes the directory. Safe to call again. */
   close(): Promise<void>;
+}
+
+/** Options of {@linkcode Channel.listen}: as {@linkcode AcceptOptions}, without `until`. */
+export type ListenOptions = Omit<AcceptOptions, "until">;
+
+/** What {@linkcode Channel.listen} gives: the connections, and a way to stop. */
+export interface Listening {
+  /**
+   * The admitted connections, each as the stream of all its bytes, in the
+   * order their first lines were judged. Ends once listening has stopped
+   * and no connection is left being vetted.
+   */
+  readonly connections: ReadableStream<ReadableStream<Uint8Array>>;
+  /**
+   * No connection but those already made will come (every process that
+   * could connect has exited): stop listening once they have all been
+   * accepted. Safe to call again.
+   */
+  stop(): void;
 }
 
 /** Options of {@linkcode Channel.accept}. */
@@ -219,6 +244,68 @@ class ListeningChannel implements Channel {
         }
       }
     }
+  }
+
+  listen(options: ListenOptions = {}): Listening {
+    if (this.#accepting) throw new Error("Channel.listen() can be called only once");
+    this.#accepting = true;
+    const { admit, onRefused } = options;
+    const maxFirstLine = options.maxFirstLine ?? MAX_FIRST_LINE;
+    let queue!: ReadableStreamDefaultController<ReadableStream<Uint8Array>>;
+    const connections = new ReadableStream<ReadableStream<Uint8Array>>({
+      start: (controller) => void (queue = controller),
+    });
+    const candidates = new Map<Deno.UnixConn, Promise<void>>();
+    let probing = false;
+    const consider = (conn: Deno.UnixConn) => {
+      const vetting = vet(conn, { admit, maxFirstLine, probing, probe: this.#probe })
+        .then((verdict) => {
+          if (!candidates.delete(conn)) return; // Given up on (and closed) meanwhile.
+          if ("stream" in verdict) {
+            queue.enqueue(verdict.stream);
+          } else if ("refused" in verdict) {
+            closeQuietly(conn);
+            onRefused?.(verdict.refused);
+          } else {
+            // Our probe: every connection made before it has been accepted.
+            closeQuietly(conn);
+            this.#stopListening();
+          }
+        });
+      candidates.set(conn, vetting);
+    };
+
+    (async () => {
+      try {
+        for (;;) consider(await this.#listener.accept());
+      } catch (error) {
+        if (this.#listening) {
+          this.#stopListening();
+          onRefused?.(`the channel stopped listening: ${error}`);
+        }
+      }
+      // Listening has stopped: the connections being vetted may still be
+      // admitted, if their first lines come soon.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise((resolve) => timer = setTimeout(resolve, LATE_LINE_MS));
+      await Promise.race([Promise.allSettled(candidates.values()), late]);
+      clearTimeout(timer);
+      for (const conn of [...candidates.keys()]) {
+        candidates.delete(conn);
+        closeQuietly(conn);
+        onRefused?.("its first line had not come when the channel stopped listening");
+      }
+      queue.close();
+    })();
+
+    return {
+      connections,
+      stop: () => {
+        if (probing) return;
+        probing = true;
+        this.#drain().catch(() => {});
+      },
+    };
   }
 
   // The child has exited, but its connection may still wait in the listen

@@ -539,9 +539,8 @@ export class PerfettoWriter implements TraceSink {
       ["unfinished", summary.unfinished],
       // As in the JSON trace: present only when a depth limit left slices out.
       ["omitted_slices", summary.omittedSlices || undefined],
-      // The JSON trace's otherData.limited, flat: when (in ns, as the trace's
-      // times are) and after how many events recording stopped.
-      ["limited_ts_ns", summary.limited && Math.round(summary.limited.ts * 1000)],
+      // When recording stopped at --max-events: when (µs) and after how many events.
+      ["limited_ts", summary.limited?.ts],
       ["limited_events", summary.limited?.events],
       ["python_max_rss", summary.pythonMaxRss],
     ];

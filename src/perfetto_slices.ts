@@ -128,10 +128,10 @@ export class PerfettoSliceReader {
     if (collector !== undefined) summary.collector = collector;
     const clock = string("clock");
     if (clock !== undefined) summary.clock = clock;
-    const limitedTs = number("limited_ts_ns");
+    const limitedTs = number("limited_ts");
     const limitedEvents = number("limited_events");
     if (limitedTs !== undefined && limitedEvents !== undefined) {
-      summary.limited = { ts: limitedTs / 1000, events: limitedEvents };
+      summary.limited = { ts: limitedTs, events: limitedEvents };
     }
     this.#sink.finish(summary);
     return summary;

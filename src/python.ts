@@ -33,6 +33,8 @@ export interface PythonBuild {
   abiflags: string;
   /** Whether it is a free-threaded build (no GIL), which the native collector does not support. */
   freeThreaded: boolean;
+  /** `sys.implementation.cache_tag` (`cpython-312`): how its compiled modules are named. */
+  cacheTag: string;
 }
 
 /** The interpreter cannot be found, run or used; the message says why. */
@@ -120,7 +122,7 @@ class NotFoundError extends PythonError {}
 const PROBE = "import sys, json; i = getattr(sys, 'implementation', None)\n" +
   "try:\n import sysconfig as c; v = c.get_config_var; " +
   "b = [c.get_paths()['include'], v('EXT_SUFFIX') or '', getattr(sys, 'abiflags', ''), " +
-  "bool(v('Py_GIL_DISABLED'))]\n" +
+  "bool(v('Py_GIL_DISABLED')), sys.implementation.cache_tag or '']\n" +
   "except Exception:\n b = None\n" +
   "print(json.dumps([list(sys.version_info[:3]), i.name if i else 'cpython', " +
   "sys.executable or '', b]))";
@@ -230,13 +232,14 @@ function parseProbe(stdout: string): Omit<PythonInfo, "path"> | undefined {
   };
   if (
     Array.isArray(build) && typeof build[0] === "string" && typeof build[1] === "string" &&
-    typeof build[2] === "string" && typeof build[3] === "boolean"
+    typeof build[2] === "string" && typeof build[3] === "boolean" && typeof build[4] === "string"
   ) {
     info.build = {
       include: build[0],
       extSuffix: build[1],
       abiflags: build[2],
       freeThreaded: build[3],
+      cacheTag: build[4],
     };
   }
   return info;

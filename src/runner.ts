@@ -18,7 +18,12 @@ import type { Collector, Engine, Filters, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
-import { buildNative, NativeBuildError, type NativeModule } from "./native_build.ts";
+import {
+  buildCollectorBytecode,
+  buildNative,
+  NativeBuildError,
+  type NativeModule,
+} from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
 import type { TraceFormat } from "./trace_format.ts";
 import type { TraceSink } from "./trace_model.ts";
@@ -225,6 +230,10 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_FILTERS",
   "PANOPTICON_MANUAL",
   "PANOPTICON_NATIVE",
+  "PANOPTICON_ROOT",
+  "PANOPTICON_FOLLOW",
+  // Set by a traced parent for its children: stale in a run of its own.
+  "PANOPTICON_SPAWN",
   "PANOPTICON_MAX_EVENTS",
 ] as const;
 
@@ -257,6 +266,13 @@ export interface ChannelSettings {
    * @default {undefined} (the Python collector records)
    */
   native?: string;
+  /**
+   * Trace the Python processes the program starts, too
+   * (`PANOPTICON_FOLLOW`; see docs/protocol.md, "Processes").
+   *
+   * @default {false}
+   */
+  follow?: boolean;
   /**
    * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
    *
@@ -316,9 +332,13 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_FILTERS`: {@linkcode filtersVariable}, only when the
  *   filters filter something;
  * - `PANOPTICON_MANUAL`: `1` for manual recording;
+ * - `PANOPTICON_NATIVE`: the native collector's module, when it records;
+ * - `PANOPTICON_ROOT`: `1`, this process is the run's first (its children
+ *   are told who started them instead);
+ * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
+ *   traced too;
  * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
- *   number, only when there is a limit;
- * - `PANOPTICON_NATIVE`: the native collector's module, when it records.
+ *   number, only when there is a limit.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -335,8 +355,10 @@ export function childEnvironment(
   const filters = filtersVariable(settings.filters);
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
   if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
-  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
+  env["PANOPTICON_ROOT"] = "1";
+  env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
+  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   return env;
 }
 
@@ -498,6 +520,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       options.collectorSource ?? collectorSource,
       { mode: 0o600 },
     );
+    if (options.collectorSource === undefined) await placeBytecode(options.python, channel.dir);
     const secret = randomSecret();
     const env = childEnvironment(options.env ?? Deno.env.toObject(), {
       dir: channel.dir,
@@ -506,8 +529,8 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       engine: options.engine ?? "auto",
       filters: options.filters,
       manual: options.manual,
-      maxEvents: options.maxEvents,
       native: native?.path,
+      maxEvents: options.maxEvents,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
@@ -616,6 +639,18 @@ async function nativeCollector(options: RunOptions): Promise<NativeModule | unde
     );
     return undefined;
   }
+}
+
+/**
+ * The collector's cached bytecode (see buildCollectorBytecode), where Python
+ * looks for `sitecustomize.py`'s: without it, Python compiles the source.
+ */
+async function placeBytecode(python: RunOptions["python"], dir: string): Promise<void> {
+  const bytecode = await buildCollectorBytecode(python);
+  const tag = python.build?.cacheTag;
+  if (bytecode === undefined || tag === undefined) return;
+  await Deno.mkdir(`${dir}/__pycache__`, { mode: 0o700 });
+  await Deno.copyFile(bytecode, `${dir}/__pycache__/sitecustomize.${tag}.pyc`).catch(() => {});
 }
 
 async function checkScript(path: string, output: string): Promise<void> {

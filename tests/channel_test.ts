@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { openChannel } from "../src/channel.ts";
 
 const encoder = new TextEncoder();
@@ -235,6 +235,53 @@ Deno.test("Channel.accept() can be called only once", async () => {
   const first = channel.accept({ until: Promise.resolve() });
   await rejects(channel.accept(), /only once/);
   equal(await first, undefined);
+});
+
+Deno.test("Channel.listen() admits one connection per process, until stopped", async () => {
+  await using channel = await openChannel();
+  const refused: string[] = [];
+  const listening = channel.listen({ admit: admitRight, onRefused: (r) => refused.push(r) });
+  const reader = listening.connections.getReader();
+  (await connect(channel.path, '{"secret":"right"}\nfirst\n')).close();
+  const first = await reader.read();
+  equal(await new Response(first.value).text(), '{"secret":"right"}\nfirst\n');
+  // Still listening: a later process (a child of the first) connects too.
+  (await connect(channel.path, '{"secret":"wrong"}\n')).close();
+  (await connect(channel.path, '{"secret":"right"}\nsecond\n')).close();
+  const second = await reader.read();
+  equal(await new Response(second.value).text(), '{"secret":"right"}\nsecond\n');
+  // Made before stop(): accepted, though stop() comes before it is read.
+  const third = await connect(channel.path, '{"secret":"right"}\nthird\n');
+  listening.stop();
+  listening.stop(); // harmless
+  third.close();
+  const last = await reader.read();
+  equal(await new Response(last.value).text(), '{"secret":"right"}\nthird\n');
+  equal((await reader.read()).done, true, "the connections end once listening has stopped");
+  deepEqual(refused, ["a wrong secret"]);
+  await rejects(Deno.connect({ transport: "unix", path: channel.path }), "no longer listening");
+});
+
+Deno.test("Channel.listen() gives up on a silent connection once stopped", async () => {
+  await using channel = await openChannel();
+  const refused: string[] = [];
+  const listening = channel.listen({ admit: admitRight, onRefused: (r) => refused.push(r) });
+  const silent = await connect(channel.path);
+  listening.stop();
+  const all = await Array.fromAsync(listening.connections);
+  equal(all.length, 0);
+  deepEqual(refused, ["its first line had not come when the channel stopped listening"]);
+  ok(await closedByPeer(silent), "the silent connection is closed");
+  silent.close();
+});
+
+Deno.test("Channel.listen() and accept() are for one use", async () => {
+  await using channel = await openChannel();
+  const listening = channel.listen();
+  throws(() => channel.listen(), /only once/);
+  await rejects(channel.accept(), /only once/);
+  listening.stop();
+  equal((await Array.fromAsync(listening.connections)).length, 0);
 });
 
 Deno.test("openChannel() falls back to /tmp when the socket path would be too long", async () => {

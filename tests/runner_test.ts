@@ -230,6 +230,7 @@ Deno.test("runTraced() gives the child the collector's environment", async () =>
         PANOPTICON_CHANNEL: "/stale/socket",
         PANOPTICON_SECRET: "stale",
         PANOPTICON_ENGINE: "stale",
+        PANOPTICON_SPAWN: "41:7",
       },
     }),
   );
@@ -245,6 +246,8 @@ Deno.test("runTraced() gives the child the collector's environment", async () =>
     PANOPTICON_CHANNEL: `${dir}/channel.sock`,
     PANOPTICON_SECRET: request.env.PANOPTICON_SECRET,
     PANOPTICON_ENGINE: "setprofile",
+    PANOPTICON_ROOT: "1",
+    PANOPTICON_FOLLOW: "0",
   });
   match(request.env.PANOPTICON_SECRET!, /^[0-9a-f]{64}$/);
   equal(secretSeen, request.env.PANOPTICON_SECRET);
@@ -443,6 +446,8 @@ Deno.test("runTraced() passes the filters to the collector and the depth to the 
         PANOPTICON_CHANNEL: `${dir}/channel.sock`,
         PANOPTICON_SECRET: env.PANOPTICON_SECRET!,
         PANOPTICON_ENGINE: "auto",
+        PANOPTICON_ROOT: "1",
+        PANOPTICON_FOLLOW: "0",
       };
       if (variable !== undefined) expected.PANOPTICON_FILTERS = variable;
       deepEqual(env, expected, "the stale value is gone, the new one exact");
