@@ -17,14 +17,20 @@ import {
   type ConvertCommand,
   HELP_TEXT,
   parseCommandLine,
+  type SummaryCommand,
   type TraceCommand,
   UsageError,
+  type ViewCommand,
 } from "./src/cli.ts";
 import { convert } from "./src/convert.ts";
 import { ProtocolError } from "./src/protocol.ts";
 import { buildNative, NativeBuildError } from "./src/native_build.ts";
 import { findPython } from "./src/python.ts";
 import { RunError, type RunResult, runTraced } from "./src/runner.ts";
+import { sortFunctions, SummarySink } from "./src/summary.ts";
+import { formatSummary } from "./src/summary_text.ts";
+import { summarizeTrace, TraceReadError } from "./src/trace_reader.ts";
+import { PortTakenError, viewTrace } from "./src/view.ts";
 import { formatBytes, sizeWarning } from "./src/trace_format.ts";
 
 /** `panopticon --version` prints `panopticon <this>`. */
@@ -48,6 +54,10 @@ export async function main(args: readonly string[]): Promise<number> {
         return await trace(command);
       case "convert":
         return await convertRecords(command);
+      case "summary":
+        return await summarize(command);
+      case "view":
+        return await view(command);
       case "build-native":
         return await buildNativeAhead(command);
       case "python-module":
@@ -66,6 +76,7 @@ export async function main(args: readonly string[]): Promise<number> {
 
 async function trace(command: TraceCommand): Promise<number> {
   const python = await findPython({ python: command.python });
+  const summary = command.summary ? new SummarySink() : undefined;
   const result = await runTraced(command.target, {
     python,
     output: command.output,
@@ -79,10 +90,88 @@ async function trace(command: TraceCommand): Promise<number> {
     manual: command.manual,
     follow: command.follow,
     collector: command.collector,
+    tee: summary,
     onNotice: (message) => console.error(`panopticon: ${message}`),
   });
   report(command.output, python.version, result);
+  if (summary !== undefined) {
+    console.error(formatSummary(summary.report(), { top: 10, tablesOnly: true }).trimEnd());
+  }
+  if (command.view) {
+    try {
+      await viewTrace(command.output);
+    } catch (error) {
+      // The run's own status stands; the trace is on disk to open by hand.
+      printError(error instanceof PortTakenError ? error : new RunError(reasonOf(error)));
+    }
+  }
   return result.exitCode;
+}
+
+/** `panopticon summary`: the trace's figures, as a table or as JSON. */
+async function summarize(command: SummaryCommand): Promise<number> {
+  const input = command.input === "-" ? Deno.stdin.readable : await openInput(command.input);
+  const what = command.input === "-" ? "standard input" : `"${command.input}"`;
+  let result;
+  try {
+    result = await summarizeTrace(
+      input,
+      command.thread === undefined ? {} : { thread: command.thread },
+    );
+  } catch (error) {
+    if (error instanceof TraceReadError) {
+      throw new RunError(`cannot summarize ${what}: ${error.message}`);
+    }
+    throw error;
+  }
+  const { report, warnings } = result;
+  if (command.json) {
+    sortFunctions(report.functions, command.sort);
+    if (command.top !== undefined) report.functions.splice(command.top);
+    const text = JSON.stringify({ ...report, format: result.format, gzip: result.gzip, warnings });
+    await writeAll(Deno.stdout, new TextEncoder().encode(`${text}\n`));
+    return 0;
+  }
+  const text = formatSummary(report, {
+    sort: command.sort,
+    top: command.top,
+    title: command.input === "-" ? "standard input" : command.input,
+    warnings,
+  });
+  await writeAll(Deno.stdout, new TextEncoder().encode(text));
+  return 0;
+}
+
+/** `panopticon view`: serve the trace to the Perfetto UI and open it. */
+async function view(command: ViewCommand): Promise<number> {
+  try {
+    const info = await Deno.stat(command.input);
+    if (!info.isFile) throw new RunError(`cannot serve "${command.input}": it is not a file`);
+  } catch (error) {
+    if (error instanceof RunError) throw error;
+    throw new RunError(`cannot serve "${command.input}": ${reasonOf(error)}`);
+  }
+  try {
+    const outcome = await viewTrace(command.input, {
+      port: command.port,
+      ...(command.open ? {} : { open: false }),
+    });
+    return outcome === "fetched" ? 0 : 130;
+  } catch (error) {
+    if (error instanceof PortTakenError) throw new RunError(error.message);
+    throw error;
+  }
+}
+
+async function openInput(path: string): Promise<ReadableStream<Uint8Array>> {
+  try {
+    const info = await Deno.stat(path);
+    if (info.isDirectory) throw new RunError(`cannot read "${path}": it is a directory`);
+    return (await Deno.open(path)).readable;
+  } catch (error) {
+    if (error instanceof RunError) throw error;
+    throw new RunError(`cannot read "${path}": ${reasonOf(error)}`);
+  }
 }
 
 /**

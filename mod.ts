@@ -15,6 +15,14 @@
  * is specified in `docs/protocol.md`; {@linkcode unpackEvents} and
  * {@linkcode unpackBatch} decode event batches for tools.
  *
+ * The other way round, {@linkcode readTrace} reads a finished trace (JSON,
+ * gzipped or not, or protobuf) or a recording into any
+ * {@linkcode TraceSink}; {@linkcode SummarySink} sums one up per function,
+ * {@linkcode summarizeTrace} does both and {@linkcode formatSummary} prints
+ * the result as `panopticon summary` does. {@linkcode serveTrace} and
+ * {@linkcode viewTrace} open a trace in the Perfetto UI, as
+ * `panopticon view` does.
+ *
  * @example Converting NDJSON text to a Catapult trace
  * ```ts
  * import { toCatapult } from "./mod.ts";
@@ -59,6 +67,18 @@
  * assert.deepEqual(summary.warnings, []);
  * assert.ok(Array.isArray(JSON.parse(await Deno.readTextFile(output)).traceEvents));
  * await Deno.remove(output);
+ * ```
+ *
+ * @example Summing up a trace
+ * ```ts
+ * import { formatSummary, summarizeTrace } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const file = await Deno.open(new URL("./tests/fixtures/generator.ndjson", import.meta.url));
+ * const { report } = await summarizeTrace(file.readable);
+ * const numbers = report.functions.find((f) => f.name === "numbers")!;
+ * assert.deepEqual([numbers.kind, numbers.calls, numbers.slices], ["generator", 1, 2]);
+ * assert.match(formatSummary(report), /Generators, coroutines and async generators/);
  * ```
  *
  * @module
@@ -129,6 +149,42 @@ export {
   readPerfetto,
 } from "./src/perfetto_reader.ts";
 export { TRACE_FORMATS, type TraceFormat } from "./src/trace_format.ts";
+export {
+  type FunctionSummary,
+  type RunFacts,
+  sortFunctions,
+  SUMMARY_SORT_KEYS,
+  type SummaryOptions,
+  type SummaryReport,
+  SummarySink,
+  type SummarySortKey,
+  type ThreadSummary,
+} from "./src/summary.ts";
+export { formatSummary, type FormatSummaryOptions } from "./src/summary_text.ts";
+export { CatapultReader, type CatapultReaderOptions } from "./src/catapult_reader.ts";
+export { PerfettoSliceReader } from "./src/perfetto_slices.ts";
+export {
+  readTrace,
+  type ReadTraceOptions,
+  summarizeTrace,
+  type TraceFileFormat,
+  type TraceRead,
+  TraceReadError,
+  type TraceSummaryResult,
+} from "./src/trace_reader.ts";
+export {
+  type BrowserResult,
+  type OpenBrowser,
+  PERFETTO_UI,
+  PortTakenError,
+  serveTrace,
+  type ServeTraceOptions,
+  systemBrowser,
+  type TraceServer,
+  VIEW_PORT,
+  viewTrace,
+  type ViewTraceOptions,
+} from "./src/view.ts";
 export type {
   Mark,
   ProcessInfo,

@@ -12,6 +12,8 @@
  * @module
  */
 
+import { SUMMARY_SORT_KEYS, type SummarySortKey } from "./summary.ts";
+import { VIEW_PORT } from "./view.ts";
 import {
   extensionOf,
   formatOfPath,
@@ -190,6 +192,19 @@ export interface TraceCommand {
    * @default {true}
    */
   follow?: boolean;
+  /**
+   * `--summary`: print the top rows of the trace's summary on stderr after
+   * the run's line.
+   *
+   * @default {false}
+   */
+  summary?: boolean;
+  /**
+   * `--view`: open the trace in the Perfetto UI when the run ends.
+   *
+   * @default {false}
+   */
+  view?: boolean;
 }
 
 /** `panopticon convert`: turn a recorded NDJSON record stream into a trace. */
@@ -207,6 +222,48 @@ export interface ConvertCommand {
   maxDepth?: number;
 }
 
+/** `panopticon summary TRACE`: print a table of the trace's functions. */
+export interface SummaryCommand {
+  kind: "summary";
+  /** The trace or recording; `-` is standard input. */
+  input: string;
+  /**
+   * `--sort`: what the function table is sorted by.
+   *
+   * @default {"self"}
+   */
+  sort: SummarySortKey;
+  /** `--top N`: the most rows of each table. */
+  top?: number;
+  /** `--thread NAME`: only that thread's slices. */
+  thread?: string;
+  /**
+   * `--json`: the report as JSON on stdout, for scripts.
+   *
+   * @default {false}
+   */
+  json: boolean;
+}
+
+/** `panopticon view TRACE`: serve the trace to the Perfetto UI and open it. */
+export interface ViewCommand {
+  kind: "view";
+  /** The trace file. */
+  input: string;
+  /**
+   * `--port N`: where it is served, on 127.0.0.1.
+   *
+   * @default {9001} (the one port ui.perfetto.dev fetches traces from)
+   */
+  port: number;
+  /**
+   * Start a browser (`--no-open`: only print the address).
+   *
+   * @default {true}
+   */
+  open: boolean;
+}
+
 /** `panopticon build-native`: build the native collector ahead of time, and report. */
 export interface BuildNativeCommand {
   kind: "build-native";
@@ -218,6 +275,8 @@ export interface BuildNativeCommand {
 export type CliCommand =
   | TraceCommand
   | ConvertCommand
+  | SummaryCommand
+  | ViewCommand
   | BuildNativeCommand
   /** `panopticon python-module`: print the collector, importable as `panopticon`. */
   | { kind: "python-module" }
@@ -307,6 +366,8 @@ const FLAGS = [
   "--no-c-calls",
   "--manual",
   "--no-follow",
+  "--summary",
+  "--view",
   "--gzip",
   "--exceptions",
   "--no-exceptions",
@@ -460,6 +521,8 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   // runs as `panopticon ./convert` or `panopticon -- convert`.
   if (argv[0] === "convert") return parseConvert(argv.slice(1));
   if (argv[0] === "build-native") return parseBuildNative(argv.slice(1));
+  if (argv[0] === "summary") return parseSummary(argv.slice(1));
+  if (argv[0] === "view") return parseView(argv.slice(1));
   if (argv[0] === "python-module") {
     if (argv[1] === "-h" || argv[1] === "--help") return { kind: "help" };
     if (argv.length > 1) {
@@ -484,6 +547,8 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let exceptions: boolean | undefined;
   let repr = false;
   let follow = true;
+  let summary = false;
+  let view = false;
 
   let i = 0;
   const takeValue = (option: string): string => {
@@ -540,6 +605,14 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (arg === "--no-follow") {
       follow = false;
+      continue;
+    }
+    if (arg === "--summary") {
+      summary = true;
+      continue;
+    }
+    if (arg === "--view") {
+      view = true;
       continue;
     }
     if (arg === "--gzip") {
@@ -658,6 +731,8 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
   if (!follow) command.follow = false;
+  if (summary) command.summary = true;
+  if (view) command.view = true;
   if (maxEvents !== undefined) command.maxEvents = maxEvents;
   if (manual) {
     if (engine === "monitoring") {
@@ -747,6 +822,149 @@ export function parseConvert(argv: readonly string[]): CliCommand {
 }
 
 /**
+ * Reads `--name VALUE` and `--name=VALUE` options and positional
+ * arguments for a subcommand: `options` maps each option to whether it
+ * takes a value. Returns `help` for `-h` or `--help`.
+ */
+function subcommandArgs(
+  subcommand: string,
+  argv: readonly string[],
+  options: Record<string, boolean>,
+): { values: Map<string, string>; positional: string[] } | "help" {
+  const values = new Map<string, string>();
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h" || arg === "--help") return "help";
+    if (arg === "-" || !arg.startsWith("-")) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    if (!(name in options)) {
+      throw new UsageError(`unknown option "${name}" for ${subcommand}: ${SEE_HELP}`);
+    }
+    if (!options[name]) {
+      if (eq !== -1) throw new UsageError(`option "${name}" takes no value: ${SEE_HELP}`);
+      values.set(name, "");
+      continue;
+    }
+    const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || value === "") {
+      throw new UsageError(`option "${name}" needs a value: ${SEE_HELP}`);
+    }
+    values.set(name, value);
+  }
+  return { values, positional };
+}
+
+/** The one trace a subcommand reads. */
+function oneInput(subcommand: string, positional: string[], stdin: boolean): string {
+  if (positional.length === 0) {
+    throw new UsageError(
+      `${subcommand} needs a trace file${stdin ? ' (or "-" for standard input)' : ""}: ${SEE_HELP}`,
+    );
+  }
+  if (positional.length > 1) {
+    throw new UsageError(
+      `${subcommand} takes one trace, got "${positional[0]}" and "${positional[1]}": ${SEE_HELP}`,
+    );
+  }
+  if (!stdin && positional[0] === "-") {
+    throw new UsageError(`${subcommand} serves a file, not standard input: ${SEE_HELP}`);
+  }
+  return positional[0]!;
+}
+
+/**
+ * `panopticon summary TRACE [--sort KEY] [--top N] [--thread NAME] [--json]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./cli.ts";
+ *
+ * assert.deepEqual(parseCommandLine(["summary", "run.json", "--sort", "calls", "--top=5"]), {
+ *   kind: "summary",
+ *   input: "run.json",
+ *   sort: "calls",
+ *   top: 5,
+ *   json: false,
+ * });
+ * ```
+ */
+export function parseSummary(argv: readonly string[]): CliCommand {
+  const args = subcommandArgs("summary", argv, {
+    "--sort": true,
+    "--top": true,
+    "--thread": true,
+    "--json": false,
+  });
+  if (args === "help") return { kind: "help" };
+  const { values, positional } = args;
+  const sort = values.get("--sort") ?? "self";
+  if (!(SUMMARY_SORT_KEYS as readonly string[]).includes(sort)) {
+    throw new UsageError(
+      `unknown sort key "${sort}" for --sort: choose one of ${SUMMARY_SORT_KEYS.join(", ")}`,
+    );
+  }
+  const command: SummaryCommand = {
+    kind: "summary",
+    input: oneInput("summary", positional, true),
+    sort: sort as SummarySortKey,
+    json: values.has("--json"),
+  };
+  const top = values.get("--top");
+  if (top !== undefined) command.top = positiveNumber("--top", top);
+  const thread = values.get("--thread");
+  if (thread !== undefined) command.thread = thread;
+  return command;
+}
+
+/**
+ * `panopticon view TRACE [--port N] [--no-open]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommandLine } from "./cli.ts";
+ *
+ * assert.deepEqual(parseCommandLine(["view", "run.pftrace"]), {
+ *   kind: "view",
+ *   input: "run.pftrace",
+ *   port: 9001,
+ *   open: true,
+ * });
+ * ```
+ */
+export function parseView(argv: readonly string[]): CliCommand {
+  const args = subcommandArgs("view", argv, { "--port": true, "--no-open": false });
+  if (args === "help") return { kind: "help" };
+  const { values, positional } = args;
+  const port = values.get("--port");
+  const number = port === undefined ? VIEW_PORT : Number(port);
+  if (port !== undefined && (!/^[0-9]+$/.test(port) || number > 65535)) {
+    throw new UsageError(`option "--port" needs a port number, 0 to 65535, not "${port}"`);
+  }
+  return {
+    kind: "view",
+    input: oneInput("view", positional, false),
+    port: number,
+    open: !values.has("--no-open"),
+  };
+}
+
+/** A positive whole number, or a usage error naming `option`. */
+function positiveNumber(option: string, value: string): number {
+  const number = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(number) || number < 1) {
+    throw new UsageError(`option "${option}" needs a positive whole number, not "${value}"`);
+  }
+  return number;
+}
+
+/**
  * `panopticon build-native [--python PATH]`.
  *
  * @example
@@ -791,6 +1009,9 @@ Usage:
   panopticon [options] -m MODULE [args...]
   panopticon convert [INPUT.ndjson | -] [-o OUTPUT] [--format FORMAT]
                      [--gzip] [--max-depth N]
+  panopticon summary TRACE [--sort calls|total|self|max] [--top N]
+                           [--thread NAME] [--json]
+  panopticon view TRACE [--port N] [--no-open]
   panopticon build-native [--python PATH]
   panopticon python-module > panopticon.py
 
@@ -844,6 +1065,10 @@ Options:
                       its own track group in the trace, with an arrow from
                       the call that started it; --max-events counts the
                       events of each process apart.
+  --summary           after the run, print the top rows of the trace's
+                      summary on stderr (see "panopticon summary")
+  --view              after the run, open the trace in the Perfetto UI
+                      (see "panopticon view")
   -h, --help          show this help and exit
   -V, --version       show the version and exit
 
@@ -916,6 +1141,36 @@ as "panopticon ./convert"):
                       "-" for standard input) and write the trace: to -o
                       OUTPUT, by default INPUT with .ndjson replaced by .json
                       (.pftrace for --format perfetto, .json.gz with --gzip)
+  summary TRACE       print what the trace adds up to, per function: calls,
+                      total (inclusive) and self time, mean and longest
+                      call, where it is defined; C functions in their own
+                      rows; and for generators, coroutines and async
+                      generators, their frame instances: slices (one per
+                      resumption), the time they ran and the time they
+                      lived (first start to final return). TRACE is any
+                      trace Panopticon writes (.json, .json.gz, .pftrace)
+                      or a recording (.ndjson), "-" for standard input.
+                      Calls count as in python -m cProfile, but that a
+                      generator-like frame is one call however often it
+                      resumes, and a frame still open at the end counts as
+                      "unfinished".
+      --sort KEY      order the functions by calls, total, self (the
+                      default) or max (the longest call), the most first
+      --top N         show the first N rows of each table (default 20)
+      --thread NAME   count only the slices of the thread(s) named NAME
+      --json          print every figure as JSON (nanoseconds), for
+                      scripts; --sort and --top apply
+  view TRACE          serve TRACE to the Perfetto UI and open it in the
+                      browser (xdg-open or open): the file, and nothing
+                      else, on http://127.0.0.1:9001 (the port
+                      ui.perfetto.dev fetches from), with the CORS header
+                      for https://ui.perfetto.dev; exits once the UI has
+                      fetched it, or on Ctrl-C. Without a browser (no
+                      display, or over SSH) it prints the address and the
+                      ssh -L command that opens it from your own machine.
+      --port N        serve on port N instead (for a Perfetto UI of your
+                      own; 0: any free port)
+      --no-open       print the address; do not start a browser
   build-native        build the native collector for the interpreter
                       (--python, else as for tracing) into the cache
                       ($XDG_CACHE_HOME/panopticon, else ~/.cache/panopticon),
@@ -939,8 +1194,11 @@ Examples:
   panopticon -o run.pftrace app.py      a protobuf trace, for big programs
   panopticon --python python3.12 -c "import asyncio"
   panopticon --exclude-stdlib --include 'myapp.*' -m myapp
+  panopticon --summary --view app.py    trace, print the top rows, open it
+  panopticon summary app.trace.json --sort total --top 10
 
 Opening the trace:
+  panopticon view TRACE        serves it to ui.perfetto.dev and opens it
   https://ui.perfetto.dev      "Open trace file", or drop the file on the page
                                (JSON, gzipped JSON and protobuf)
   chrome://tracing             in Chrome or Chromium: "Load" (JSON)

@@ -13,7 +13,7 @@ import {
   type ProtocolRecord,
   type RecordCallback,
 } from "./protocol.ts";
-import type { TraceSummary } from "./trace_model.ts";
+import type { TraceSink, TraceSummary } from "./trace_model.ts";
 import { openTraceWriter, TRACE_FORMATS, type TraceFormat } from "./trace_format.ts";
 
 /** Options of {@linkcode convert}, {@linkcode toCatapult} and {@linkcode toPerfetto}. */
@@ -58,6 +58,13 @@ export interface ConvertOptions {
    * @default {false}
    */
   gzip?: boolean;
+  /**
+   * A sink that receives what the trace's writer receives, as it does
+   * (e.g. a `SummarySink`, for a summary without reading the trace back).
+   *
+   * @default {undefined}
+   */
+  tee?: TraceSink;
 }
 
 /** What a conversion found, for the command line to report. */
@@ -217,7 +224,10 @@ async function run(
     );
   }
   const writer = openTraceWriter(output, { format, gzip: options.gzip ?? false });
-  const machine = new FrameStateMachine(writer, { onWarning, maxDepth });
+  const machine = new FrameStateMachine(
+    options.tee === undefined ? writer : teeSink(writer, options.tee),
+    { onWarning, maxDepth },
+  );
   const secret = options.secret;
   let first = true;
   const onRecord: RecordCallback = (record, line) => {
@@ -264,6 +274,32 @@ async function run(
     await writer.abort(error).catch(noop);
     throw error;
   }
+}
+
+/** A sink that hands everything to `first`, then to `second`. */
+export function teeSink(first: TraceSink, second: TraceSink): TraceSink {
+  return {
+    process(process) {
+      first.process(process);
+      second.process(process);
+    },
+    thread(thread) {
+      first.thread(thread);
+      second.thread(thread);
+    },
+    slice(slice) {
+      first.slice(slice);
+      second.slice(slice);
+    },
+    mark(mark) {
+      first.mark?.(mark);
+      second.mark?.(mark);
+    },
+    finish(summary) {
+      first.finish(summary);
+      second.finish(summary);
+    },
+  };
 }
 
 /** One way to read any {@linkcode TraceInput}, and to cancel it with a reason. */

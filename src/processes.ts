@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ConversionSummary, ConvertOptions } from "./convert.ts";
+import { type ConversionSummary, type ConvertOptions, teeSink } from "./convert.ts";
 import { checkMaxDepth, countingIds, FrameStateMachine, type TraceIds } from "./frames.ts";
 import {
   decodeRecord,
@@ -248,6 +248,8 @@ class Conversion {
   readonly #grace: number;
   readonly #format: TraceFormat;
   #writer: TraceWriter | undefined;
+  /** The writer, or the writer and the `tee` option's sink. */
+  #sink: TraceSink | undefined;
   readonly #ids: TraceIds = countingIds();
   readonly #warnings: string[] = [];
 
@@ -451,10 +453,14 @@ class Conversion {
   /** Makes the machine of a stream whose hello has come, writing into the shared writer. */
   #start(follower: Follower, predecessor: Follower | undefined): FrameStateMachine {
     const hello = follower.hello!;
-    this.#writer ??= openTraceWriter(this.#output, {
-      format: this.#format,
-      gzip: this.#options.gzip ?? false,
-    });
+    if (this.#writer === undefined) {
+      this.#writer = openTraceWriter(this.#output, {
+        format: this.#format,
+        gzip: this.#options.gzip ?? false,
+      });
+      const tee = this.#options.tee;
+      this.#sink = tee === undefined ? this.#writer : teeSink(this.#writer, tee);
+    }
     const inherited = predecessor?.mainTid ?? 0;
     const ids: TraceIds = {
       thread: () => {
@@ -466,7 +472,7 @@ class Conversion {
       flow: () => this.#ids.flow(),
     };
     const parent = hello.parent;
-    const machine = new FrameStateMachine(new ProcessSink(this.#writer, follower, predecessor), {
+    const machine = new FrameStateMachine(new ProcessSink(this.#sink!, follower, predecessor), {
       onWarning: this.#warner(follower),
       maxDepth: this.#maxDepth,
       origin: this.#origin,
@@ -653,7 +659,7 @@ class Conversion {
       complete: processes.every((process) => process.complete),
       processes,
     };
-    writer.finish(summary);
+    (this.#sink ?? writer).finish(summary);
     await writer.close();
     return { ...summary, warnings: this.#warnings, format: this.#format, bytes: writer.bytes };
   }
@@ -663,10 +669,10 @@ class Conversion {
 class ProcessSink implements TraceSink {
   readonly #follower: Follower;
   readonly #predecessor: Follower | undefined;
-  readonly #writer: TraceWriter;
+  readonly #writer: TraceSink;
   #pid = 0;
 
-  constructor(writer: TraceWriter, follower: Follower, predecessor: Follower | undefined) {
+  constructor(writer: TraceSink, follower: Follower, predecessor: Follower | undefined) {
     this.#writer = writer;
     this.#follower = follower;
     this.#predecessor = predecessor;

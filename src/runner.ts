@@ -29,6 +29,7 @@ import {
 } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
 import type { TraceFormat } from "./trace_format.ts";
+import type { TraceSink } from "./trace_model.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
 export interface ChildStatus {
@@ -164,6 +165,13 @@ export interface RunOptions {
    * @default {true}
    */
   follow?: boolean;
+  /**
+   * A sink that receives the trace as the writer does; passed to
+   * the converter as `tee`.
+   *
+   * @default {undefined}
+   */
+  tee?: TraceSink;
   /**
    * The environment the program would get without Panopticon.
    *
@@ -622,6 +630,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
     if (options.format !== undefined) convertOptions.format = options.format;
     if (options.gzip) convertOptions.gzip = true;
+    if (options.tee !== undefined) convertOptions.tee = options.tee;
     const conversion = (options.convert ?? convertProcesses)(
       listening,
       file.writable,

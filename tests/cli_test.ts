@@ -684,6 +684,109 @@ Deno.test("HELP_TEXT documents --manual, the API and the subcommands", () => {
   }
 });
 
+Deno.test("parseCommandLine() reads the summary and view subcommands, --summary and --view", async (t) => {
+  const cases: [string[], unknown][] = [
+    [["summary", "run.json"], { kind: "summary", input: "run.json", sort: "self", json: false }],
+    [["summary", "-", "--sort", "max", "--top", "3", "--thread", "worker 1", "--json"], {
+      kind: "summary",
+      input: "-",
+      sort: "max",
+      top: 3,
+      thread: "worker 1",
+      json: true,
+    }],
+    [["summary", "--sort=calls", "--top=10", "t.pftrace"], {
+      kind: "summary",
+      input: "t.pftrace",
+      sort: "calls",
+      top: 10,
+      json: false,
+    }],
+    [["summary", "--help"], { kind: "help" }],
+    [["view", "run.json.gz"], { kind: "view", input: "run.json.gz", port: 9001, open: true }],
+    [["view", "--port", "9123", "--no-open", "t.json"], {
+      kind: "view",
+      input: "t.json",
+      port: 9123,
+      open: false,
+    }],
+    [["view", "-h"], { kind: "help" }],
+    [["--summary", "--view", "app.py"], {
+      kind: "trace",
+      target: script("app.py"),
+      output: "app.trace.json",
+      engine: "auto",
+      summary: true,
+      view: true,
+    }],
+    // After the script they are the program's.
+    [["app.py", "--summary"], {
+      kind: "trace",
+      target: script("app.py", "--summary"),
+      output: "app.trace.json",
+      engine: "auto",
+    }],
+    [["--", "summary"], {
+      kind: "trace",
+      target: script("summary"),
+      output: "summary.trace.json",
+      engine: "auto",
+    }],
+  ];
+  for (const [argv, expected] of cases) {
+    await t.step(argv.join(" "), () => deepEqual(parseCommandLine(argv), expected));
+  }
+  const errors: [string[], RegExp][] = [
+    [["summary"], /^summary needs a trace file \(or "-" for standard input\)/],
+    [["summary", "a.json", "b.json"], /^summary takes one trace, got "a.json" and "b.json"/],
+    [
+      ["summary", "a.json", "--sort", "name"],
+      /^unknown sort key "name" for --sort: choose one of calls, total, self, max$/,
+    ],
+    [["summary", "a.json", "--top", "0"], /^option "--top" needs a positive whole number, not "0"/],
+    [["summary", "a.json", "--top"], /^option "--top" needs a value/],
+    [["summary", "a.json", "--json=yes"], /^option "--json" takes no value/],
+    [["summary", "a.json", "--engine", "x"], /^unknown option "--engine" for summary/],
+    [["view"], /^view needs a trace file: /],
+    [["view", "-"], /^view serves a file, not standard input/],
+    [
+      ["view", "a.json", "--port", "70000"],
+      /^option "--port" needs a port number, 0 to 65535, not "70000"/,
+    ],
+    [["--summary=yes", "app.py"], /^option "--summary" takes no value/],
+  ];
+  for (const [argv, message] of errors) {
+    await t.step(`rejects ${argv.join(" ")}`, () => throwsUsage(argv, message));
+  }
+});
+
+Deno.test("HELP_TEXT documents summary, view, --summary and --view", () => {
+  for (
+    const word of [
+      "panopticon summary TRACE [--sort calls|total|self|max] [--top N]",
+      "[--thread NAME] [--json]",
+      "panopticon view TRACE [--port N] [--no-open]",
+      "--summary ",
+      "--view ",
+      "--sort KEY",
+      "--top N",
+      "--thread NAME",
+      "--json",
+      "python -m cProfile",
+      "unfinished",
+      "http://127.0.0.1:9001",
+      "https://ui.perfetto.dev",
+      "ssh -L",
+      "Ctrl-C",
+      "--no-open",
+    ]
+  ) {
+    match(HELP_TEXT, new RegExp(word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  }
+  // Every line fits a terminal of 80 columns.
+  for (const line of HELP_TEXT.split("\n")) ok(line.length <= 80, line);
+});
+
 Deno.test("parseCommandLine() chooses the trace's format by --format, --gzip and the output's name", async (t) => {
   const cases: [string, string[], Partial<TraceCommand>][] = [
     ["JSON by default", ["app.py"], { output: "app.trace.json" }],

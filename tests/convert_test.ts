@@ -654,3 +654,21 @@ Deno.test("toCatapult cancels its input when its output is cancelled", async () 
   assert.ok(!(cancelled instanceof ProtocolError), `cancelled by ${cancelled}`);
   assert.ok(pulls > 1);
 });
+
+Deno.test("convert hands a tee sink what it writes, as it writes it", async () => {
+  const seen: string[] = [];
+  let finished: boolean | undefined;
+  const { trace } = await convertChunks([await fixture("generator.ndjson")], {
+    tee: {
+      process: (process) => seen.push(`process ${process.pid}`),
+      thread: (thread) => seen.push(`thread ${thread.tid} ${thread.name}`),
+      slice: (slice) => seen.push(`slice ${slice.site.name} ${slice.start}+${slice.duration}`),
+      finish: (summary) => finished = summary.complete,
+    },
+  });
+  const written = trace.traceEvents.filter((e) => e.ph === "X")
+    .map((e) => `slice ${e.name} ${e.ts}+${e.dur}`);
+  assert.deepEqual(seen.filter((line) => line.startsWith("slice")), written);
+  assert.deepEqual(seen.slice(0, 2), ["process 4242", "thread 1 MainThread"]);
+  assert.equal(finished, true);
+});
