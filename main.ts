@@ -72,6 +72,7 @@ async function trace(command: TraceCommand): Promise<number> {
     filters: command.filters,
     maxDepth: command.maxDepth,
     manual: command.manual,
+    runtime: command.runtime,
     collector: command.collector,
     onNotice: (message) => console.error(`panopticon: ${message}`),
   });

@@ -95,11 +95,14 @@ export {
   type RecordCallback,
   type ThreadRecord,
 } from "./src/protocol.ts";
+export type { CpuRecord, GcRecord, RuntimeRecord } from "./src/protocol.ts";
 export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
 export type {
+  AsyncSlice,
+  FlowArrow,
   Mark,
   ProcessInfo,
   RecordingLimit,

@@ -7,6 +7,8 @@
 
 import manifest from "../deno.json" with { type: "json" };
 import type {
+  AsyncSlice,
+  FlowArrow,
   Mark,
   ProcessInfo,
   Slice,
@@ -358,6 +360,37 @@ export class CatapultWriter implements TraceSink {
         ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${this.#pid},"tid":${mark.tid},"ts":${ts}}`
         : `{"ph":"C",${names},"args":${args},"pid":${this.#pid},"ts":${ts}}`,
     );
+  }
+
+  /**
+   * Writes a slice of an async track as a nestable async begin and end
+   * (`ph:"b"` and `ph:"e"`, one `id` a track): Perfetto draws each task on
+   * a track of its own, its steps nested in its life.
+   */
+  asyncSlice(slice: AsyncSlice): void {
+    const head = `"cat":${JSON.stringify(slice.category)},"name":${
+      JSON.stringify(slice.name)
+    },"id":"0x${slice.id.toString(16)}","pid":${this.#pid},"tid":${slice.tid}`;
+    const start = Math.round(slice.start * 1000) / 1000;
+    const end = Math.round((slice.start + slice.duration) * 1000) / 1000;
+    const args = slice.args === undefined ? "" : `,"args":${JSON.stringify(slice.args)}`;
+    this.#event(`{"ph":"b",${head},"ts":${start}${args}}`);
+    this.#event(`{"ph":"e",${head},"ts":${end}}`);
+  }
+
+  /**
+   * Writes an arrow as a flow start and end (`ph:"s"`, and `ph:"f"` with
+   * `bp:"e"`): each binds to the slice that encloses its time on its
+   * thread, beside the slices' own flows (`bind_id`).
+   */
+  flowArrow(arrow: FlowArrow): void {
+    const head = `"cat":${JSON.stringify(arrow.category)},"name":${
+      JSON.stringify(arrow.name)
+    },"id":"0x${arrow.id.toString(16)}","pid":${this.#pid}`;
+    const from = Math.round(arrow.fromTs * 1000) / 1000;
+    const to = Math.round(arrow.toTs * 1000) / 1000;
+    this.#event(`{"ph":"s",${head},"tid":${arrow.fromTid},"ts":${from}}`);
+    this.#event(`{"ph":"f","bp":"e",${head},"tid":${arrow.toTid},"ts":${to}}`);
   }
 
   /** Writes the end of the trace, with the summary in `otherData`. */

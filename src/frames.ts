@@ -14,11 +14,14 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   type ProtocolRecord,
+  type RuntimeRecord,
   type ThreadRecord,
 } from "./protocol.ts";
 import { BatchCursor } from "./batch.ts";
 import { FrameTable } from "./_frame_table.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
+import { CpuCounters, GC_CATEGORY, gcArgs, gcSliceName } from "./runtime.ts";
+import { isTaskMark, type Task, TASK_MARKS, taskEndings, TaskTracker } from "./tasks.ts";
 import type {
   ProcessInfo,
   RecordingLimit,
@@ -113,6 +116,13 @@ class Entry {
   heldEnd = 0;
   heldDepth = 0;
   heldFlowIn = false;
+  /**
+   * The asyncio task this generator-like frame runs in (src/tasks.ts): its
+   * slices carry the task's name. Inherited from the frame that calls it.
+   */
+  task: Task | undefined = undefined;
+  /** Whether this is the task's own coroutine frame, whose slices are its steps. */
+  taskTop = false;
 }
 
 /** A thread: its dense id, names, and its stack of open entries. */
@@ -234,6 +244,10 @@ export class FrameStateMachine {
    */
   #spare: Entry[] = [];
   #flows = 0;
+  /** The slice sites of garbage collections, by generation. */
+  #gcSites: (Site | undefined)[] = [];
+  #cpu: CpuCounters | undefined;
+  readonly #tasks: TaskTracker;
 
   #events = 0;
   #slices = 0;
@@ -260,6 +274,7 @@ export class FrameStateMachine {
     this.#sink = sink;
     this.#onWarning = options.onWarning;
     this.#maxDepth = checkMaxDepth(options.maxDepth);
+    this.#tasks = new TaskTracker(sink);
   }
 
   /**
@@ -336,6 +351,10 @@ export class FrameStateMachine {
         });
         break;
       }
+      case "gc":
+      case "cpu":
+        this.#onRuntime(record);
+        break;
       case "end":
         this.#endRecord = record;
         if (record.ts > this.#lastTs) this.#lastTs = record.ts;
@@ -390,6 +409,8 @@ export class FrameStateMachine {
     }
     for (const entry of this.#suspended.values()) this.#emitHeld(entry, false);
     this.#suspended.clear();
+    for (const mark of this.#cpu?.finish() ?? []) this.#sink.mark?.(mark);
+    this.#tasks.finish((last - this.#t0) / 1000);
 
     const end = this.#endRecord;
     if (end === undefined) {
@@ -457,6 +478,7 @@ export class FrameStateMachine {
     this.#t0 = record.t0;
     this.#lastTs = record.t0;
     this.#serial = record.thread_ids === "serial";
+    this.#tasks.endings = taskEndings(record.engine, record.collector);
     const process: ProcessInfo = {
       pid: record.pid,
       name: ["python", ...record.argv.map(quote)].join(" "),
@@ -578,7 +600,7 @@ export class FrameStateMachine {
         break;
       case Op.Return:
       case Op.Unwind:
-        this.#leave(thread, ts, frame);
+        this.#leave(thread, ts, frame, op === Op.Unwind);
         break;
       case Op.Suspend:
         this.#suspend(thread, ts, frame);
@@ -622,6 +644,9 @@ export class FrameStateMachine {
     entry.depth = (parent === undefined ? 0 : parent.depth) + (hidden ? 0 : 1);
     entry.flow = 0;
     entry.flowIn = false;
+    // A coroutine (or generator) that a task's frame calls runs in that task.
+    entry.task = site.flows && parent !== undefined ? parent.task : undefined;
+    entry.taskTop = false;
     return entry;
   }
 
@@ -631,6 +656,10 @@ export class FrameStateMachine {
       case Op.Instant:
       case Op.Counter: {
         const mark = this.#mark(ref);
+        if (op === Op.Instant && isTaskMark(mark)) {
+          this.#onTaskMark(thread, ts, mark);
+          break;
+        }
         const args = op === Op.Instant ? mark.args : numbersOf(mark.args);
         // A counter with no number to show has no track to set.
         if (args === undefined) break;
@@ -756,12 +785,17 @@ export class FrameStateMachine {
   }
 
   /** `return` or `unwind`: the instance ends and its id is retired. */
-  #leave(thread: ThreadState, ts: number, frame: number): void {
+  #leave(thread: ThreadState, ts: number, frame: number, unwound = false): void {
     const at = find(thread, frame);
     if (at < 0) return;
     this.#closeAbove(thread, at, ts);
     thread.depth = at;
-    this.#close(thread.tid, thread.stack[at]!, ts, undefined);
+    const entry = thread.stack[at]!;
+    this.#close(thread.tid, entry, ts, undefined);
+    if (entry.taskTop) {
+      entry.taskTop = false;
+      this.#tasks.end(entry.task!, (ts - this.#t0) / 1000, unwound ? "exception" : "result");
+    }
   }
 
   #suspend(thread: ThreadState, ts: number, frame: number): void {
@@ -799,14 +833,16 @@ export class FrameStateMachine {
       this.#omitted++;
       return;
     }
-    const own = entry.args;
+    const own = entry.task !== undefined ? entry.task.args : entry.args;
     const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
     this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all);
+    if (entry.taskTop) this.#taskStep(tid, entry, entry.start, ts);
   }
 
   /** Emits the slice a suspended instance holds; a flow leaves it if it is resumed. */
   #emitHeld(entry: Entry, flowOut: boolean): void {
     if (entry.hidden) return;
+    if (entry.taskTop) this.#taskStep(entry.heldTid, entry, entry.heldStart, entry.heldEnd);
     if (entry.heldDepth > this.#maxDepth) {
       this.#omitted++;
       return;
@@ -819,7 +855,7 @@ export class FrameStateMachine {
       entry.flow,
       entry.heldFlowIn,
       flowOut,
-      undefined,
+      entry.task?.args,
     );
   }
 
@@ -931,6 +967,82 @@ export class FrameStateMachine {
 
   #warn(message: string): void {
     this.#onWarning?.(message);
+  }
+
+  // --- asyncio tasks (src/tasks.ts) ------------------------------------------
+
+  /**
+   * A task instant of the collector's: a task is created here (the arrow to
+   * its first slice leaves the slice open now), or the innermost frame is a
+   * task's coroutine starting its first step, or is unwinding because the
+   * task was cancelled.
+   */
+  #onTaskMark(thread: ThreadState, ts: number, mark: MarkRecord): void {
+    const task = this.#tasks.task(mark);
+    const at = (ts - this.#t0) / 1000;
+    const top = thread.depth > 0 ? thread.stack[thread.depth - 1]! : undefined;
+    switch (mark.category) {
+      case TASK_MARKS.created:
+        if (task !== undefined) this.#tasks.created(task, thread.tid, at, ++this.#flows);
+        break;
+      case TASK_MARKS.task:
+        if (task === undefined || top === undefined || top.c) break;
+        this.#tasks.started(
+          task,
+          mark.name,
+          top.site.name,
+          thread.tid,
+          (top.start - this.#t0) / 1000,
+          at,
+        );
+        top.task = task;
+        top.taskTop = true;
+        break;
+      case TASK_MARKS.cancelled:
+        if (top?.task !== undefined) top.task.cancelled = true;
+        break;
+    }
+  }
+
+  /** A slice of a task's own coroutine frame: a step on the task's track. */
+  #taskStep(tid: number, entry: Entry, start: number, end: number): void {
+    this.#tasks.step(
+      entry.task!,
+      tid,
+      (start - this.#t0) / 1000,
+      end > start ? (end - start) / 1000 : 0,
+    );
+  }
+
+  // --- The runtime's own records (src/runtime.ts) ---------------------------
+
+  /**
+   * A garbage collection is a slice of its own on the thread that ran it,
+   * like a flush; a CPU sample sets each known thread's counter (a thread
+   * not seen yet, whose `thread` record is still to come, is skipped).
+   */
+  #onRuntime(record: RuntimeRecord): void {
+    if (record.kind === "gc") {
+      const thread = this.#threadOf(record.thread);
+      if (record.end > this.#lastTs) this.#lastTs = record.end;
+      const generation = record.generation;
+      const site = this.#gcSites[generation] ??= new Site(
+        gcSliceName(generation),
+        GC_CATEGORY,
+        false,
+      );
+      this.#emit(thread.tid, site, record.start, record.end, 0, false, false, gcArgs(record));
+      return;
+    }
+    const counters = this.#cpu ??= new CpuCounters(this.#t0);
+    if (record.ts > this.#lastTs) this.#lastTs = record.ts;
+    for (const [id, cpu] of record.threads) {
+      const thread = this.#threads.get(id);
+      if (thread === undefined) continue;
+      if (!thread.announced) this.#announce(thread);
+      const mark = counters.sample(thread.tid, thread.name, record.ts, cpu);
+      if (mark !== undefined) this.#sink.mark?.(mark);
+    }
   }
 }
 

@@ -14,10 +14,11 @@
 
 import { dirname } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
-import type { Collector, Engine, Filters, Target } from "./cli.ts";
+import type { Collector, Engine, Filters, RuntimeOptions, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
+import { runtimeVariable } from "./runtime.ts";
 import {
   buildCollectorBytecode,
   buildNative,
@@ -126,6 +127,13 @@ export interface RunOptions {
    */
   manual?: boolean;
   /**
+   * What the collector records of the runtime's own work, passed to it in
+   * `PANOPTICON_RUNTIME` (see {@linkcode runtimeVariable}).
+   *
+   * @default {undefined} (garbage collections and CPU counters)
+   */
+  runtime?: RuntimeOptions;
+  /**
    * The environment the program would get without Panopticon.
    *
    * @default {Deno.env.toObject()}
@@ -204,6 +212,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_NATIVE",
   "PANOPTICON_ROOT",
   "PANOPTICON_FOLLOW",
+  "PANOPTICON_RUNTIME",
   // Set by a traced parent for its children: stale in a run of its own.
   "PANOPTICON_SPAWN",
 ] as const;
@@ -244,6 +253,12 @@ export interface ChannelSettings {
    * @default {false}
    */
   follow?: boolean;
+  /**
+   * What is recorded of the runtime's own work (`PANOPTICON_RUNTIME`).
+   *
+   * @default {undefined} (the collector's defaults)
+   */
+  runtime?: RuntimeOptions;
 }
 
 /**
@@ -301,7 +316,9 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_ROOT`: `1`, this process is the run's first (its children
  *   are told who started them instead);
  * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
- *   traced too.
+ *   traced too;
+ * - `PANOPTICON_RUNTIME`: {@linkcode runtimeVariable}, only when it
+ *   switches something off.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -321,6 +338,8 @@ export function childEnvironment(
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   env["PANOPTICON_ROOT"] = "1";
   env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
+  const runtime = runtimeVariable(settings.runtime);
+  if (runtime !== undefined) env["PANOPTICON_RUNTIME"] = runtime;
   return env;
 }
 
@@ -492,6 +511,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       filters: options.filters,
       manual: options.manual,
       native: native?.path,
+      runtime: options.runtime,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;

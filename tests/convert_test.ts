@@ -386,7 +386,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       name: "an unknown kind",
       text: `${hello}\n{"kind":"sample"}\n`,
       message:
-        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, batch, limit, flush or end',
+        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, gc, cpu or end',
     },
     {
       name: "a missing field",

@@ -212,7 +212,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an unknown kind",
       text: '{"kind":"bogus"}',
       message:
-        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, batch, limit, flush or end',
+        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, gc, cpu or end',
     },
     {
       name: "a string ts in an end record",

@@ -1,0 +1,204 @@
+/**
+ * End-to-end tests of asyncio tasks on the timeline (issue 14), on the
+ * oldest and the newest Python present, with both collectors: each task's
+ * name on its coroutine's slices, its track (life and steps) with how it
+ * ended, and the arrow from where it was created (monitoring engine).
+ */
+import assert from "node:assert/strict";
+import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
+import { oldestAndNewest, type TestPython } from "./_pythons.ts";
+import { programStderr, runPython, traceProgram } from "./_run.ts";
+import { encloses, slices, type Trace, type TraceEvent } from "./_trace.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const ASYNC_HELLO = `${ROOT}examples/async_hello.py`;
+const TASKS = `${ROOT}tests/programs/tasks/tasks.py`;
+
+async function traceUnchanged(
+  python: TestPython,
+  collector: TestCollector,
+  args: string[],
+  options: string[] = [],
+) {
+  const plain = await runPython(python.path, args);
+  const { outcome, trace } = await traceProgram(
+    python.path,
+    [...collectorOptions(collector), ...options],
+    args,
+  );
+  assert.equal(outcome.stdout, plain.stdout, "stdout differs");
+  assert.equal(programStderr(outcome.stderr), plain.stderr, "stderr differs");
+  assert.equal(outcome.code, plain.code, "exit status differs");
+  assert.equal(trace.otherData?.complete, true);
+  return trace;
+}
+
+/** A task's track: its life and its steps, from the trace's async events. */
+interface Track {
+  life: { name: string; start: number; end: number; args: Record<string, unknown> };
+  steps: { start: number; end: number }[];
+}
+
+function tracks(trace: Trace): Map<string, Track> {
+  const byId = new Map<string, TraceEvent[]>();
+  for (const event of trace.traceEvents) {
+    if ((event.ph !== "b" && event.ph !== "e") || event.cat !== "asyncio") continue;
+    const id = String((event as unknown as { id: string }).id);
+    byId.set(id, [...(byId.get(id) ?? []), event]);
+  }
+  const result = new Map<string, Track>();
+  for (const events of byId.values()) {
+    // Each slice is written as its "b", then its "e".
+    const pairs: [TraceEvent, TraceEvent][] = [];
+    for (let i = 0; i + 1 < events.length; i += 2) {
+      assert.equal(events[i]!.ph, "b");
+      assert.equal(events[i + 1]!.ph, "e");
+      assert.equal(events[i]!.name, events[i + 1]!.name);
+      pairs.push([events[i]!, events[i + 1]!]);
+    }
+    const life = pairs.find(([begin]) => begin.name !== "running");
+    assert(life !== undefined, "a track without its life");
+    const steps = pairs.filter(([begin]) => begin.name === "running")
+      .map(([begin, end]) => ({ start: begin.ts, end: end.ts }));
+    const name = life[0].name;
+    result.set(name, {
+      life: { name, start: life[0].ts, end: life[1].ts, args: life[0].args ?? {} },
+      steps,
+    });
+  }
+  return result;
+}
+
+function trackOf(all: Map<string, Track>, task: string, coroutine: string): Track {
+  const track = all.get(`${task} ${coroutine}`);
+  assert(track !== undefined, `no track for ${task} (${coroutine}): ${[...all.keys()]}`);
+  // Its steps lie within its life.
+  for (const step of track.steps) {
+    assert(step.start >= track.life.start - 1e-3 && step.end <= track.life.end + 1e-3);
+  }
+  return track;
+}
+
+/** The creation arrows: [start, finish] pairs by id. */
+function arrows(trace: Trace): [TraceEvent, TraceEvent][] {
+  const starts = new Map<string, TraceEvent>();
+  const pairs: [TraceEvent, TraceEvent][] = [];
+  for (const event of trace.traceEvents) {
+    const id = String((event as unknown as { id?: string }).id);
+    if (event.ph === "s" && event.cat === "asyncio") starts.set(id, event);
+    if (event.ph === "f" && event.cat === "asyncio") {
+      const start = starts.get(id);
+      assert(start !== undefined, `an arrow that arrives without leaving (${id})`);
+      pairs.push([start, event]);
+    }
+  }
+  return pairs;
+}
+
+/** The innermost slice on `tid` whose time holds `ts`. */
+function sliceAt(trace: Trace, tid: number, ts: number): TraceEvent | undefined {
+  let best: TraceEvent | undefined;
+  for (const slice of slices(trace)) {
+    if (slice.tid !== tid || slice.ts > ts || slice.ts + (slice.dur ?? 0) < ts) continue;
+    if (best === undefined || (slice.dur ?? 0) <= (best.dur ?? 0)) best = slice;
+  }
+  return best;
+}
+
+for (const python of oldestAndNewest()) {
+  for (const collector of COLLECTORS) {
+    Deno.test(`asyncio tasks on Python ${python.version} (${collector} collector)`, async (t) => {
+      await t.step(
+        "async_hello.py: the task is named on its 14 slices, and has a track",
+        async () => {
+          const trace = await traceUnchanged(python, collector, [ASYNC_HELLO]);
+          const own = slices(trace, "print_slowly");
+          assert.equal(own.length, 14);
+          for (const slice of own) assert.equal(slice.args?.task, "Task-1");
+          // The generator it drives runs in the task too.
+          for (const slice of slices(trace, "gen_text")) assert.equal(slice.args?.task, "Task-1");
+          const track = trackOf(tracks(trace), "Task-1", "print_slowly");
+          assert.equal(track.steps.length, 14, "a step for each slice");
+          const monitoring = trace.otherData?.engine === "monitoring";
+          assert.equal(
+            track.life.args.ended,
+            collector === "python" && !monitoring ? "ended" : "result",
+          );
+          const created = arrows(trace);
+          if (monitoring) {
+            // asyncio.run's task: created in the loop's create_task, arriving
+            // at its first slice (the loop's own tasks at shutdown have theirs).
+            const mine = created.filter(([, to]) => sliceAt(trace, to.tid, to.ts) === own[0]);
+            assert.equal(mine.length, 1);
+            const [from, to] = mine[0]!;
+            assert.equal(
+              sliceAt(trace, from.tid, from.ts)?.name,
+              "asyncio.base_events.BaseEventLoop.create_task",
+            );
+            assert(from.ts <= to.ts);
+            assert.equal(track.life.start, from.ts, "the track starts at the creation");
+          } else {
+            // The profile function sees no call of a type: the creation is not seen.
+            assert.deepEqual(created, []);
+            assert.equal(track.life.args.created, "unseen");
+            assert.equal(track.life.start, own[0]!.ts);
+          }
+        },
+      );
+
+      await t.step("tasks named, nested, failing, cancelled, grouped and gathered", async () => {
+        const trace = await traceUnchanged(python, collector, [TASKS]);
+        const all = tracks(trace);
+        const monitoring = trace.otherData?.engine === "monitoring";
+        const ended = (how: string) =>
+          monitoring ? how : collector === "native" ? (how === "result" ? how : "raised") : "ended";
+        for (const name of ["leaf-0", "leaf-1", "leaf-2", "child"]) {
+          assert.equal(trackOf(all, name, "leaf").life.args.ended, ended("result"));
+        }
+        assert.equal(trackOf(all, "parent", "parent").life.args.ended, ended("result"));
+        assert.equal(trackOf(all, "fails", "fails").life.args.ended, ended("exception"));
+        assert.equal(trackOf(all, "sleeper", "forever").life.args.ended, ended("cancelled"));
+        if (Number(python.version.split(".")[1]) >= 11) {
+          assert.equal(trackOf(all, "grouped", "leaf").life.args.ended, ended("result"));
+        }
+        // gather() of two coroutines makes two tasks of its own.
+        const gathered = [...all.values()].filter((track) =>
+          track.life.args.coroutine === "leaf" && /^Task-\d+ leaf$/.test(track.life.name)
+        );
+        assert.equal(gathered.length, 2);
+        // Every slice of a task's coroutine carries its name.
+        for (const slice of slices(trace, "leaf")) {
+          assert.match(String(slice.args?.task), /^(leaf-\d|child|grouped|Task-\d+)$/);
+        }
+        for (const slice of slices(trace, "forever")) assert.equal(slice.args?.task, "sleeper");
+        if (monitoring) {
+          // One arrow a task, from its creation to its first slice; the
+          // child's leaves the parent task's own slice.
+          assert.equal(arrows(trace).length, all.size);
+          const child = arrows(trace).find(([, to]) =>
+            sliceAt(trace, to.tid, to.ts)?.args?.task === "child"
+          );
+          assert(child !== undefined, "no arrow to the child task");
+          const parent = slices(trace, "parent").find((slice) =>
+            encloses(slice, sliceAt(trace, child[0].tid, child[0].ts)!) ||
+            slice === sliceAt(trace, child[0].tid, child[0].ts)
+          );
+          assert(parent !== undefined, "the child's arrow does not leave the parent task");
+          assert.equal(parent.args?.task, "parent");
+        } else {
+          assert.deepEqual(arrows(trace), []);
+        }
+      });
+
+      await t.step("--no-tasks leaves the tasks out", async () => {
+        const trace = await traceUnchanged(python, collector, [ASYNC_HELLO], ["--no-tasks"]);
+        assert.equal(tracks(trace).size, 0);
+        assert.deepEqual(arrows(trace), []);
+        for (const slice of slices(trace, "print_slowly")) {
+          assert.equal(slice.args?.task, undefined);
+        }
+        assert.equal(slices(trace, "print_slowly").length, 14);
+      });
+    });
+  }
+}
