@@ -82,6 +82,19 @@ GENERATOR_LIKE = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_
 C_FUNCTION_TYPES = (type(len), type(str.join))
 _MethodType = type(_asynchronous_signals.__get__(0))
 
+
+async def _coroutine_probe():
+    pass
+
+
+def _coroutine_type():
+    probe = _coroutine_probe()
+    probe.close()  # never started: no "never awaited" warning
+    return type(probe)
+
+
+_CoroutineType = _coroutine_type()
+
 OWN_FILE = __file__
 DEBUG = bool(os.environ.get("PANOPTICON_DEBUG"))
 
@@ -2333,7 +2346,7 @@ class _Tasks:
         return callable is self.task_type
 
     def created(self, serial, coroutine):
-        if type(coroutine).__name__ != "coroutine":
+        if type(coroutine) is not _CoroutineType:
             return
         self.count += 1
         self.pending[_identity(coroutine)] = self.count
@@ -2342,6 +2355,14 @@ class _Tasks:
         )
 
     def started(self, serial, frame):
+        # An exception here would leave the engine's callback, which Python
+        # then switches off: a task not recorded is the lesser harm.
+        try:
+            self._started(serial, frame)
+        except Exception:
+            pass
+
+    def _started(self, serial, frame):
         if self.current_tasks is None and not self.find():
             return
         loop = self.get_running_loop()
@@ -2709,8 +2730,170 @@ def _start_python(settings, filters, engine_name, manual):
     # switching recording off there records no event.
     _at_exit(finish)
     _watch_forks(forget_in_child, after_fork_parent, before_fork)
+    _follow_processes(settings, recorder, finish)
     engine.start(manual)
     _debug("recording with the Python collector (%s engine%s)" % (engine.name, ", manual" if manual else ""))
+
+
+# --- following processes, in the Python collector -----------------------------------
+#
+# The native collector does the same in C (native/panopticon_native.c,
+# "follow"). The wrappers are this file's code: the converter hides their
+# frames, and the C calls they make, so the trace shows the program's call
+# of os.posix_spawn and the rest as if it were direct.
+
+
+def _with_collector_variables(entries, settings, token):
+    """`entries` (a list of bytes "NAME=VALUE") with the collector's variables
+    in, for a Python child to be traced: the run's settings, `PANOPTICON_SPAWN`
+    (this process and `token`), the private directory first on PYTHONPATH and
+    the child's own PYTHONPATH in PANOPTICON_PYTHONPATH."""
+    private = settings["private_dir"]
+    out = []
+    user_path = None
+    for entry in entries:
+        name, _, value = entry.partition(b"=")
+        if name == b"PYTHONPATH":
+            # This process's C environment has the private directory first.
+            if value == private:
+                continue
+            if value.startswith(private + b":"):
+                value = value[len(private) + 1:]
+            user_path = value
+        elif not name.startswith(b"PANOPTICON_"):
+            out.append(entry)
+    out.extend(settings["child_env"])
+    out.append(b"PANOPTICON_SPAWN=%d:%d" % (os.getpid(), token))
+    out.append(b"PYTHONPATH=" + private + (b":" + user_path if user_path else b""))
+    if user_path is not None:
+        out.append(b"PANOPTICON_PYTHONPATH=" + user_path)
+    return out
+
+
+def _environment_entries(env):
+    """An `env` argument (a mapping of str or bytes, or None for this
+    process's own) as a list of bytes, and a function that turns such a list
+    back into the kind of mapping it was."""
+    if env is None:
+        env = os.environ
+    as_str = False
+    entries = []
+    for key, value in env.items():
+        if isinstance(key, str) and isinstance(value, str):
+            as_str = True
+            entries.append(os.fsencode(key) + b"=" + os.fsencode(value))
+        elif isinstance(key, bytes) and isinstance(value, bytes):
+            entries.append(key + b"=" + value)
+        else:
+            return None, None  # the real function refuses it, with its own message
+
+    def mapping(entries):
+        pairs = (entry.partition(b"=") for entry in entries)
+        if as_str:
+            return {os.fsdecode(k): os.fsdecode(v) for k, _, v in pairs}
+        return {k: v for k, _, v in pairs}
+
+    return entries, mapping
+
+
+def _follow_processes(settings, recorder, finish):
+    """Wrap what starts a process, for the Python collector (see the native
+    collector's `follow`): os.execv and os.execve end the stream first (the
+    new program, a Python one, sends its own); os.posix_spawn, os.posix_spawnp
+    and, once subprocess is imported, _posixsubprocess.fork_exec record a
+    `spawn` event and give the child the collector's variables with its token."""
+
+    def spawn_token():
+        serial = _current_serial()
+        if not settings["follow"] or recorder.closed or not serial:
+            return 0
+        recorder.spawns += 1
+        recorder.events.append((14, serial, _now(), 0, recorder.spawns))
+        return recorder.spawns
+
+    def wrap(module, name, make):
+        real = getattr(module, name, None)
+        if real is None:
+            return
+        wrapper = make(real)
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(wrapper, attribute, getattr(real, attribute, None))
+        wrapper.__wrapped__ = real
+        setattr(module, name, wrapper)
+
+    def exec_will_run(path):
+        # An exec that fails raises and the program goes on: only one that
+        # can succeed ends the stream.
+        try:
+            return os.access(path, os.X_OK)
+        except (TypeError, ValueError):
+            return False
+
+    def make_execv(real):
+        def execv(path, argv):
+            if exec_will_run(path):
+                finish("exec")
+            return real(path, argv)
+        return execv
+
+    def make_execve(real):
+        def execve(path, argv, env):
+            if settings["follow"]:
+                entries, mapping = _environment_entries(env)
+                if entries is not None:
+                    env = mapping(_with_collector_variables(entries, settings, 0))
+            if exec_will_run(path):
+                finish("exec")
+            return real(path, argv, env)
+        return execve
+
+    def make_spawn(real):
+        def posix_spawn(path, argv, env, *args, **kwargs):
+            token = spawn_token()
+            if settings["follow"]:
+                entries, mapping = _environment_entries(env)
+                if entries is not None:
+                    env = mapping(_with_collector_variables(entries, settings, token))
+            return real(path, argv, env, *args, **kwargs)
+        return posix_spawn
+
+    def make_fork_exec(real):
+        # Its sixth argument, in every version, is the child's environment:
+        # a list of bytes, or None for this process's own (the C one).
+        def fork_exec(*args):
+            token = spawn_token()
+            if settings["follow"] and len(args) > 5:
+                given = args[5]
+                if given is None:
+                    given = _environment_entries(None)[0] or []
+                args = args[:5] + (_with_collector_variables(list(given), settings, token),) + args[6:]
+            return real(*args)
+        return fork_exec
+
+    wrap(os, "execv", make_execv)
+    wrap(os, "execve", make_execve)
+    wrap(os, "posix_spawn", make_spawn)
+    wrap(os, "posix_spawnp", make_spawn)
+    if not settings["follow"] or not hasattr(sys, "addaudithook"):
+        return
+    wrapped = []
+
+    def wrap_fork_exec():
+        wrapped.append(True)
+        import _posixsubprocess
+        wrap(_posixsubprocess, "fork_exec", make_fork_exec)
+
+    if "subprocess" in sys.modules or "multiprocessing" in sys.modules:
+        wrap_fork_exec()
+        return
+
+    def on_import(event, args):
+        # subprocess (or multiprocessing) is being imported: its
+        # _posixsubprocess, which it imports next, gets the wrapper first.
+        if not wrapped and event == "import" and args[0] in ("subprocess", "multiprocessing"):
+            wrap_fork_exec()
+
+    sys.addaudithook(on_import)
 
 
 # Under the `panopticon` command this file is the interpreter's

@@ -25,6 +25,7 @@ import { ProtocolError } from "./src/protocol.ts";
 import { buildNative, NativeBuildError } from "./src/native_build.ts";
 import { findPython } from "./src/python.ts";
 import { RunError, type RunResult, runTraced } from "./src/runner.ts";
+import { formatBytes, sizeWarning } from "./src/trace_format.ts";
 
 /** `panopticon --version` prints `panopticon <this>`. */
 export const VERSION: string = denoJson.version;
@@ -71,13 +72,15 @@ async function trace(command: TraceCommand): Promise<number> {
     engine: command.engine,
     filters: command.filters,
     maxDepth: command.maxDepth,
+    maxEvents: command.maxEvents,
+    format: command.format,
+    gzip: command.gzip,
     manual: command.manual,
     runtime: command.runtime,
     collector: command.collector,
     onNotice: (message) => console.error(`panopticon: ${message}`),
   });
-  console.error(describeRun(command.output, python.version, result));
-  for (const warning of result.summary.warnings) console.error(`panopticon: warning: ${warning}`);
+  report(command.output, python.version, result);
   return result.exitCode;
 }
 
@@ -104,11 +107,16 @@ async function convertRecords(command: ConvertCommand): Promise<number> {
     throw new RunError(`cannot write the trace to "${command.output}": ${reasonOf(error)}`);
   }
   try {
-    const summary = await convert(input, output.writable, { maxDepth: command.maxDepth });
-    console.error(
-      describeRun(command.output, [], { summary, engine: "setprofile", collector: "python" }),
-    );
-    for (const warning of summary.warnings) console.error(`panopticon: warning: ${warning}`);
+    const summary = await convert(input, output.writable, {
+      maxDepth: command.maxDepth,
+      format: command.format,
+      gzip: command.gzip,
+    });
+    report(command.output, [], {
+      summary,
+      engine: "setprofile",
+      collector: summary.collector === "native" ? "native" : "python",
+    });
     return 0;
   } catch (error) {
     await Deno.remove(command.output).catch(() => {});
@@ -161,20 +169,56 @@ function reasonOf(error: unknown): string {
   return message.replace(/ \(os error \d+\)$/, "");
 }
 
-/** The line printed after a run. */
+/**
+ * Prints the end-of-run line, with the trace's size on disk, then the
+ * warnings: the conversion's, and one for a trace too big for its viewers.
+ */
+function report(
+  output: string,
+  version: readonly number[],
+  result: Pick<RunResult, "summary" | "engine" | "collector">,
+): void {
+  let onDisk: number | undefined;
+  try {
+    onDisk = Deno.statSync(output).size;
+  } catch {
+    // Written, then moved or removed: the line goes without the size.
+  }
+  console.error(describeRun(output, version, result, onDisk));
+  const { summary } = result;
+  const warnings = [...summary.warnings];
+  const big = sizeWarning(summary.format, summary.bytes);
+  if (big !== undefined) warnings.push(`${output}: ${big}`);
+  for (const warning of warnings) console.error(`panopticon: warning: ${warning}`);
+}
+
+/**
+ * The line printed after a run. `onDisk` is the trace file's size; for a
+ * gzipped trace, the size before compression follows it.
+ */
 export function describeRun(
   output: string,
   version: readonly number[],
   result: Pick<RunResult, "summary" | "engine" | "collector">,
+  onDisk?: number,
 ): string {
   const { summary } = result;
   const count = (n: number, one: string) =>
     `${n.toLocaleString("en-US")} ${one}${n === 1 ? "" : "s"}`;
-  return `panopticon: wrote ${output} — ${count(summary.events, "event")}, ` +
+  const { format, bytes } = summary;
+  let size = "";
+  if (onDisk !== undefined) {
+    const uncompressed = bytes !== onDisk ? `, ${formatBytes(bytes)} uncompressed` : "";
+    size = ` (${formatBytes(onDisk)}${uncompressed})`;
+  }
+  const viewers = format === "perfetto"
+    ? "https://ui.perfetto.dev"
+    : "https://ui.perfetto.dev or chrome://tracing";
+  return `panopticon: wrote ${output}${size} — ${count(summary.events, "event")}, ` +
     `${count(summary.threads, "thread")} (Python ${summary.pythonVersion || version.join(".")}, ` +
     `${result.collector} collector, ${summary.engine || result.engine} engine)` +
     `${summary.complete ? "" : ", cut short"}. ` +
-    "Open it in https://ui.perfetto.dev or chrome://tracing.";
+    `Open it in ${viewers}.`;
 }
 
 function printError(error: unknown): void {

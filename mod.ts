@@ -2,13 +2,16 @@
  * Panopticon's converter as a library: the records of its collectors in
  * (NDJSON lines, and from protocol 4 the binary frames of event batches
  * that follow some of them), Catapult JSON traces (for Perfetto,
- * chrome://tracing and speedscope) out, as streams.
+ * chrome://tracing and speedscope) or Perfetto protobuf traces out, as
+ * streams.
  *
  * The pipeline is {@linkcode decodeNdjson} (or {@linkcode NdjsonDecoder}),
- * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter};
- * {@linkcode toCatapult} and {@linkcode convert} assemble it. The record
- * protocol is specified in `docs/protocol.md`; {@linkcode unpackEvents}
- * and {@linkcode unpackBatch} decode event batches for tools.
+ * then the {@linkcode FrameStateMachine}, then a {@linkcode CatapultWriter}
+ * or a {@linkcode PerfettoWriter}; {@linkcode toCatapult},
+ * {@linkcode toPerfetto} and {@linkcode convert} assemble it, and
+ * {@linkcode readPerfetto} reads a protobuf trace back. The record protocol
+ * is specified in `docs/protocol.md`; {@linkcode unpackEvents} and
+ * {@linkcode unpackBatch} decode event batches for tools.
  *
  * @example Converting NDJSON text to a Catapult trace
  * ```ts
@@ -64,6 +67,7 @@ export {
   convert,
   type ConvertOptions,
   toCatapult,
+  toPerfetto,
   type TraceInput,
 } from "./src/convert.ts";
 export {
@@ -100,6 +104,22 @@ export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
 export { FrameStateMachine, type FrameStateMachineOptions } from "./src/frames.ts";
 export { CatapultWriter, type CatapultWriterOptions } from "./src/catapult.ts";
+export { PerfettoWriter, type PerfettoWriterOptions } from "./src/perfetto.ts";
+export {
+  decodePerfetto,
+  PerfettoDecoder,
+  type PerfettoDecoderOptions,
+  type PerfettoEvent,
+  type PerfettoFlow,
+  type PerfettoInput,
+  type PerfettoPacket,
+  PerfettoReadError,
+  type PerfettoSlice,
+  type PerfettoTrace,
+  type PerfettoTrack,
+  readPerfetto,
+} from "./src/perfetto_reader.ts";
+export { TRACE_FORMATS, type TraceFormat } from "./src/trace_format.ts";
 export type {
   AsyncSlice,
   FlowArrow,

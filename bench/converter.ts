@@ -6,6 +6,7 @@
  * (into an output that counts and discards the bytes).
  *
  *     deno run -A bench/converter.ts [events...] [--threads N] [--format F]
+ *                                    [--writer json|perfetto|json,perfetto]
  *
  * Each size (default: 5,000,000 and 10,000,000 events, or
  * `PANOPTICON_BENCH_EVENTS`) and each of the two runs goes in a fresh
@@ -51,8 +52,8 @@ const BATCH = 8192;
 const FRAME = 65536;
 const FORMATS = ["batch", "marshal", "packed", "json"] as const;
 type Format = typeof FORMATS[number];
-/** The two runs of each size: into a discarding sink, and to Catapult JSON. */
-const SINKS = ["discard", "catapult"] as const;
+/** The runs of each size: into a discarding sink, then through each writer asked for. */
+const SINKS = ["discard", "json", "perfetto"] as const;
 type Sink = typeof SINKS[number];
 /** The size of a read from the collector's socket. */
 const READ = 65536;
@@ -66,6 +67,7 @@ const { values: flags, positionals } = parseArgs({
   options: {
     threads: { type: "string", default: "4" },
     format: { type: "string", default: "batch" },
+    writer: { type: "string", default: "json" },
     // Internal: run one size into this sink in this process and print its figures as JSON.
     child: { type: "string" },
   },
@@ -73,6 +75,13 @@ const { values: flags, positionals } = parseArgs({
 const format = flags.format as Format;
 if (!FORMATS.includes(format)) {
   console.error(`error: expected --format ${FORMATS.join(", ")}, got ${flags.format}`);
+  Deno.exit(2);
+}
+type Writer = Exclude<Sink, "discard">;
+const WRITER_NAMES: Record<Writer, string> = { json: "JSON", perfetto: "protobuf" };
+const writers = flags.writer.split(",") as Writer[];
+if (writers.some((writer) => writer !== "json" && writer !== "perfetto")) {
+  console.error(`error: expected --writer json, perfetto or json,perfetto, got ${flags.writer}`);
   Deno.exit(2);
 }
 const threads = Number(flags.threads);
@@ -380,13 +389,12 @@ async function measure(count: number, sink: Sink): Promise<Figures> {
   let output = 0;
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
-  const slices = sink === "catapult"
-    ? (await convert(
-      input,
-      new WritableStream({ write: (chunk) => void (output += chunk.length) }),
-    ))
-      .slices
-    : await discard(input);
+  const slices = sink === "discard" ? await discard(input) : (await convert(
+    input,
+    new WritableStream({ write: (chunk) => void (output += chunk.length) }),
+    { format: sink },
+  ))
+    .slices;
   const cpu = process.cpuUsage(cpuBefore);
   const seconds = (performance.now() - started) / 1000;
   sample();
@@ -467,11 +475,15 @@ async function child(size: number, sink: Sink): Promise<Figures> {
 
 const results: Figures[] = [];
 const discarded: Figures[] = [];
-for (const size of sizes) {
-  const fast = await child(size, "discard");
-  const run = await child(size, "catapult");
-  results.push(run);
-  discarded.push(fast);
+const byWriter = new Map<Writer, Figures[]>();
+for (const [size, writer] of sizes.flatMap((size) => writers.map((w) => [size, w] as const))) {
+  const fast = writer === writers[0] ? await child(size, "discard") : discarded.at(-1)!;
+  const run = await child(size, writer);
+  if (writer === writers[0]) {
+    results.push(run);
+    discarded.push(fast);
+  }
+  byWriter.set(writer, [...byWriter.get(writer) ?? [], run]);
   const total = run.mix.plain! + run.mix.c! + run.mix.generator!;
   // The lines from "converted in" to "memory" are read by bench/overhead.ts: keep their words.
   console.log(
@@ -484,7 +496,7 @@ for (const size of sizes) {
   );
   console.log(
     `  converted in ${run.seconds.toFixed(2)} s (CPU ${run.cpu.toFixed(2)} s, all threads): ` +
-      `${thousands(run.slices)} slices, ${mb(run.output)} MB of JSON, ` +
+      `${thousands(run.slices)} slices, ${mb(run.output)} MB of ${WRITER_NAMES[writer]}, ` +
       `${(run.output / run.slices).toFixed(1)} bytes per slice`,
   );
   console.log(
@@ -507,6 +519,19 @@ if (results.length > 1) {
           mb(discarded[i]!.peakRss - discarded[i]!.rssBefore)
         } MB, heap peak ${mb(discarded[i]!.peakHeap)} MB)`
       ).join("; ")
+    }`,
+  );
+}
+const [json, protobuf] = [byWriter.get("json"), byWriter.get("perfetto")];
+if (json !== undefined && protobuf !== undefined) {
+  console.log(
+    `\nprotobuf against JSON, by size: ${
+      json.map((run, i) => {
+        const other = protobuf[i]!;
+        return `${thousands(run.events)} events: ` +
+          `${((run.output / run.slices) / (other.output / other.slices)).toFixed(2)}× smaller, ` +
+          `${(other.seconds / run.seconds).toFixed(2)}× the time`;
+      }).join("; ")
     }`,
   );
 }

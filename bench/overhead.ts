@@ -1,13 +1,14 @@
 /**
  * Collector overhead: runs each workload of the shared benchmark untraced,
- * traced by Panopticon (the native collector, and the Python one), under
- * cProfile, with the native collector alone (its stream discarded), and
- * under the floors of `bench/floor.py` (a C callback, bench/floor.c, and two
- * Python ones), in alternating runs, and prints per workload the median
- * times, their ratios, the events, the trace's size and the peak memory of
- * the Python process and of the converter; then runs the converter
- * benchmark once, and compares every figure with the last committed results.
- * The results go to `bench/results/latest.json` and a dated copy.
+ * traced by Panopticon (the native collector, to a JSON trace and to a
+ * Perfetto protobuf trace, and the Python one), under cProfile, with the
+ * native collector alone (its stream discarded), and under the floors of
+ * `bench/floor.py` (a C callback, bench/floor.c, and two Python ones), in
+ * alternating runs, and prints per workload the median times, their ratios,
+ * the events, each trace's size and the peak memory of the Python process
+ * and of the converter; then runs the converter benchmark once per trace
+ * format, and compares every figure with the last committed results. The
+ * results go to `bench/results/latest.json` and a dated copy.
  *
  *     deno task bench [--all | --python PATH...] [--workloads a,b] [--runs N]
  *                     [--kinds a,b] [--reps N] [--workloads-dir DIR]
@@ -25,6 +26,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { buildNative } from "../src/native_build.ts";
 import { probePython } from "../src/python.ts";
 import { fileURLToPath } from "node:url";
+import { PerfettoDecoder } from "../src/perfetto_reader.ts";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
 import {
   count,
@@ -75,6 +77,7 @@ const VIZTRACER: Record<string, Record<string, number>> = {
  *
  * - `untraced`: `python w.py`;
  * - `traced`: the whole `panopticon -o trace.json w.py`, native collector;
+ * - `traced_protobuf`: the same to a protobuf trace (`-o trace.pftrace`);
  * - `traced_python`: the same with `--collector python`;
  * - `native_alone`: the native collector in the Python process, its stream
  *   read and discarded by this benchmark (no converter): its own cost;
@@ -86,6 +89,7 @@ const VIZTRACER: Record<string, Record<string, number>> = {
 type Kind =
   | "untraced"
   | "traced"
+  | "traced_protobuf"
   | "traced_python"
   | "native_alone"
   | "floor_c"
@@ -97,6 +101,7 @@ type Kind =
 const ALL_KINDS: readonly Kind[] = [
   "untraced",
   "traced",
+  "traced_protobuf",
   "traced_python",
   "native_alone",
   "floor_c",
@@ -106,6 +111,8 @@ const ALL_KINDS: readonly Kind[] = [
   "filtered",
 ];
 const QUICK_KINDS: readonly Kind[] = ["untraced", "traced", "native_alone", "floor_c"];
+/** JSON bytes per slice over protobuf bytes per slice, at least. */
+const TARGET_PROTOBUF_SMALLER = 5;
 
 const HELP = `Collector overhead benchmark.
 
@@ -314,6 +321,8 @@ interface Context {
   engine: "monitoring" | "setprofile";
   workload: string;
   tracePath: string;
+  /** Where the protobuf trace goes. */
+  protobufPath: string;
   env: Record<string, string>;
   /** The native collector, built for this Python. */
   native: string;
@@ -334,6 +343,8 @@ function commandFor(kind: Kind, context: Context): string[] {
       return [...traced, workload];
     case "traced_python":
       return [...traced, "--collector", "python", workload];
+    case "traced_protobuf":
+      return [...traced.slice(0, -1), context.protobufPath, workload];
     case "filtered":
       return [...traced, ...FILTER_ARGS, workload];
     case "floor_c":
@@ -490,6 +501,26 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
+/**
+ * Reads a protobuf trace as a stream: counts its slices (BEGIN events) and
+ * takes its summary from the metadata, the analog of `otherData`.
+ */
+async function readProtobufTrace(path: string): Promise<TraceFacts> {
+  const { size } = await Deno.stat(path);
+  using file = await Deno.open(path);
+  const decoder = new PerfettoDecoder();
+  let slices = 0;
+  let otherData: Record<string, unknown> | undefined;
+  for await (const chunk of file.readable) {
+    decoder.push(chunk, (packet) => {
+      if (packet.kind === "event" && packet.event.type === "begin") slices++;
+      else if (packet.kind === "metadata") otherData = { ...otherData, ...packet.metadata };
+    });
+  }
+  decoder.finish();
+  return { bytes: size, slices_counted: slices, other_data: otherData };
+}
+
 async function readTrace(path: string): Promise<TraceFacts> {
   const { size } = await Deno.stat(path);
   return {
@@ -514,8 +545,17 @@ function kindsFor(workload: string, kinds: Kind[]): Kind[] {
   return kinds.filter((kind) => kind !== "filtered" || basename(workload) === FILTERED_WORKLOAD);
 }
 
+/**
+ * Panopticon's warnings in a run's output, but for the one that says the
+ * trace is big (the workloads make JSON traces past 500 MB on purpose):
+ * that one is advice, not a sign of a broken run.
+ */
 function panopticonWarnings(log: string): string[] {
-  return log.split("\n").filter((line) => line.startsWith("panopticon: warning:"));
+  return log.split("\n").filter((line) =>
+    line.startsWith("panopticon: warning:") &&
+    !line.includes("more than viewers open comfortably") &&
+    !line.includes("more than Perfetto's UI opens comfortably")
+  );
 }
 
 async function runOnce(kind: Kind, round: number, context: Context): Promise<Run> {
@@ -526,11 +566,15 @@ async function runOnce(kind: Kind, round: number, context: Context): Promise<Run
     context.env,
     envFor(kind, context),
   );
-  if (kind !== "traced" && kind !== "filtered" && kind !== "traced_python") {
+  if (
+    kind !== "traced" && kind !== "filtered" && kind !== "traced_python" &&
+    kind !== "traced_protobuf"
+  ) {
     return { kind, round, measurement };
   }
-  const trace = await readTrace(context.tracePath);
-  await Deno.remove(context.tracePath);
+  const path = kind === "traced_protobuf" ? context.protobufPath : context.tracePath;
+  const trace = kind === "traced_protobuf" ? await readProtobufTrace(path) : await readTrace(path);
+  await Deno.remove(path);
   return { kind, round, measurement, trace, warnings: panopticonWarnings(log) };
 }
 
@@ -586,6 +630,13 @@ interface Summary {
   traced_python_s?: number;
   native_alone_s?: number;
   floor_c_s?: number;
+  /** The whole run with a protobuf trace (`-o trace.pftrace`). */
+  traced_protobuf_s?: number;
+  traced_protobuf_ratio?: number;
+  protobuf_trace_bytes?: number;
+  protobuf_bytes_per_slice?: number;
+  /** JSON bytes per slice over protobuf bytes per slice. */
+  json_over_protobuf?: number;
   floor_append_s?: number;
   floor_noop_s?: number;
   cprofile_s?: number;
@@ -658,6 +709,9 @@ function summarize(runs: Run[], version: string, workload: string): Summary {
   const slices = medianOf(runs, "traced", (run) => run.trace?.slices_counted);
   const bytes = medianOf(runs, "traced", (run) => run.trace?.bytes);
   const tracedRuns = runs.filter((run) => run.kind === "traced");
+  const protobuf = wall("traced_protobuf");
+  const protobufBytes = medianOf(runs, "traced_protobuf", (run) => run.trace?.bytes);
+  const protobufSlices = medianOf(runs, "traced_protobuf", (run) => run.trace?.slices_counted);
   const over = (a: number | undefined, floor: number | undefined) =>
     untraced === undefined || a === undefined || floor === undefined
       ? undefined
@@ -674,6 +728,11 @@ function summarize(runs: Run[], version: string, workload: string): Summary {
     traced_python_s: tracedPython,
     native_alone_s: alone,
     floor_c_s: floorC,
+    traced_protobuf_s: protobuf,
+    traced_protobuf_ratio: ratio(protobuf, untraced),
+    protobuf_trace_bytes: protobufBytes,
+    protobuf_bytes_per_slice: ratio(protobufBytes, protobufSlices),
+    json_over_protobuf: ratio(ratio(bytes, slices), ratio(protobufBytes, protobufSlices)),
     floor_append_s: floorAppend,
     floor_noop_s: wall("floor_noop"),
     cprofile_s: wall("cprofile"),
@@ -730,7 +789,9 @@ function checkTraces(label: string, runs: Run[], summary: Summary, engine: strin
     const slices = numberField(data, "slices");
     if (slices !== undefined && slices !== run.trace.slices_counted) {
       problems.push(
-        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ph:"X" lines`,
+        `${where}: otherData.slices ${slices} but ${run.trace.slices_counted} ${
+          run.kind === "traced_protobuf" ? "BEGIN events" : 'ph:"X" lines'
+        }`,
       );
     }
     if (data.complete !== true) {
@@ -810,9 +871,19 @@ function parseConverterOutput(output: string): ConverterFigures {
   return { runs: paragraphs.map(parseConverterRun), output };
 }
 
-async function runConverterBench(events: number | undefined): Promise<ConverterFigures> {
+async function runConverterBench(
+  events: number | undefined,
+  format: "json" | "perfetto",
+): Promise<ConverterFigures> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CONVERTER_BENCH, ...(events === undefined ? [] : [String(events)])],
+    args: [
+      "run",
+      "-A",
+      CONVERTER_BENCH,
+      "--format",
+      format,
+      ...(events === undefined ? [] : [String(events)]),
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -860,6 +931,7 @@ function filteredLine(result: WorkloadResult): string | undefined {
 const KIND_LABELS: Record<Kind, string> = {
   untraced: "untraced",
   traced: "traced (native)",
+  traced_protobuf: "traced, protobuf",
   traced_python: "traced (python)",
   native_alone: "native, no converter",
   floor_c: "floor: C",
@@ -910,6 +982,11 @@ function formatWorkload(result: WorkloadResult, reps: string): string {
     `${s.bytes_per_event?.toFixed(1) ?? "n/a"} B/event, ${
       s.bytes_per_slice?.toFixed(1) ?? "n/a"
     } B/slice`,
+    `  protobuf trace: ${megabytes(s.protobuf_trace_bytes)}, ${
+      s.protobuf_bytes_per_slice?.toFixed(1) ?? "n/a"
+    } B/slice, ${
+      times(s.json_over_protobuf)
+    } smaller than JSON (target ≥ ${TARGET_PROTOBUF_SMALLER}×)`,
     `  peak RSS: Python ${megabytes(s.python_rss_untraced)} untraced, ` +
     `${
       s.python_rss_traced === undefined
@@ -938,6 +1015,9 @@ function formatSummary(results: WorkloadResult[]): string {
     "over C floor",
     "events/s",
     "B/slice",
+    "pf traced",
+    "pf B/slice",
+    "JSON/pf",
     "Py RSS",
     "deno RSS",
   ]];
@@ -955,6 +1035,9 @@ function formatSummary(results: WorkloadResult[]): string {
       times(s.over_c_floor),
       count(s.events_per_s),
       s.bytes_per_slice?.toFixed(0) ?? "n/a",
+      seconds(s.traced_protobuf_s),
+      s.protobuf_bytes_per_slice?.toFixed(1) ?? "n/a",
+      times(s.json_over_protobuf),
       s.python_rss_traced === undefined ? "n/a" : megabytes(s.python_rss_traced),
       megabytes(s.converter_rss),
     ]);
@@ -1038,12 +1121,13 @@ function formatConverterRun(run: ConverterRun): string {
     `while converting; the rest is the input held in memory)`;
 }
 
-function formatConverter(figures: ConverterFigures): string {
+function formatConverter(figures: ConverterFigures, format: string): string {
   const readable = figures.runs.filter((run) => run.events_per_s !== undefined);
   if (readable.length === 0) {
-    return `converter benchmark: could not read its figures:\n${figures.output}`;
+    return `converter benchmark (${format}): could not read its figures:\n${figures.output}`;
   }
-  return "converter alone (bench/converter.ts):\n" + readable.map(formatConverterRun).join("\n");
+  return `converter alone, writing ${format} (bench/converter.ts --format ${format}):\n` +
+    readable.map(formatConverterRun).join("\n");
 }
 
 // --- saving ------------------------------------------------------------
@@ -1136,6 +1220,7 @@ async function benchmark(options: Options): Promise<number> {
           workload,
           env,
           tracePath: join(tempDir, "trace.json"),
+          protobufPath: join(tempDir, "trace.pftrace"),
           channel,
           ...modules,
         };
@@ -1159,13 +1244,15 @@ async function benchmark(options: Options): Promise<number> {
   warnings.push(...await checkCollectorUnchanged(code.collector_sha256));
 
   console.error("converter benchmark…");
-  const converter = await runConverterBench(options.converterEvents);
+  const converter = await runConverterBench(options.converterEvents, "json");
+  const converterProtobuf = await runConverterBench(options.converterEvents, "perfetto");
   const startup = await measureStartup(wrapper, options.runs);
   machine.load_average_end = Deno.loadavg();
   const worse = regressions(results, committed);
 
   console.log(formatSummary(results));
-  console.log("\n" + formatConverter(converter));
+  console.log("\n" + formatConverter(converter, "json"));
+  console.log("\n" + formatConverter(converterProtobuf, "perfetto"));
   console.log(`\ndeno start-up (main.ts --version), in every traced time: ${seconds(startup)}`);
   console.log(
     `\nload average: ${machine.load_average_start.map((v) => v.toFixed(2)).join(" ")} at start, ` +
@@ -1210,6 +1297,7 @@ async function benchmark(options: Options): Promise<number> {
     })),
     regressions: worse,
     converter,
+    converter_protobuf: converterProtobuf,
     deno_startup_s: startup,
     warnings,
   });

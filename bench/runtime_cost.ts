@@ -4,7 +4,9 @@
  * on) and with `--no-gc --no-cpu-counters` (or the options given), in
  * alternating runs, and the medians of the whole traced run are compared,
  * and of the program's own time where it prints one (`elapsed SECONDS`),
- * which leaves out start-up and the converter's work after the program.
+ * which leaves out start-up and the converter's work after the program,
+ * and of its thread's CPU time where it prints that (`cpu SECONDS`), which
+ * also leaves out the time it waited for the converter on a busy machine.
  *
  *   deno run -A bench/runtime_cost.ts [--python PATH] [--collector native|python]
  *     [--runs N] [--off="--no-gc --no-cpu-counters"] [PROGRAM.py ...]
@@ -37,8 +39,11 @@ const programs = positionals.length > 0
 const runs = Number(values.runs);
 const off = values.off.split(/\s+/).filter((word) => word !== "");
 
-/** The whole traced run's time, and the program's own if it printed one, in seconds. */
-async function timeRun(program: string, extra: string[]): Promise<[number, number | undefined]> {
+/** The whole traced run's time, and the program's own and its CPU time if it printed them, in seconds. */
+async function timeRun(
+  program: string,
+  extra: string[],
+): Promise<[number, number | undefined, number | undefined]> {
   const dir = await Deno.makeTempDir({ prefix: "panopticon-bench-" });
   try {
     const start = performance.now();
@@ -61,8 +66,10 @@ async function timeRun(program: string, extra: string[]): Promise<[number, numbe
     }).output();
     const elapsed = (performance.now() - start) / 1000;
     if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
-    const own = /^elapsed ([0-9.]+)$/m.exec(new TextDecoder().decode(output.stdout));
-    return [elapsed, own ? Number(own[1]) : undefined];
+    const stdout = new TextDecoder().decode(output.stdout);
+    const own = /^elapsed ([0-9.]+)$/m.exec(stdout);
+    const cpu = /^cpu ([0-9.]+)$/m.exec(stdout);
+    return [elapsed, own ? Number(own[1]) : undefined, cpu ? Number(cpu[1]) : undefined];
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -86,13 +93,16 @@ function report(what: string, on: number[], without: number[]): string {
 for (const program of programs) {
   const whole: [number[], number[]] = [[], []];
   const own: [number[], number[]] = [[], []];
+  const cpu: [number[], number[]] = [[], []];
   for (let i = 0; i < runs; i++) {
     for (const [kind, extra] of [[0, []], [1, off]] as const) {
-      const [elapsed, itself] = await timeRun(program, [...extra]);
+      const [elapsed, itself, thread] = await timeRun(program, [...extra]);
       whole[kind].push(elapsed);
       if (itself !== undefined) own[kind].push(itself);
+      if (thread !== undefined) cpu[kind].push(thread);
     }
   }
   console.log(report(`${program.split("/").at(-1)}, whole run`, ...whole));
   if (own[0].length === runs) console.log(report("  the program's own time", ...own));
+  if (cpu[0].length === runs) console.log(report("  its thread's CPU time", ...cpu));
 }

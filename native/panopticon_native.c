@@ -958,6 +958,10 @@ static void start_writer(void);
 static void cpu_sample_maybe(void);
 /* Inside os.fork, wrapped (see pause_writer). */
 static int in_fork_wrapper = 0;
+/* A SIGTERM or SIGHUP to end the process by, once the stream is finished
+   (see on_terminate_signal). */
+static volatile sig_atomic_t terminate_signal = 0;
+static int terminating = 0; /* the writer has started the terminator */
 
 /* Starts filling `batch`, empty, from where the stream is. */
 static void
@@ -1047,9 +1051,14 @@ wait_for_batch_elsewhere(void)
  * `flush` record; NULL for the writer's own hand-over of a quiet program's
  * batch. With the GIL.
  */
+static void terminate_now(void);
+
 static void
 hand_over(Thread *t)
 {
+    if (UNLIKELY(terminate_signal) && t != NULL && !S.finished) {
+        terminate_now(); /* a program's thread, with the GIL: not the writer */
+    }
     uint64_t start = clock_now();
     if (S.waiting_for_batch) {
         /* Another thread handed the batch over and waits for a free one. */
@@ -1140,6 +1149,120 @@ idle_flush(void)
     PyGILState_Release(gil);
 }
 
+/*
+ * SIGTERM and SIGHUP, when the program leaves them to their default action
+ * (the process ends at once): a process ended so, a multiprocessing worker
+ * at Pool.terminate() above all, would lose the events of its batch, its
+ * last work. Our handler only notes the signal; the writer notices within
+ * IDLE_FLUSH_NS / 2 and starts `terminator`, which finishes the stream (an
+ * `end` with the signal's name as its reason) and then ends the process by
+ * the same signal, with its default action, so that its status is what it
+ * would be. A watchdog ends it anyway after TERMINATE_WITHIN_NS, should the
+ * GIL not come. The program still sees SIG_DFL (signal.getsignal reads the
+ * table Python filled at start-up), and a handler it installs replaces ours.
+ */
+#define TERMINATE_WITHIN_NS 500000000ull
+#define FINISH_WITHIN_NS 10000000000ull
+
+static void
+die_by(int signo)
+{
+    signal(signo, SIG_DFL);
+    kill(getpid(), signo);
+}
+
+static void
+on_terminate_signal(int signo)
+{
+    if (!S.writing) {
+        die_by(signo); /* no writer to notice: as without us */
+        return;
+    }
+    terminate_signal = signo;
+    /* The next event of a running thread ends the process in hand_over,
+       before the program runs another call: "full" sends it there. */
+    S.end = S.pos;
+}
+
+static void
+catch_terminate_signals(void)
+{
+    static const int signals[] = {SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        struct sigaction now;
+        if (sigaction(signals[i], NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) &&
+            now.sa_handler == SIG_DFL) {
+            struct sigaction ours;
+            memset(&ours, 0, sizeof ours);
+            ours.sa_handler = on_terminate_signal;
+            ours.sa_flags = SA_RESTART; /* the program's blocking calls go on */
+            sigemptyset(&ours.sa_mask);
+            sigaction(signals[i], &ours, NULL);
+        }
+    }
+}
+
+/* Ends the process if the GIL has not come within TERMINATE_WITHIN_NS, or
+   the stream is not finished within FINISH_WITHIN_NS (a converter that
+   reads no more): the signal must end the process whatever happens. */
+static void *
+terminate_watchdog(void *arg)
+{
+    struct timespec step = {0, 50000000L};
+    for (uint64_t waited = 0; waited < FINISH_WITHIN_NS; waited += 50000000ull) {
+        if (waited >= TERMINATE_WITHIN_NS && !S.finished) {
+            break; /* no thread of the program's let the GIL go */
+        }
+        nanosleep(&step, NULL);
+    }
+    die_by((int)(intptr_t)arg);
+    return NULL;
+}
+
+static void finish(const char *reason);
+
+/* With the GIL: the stream's end, then the process's. */
+static void
+terminate_now(void)
+{
+    int signo = terminate_signal;
+    finish(signo == SIGHUP ? "SIGHUP" : "SIGTERM");
+    die_by(signo);
+}
+
+/* For a program whose threads record nothing (asleep, blocked, or running
+   code that calls nothing): takes the GIL to end the stream. */
+static void *
+terminator(void *arg)
+{
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, terminate_watchdog, arg) != 0) {
+        die_by((int)(intptr_t)arg);
+    }
+    PyGILState_Ensure();
+    terminate_now();
+    return NULL;
+}
+
+/* In the writer, with the lock: a noted signal starts the terminator. */
+static void
+notice_terminate_signal(void)
+{
+    int signo = terminate_signal;
+    if (signo == 0 || terminating) {
+        return;
+    }
+    terminating = 1;
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&thread, &attributes, terminator, (void *)(intptr_t)signo) != 0) {
+        die_by(signo);
+    }
+    pthread_attr_destroy(&attributes);
+}
+
 static void *
 writer_main(void *unused)
 {
@@ -1155,6 +1278,7 @@ writer_main(void *unused)
                 until.tv_nsec -= 1000000000L;
             }
             int waited = pthread_cond_timedwait(&S.wake, &S.lock, &until);
+            notice_terminate_signal();
             pthread_mutex_unlock(&S.lock);
             cpu_sample_maybe();
             pthread_mutex_lock(&S.lock);
@@ -1709,7 +1833,8 @@ task_created(Thread *t, PyObject *callable, PyObject *coro)
             return;
         }
     }
-    if ((PyTypeObject *)callable != A.task_type || coro == NULL || !PyCoro_CheckExact(coro)) {
+    if ((PyTypeObject *)callable != A.task_type || coro == NULL || !PyCoro_CheckExact(coro) ||
+        PyErr_Occurred()) {
         return;
     }
     uint64_t number = ++A.count;
@@ -1724,7 +1849,8 @@ task_created(Thread *t, PyObject *callable, PyObject *coro)
 static void
 task_started(Thread *t, uintptr_t frame)
 {
-    if (!A.on || !asyncio_found()) {
+    /* Never over an exception being raised: the calls below would lose it. */
+    if (!A.on || PyErr_Occurred() || !asyncio_found()) {
         return;
     }
     int paused = t->paused;
@@ -3936,6 +4062,7 @@ native_start(PyObject *module, PyObject *args)
     S.waiting = !manual;
     S.handed_at = clock_now();
     start_writer();
+    catch_terminate_signals();
     PyObject *thread_module = PyImport_ImportModule("_thread");
     if (thread_module == NULL ||
         wrap_starter(thread_module, "start_new_thread", &start_new_thread_def,
@@ -4399,6 +4526,8 @@ native_after_fork_child(PyObject *module, PyObject *hello)
     S.waiting_for_batch = 0;
     runtime_after_fork_child();
     tasks_after_fork_child();
+    terminate_signal = 0; /* the parent's to handle */
+    terminating = 0;
     if (S.batch != NULL) {
         begin_batch(S.batch);
     }
@@ -4641,11 +4770,28 @@ static PyObject *real_execv = NULL, *real_execve = NULL, *real_posix_spawn = NUL
 
 /* os.execv and os.execve: the stream ends first (`end`, reason "exec"); a
    Python that the new program is sends its own. */
+/* Whether an exec of args[0] can succeed: one that fails raises, and the
+   program goes on, so only one that can run ends the stream. */
+static int
+exec_will_run(PyObject *args)
+{
+    PyObject *path = NULL;
+    if (PyTuple_GET_SIZE(args) < 1 || !PyUnicode_FSConverter(PyTuple_GET_ITEM(args, 0), &path)) {
+        PyErr_Clear();
+        return 0;
+    }
+    int runs = access(PyBytes_AS_STRING(path), X_OK) == 0;
+    Py_DECREF(path);
+    return runs;
+}
+
 static PyObject *
 wrapped_execv(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
-    finish("exec");
+    if (exec_will_run(args)) {
+        finish("exec");
+    }
     return PyObject_Call(real_execv, args, kwargs);
 }
 
@@ -4654,7 +4800,9 @@ wrapped_execve(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     (void)module;
     PyObject *call = args_with_env_mapping(args, 2, 0);
-    finish("exec");
+    if (exec_will_run(args)) {
+        finish("exec");
+    }
     PyObject *result = PyObject_Call(real_execve, call, kwargs);
     Py_DECREF(call);
     return result;

@@ -12,6 +12,14 @@
  * @module
  */
 
+import {
+  extensionOf,
+  formatOfPath,
+  type OutputFormat,
+  TRACE_FORMATS,
+  type TraceFormat,
+} from "./trace_format.ts";
+
 /** Which hook the collector uses to see the program's calls. */
 export type Engine = "auto" | "setprofile" | "monitoring";
 
@@ -119,6 +127,20 @@ export interface TraceCommand {
   target: Target;
   /** Where the trace goes: `--output`, or {@linkcode defaultOutput}. */
   output: string;
+  /**
+   * The trace's format, when it is not JSON: from `--format`, or from the
+   * output's name (`.pftrace`, `.perfetto-trace`).
+   *
+   * @default {undefined} (a Catapult JSON trace)
+   */
+  format?: TraceFormat;
+  /**
+   * Whether the trace is gzipped as it is written: `--gzip`, or an output
+   * named `….gz`.
+   *
+   * @default {undefined} (not compressed)
+   */
+  gzip?: boolean;
   /** The interpreter from `--python`, if given. */
   python?: string;
   /**
@@ -147,6 +169,13 @@ export interface TraceCommand {
    */
   maxDepth?: number;
   /**
+   * `--max-events`: the collector stops recording after this many events
+   * (and says so); the program runs on.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
+  /**
    * `--manual`: record only inside the program's `panopticon.trace()`
    * blocks and `panopticon.traced` calls.
    *
@@ -167,8 +196,12 @@ export interface ConvertCommand {
   kind: "convert";
   /** The record stream's file; `-` is standard input. */
   input: string;
-  /** Where the trace goes: `--output`, or the input's name with `.json`. */
+  /** Where the trace goes: `--output`, or the input's name with `.json` (`.pftrace`, `.json.gz`). */
   output: string;
+  /** `--format`, or the output's name, as for tracing. */
+  format?: TraceFormat;
+  /** `--gzip`, or an output named `….gz`, as for tracing. */
+  gzip?: boolean;
   /** `--max-depth`, as for tracing. */
   maxDepth?: number;
 }
@@ -209,8 +242,19 @@ export const FALLBACK_OUTPUT = "panopticon.trace.json";
  * (`src/app.py` → `app.trace.json`), `<module>.trace.json` for `-m`
  * (`-m http.server` → `http.server.trace.json`), and
  * `panopticon.trace.json` for `-c` and for a script read from stdin (`-`).
+ * Another format ends the name as it should: `app.pftrace`,
+ * `app.trace.json.gz`.
  */
-export function defaultOutput(target: Target): string {
+export function defaultOutput(
+  target: Target,
+  format: OutputFormat = { format: "json", gzip: false },
+): string {
+  const name = jsonOutput(target);
+  if (format.format === "json") return format.gzip ? `${name}.gz` : name;
+  return name.replace(/\.trace\.json$/, extensionOf(format));
+}
+
+function jsonOutput(target: Target): string {
   switch (target.kind) {
     case "script": {
       const base = target.path.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? "";
@@ -232,7 +276,15 @@ const SEE_HELP = "see panopticon --help";
 /** Our options that take a value, by every spelling. */
 const VALUE_OPTIONS: Record<
   string,
-  "output" | "python" | "engine" | "collector" | "include" | "exclude" | "maxDepth"
+  | "output"
+  | "python"
+  | "engine"
+  | "collector"
+  | "include"
+  | "exclude"
+  | "maxDepth"
+  | "format"
+  | "maxEvents"
 > = {
   "-o": "output",
   "--output": "output",
@@ -242,6 +294,8 @@ const VALUE_OPTIONS: Record<
   "--include": "include",
   "--exclude": "exclude",
   "--max-depth": "maxDepth",
+  "--format": "format",
+  "--max-events": "maxEvents",
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
@@ -254,6 +308,7 @@ const FLAGS = [
   "--exclude-stdlib",
   "--no-c-calls",
   "--manual",
+  "--gzip",
   ...RUNTIME_FLAGS,
 ];
 
@@ -299,8 +354,62 @@ function filterPattern(option: string, pattern: string): FilterPattern {
   return pattern.includes("/") || pattern.endsWith(".py") ? `file:${pattern}` : `module:${pattern}`;
 }
 
-/** `--max-depth`'s value: a positive whole number. */
-function maxDepthOf(option: string, value: string): number {
+/** `--format`'s value: one of {@linkcode TRACE_FORMATS}. */
+function formatOf(value: string): TraceFormat {
+  if (!(TRACE_FORMATS as readonly string[]).includes(value)) {
+    throw new UsageError(
+      `unknown format "${value}": choose one of ${TRACE_FORMATS.join(", ")} ` +
+        "(--gzip compresses either)",
+    );
+  }
+  return value as TraceFormat;
+}
+
+const FORMAT_NAMES: Record<TraceFormat, string> = {
+  json: "a JSON trace",
+  perfetto: "a Perfetto protobuf trace",
+};
+
+/**
+ * The format of a trace written to `output` (undefined: the default name)
+ * with `--format` (`requested`) and `--gzip`: a name ending in `.json`,
+ * `.pftrace`, `.perfetto-trace` (and `.gz`) decides, and must agree with
+ * the options; any other name takes the options, JSON by default.
+ */
+function outputFormat(
+  output: string | undefined,
+  requested: TraceFormat | undefined,
+  gzip: boolean,
+): OutputFormat {
+  const named = output === undefined ? undefined : formatOfPath(output);
+  if (output === undefined || named === undefined) {
+    return { format: requested ?? "json", gzip };
+  }
+  if (requested !== undefined && requested !== named.format) {
+    throw new UsageError(
+      `--format ${requested} does not match the output "${output}", a name for ` +
+        `${FORMAT_NAMES[named.format]}: name it ….${
+          extensionOf({ format: requested, gzip: named.gzip }).slice(1)
+        } or leave out --format`,
+    );
+  }
+  if (gzip && !named.gzip) {
+    throw new UsageError(
+      `--gzip compresses the trace, but the output "${output}" is not named ….gz: ` +
+        `name it "${output}.gz"`,
+    );
+  }
+  return named;
+}
+
+/** Sets a command's `format` and `gzip` fields, present only when they are not the default. */
+function setFormat(command: { format?: TraceFormat; gzip?: boolean }, format: OutputFormat): void {
+  if (format.format !== "json") command.format = format.format;
+  if (format.gzip) command.gzip = true;
+}
+
+/** The value of `--max-depth` or `--max-events`: a positive whole number. */
+function wholeNumberOf(option: string, value: string): number {
   const depth = Number(value);
   if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(depth) || depth < 1) {
     throw new UsageError(`option "${option}" needs a positive whole number, not "${value}"`);
@@ -367,6 +476,9 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let excludeStdlib = false;
   let cCalls = true;
   let maxDepth: number | undefined;
+  let maxEvents: number | undefined;
+  let format: TraceFormat | undefined;
+  let gzip = false;
   let manual = false;
   const runtime: RuntimeOptions = { gc: true, cpuCounters: true, tasks: true };
 
@@ -376,7 +488,8 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     // A following option is far more likely a forgotten value than a file
     // name; `--output=-x` or `-o./-x` still name such a file. A negative
     // number after --max-depth is its value, so the error says what is wrong.
-    const negative = option === "--max-depth" && /^-[0-9]/.test(value ?? "");
+    const negative = (option === "--max-depth" || option === "--max-events") &&
+      /^-[0-9]/.test(value ?? "");
     if (value === undefined || (value.startsWith("-") && !negative)) {
       throw new UsageError(`option "${option}" needs a value: ${SEE_HELP}`);
     }
@@ -420,6 +533,10 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (arg === "--manual") {
       manual = true;
+      continue;
+    }
+    if (arg === "--gzip") {
+      gzip = true;
       continue;
     }
     if (RUNTIME_FLAGS.includes(arg)) {
@@ -493,7 +610,13 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
         exclude.push(filterPattern(name, value));
         break;
       case "maxDepth":
-        maxDepth = maxDepthOf(name, value);
+        maxDepth = wholeNumberOf(name, value);
+        break;
+      case "maxEvents":
+        maxEvents = wholeNumberOf(name, value);
+        break;
+      case "format":
+        format = formatOf(value);
         break;
     }
   }
@@ -506,18 +629,21 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (target.kind === "module" && target.module === "") {
     throw new UsageError(`option "-m" needs a module name: ${SEE_HELP}`);
   }
+  const chosen = outputFormat(output, format, gzip);
   const command: TraceCommand = {
     kind: "trace",
     target,
-    output: output ?? defaultOutput(target),
+    output: output ?? defaultOutput(target, chosen),
     engine,
   };
+  setFormat(command, chosen);
   if (python !== undefined) command.python = python;
   if (collector !== "auto") command.collector = collector;
   if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
+  if (maxEvents !== undefined) command.maxEvents = maxEvents;
   if (!runtime.gc || !runtime.cpuCounters || !runtime.tasks) command.runtime = runtime;
   if (manual) {
     if (engine === "monitoring") {
@@ -531,9 +657,11 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
 }
 
 /**
- * `panopticon convert [INPUT] [-o OUTPUT] [--max-depth N]`. INPUT is a file
- * of NDJSON records (`-`, or nothing, for standard input); OUTPUT defaults
- * to INPUT with `.ndjson` replaced by `.json`, and is needed for stdin.
+ * `panopticon convert [INPUT] [-o OUTPUT] [--format FORMAT] [--gzip]
+ * [--max-depth N]`. INPUT is a file of NDJSON records (`-`, or nothing, for
+ * standard input); OUTPUT defaults to INPUT with `.ndjson` replaced by
+ * `.json` (`.pftrace` for `--format perfetto`, `.json.gz` with `--gzip`),
+ * and is needed for stdin. The format follows OUTPUT's name as for tracing.
  *
  * @example
  * ```ts
@@ -551,6 +679,8 @@ export function parseConvert(argv: readonly string[]): CliCommand {
   let input: string | undefined;
   let output: string | undefined;
   let maxDepth: number | undefined;
+  let format: TraceFormat | undefined;
+  let gzip = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
@@ -569,7 +699,11 @@ export function parseConvert(argv: readonly string[]): CliCommand {
     } else if (name === "-o" || name === "--output") {
       output = value();
     } else if (name === "--max-depth") {
-      maxDepth = maxDepthOf(name, value());
+      maxDepth = wholeNumberOf(name, value());
+    } else if (name === "--format") {
+      format = formatOf(value());
+    } else if (arg === "--gzip") {
+      gzip = true;
     } else if (arg === "-" || !arg.startsWith("-")) {
       if (input !== undefined) {
         throw new UsageError(
@@ -582,16 +716,18 @@ export function parseConvert(argv: readonly string[]): CliCommand {
     }
   }
   input ??= "-";
+  const chosen = outputFormat(output, format, gzip);
   if (output === undefined) {
     if (input === "-") {
       throw new UsageError(`convert needs -o OUTPUT when it reads standard input: ${SEE_HELP}`);
     }
-    output = `${input.replace(/\.ndjson$|\.jsonl$/, "")}.json`;
+    output = `${input.replace(/\.ndjson$|\.jsonl$/, "")}${extensionOf(chosen)}`;
   }
   if (output === input) {
     throw new UsageError(`the trace would overwrite its input "${input}": choose another -o`);
   }
   const command: ConvertCommand = { kind: "convert", input, output };
+  setFormat(command, chosen);
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
   return command;
 }
@@ -631,14 +767,16 @@ export function parseBuildNative(argv: readonly string[]): CliCommand {
 /** The text `panopticon --help` prints. */
 export const HELP_TEXT = `\
 Panopticon traces a Python program and writes a timeline of its calls
-(Chrome/Catapult JSON trace) that shows every resumption of a generator,
-coroutine or async generator as its own slice, joined by flow arrows.
+(a Chrome/Catapult JSON trace, or Perfetto's protobuf trace) that shows
+every resumption of a generator, coroutine or async generator as its own
+slice, joined by flow arrows.
 
 Usage:
   panopticon [options] script.py [args...]
   panopticon [options] -c CODE [args...]
   panopticon [options] -m MODULE [args...]
-  panopticon convert [INPUT.ndjson | -] [-o OUTPUT] [--max-depth N]
+  panopticon convert [INPUT.ndjson | -] [-o OUTPUT] [--format FORMAT]
+                     [--gzip] [--max-depth N]
   panopticon build-native [--python PATH]
   panopticon python-module > panopticon.py
 
@@ -653,7 +791,22 @@ Options:
                       an existing file is replaced. Default, in the current
                       directory: the script's name with .trace.json
                       (app.py -> app.trace.json), MODULE.trace.json for -m,
-                      panopticon.trace.json for -c.
+                      panopticon.trace.json for -c; app.pftrace for
+                      --format perfetto, app.trace.json.gz with --gzip.
+                      The name chooses the format: FILE.pftrace or
+                      FILE.perfetto-trace is a Perfetto protobuf trace,
+                      FILE.json.gz gzipped JSON, anything else JSON.
+  --format FORMAT     json (the default: Chrome/Catapult JSON, for Perfetto,
+                      chrome://tracing and speedscope) or perfetto
+                      (Perfetto's protobuf trace, a fifth to a sixth of the
+                      size, for ui.perfetto.dev); it must agree with a
+                      FILE named as above
+  --gzip              compress the trace with gzip as it is written
+                      (FILE.json.gz says the same); the viewers open it
+  --max-events N      stop recording after N events (a positive whole
+                      number): the program runs on to its end at full
+                      speed, and the trace and the terminal say where
+                      recording stopped and how much was left out
   --python PATH       the Python interpreter (3.8 or newer) that runs the
                       program. Default: $PANOPTICON_PYTHON, else python3,
                       else python on PATH.
@@ -737,6 +890,7 @@ as "panopticon ./convert"):
   convert             read the NDJSON records of a recording (a file, or
                       "-" for standard input) and write the trace: to -o
                       OUTPUT, by default INPUT with .ndjson replaced by .json
+                      (.pftrace for --format perfetto, .json.gz with --gzip)
   build-native        build the native collector for the interpreter
                       (--python, else as for tracing) into the cache
                       ($XDG_CACHE_HOME/panopticon, else ~/.cache/panopticon),
@@ -757,13 +911,18 @@ Environment:
 Examples:
   panopticon app.py --port 8080         trace app.py into app.trace.json
   panopticon -o run.json -m pytest -x   trace pytest into run.json
+  panopticon -o run.pftrace app.py      a protobuf trace, for big programs
   panopticon --python python3.12 -c "import asyncio"
   panopticon --exclude-stdlib --include 'myapp.*' -m myapp
 
 Opening the trace:
   https://ui.perfetto.dev      "Open trace file", or drop the file on the page
-  chrome://tracing             in Chrome or Chromium: "Load"
-  https://www.speedscope.app   flame graphs (without the flow arrows)
+                               (JSON, gzipped JSON and protobuf)
+  chrome://tracing             in Chrome or Chromium: "Load" (JSON)
+  https://www.speedscope.app   flame graphs, without the flow arrows (JSON)
+  After the run, Panopticon prints the trace's size, and warns when it is
+  past what the viewers open comfortably (500 MB of JSON, 1.5 GB of
+  protobuf), naming what would make it smaller.
 
 Exit status: the program's own (128 + N if signal N killed it). Errors of
 Panopticon's own print one "error: ..." line and exit with 2 for a command

@@ -1,10 +1,10 @@
 /**
- * The conversion pipeline: collector records in, Catapult JSON out.
+ * The conversion pipeline: collector records in, a Catapult JSON or
+ * Perfetto protobuf trace out.
  *
  * @module
  */
 
-import { CatapultWriter } from "./catapult.ts";
 import { checkMaxDepth, FrameStateMachine } from "./frames.ts";
 import {
   checkRecord,
@@ -14,8 +14,9 @@ import {
   type RecordCallback,
 } from "./protocol.ts";
 import type { TraceSummary } from "./trace_model.ts";
+import { openTraceWriter, TRACE_FORMATS, type TraceFormat } from "./trace_format.ts";
 
-/** Options of {@linkcode convert} and {@linkcode toCatapult}. */
+/** Options of {@linkcode convert}, {@linkcode toCatapult} and {@linkcode toPerfetto}. */
 export interface ConvertOptions {
   /**
    * The per-run token handed to the collector. When set, the `hello`
@@ -42,12 +43,31 @@ export interface ConvertOptions {
    * @default {Infinity}
    */
   maxDepth?: number;
+  /**
+   * The trace's format ({@linkcode convert} only; {@linkcode toCatapult}
+   * writes JSON, {@linkcode toPerfetto} protobuf): `json`, the Catapult
+   * JSON trace, or `perfetto`, Perfetto's protobuf trace.
+   *
+   * @default {"json"}
+   */
+  format?: TraceFormat;
+  /**
+   * Compress the trace with gzip as it is written ({@linkcode convert}
+   * only). Perfetto, chrome://tracing and speedscope open gzipped JSON.
+   *
+   * @default {false}
+   */
+  gzip?: boolean;
 }
 
 /** What a conversion found, for the command line to report. */
 export interface ConversionSummary extends TraceSummary {
   /** Every warning, in order. */
   warnings: string[];
+  /** The trace's format. */
+  format: TraceFormat;
+  /** The trace's size in bytes, before any compression. */
+  bytes: number;
 }
 
 /**
@@ -63,7 +83,8 @@ export type TraceInput =
 const noop = () => {};
 
 /**
- * Converts a collector's NDJSON stream into a Catapult JSON trace.
+ * Converts a collector's NDJSON stream into a Catapult JSON trace, or with
+ * `format: "perfetto"` a Perfetto protobuf trace, gzipped with `gzip`.
  *
  * Streams from end to end: memory is bounded by stack depth and live
  * frames, not by the length of the stream, and the input is read no faster
@@ -137,13 +158,46 @@ export function toCatapult(
   // A failure errors `readable`, where the reader sees it: `run` aborts the
   // output it writes to, and one that fails before it locks the output (a
   // bad option) leaves it to this catch, or the reader would wait forever.
-  run(input, writable, options)
+  run(input, writable, { ...options, format: "json", gzip: false })
     .catch((error) => writable.locked ? undefined : writable.abort(error))
     .catch(noop);
   return readable;
 }
 
-/** Decodes, runs the frame-state machine and writes a Catapult trace to `output`. */
+/**
+ * Converts NDJSON bytes or decoded records into a Perfetto protobuf trace,
+ * as a stream of bytes (see {@linkcode PerfettoWriter}). Errors (a
+ * {@linkcode ProtocolError} for a malformed stream) error the returned
+ * stream; cancelling it cancels the input.
+ *
+ * @example Converting records built in memory, and reading the trace back
+ * ```ts
+ * import { type ProtocolRecord, readPerfetto, toPerfetto } from "@panopticon/panopticon";
+ * import assert from "node:assert/strict";
+ *
+ * const records: ProtocolRecord[] = [
+ *   { kind: "hello", protocol: 2, pid: 7, python: "3.12.1", engine: "monitoring", t0: 0, main_thread: 1, argv: ["a.py"] },
+ *   { kind: "code", id: 1, module: "__main__", qualname: "main", file: "a.py", line: 1, type: "function" },
+ *   { kind: "events", events: [[0, 1, 0, 9, 1], [2, 1, 1500, 9, 1]] },
+ * ];
+ * const trace = await readPerfetto(toPerfetto(ReadableStream.from(records)));
+ * assert.equal(trace.metadata.complete, false);
+ * const [main] = trace.slices;
+ * assert.deepEqual([main!.name, main!.ts, main!.dur, main!.thread], ["main", 0, 1500, "MainThread"]);
+ * ```
+ */
+export function toPerfetto(
+  input: TraceInput,
+  options: ConvertOptions = {},
+): ReadableStream<Uint8Array> {
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  run(input, writable, { ...options, format: "perfetto", gzip: false })
+    .catch((error) => writable.locked ? undefined : writable.abort(error))
+    .catch(noop);
+  return readable;
+}
+
+/** Decodes, runs the frame-state machine and writes the trace to `output`. */
 async function run(
   input: TraceInput,
   output: WritableStream<Uint8Array>,
@@ -156,7 +210,13 @@ async function run(
   };
   // Checked before the output is locked, so that a bad option leaves it untouched.
   const maxDepth = checkMaxDepth(options.maxDepth);
-  const writer = new CatapultWriter(output);
+  const format = options.format ?? "json";
+  if (!TRACE_FORMATS.includes(format)) {
+    throw new RangeError(
+      `format must be one of ${TRACE_FORMATS.join(", ")}, got ${String(format)}`,
+    );
+  }
+  const writer = openTraceWriter(output, { format, gzip: options.gzip ?? false });
   const machine = new FrameStateMachine(writer, { onWarning, maxDepth });
   const secret = options.secret;
   let first = true;
@@ -194,7 +254,7 @@ async function run(
     decoder?.finish(onRecord);
     const summary = machine.end();
     await writer.close();
-    return { ...summary, warnings };
+    return { ...summary, warnings, format, bytes: writer.bytes };
   } catch (error) {
     try {
       await source.cancel(error);

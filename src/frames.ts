@@ -263,6 +263,7 @@ export class FrameStateMachine {
     flowIn: false,
     flowOut: false,
     args: undefined,
+    depth: 0,
   };
 
   /**
@@ -346,9 +347,11 @@ export class FrameStateMachine {
       case "flush": {
         const thread = this.#threadOf(record.thread);
         if (record.end > this.#lastTs) this.#lastTs = record.end;
+        // Nested in the frame that was running when the collector flushed.
+        const top = thread.depth > 0 ? thread.stack[thread.depth - 1]!.depth : 0;
         this.#emit(thread.tid, FLUSH_SITE, record.start, record.end, 0, false, false, {
           events: record.events,
-        });
+        }, top + 1);
         break;
       }
       case "gc":
@@ -835,7 +838,7 @@ export class FrameStateMachine {
     }
     const own = entry.task !== undefined ? entry.task.args : entry.args;
     const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
-    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all);
+    this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all, entry.depth);
     if (entry.taskTop) this.#taskStep(tid, entry, entry.start, ts);
   }
 
@@ -856,6 +859,7 @@ export class FrameStateMachine {
       entry.heldFlowIn,
       flowOut,
       entry.task?.args,
+      entry.heldDepth,
     );
   }
 
@@ -868,6 +872,7 @@ export class FrameStateMachine {
     flowIn: boolean,
     flowOut: boolean,
     args: SliceArgs | undefined,
+    depth: number,
   ): void {
     const slice = this.#slice;
     slice.tid = tid;
@@ -878,6 +883,7 @@ export class FrameStateMachine {
     slice.flowIn = flowIn;
     slice.flowOut = flowOut;
     slice.args = args;
+    slice.depth = depth;
     this.#slices++;
     this.#sink.slice(slice);
   }
@@ -1031,7 +1037,21 @@ export class FrameStateMachine {
         GC_CATEGORY,
         false,
       );
-      this.#emit(thread.tid, site, record.start, record.end, 0, false, false, gcArgs(record));
+      // Nested, as a flush is, in the frame open now: with the native
+      // collector the record comes before the batch it happened in, so this
+      // is the depth of the stack then, a hint for the writers.
+      const top = thread.depth > 0 ? thread.stack[thread.depth - 1]!.depth : 0;
+      this.#emit(
+        thread.tid,
+        site,
+        record.start,
+        record.end,
+        0,
+        false,
+        false,
+        gcArgs(record),
+        top + 1,
+      );
       return;
     }
     const counters = this.#cpu ??= new CpuCounters(this.#t0);

@@ -26,6 +26,7 @@ import {
   type NativeModule,
 } from "./native_build.ts";
 import type { PythonInfo } from "./python.ts";
+import type { TraceFormat } from "./trace_format.ts";
 
 /** How a child process ended. `Deno.CommandStatus` is one. */
 export interface ChildStatus {
@@ -118,6 +119,25 @@ export interface RunOptions {
    * @default {undefined} (no limit)
    */
   maxDepth?: number;
+  /**
+   * The trace's format; passed to {@linkcode convert}.
+   *
+   * @default {"json"}
+   */
+  format?: TraceFormat;
+  /**
+   * Gzip the trace as it is written; passed to {@linkcode convert}.
+   *
+   * @default {false}
+   */
+  gzip?: boolean;
+  /**
+   * The collector stops recording after this many events (a positive whole
+   * number), passed to it in `PANOPTICON_MAX_EVENTS`.
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
   /**
    * Record only inside the program's `panopticon.trace()` blocks and
    * `panopticon.traced` calls (`--manual`), with the setprofile engine,
@@ -215,6 +235,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_RUNTIME",
   // Set by a traced parent for its children: stale in a run of its own.
   "PANOPTICON_SPAWN",
+  "PANOPTICON_MAX_EVENTS",
 ] as const;
 
 /** Settings of {@linkcode childEnvironment}. */
@@ -259,6 +280,12 @@ export interface ChannelSettings {
    * @default {undefined} (the collector's defaults)
    */
   runtime?: RuntimeOptions;
+  /**
+   * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
+   *
+   * @default {undefined} (no limit)
+   */
+  maxEvents?: number;
 }
 
 /**
@@ -318,7 +345,9 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
  *   traced too;
  * - `PANOPTICON_RUNTIME`: {@linkcode runtimeVariable}, only when it
- *   switches something off.
+ *   switches something off;
+ * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
+ *   number, only when there is a limit.
  */
 export function childEnvironment(
   base: Readonly<Record<string, string>>,
@@ -340,6 +369,7 @@ export function childEnvironment(
   env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
   const runtime = runtimeVariable(settings.runtime);
   if (runtime !== undefined) env["PANOPTICON_RUNTIME"] = runtime;
+  if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   return env;
 }
 
@@ -512,9 +542,12 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       manual: options.manual,
       native: native?.path,
       runtime: options.runtime,
+      maxEvents: options.maxEvents,
     });
     const convertOptions: ConvertOptions = { secret };
     if (options.maxDepth !== undefined) convertOptions.maxDepth = options.maxDepth;
+    if (options.format !== undefined) convertOptions.format = options.format;
+    if (options.gzip) convertOptions.gzip = true;
 
     let child: ChildProcess;
     try {

@@ -152,7 +152,9 @@ export class TaskTracker {
     if (task.ended) return;
     task.ended = true;
     this.#tasks.delete(task.number);
-    const start = task.created?.ts ?? task.start;
+    // Without a creation, the life starts a nanosecond before its first step:
+    // a parent and a child that begin together would nest either way round.
+    const start = task.created?.ts ?? task.start - 0.001;
     let ended = how;
     if (how === "exception") {
       ended = task.cancelled ? "cancelled" : this.endings === "all" ? "exception" : "raised";
@@ -188,6 +190,7 @@ export class TaskTracker {
   ): void {
     const slice: AsyncSlice = {
       id: task.number,
+      track: `${task.name} ${task.coroutine}`,
       name,
       category: TASK_CATEGORY,
       tid,

@@ -80,6 +80,13 @@ export interface Slice {
    * arguments, or `undefined`.
    */
   args: SliceArgs | undefined;
+  /**
+   * Its depth among the shown slices of its thread's stack when it ran, 1
+   * for the outermost (a writer that spreads slices over packet sequences
+   * keys them by it); absent from slices not made by the frame-state
+   * machine.
+   */
+  depth?: number;
 }
 
 /** The traced process, announced once, before anything else. */
@@ -193,6 +200,8 @@ export interface TraceSummary {
 export interface AsyncSlice {
   /** The track: the task's number. */
   id: number;
+  /** The track's name: the task's, `Task-1 main`. */
+  track: string;
   /** `Task-1 main` for the task's life, `running` for a step. */
   name: string;
   /** `asyncio`. */

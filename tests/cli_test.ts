@@ -656,3 +656,205 @@ Deno.test("HELP_TEXT documents --manual, the API and the subcommands", () => {
     match(HELP_TEXT, new RegExp(word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
   }
 });
+
+Deno.test("parseCommandLine() chooses the trace's format by --format, --gzip and the output's name", async (t) => {
+  const cases: [string, string[], Partial<TraceCommand>][] = [
+    ["JSON by default", ["app.py"], { output: "app.trace.json" }],
+    ["-o NAME.pftrace", ["-o", "run.pftrace", "app.py"], {
+      output: "run.pftrace",
+      format: "perfetto",
+    }],
+    [
+      "-o NAME.perfetto-trace",
+      ["-orun.perfetto-trace", "app.py"],
+      { output: "run.perfetto-trace", format: "perfetto" },
+    ],
+    ["-o NAME.json.gz", ["-o", "run.json.gz", "app.py"], { output: "run.json.gz", gzip: true }],
+    [
+      "-o NAME.pftrace.gz",
+      ["--output=run.pftrace.gz", "app.py"],
+      { output: "run.pftrace.gz", format: "perfetto", gzip: true },
+    ],
+    [
+      "--format perfetto, by default NAME.pftrace",
+      ["--format", "perfetto", "app.py"],
+      { output: "app.pftrace", format: "perfetto" },
+    ],
+    [
+      "--format=perfetto --gzip, by default NAME.pftrace.gz",
+      ["--format=perfetto", "--gzip", "-m", "pkg.tool"],
+      { output: "pkg.tool.pftrace.gz", format: "perfetto", gzip: true },
+    ],
+    ["--gzip, by default NAME.trace.json.gz", ["--gzip", "app.py"], {
+      output: "app.trace.json.gz",
+      gzip: true,
+    }],
+    ["--format json is the default", ["--format", "json", "app.py"], { output: "app.trace.json" }],
+    [
+      "--format agrees with the name",
+      ["--format", "perfetto", "-o", "x.pftrace", "app.py"],
+      { output: "x.pftrace", format: "perfetto" },
+    ],
+    [
+      "--gzip and a .gz name say the same",
+      ["--gzip", "-o", "x.json.gz", "app.py"],
+      { output: "x.json.gz", gzip: true },
+    ],
+    [
+      "a name of no format takes the options",
+      ["--format", "perfetto", "--gzip", "-o", "run.trace", "app.py"],
+      { output: "run.trace", format: "perfetto", gzip: true },
+    ],
+    ["a name of no format is JSON", ["-o", "run.trace", "app.py"], { output: "run.trace" }],
+    [
+      "after the program, the program's",
+      ["app.py", "--format", "perfetto", "--gzip"],
+      { output: "app.trace.json" },
+    ],
+  ];
+  for (const [name, argv, expected] of cases) {
+    await t.step(name, () => {
+      const command = traceCommand(argv);
+      deepEqual(
+        { output: command.output, format: command.format, gzip: command.gzip },
+        { format: undefined, gzip: undefined, ...expected },
+      );
+      equal("format" in command, expected.format !== undefined);
+      equal("gzip" in command, expected.gzip !== undefined);
+    });
+  }
+  const errors: [string, string[], RegExp][] = [
+    [
+      "an unknown format",
+      ["--format", "xml", "app.py"],
+      /^unknown format "xml": choose one of json, perfetto/,
+    ],
+    ["no format", ["--format"], /^option "--format" needs a value/],
+    [
+      "--format perfetto with a JSON name",
+      ["--format", "perfetto", "-o", "t.json", "app.py"],
+      /^--format perfetto does not match the output "t\.json", a name for a JSON trace: name it …\.pftrace or leave out --format$/,
+    ],
+    [
+      "--format json with a protobuf name",
+      ["-o", "t.pftrace.gz", "--format", "json", "app.py"],
+      /^--format json does not match the output "t\.pftrace\.gz", a name for a Perfetto protobuf trace: name it …\.json\.gz/,
+    ],
+    [
+      "--gzip with a name without .gz",
+      ["--gzip", "-o", "t.pftrace", "app.py"],
+      /^--gzip compresses the trace, but the output "t\.pftrace" is not named ….gz: name it "t\.pftrace\.gz"$/,
+    ],
+    ["--gzip takes no value", ["--gzip=9", "app.py"], /^option "--gzip" takes no value/],
+  ];
+  for (const [name, argv, message] of errors) {
+    await t.step(`rejects ${name}`, () => throwsUsage(argv, message));
+  }
+});
+
+Deno.test("parseCommandLine() reads --max-events", async (t) => {
+  await t.step("a positive whole number", () => {
+    deepEqual(traceCommand(["--max-events", "1000000", "app.py", "--max-events", "3"]), {
+      kind: "trace",
+      target: script("app.py", "--max-events", "3"),
+      output: "app.trace.json",
+      engine: "auto",
+      maxEvents: 1_000_000,
+    });
+    equal(traceCommand(["--max-events=5", "app.py"]).maxEvents, 5);
+  });
+  const errors: [string, string[], RegExp][] = [
+    [
+      "zero",
+      ["--max-events", "0", "a.py"],
+      /^option "--max-events" needs a positive whole number, not "0"$/,
+    ],
+    ["negative", ["--max-events", "-5", "a.py"], /not "-5"$/],
+    ["a word", ["--max-events", "many", "a.py"], /not "many"$/],
+    ["thousands separators", ["--max-events", "1_000", "a.py"], /not "1_000"$/],
+    ["no value", ["--max-events"], /^option "--max-events" needs a value/],
+    [
+      "followed by an option",
+      ["--max-events", "--gzip", "a.py"],
+      /^option "--max-events" needs a value/,
+    ],
+  ];
+  for (const [name, argv, message] of errors) {
+    await t.step(`rejects ${name}`, () => throwsUsage(argv, message));
+  }
+  await t.step("convert has no events to limit", () => {
+    throwsUsage(
+      ["convert", "a.ndjson", "--max-events", "5"],
+      /^unknown option "--max-events" for convert/,
+    );
+  });
+});
+
+Deno.test("defaultOutput() ends the name as the format wants", () => {
+  equal(defaultOutput(script("app.py"), { format: "perfetto", gzip: false }), "app.pftrace");
+  equal(defaultOutput(script("app.py"), { format: "json", gzip: true }), "app.trace.json.gz");
+  equal(
+    defaultOutput({ kind: "code", code: "pass", args: [] }, { format: "perfetto", gzip: true }),
+    "panopticon.pftrace.gz",
+  );
+});
+
+Deno.test("parseCommandLine() reads convert's --format and --gzip", async (t) => {
+  const cases: [string[], unknown][] = [
+    [["convert", "run.ndjson", "--format", "perfetto"], {
+      kind: "convert",
+      input: "run.ndjson",
+      output: "run.pftrace",
+      format: "perfetto",
+    }],
+    [["convert", "run.ndjson", "--gzip"], {
+      kind: "convert",
+      input: "run.ndjson",
+      output: "run.json.gz",
+      gzip: true,
+    }],
+    [["convert", "--format=perfetto", "--gzip", "run.ndjson"], {
+      kind: "convert",
+      input: "run.ndjson",
+      output: "run.pftrace.gz",
+      format: "perfetto",
+      gzip: true,
+    }],
+    [["convert", "-", "-o", "t.pftrace"], {
+      kind: "convert",
+      input: "-",
+      output: "t.pftrace",
+      format: "perfetto",
+    }],
+  ];
+  for (const [argv, expected] of cases) {
+    await t.step(argv.join(" "), () => deepEqual(parseCommandLine(argv), expected));
+  }
+  await t.step("rejects a format that contradicts the name", () => {
+    throwsUsage(
+      ["convert", "run.ndjson", "-o", "t.json", "--format", "perfetto"],
+      /^--format perfetto does not match the output "t\.json"/,
+    );
+  });
+});
+
+Deno.test("HELP_TEXT documents the formats, gzip, --max-events and the size warning", () => {
+  for (
+    const word of [
+      "--format FORMAT",
+      "--gzip",
+      "--max-events N",
+      ".pftrace",
+      ".perfetto-trace",
+      ".json.gz",
+      "json (the default",
+      "perfetto",
+      "[--format FORMAT]",
+      "500 MB of JSON",
+      "1.5 GB of\n  protobuf",
+    ]
+  ) {
+    match(HELP_TEXT, new RegExp(word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  }
+  match(HELP_TEXT, /the program runs on to its end at full\s+speed/);
+});

@@ -63,7 +63,7 @@ function threadNames(trace: Trace): Record<number, string> {
 }
 
 Deno.test("convert writes the protocol's example as a valid trace", async () => {
-  const { trace, summary } = await convertChunks([await fixture("generator.ndjson")]);
+  const { text, trace, summary } = await convertChunks([await fixture("generator.ndjson")]);
   assert.deepEqual(slices(trace), [
     ["<module>", 1, 0, 0.7],
     ["numbers", 1, 0.1, 0.1, "0x1", false, true],
@@ -96,6 +96,8 @@ Deno.test("convert writes the protocol's example as a valid trace", async () => 
     omittedSlices: 0,
     pythonMaxRss: undefined,
     warnings: [],
+    format: "json",
+    bytes: new TextEncoder().encode(text).length,
   });
 });
 
@@ -216,7 +218,10 @@ Deno.test("convert reads packed events (protocol 2) as it reads JSON events (pro
   assert.deepEqual(v2.trace.traceEvents, v1.trace.traceEvents);
   assert.equal(v2.summary.protocol, 2);
   assert.equal(v1.summary.protocol, 1);
-  assert.deepEqual({ ...v2.summary, protocol: 1, pythonMaxRss: undefined }, v1.summary);
+  assert.deepEqual(
+    { ...v2.summary, protocol: 1, pythonMaxRss: undefined, bytes: v1.summary.bytes },
+    v1.summary,
+  );
   // Only protocol 2 reports the Python process's peak memory.
   assert.equal(v2.summary.pythonMaxRss, 31_457_280);
   assert.equal(v2.trace.otherData.python_max_rss, 31_457_280);

@@ -83,8 +83,12 @@ for (const python of oldestAndNewest()) {
         const trace = await traceUnchanged(python, collector, [], [GC_CPU]);
         const spinner = meanShare(cpuOf(trace, "spinner"));
         const sleeper = meanShare(cpuOf(trace, "sleeper"));
-        assert(spinner > 50, `the spinning thread ran ${spinner.toFixed(1)}% of the time`);
-        assert(sleeper < 10, `the sleeping thread ran ${sleeper.toFixed(1)}% of the time`);
+        // On an idle machine the spinner runs 85-100% of the time; on one as
+        // busy as the whole test suite makes it (2 cores, a load of 6 to 8),
+        // as little as a tenth (measured: 9.4%). The sleeper stays near 0.
+        assert(spinner > 5, `the spinning thread ran ${spinner.toFixed(1)}% of the time`);
+        assert(sleeper < 2, `the sleeping thread ran ${sleeper.toFixed(1)}% of the time`);
+        assert(spinner > 4 * sleeper, `${spinner.toFixed(1)}% against ${sleeper.toFixed(1)}%`);
         for (const value of [...cpuOf(trace, "spinner"), ...cpuOf(trace, "sleeper")]) {
           const share = value.args!["%"] as number;
           assert(share >= 0 && share <= 100);

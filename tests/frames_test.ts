@@ -1370,3 +1370,32 @@ Deno.test("FrameStateMachine follows the collector's hidden frames and shows the
     assert.match(warnings[0]!, /mark 9, which no "mark" record defined/);
   });
 });
+
+Deno.test("FrameStateMachine gives each slice its depth on its thread's stack", () => {
+  // <module> calls outer, which calls print and the generator numbers;
+  // numbers is resumed later, one level up; a flush comes inside outer.
+  const { sink } = run([
+    events(
+      [0, 1, 1000, 0, 1],
+      [0, 1, 2000, 0, 3],
+      [5, 1, 3000, 0, 1],
+      [6, 1, 4000, 0, 1],
+      [0, 1, 5000, 70, 2],
+      [4, 1, 6000, 70, 2],
+    ),
+    { kind: "flush", thread: 1, start: 6500, end: 6600, events: 6 },
+    events([2, 1, 7000, 0, 3], [1, 1, 8000, 70, 2], [2, 1, 9000, 70, 2], [2, 1, 10000, 0, 1]),
+    END,
+  ]);
+  assert.deepEqual(
+    sink.raw.map((slice) => [slice.site.name, slice.start, slice.depth]),
+    [
+      ["print", 3, 3],
+      ["panopticon.flush", 6.5, 3],
+      ["outer", 2, 2],
+      ["numbers", 5, 3],
+      ["numbers", 8, 2],
+      ["<module>", 1, 1],
+    ],
+  );
+});

@@ -1,6 +1,7 @@
 import { deepEqual, equal, match } from "node:assert/strict";
 import { describeRun, VERSION } from "../main.ts";
 import type { ConversionSummary } from "../src/convert.ts";
+import { readPerfetto } from "../src/perfetto_reader.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -84,8 +85,13 @@ Deno.test("main reports its own errors once, without a stack, with status 2 or 1
   }
 });
 
-Deno.test("describeRun() says what was written and where to open it", async (t) => {
-  const summary = (events: number, threads: number, complete: boolean): ConversionSummary => ({
+Deno.test("describeRun() says what was written, how big, and where to open it", async (t) => {
+  const summary = (
+    events: number,
+    threads: number,
+    complete: boolean,
+    more: Partial<ConversionSummary> = {},
+  ): ConversionSummary => ({
     complete,
     events,
     recorded: events,
@@ -100,6 +106,9 @@ Deno.test("describeRun() says what was written and where to open it", async (t) 
     engine: "monitoring",
     protocol: 1,
     warnings: [],
+    format: "json",
+    bytes: 12_345_678,
+    ...more,
   });
   await t.step("a complete trace", () => {
     equal(
@@ -125,6 +134,43 @@ Deno.test("describeRun() says what was written and where to open it", async (t) 
         "Open it in https://ui.perfetto.dev or chrome://tracing.",
     );
   });
+  await t.step("its size on disk", () => {
+    equal(
+      describeRun(
+        "t.json",
+        [3, 12, 1],
+        { summary: summary(5, 1, true), engine: "monitoring", collector: "native" },
+        12_345_678,
+      ),
+      "panopticon: wrote t.json (12.3 MB) — 5 events, 1 thread (Python 3.12.1, native collector, " +
+        "monitoring engine). " +
+        "Open it in https://ui.perfetto.dev or chrome://tracing.",
+    );
+  });
+  await t.step("gzipped: the size on disk, then uncompressed", () => {
+    equal(
+      describeRun(
+        "t.json.gz",
+        [3, 12, 1],
+        { summary: summary(5, 1, true), engine: "monitoring", collector: "native" },
+        812,
+      ),
+      "panopticon: wrote t.json.gz (812 B, 12.3 MB uncompressed) — 5 events, 1 thread " +
+        "(Python 3.12.1, native collector, monitoring engine). " +
+        "Open it in https://ui.perfetto.dev or chrome://tracing.",
+    );
+  });
+  await t.step("a protobuf trace opens in Perfetto", () => {
+    equal(
+      describeRun("t.pftrace", [3, 12, 1], {
+        summary: summary(5, 1, true, { format: "perfetto", bytes: 2_000 }),
+        engine: "monitoring",
+        collector: "native",
+      }, 2_000),
+      "panopticon: wrote t.pftrace (2.0 kB) — 5 events, 1 thread (Python 3.12.1, native " +
+        "collector, monitoring engine). Open it in https://ui.perfetto.dev.",
+    );
+  });
 });
 
 Deno.test("main converts a recorded NDJSON stream (panopticon convert)", async (t) => {
@@ -142,7 +188,10 @@ Deno.test("main converts a recorded NDJSON stream (panopticon convert)", async (
     await t.step("a file, into INPUT.json", async () => {
       const { code, stderr } = await panopticon(["convert", "run.ndjson"], dir);
       equal(code, 0, stderr);
-      match(stderr, /^panopticon: wrote run\.json — 3 events, 1 thread \(Python 3\.12\.1/);
+      match(
+        stderr,
+        /^panopticon: wrote run\.json \(\d+ B\) — 3 events, 1 thread \(Python 3\.12\.1/,
+      );
       const trace = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
       deepEqual(
         trace.traceEvents.filter((e: { ph: string }) => e.ph !== "M").map((e: { name: string }) =>
@@ -150,6 +199,30 @@ Deno.test("main converts a recorded NDJSON stream (panopticon convert)", async (
         ),
         ["cache miss", "main"],
       );
+    });
+
+    await t.step("--format perfetto, into INPUT.pftrace", async () => {
+      const { code, stderr } = await panopticon(
+        ["convert", "run.ndjson", "--format", "perfetto"],
+        dir,
+      );
+      equal(code, 0, stderr);
+      match(stderr, /^panopticon: wrote run\.pftrace \(\d+ B\) — 3 events.*ui\.perfetto\.dev\.\n$/);
+      const trace = await readPerfetto(await Deno.readFile(`${dir}/run.pftrace`), { strict: true });
+      deepEqual(trace.slices.map((slice) => slice.name), ["main", "cache miss"]);
+    });
+
+    await t.step("-o OUTPUT.json.gz: gzipped JSON", async () => {
+      const { code, stderr } = await panopticon(
+        ["convert", "run.ndjson", "-o", "run.json.gz"],
+        dir,
+      );
+      equal(code, 0, stderr);
+      match(stderr, /^panopticon: wrote run\.json\.gz \(\d+ B, \d+ B uncompressed\) — 3 events/);
+      const file = await Deno.open(`${dir}/run.json.gz`);
+      const text = await new Response(file.readable.pipeThrough(new DecompressionStream("gzip")))
+        .text();
+      equal(JSON.parse(text).otherData.complete, true);
     });
 
     await t.step("a stream cut short: the trace of what came, and a warning", async () => {

@@ -207,7 +207,7 @@ Deno.test("without a compiler the run goes on with the Python collector, and say
     lines[0]!,
     /^panopticon: the native collector cannot be built: no C compiler \(set CC, or put cc, gcc or clang on PATH.*\); recording with the Python collector, which slows the program down several times more/,
   );
-  assert.match(outcome.stderr, /^panopticon: wrote trace\.json — .*python collector/m);
+  assert.match(outcome.stderr, /^panopticon: wrote trace\.json \(.*\) — .*python collector/m);
   assert.equal(trace?.otherData?.collector, "python");
 });
 

@@ -52,6 +52,8 @@ function fakeSummary(): ConversionSummary {
     engine: "monitoring",
     protocol: 1,
     warnings: [],
+    format: "json",
+    bytes: 0,
   };
 }
 
@@ -349,6 +351,47 @@ Deno.test("childEnvironment() sets PANOPTICON_FILTERS only when a filter is give
       equal("PANOPTICON_FILTERS" in env, expected !== undefined);
     });
   }
+});
+
+Deno.test("childEnvironment() sets PANOPTICON_MAX_EVENTS only when there is a limit", async (t) => {
+  const settings = {
+    dir: "/tmp/p",
+    socket: "/tmp/p/channel.sock",
+    secret: "s",
+    engine: "auto" as const,
+  };
+  await t.step("a limit", () => {
+    equal(
+      childEnvironment({}, { ...settings, maxEvents: 1_000_000 }).PANOPTICON_MAX_EVENTS,
+      "1000000",
+    );
+  });
+  await t.step("no limit, a stale variable", () => {
+    const env = childEnvironment({ PANOPTICON_MAX_EVENTS: "5" }, settings);
+    equal("PANOPTICON_MAX_EVENTS" in env, false);
+  });
+});
+
+Deno.test("runTraced() passes --max-events to the collector and the format to the converter", async () => {
+  await using box = await sandbox();
+  const fake = fakeSpawn(tracedExit({ code: 0, signal: null }));
+  let convertOptions: Record<string, unknown> | undefined;
+  const convert: Convert = async (input, output, options) => {
+    convertOptions = { ...options };
+    await input.cancel();
+    await output.close();
+    return fakeSummary();
+  };
+  await runTraced(
+    script(box.script),
+    box.options(fake.spawn, { convert, maxEvents: 500, format: "perfetto", gzip: true }),
+  );
+  equal(fake.requests[0]!.env.PANOPTICON_MAX_EVENTS, "500");
+  deepEqual(convertOptions, {
+    secret: fake.requests[0]!.env.PANOPTICON_SECRET,
+    format: "perfetto",
+    gzip: true,
+  });
 });
 
 Deno.test("runTraced() passes the filters to the collector and the depth to the converter", async (t) => {

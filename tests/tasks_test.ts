@@ -172,6 +172,7 @@ Deno.test("CatapultWriter writes a task's track as async events and its arrow as
   });
   writer.asyncSlice({
     id: 26,
+    track: "Task-1 main",
     name: "Task-1 main",
     category: "asyncio",
     tid: 1,
