@@ -1221,12 +1221,25 @@ terminate_watchdog(void *arg)
 
 static void finish(const char *reason);
 
-/* With the GIL: the stream's end, then the process's. */
+static volatile int stream_ended = 0; /* finish() has sent the `end` record */
+
+/* With the GIL: the stream's end, then the process's. A thread that finds
+   another one finishing (it let the GIL go to stop the writer) waits for
+   the end to be sent rather than killing the process under it. */
 static void
 terminate_now(void)
 {
     int signo = terminate_signal;
-    finish(signo == SIGHUP ? "SIGHUP" : "SIGTERM");
+    if (!S.finished) {
+        finish(signo == SIGHUP ? "SIGHUP" : "SIGTERM");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec step = {0, 1000000L};
+        while (!stream_ended) {
+            nanosleep(&step, NULL); /* the watchdog still ends it all in time */
+        }
+        Py_END_ALLOW_THREADS
+    }
     die_by(signo);
 }
 
@@ -4272,6 +4285,7 @@ finish(const char *reason)
         engine_off();
     }
     if (S.batch == NULL) {
+        stream_ended = 1;
         return; /* never configured */
     }
     /* The last events go as any others, then the writer stops once it has
@@ -4300,6 +4314,7 @@ finish(const char *reason)
         close(S.fd);
         S.fd = -1;
     }
+    stream_ended = 1;
 }
 
 static PyObject *

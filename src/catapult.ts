@@ -379,18 +379,23 @@ export class CatapultWriter implements TraceSink {
   }
 
   /**
-   * Writes an arrow as a flow start and end (`ph:"s"`, and `ph:"f"` with
-   * `bp:"e"`): each binds to the slice that encloses its time on its
-   * thread, beside the slices' own flows (`bind_id`).
+   * Writes an arrow as two slices of no length, one where it leaves and one
+   * where it arrives, each nested in the slice that encloses its time on its
+   * thread, joined by a v2 flow (`bind_id`, `flow_out` and `flow_in`): the
+   * slices it joins were written before the arrow was known, and their own
+   * `bind_id` may be taken by their frame's chain. (Perfetto links v1 flow
+   * events, `ph:"s"` and `ph:"f"`, by their name rather than their id: many
+   * arrows at once would be crossed.)
    */
   flowArrow(arrow: FlowArrow): void {
-    const head = `"cat":${JSON.stringify(arrow.category)},"name":${
-      JSON.stringify(arrow.name)
-    },"id":"0x${arrow.id.toString(16)}","pid":${this.#pid}`;
+    const head = `{"ph":"X","name":${JSON.stringify(arrow.name)},"cat":${
+      JSON.stringify(arrow.category)
+    },"pid":${this.#pid}`;
+    const flow = `"bind_id":"0x${arrow.id.toString(16)}"`;
     const from = Math.round(arrow.fromTs * 1000) / 1000;
     const to = Math.round(arrow.toTs * 1000) / 1000;
-    this.#event(`{"ph":"s",${head},"tid":${arrow.fromTid},"ts":${from}}`);
-    this.#event(`{"ph":"f","bp":"e",${head},"tid":${arrow.toTid},"ts":${to}}`);
+    this.#event(`${head},"tid":${arrow.fromTid},"ts":${from},"dur":0,${flow},"flow_out":true}`);
+    this.#event(`${head},"tid":${arrow.toTid},"ts":${to},"dur":0,${flow},"flow_in":true}`);
   }
 
   /** Writes the end of the trace, with the summary in `otherData`. */

@@ -9,6 +9,7 @@ import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.
 import { oldestAndNewest, type TestPython } from "./_pythons.ts";
 import { programStderr, runPanopticon, runPython, tempDir, traceProgram } from "./_run.ts";
 import { readPerfetto } from "../mod.ts";
+import { ERROR_STATS, query, type Rows, viewerIgnored } from "./_viewer.ts";
 import { encloses, slices, type Trace, type TraceEvent } from "./_trace.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -80,14 +81,19 @@ function trackOf(all: Map<string, Track>, task: string, coroutine: string): Trac
   return track;
 }
 
-/** The creation arrows: [start, finish] pairs by id. */
+/**
+ * The creation arrows: [start, finish] pairs, each end a slice of no length
+ * (category `asyncio`, `create_task`) joined by a flow.
+ */
 function arrows(trace: Trace): [TraceEvent, TraceEvent][] {
   const starts = new Map<string, TraceEvent>();
   const pairs: [TraceEvent, TraceEvent][] = [];
   for (const event of trace.traceEvents) {
-    const id = String((event as unknown as { id?: string }).id);
-    if (event.ph === "s" && event.cat === "asyncio") starts.set(id, event);
-    if (event.ph === "f" && event.cat === "asyncio") {
+    if (event.ph !== "X" || event.cat !== "asyncio" || event.name !== "create_task") continue;
+    assert.equal(event.dur, 0);
+    const id = String(event.bind_id);
+    if (event.flow_out) starts.set(id, event);
+    if (event.flow_in) {
       const start = starts.get(id);
       assert(start !== undefined, `an arrow that arrives without leaving (${id})`);
       pairs.push([start, event]);
@@ -96,10 +102,11 @@ function arrows(trace: Trace): [TraceEvent, TraceEvent][] {
   return pairs;
 }
 
-/** The innermost slice on `tid` whose time holds `ts`. */
+/** The innermost slice on `tid` whose time holds `ts`, but for the arrows' own ends. */
 function sliceAt(trace: Trace, tid: number, ts: number): TraceEvent | undefined {
   let best: TraceEvent | undefined;
   for (const slice of slices(trace)) {
+    if (slice.cat === "asyncio") continue;
     if (slice.tid !== tid || slice.ts > ts || slice.ts + (slice.dur ?? 0) < ts) continue;
     if (best === undefined || (slice.dur ?? 0) <= (best.dur ?? 0)) best = slice;
   }
@@ -244,4 +251,44 @@ for (const python of oldestAndNewest()) {
       });
     });
   }
+}
+
+const NO_VIEWER = viewerIgnored("tests/e2e_tasks_test.ts");
+const NEWEST = oldestAndNewest().at(-1);
+
+for (const format of ["trace.json", "trace.pftrace"]) {
+  Deno.test({
+    name: `tasks.py's ${format} loads into Perfetto's trace processor: tracks, steps, arrows`,
+    ignore: NO_VIEWER || NEWEST === undefined,
+    async fn() {
+      const dir = await tempDir();
+      try {
+        const output = `${dir.path}/${format}`;
+        const outcome = await runPanopticon(["--python", NEWEST!.path, "-o", output, TASKS]);
+        assert.equal(outcome.code, 0, outcome.stderr);
+        const loaded = await query(
+          output,
+          ERROR_STATS,
+          `select t.name as name, count(*) as n from slice s join track t on s.track_id = t.id
+             where s.name = 'running' group by t.name order by t.name`,
+          `select count(*) as n from flow f join slice so on so.id = f.slice_out
+             join slice si on si.id = f.slice_in where so.name = 'create_task'
+             and si.name = 'create_task'`,
+          "select count(distinct t.id) as n from slice s join track t on s.track_id = t.id where s.category = 'asyncio' and s.name != 'create_task'",
+        );
+        assert.ok(loaded.parsed, loaded.message);
+        const [stats, steps, flows, tracks] = loaded.results as Rows[];
+        assert.deepEqual(stats, [], "0 error statistics");
+        const byTask = new Map(steps!.map((row) => [row.name, Number(row.n)]));
+        for (const name of ["leaf-0 leaf", "child leaf", "fails fails", "sleeper forever"]) {
+          assert.equal(byTask.get(name), 2, `${name}: two steps`);
+        }
+        const monitoring = Number(NEWEST!.version.split(".")[1]) >= 12;
+        // One arrow a task: the 13 tasks of 3.11+ (12 before).
+        if (monitoring) assert.equal(Number(flows![0]!.n), Number(tracks![0]!.n));
+      } finally {
+        await dir.remove();
+      }
+    },
+  });
 }

@@ -154,7 +154,7 @@ Deno.test("FrameStateMachine says how a task ended, as far as the engine can tel
   assert.equal(taskEndings("monitoring", undefined), "all");
 });
 
-Deno.test("CatapultWriter writes a task's track as async events and its arrow as flow events", async () => {
+Deno.test("CatapultWriter writes a task's track as async events and its arrow as two slices' flow", async () => {
   let text = "";
   const decoder = new TextDecoder();
   const writer = new CatapultWriter(
@@ -218,7 +218,27 @@ Deno.test("CatapultWriter writes a task's track as async events and its arrow as
       args: { ended: "result" },
     },
     { ph: "e", cat: "asyncio", name: "Task-1 main", id: "0x1a", pid: 7, tid: 1, ts: 9.5 },
-    { ph: "s", cat: "asyncio", name: "create_task", id: "0x3", pid: 7, tid: 1, ts: 1.5 },
-    { ph: "f", bp: "e", cat: "asyncio", name: "create_task", id: "0x3", pid: 7, tid: 2, ts: 5.1 },
+    {
+      ph: "X",
+      name: "create_task",
+      cat: "asyncio",
+      pid: 7,
+      tid: 1,
+      ts: 1.5,
+      dur: 0,
+      bind_id: "0x3",
+      flow_out: true,
+    },
+    {
+      ph: "X",
+      name: "create_task",
+      cat: "asyncio",
+      pid: 7,
+      tid: 2,
+      ts: 5.1,
+      dur: 0,
+      bind_id: "0x3",
+      flow_in: true,
+    },
   ]);
 });
