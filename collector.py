@@ -107,6 +107,7 @@ _identity = object.__hash__
 # builtin (`c_call`), but not of a method-wrapper, so these switch and read
 # the profile function, and take times, without an event.
 _set_profile = sys.setprofile.__call__
+_set_trace = sys.settrace.__call__
 _get_profile = sys.getprofile.__call__
 _now = perf_counter_ns.__call__
 _ident = _thread.get_ident.__call__
@@ -492,6 +493,256 @@ class Filters:
         return not self._matches(self.exclude, module, qualname, filename)
 
 
+# --- exceptions and values (docs/protocol.md, "Exceptions and values") ---------------
+
+
+def _parse_details(text):
+    """PANOPTICON_DETAILS (see src/runner.ts): one setting a line.
+
+    `exceptions on` or `exceptions off`, and `repr`. Exceptions left unsaid
+    are decided by the engine.
+    """
+    spec = {"exceptions": None, "repr": False}
+    for line in (text or "").splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "exceptions" and rest in ("on", "off"):
+            spec["exceptions"] = rest == "on"
+        elif word == "repr":
+            spec["repr"] = True
+        elif word:
+            raise ValueError("unknown detail setting %r" % line)
+    return spec
+
+
+# How iteration ends, not errors: never recorded.
+_ITERATION_EXCEPTIONS = (StopIteration, StopAsyncIteration, GeneratorExit)
+# BaseException's own accessors, called as descriptors: a subclass's
+# properties or __getattribute__ (program code) are never run.
+_traceback_of = BaseException.__traceback__.__get__
+_context_of = BaseException.__context__.__get__
+_cause_of = BaseException.__cause__.__get__
+_exception_args = BaseException.args.__get__
+_object_repr = object.__repr__
+_type_dict = type.__dict__["__dict__"].__get__
+_type_qualname = type.__dict__["__qualname__"].__get__
+
+VALUE_TEXT_MAX = 200  # characters of a str, bytes of a bytes, shown
+VALUE_ITEMS_MAX = 8  # items of a container shown
+VALUE_DEPTH_MAX = 2  # containers within containers shown
+
+
+def _type_name(cls):
+    """`ValueError`, `json.decoder.JSONDecodeError`: read from the type's own dict."""
+    try:
+        module = _type_dict(cls).get("__module__")
+        name = _type_qualname(cls)
+    except Exception:
+        return "?"
+    if type(module) is str and module != "builtins":
+        return "%s.%s" % (module, name)
+    return name
+
+
+def _short_repr(value):
+    if len(value) <= VALUE_TEXT_MAX:
+        return repr(value)
+    what = "characters" if type(value) is str else "bytes"
+    return "%r... (%d %s)" % (value[:VALUE_TEXT_MAX], len(value), what)
+
+
+def _own_repr(value):
+    """--repr: the object's own repr(), guarded and bounded."""
+    try:
+        text = repr(value)
+        if type(text) is not str:
+            return _object_repr(value)
+    except Exception as error:
+        message = _exception_args(error)
+        detail = ": %s" % message[0] if len(message) == 1 and type(message[0]) is str else ""
+        return "<repr failed: %s%s>" % (_type_name(type(error)), detail)
+    except KeyboardInterrupt:
+        # Ctrl-C in the middle of a repr is the program's: raised again at
+        # the next point Python checks for signals.
+        _thread.interrupt_main()
+        return "<repr failed: KeyboardInterrupt>"
+    if len(text) > VALUE_TEXT_MAX:
+        return "%s... (%d characters)" % (text[:VALUE_TEXT_MAX], len(text))
+    return text
+
+
+def _items_text(items, count, depth, open_, close, own_repr, pairs=False):
+    if depth >= VALUE_DEPTH_MAX and count:
+        return "%s... %d items%s" % (open_, count, close)
+    shown = []
+    for item in items:
+        if len(shown) == VALUE_ITEMS_MAX:
+            break
+        if pairs:
+            shown.append("%s: %s" % (_value_text(item[0], depth + 1, own_repr),
+                                     _value_text(item[1], depth + 1, own_repr)))
+        else:
+            shown.append(_value_text(item, depth + 1, own_repr))
+    text = ", ".join(shown)
+    if count == 1 and open_ == "(":
+        text += ","
+    if count > len(shown):
+        text += ", ... (%d items)" % count
+    return open_ + text + close
+
+
+def _value_text(value, depth=0, own_repr=False):
+    """A value as text, as repr() would show it, without running the program's code.
+
+    The same rules as the native collector's text_value: None, booleans,
+    numbers, str and bytes (cut), tuples, lists, sets and dicts of exactly
+    those types (to a depth and a length); anything else as
+    `<Type object at 0x…>` (object.__repr__, which reads the type only),
+    or with --repr by its own repr().
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is float or kind is complex:
+        return repr(value)
+    if kind is int:
+        bits = value.bit_length()
+        return repr(value) if bits <= 640 else "<int of %d bits>" % bits
+    if kind is str or kind is bytes:
+        return _short_repr(value)
+    if kind is tuple:
+        return _items_text(value, len(value), depth, "(", ")", own_repr)
+    if kind is list:
+        return _items_text(value, len(value), depth, "[", "]", own_repr)
+    if kind is dict:
+        return _items_text(dict.items(value), len(value), depth, "{", "}", own_repr, pairs=True)
+    if kind is set or kind is frozenset:
+        if not value:
+            return "set()" if kind is set else "frozenset()"
+        if kind is set:
+            return _items_text(value, len(value), depth, "{", "}", own_repr)
+        return _items_text(value, len(value), depth, "frozenset({", "})", own_repr)
+    if own_repr:
+        return _own_repr(value)
+    return _object_repr(value)
+
+
+def _line_at(code, offset):
+    """The line of the instruction at byte `offset`, or of the first after it
+    that has one: a handler's first instructions (PUSH_EXC_INFO) have none,
+    and f_lineno there gives the line before (3.12+)."""
+    for start, end, line in code.co_lines():
+        if end > offset and line is not None:
+            return line
+    return 0
+
+
+def _exception_message(exception, own_repr):
+    if own_repr:
+        try:
+            text = str(exception)
+            if type(text) is str:
+                return text[:VALUE_TEXT_MAX]
+        except Exception:
+            pass
+    args = _exception_args(exception)
+    if not args:
+        return ""
+    if len(args) > 1:
+        return _value_text(args, 0, own_repr)
+    only = args[0]
+    if type(only) is str and len(only) <= VALUE_TEXT_MAX:
+        return only
+    return _value_text(only, 0, own_repr)
+
+
+class Exceptions:
+    """The Python collector's exceptions: the `raise` and `handled` events (ops 16, 17)."""
+
+    def __init__(self, recorder, own_repr):
+        self.recorder = recorder
+        self.own_repr = own_repr
+        self.count = 0
+
+    def raised(self, serial, code, line, exception, tb=None):
+        """An exception enters a recorded frame of `code`: its raise, if it starts there.
+
+        `tb` is its traceback so far: before 3.12 an exception's
+        __traceback__ is set only once it is caught, and the trace function
+        is given the traceback apart.
+        """
+        if isinstance(exception, _ITERATION_EXCEPTIONS):
+            return
+        if tb is None:
+            tb = _traceback_of(exception)
+        after = tb.tb_next if tb is not None else None
+        if after is not None and self.recorder.code_ids.get(_identity(after.tb_frame.f_code)):
+            return  # it comes from a recorded frame, which recorded its raise
+        ts = _now()
+        context = _context_of(exception)
+        if context is None:
+            context = _cause_of(exception)
+        self.count += 1
+        self.recorder.define({
+            "kind": "exception",
+            "id": self.count,
+            "type": _type_name(type(exception)),
+            "message": _exception_message(exception, self.own_repr),
+            "file": code.co_filename,
+            "line": line or 0,
+            "context": _identity(context) if context is not None else 0,
+        })
+        self.recorder.events.append((16, serial, ts, _identity(exception), self.count))
+
+    def handled(self, serial, line, exception):
+        if isinstance(exception, _ITERATION_EXCEPTIONS):
+            return
+        self.handled_key(serial, line, _identity(exception))
+
+    def handled_key(self, serial, line, key):
+        self.recorder.events.append((17, serial, _now(), key, line or 0))
+
+
+def _make_exception_tracer(recorder, exceptions, serial):
+    """--exceptions before 3.12 (the setprofile engine): sys.settrace for one thread.
+
+    Each recorded frame gets the local trace function, with its line events
+    off; the frame an exception has just entered gets them on until its
+    next line, which is where its handler starts if it handles it. Frames
+    are compared by identity, never kept.
+    """
+    code_number = recorder.code_ids.get
+    register_code = recorder.register_code
+    watch = [0, 0]  # the frame an exception entered, the exception's key
+
+    def local(frame, event, arg):
+        if event == "exception":
+            exception = arg[1]
+            if isinstance(exception, _ITERATION_EXCEPTIONS):
+                return local
+            exceptions.raised(serial, frame.f_code, frame.f_lineno, exception, arg[2])
+            watch[0] = _identity(frame)
+            watch[1] = _identity(exception)
+            frame.f_trace_lines = True
+        elif event == "line":
+            if watch[0] == _identity(frame):
+                watch[0] = 0
+                exceptions.handled_key(serial, frame.f_lineno, watch[1])
+            frame.f_trace_lines = False
+        elif event == "return" and watch[0] == _identity(frame):
+            watch[0] = 0
+        return local
+
+    def tracer(frame, event, arg):
+        code = frame.f_code
+        number = code_number(_identity(code))
+        if number is None:
+            number = register_code(code, frame)
+        if not number or code.co_filename == OWN_FILE:
+            return None
+        frame.f_trace_lines = False
+        return local
+
+    return tracer, local
+
+
 # --- marks: what the program itself puts on the timeline ---------------------
 
 
@@ -663,6 +914,8 @@ class Recorder:
         self.spawns = 0  # spawn tokens given (docs/protocol.md, "Processes")
         self.runtime = None  # the runtime's records, see _Runtime
         self.tasks = None  # asyncio tasks, see _Tasks
+        self.exceptions = None  # an Exceptions, when they are recorded
+        self.code_bytes = {}  # _identity(code) -> co_code, for ends_by_exception
 
     # definitions ------------------------------------------------------------
 
@@ -715,6 +968,21 @@ class Recorder:
             number = -number
         self.code_ids[key] = number
         return number
+
+    def ends_by_exception(self, frame):
+        """Whether `frame`, at a 'return' event, is unwinding (before 3.12).
+
+        A frame that returns stands on RETURN_VALUE (83 from 3.8 to 3.11);
+        one that an exception leaves stands where it was raised.
+        """
+        code = frame.f_code
+        key = _identity(code)
+        raw = self.code_bytes.get(key)
+        if raw is None:
+            # co_code makes a new bytes object on every access in 3.11.
+            raw = self.code_bytes[key] = code.co_code
+        at = frame.f_lasti
+        return 0 <= at < len(raw) and raw[at] != 83
 
     def register_cfunc(self, fn):
         name = _cfunc_name(fn)
@@ -972,6 +1240,10 @@ def _make_profiler(recorder, serial):
     # and, while tasks run, at a generator-like frame's end.
     tasks = recorder.tasks
     tops = tasks.tops if tasks is not None else {}
+    # With --exceptions the converter must tell an unwind from a return,
+    # which a Python profile function is not told (arg is None for both).
+    unwinds = recorder.exceptions is not None
+    ends_by_exception = recorder.ends_by_exception
 
     def profile(frame, event, arg):
         if event == "call":
@@ -1005,14 +1277,16 @@ def _make_profiler(recorder, serial):
             if not generator:
                 # A frame not seen starting (runpy's, below <module>) ends the
                 # same way: the converter ignores an end it has no start for.
-                append((2, serial, ts, 0, 0))
+                append((3 if unwinds and arg is None and ends_by_exception(frame) else 2,
+                        serial, ts, 0, 0))
             elif frame.f_lasti in suspension_points.get(_id(code), ()):
                 append((4, serial, ts, _id(frame), 0))
             else:
                 if tops and _id(frame) in tops:
                     # The exception, if any, is put aside while a profile function runs.
                     tasks.ended(serial, _id(frame))
-                append((2, serial, ts, _id(frame), 0))
+                append((3 if unwinds and arg is None and ends_by_exception(frame) else 2,
+                        serial, ts, _id(frame), 0))
         elif c_calls:
             if filtering and code_number(_id(frame.f_code)) == 0:
                 return
@@ -1078,6 +1352,9 @@ class ProfileEngine:
             recorder.announce_thread(serial, name)
             profile = _make_profiler(recorder, serial)
             engine.profiles[serial] = (profile, serial)
+            if recorder.exceptions is not None:
+                # Before the profile function: switching it on is the last thing.
+                _set_trace(_make_exception_tracer(recorder, recorder.exceptions, serial)[0])
             _switch_profile(profile)
 
         _wrap_thread_starters(thread_started)
@@ -1093,8 +1370,15 @@ class ProfileEngine:
                 and frame.f_globals.get("__name__") == "__main__"
             ):
                 _forget_sitecustomize()
-                profile, _ = engine.profile_for_caller()
+                profile, serial = engine.profile_for_caller()
                 engine.main_profile = profile
+                if recorder.exceptions is not None:
+                    tracer, local = _make_exception_tracer(recorder, recorder.exceptions, serial)
+                    _set_trace(tracer)
+                    # The program's own frame is running already: it gets the
+                    # local trace function here.
+                    frame.f_trace = local
+                    frame.f_trace_lines = False
                 _switch_profile(profile)
                 profile(frame, event, arg)
 
@@ -1127,6 +1411,8 @@ class ProfileEngine:
 
     def stop(self):
         _set_profile(None)
+        if self.recorder.exceptions is not None:
+            _set_trace(None)
 
 
 # --- engine: sys.monitoring (3.12+) -------------------------------------------
@@ -1343,12 +1629,34 @@ class MonitoringEngine:
                     serial = first_sight()
                 append((7, serial, now(), 0, 0))
 
+        exceptions = recorder.exceptions
+
+        # RAISE and EXCEPTION_HANDLED cannot be switched off at their source:
+        # code left out (or our own) returns at once.
+        def on_raise(code, offset, exception):
+            if code_number(_id(code)) and code.co_filename != OWN_FILE:
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                exceptions.raised(serial, code, _line_at(code, offset), exception)
+
+        def on_handled(code, offset, exception):
+            if code_number(_id(code)) and code.co_filename != OWN_FILE:
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                exceptions.handled(serial, _line_at(code, offset), exception)
+
         recording = (
             E.PY_START | E.PY_RESUME | E.PY_RETURN | E.PY_YIELD | E.PY_UNWIND | E.PY_THROW
         )
         if recorder.filters.c_calls:
             # C_RETURN and C_RAISE come only with CALL.
             recording |= E.CALL | E.C_RETURN | E.C_RAISE
+        if exceptions is not None:
+            recording |= E.RAISE | E.EXCEPTION_HANDLED
 
         def wait_for_main(code, offset):
             # Only PY_START is on until the program's <module> starts; any
@@ -1382,6 +1690,8 @@ class MonitoringEngine:
             (E.CALL, call),
             (E.C_RETURN, c_return),
             (E.C_RAISE, c_raise),
+            (E.RAISE, on_raise),
+            (E.EXCEPTION_HANDLED, on_handled),
         ):
             self.register(event, callback)
         self.switch_on(E.PY_START)
@@ -2213,6 +2523,7 @@ class _Runtime:
             gc = _import_quietly("gc")
             started = [0]
             append = self.collections.append
+            events = recorder.events
             now = perf_counter_ns
             local = _local
 
@@ -2226,7 +2537,8 @@ class _Runtime:
                     serial = local.serial
                 except AttributeError:
                     return
-                if start and not recorder.closed:
+                # Nothing recorded yet: the program's <module> has not started.
+                if start and not recorder.closed and (events or recorder.sent):
                     end = now()
                     append((serial, start, end, info["generation"], info["collected"],
                             info["uncollectable"]))
@@ -2404,7 +2716,7 @@ class _Tasks:
 # gets too; and the ones meant for this process alone.
 _VARIABLES = (
     "PANOPTICON_CHANNEL", "PANOPTICON_SECRET", "PANOPTICON_ENGINE", "PANOPTICON_FILTERS",
-    "PANOPTICON_MANUAL", "PANOPTICON_NATIVE", "PANOPTICON_MAX_EVENTS", "PANOPTICON_CLOCK",
+    "PANOPTICON_DETAILS", "PANOPTICON_MANUAL", "PANOPTICON_NATIVE", "PANOPTICON_MAX_EVENTS", "PANOPTICON_CLOCK",
     "PANOPTICON_DEBUG", "PANOPTICON_FOLLOW", "PANOPTICON_RUNTIME",
 )
 _OWN_VARIABLES = ("PANOPTICON_SPAWN", "PANOPTICON_ROOT")
@@ -2441,6 +2753,7 @@ def _take_environment():
         "secret": values["PANOPTICON_SECRET"],
         "engine": values["PANOPTICON_ENGINE"] or "auto",
         "filters": values["PANOPTICON_FILTERS"],
+        "details": values["PANOPTICON_DETAILS"],
         "manual": values["PANOPTICON_MANUAL"] == "1",
         "native": values["PANOPTICON_NATIVE"],
         "max_events": values["PANOPTICON_MAX_EVENTS"] or "",
@@ -2540,8 +2853,24 @@ def _start():
     except ValueError as error:
         _warn("ignoring the filters (%s): recording everything" % error)
         filters = _parse_filters("")
+    try:
+        details = _parse_details(settings["details"])
+    except ValueError as error:
+        _warn("ignoring the details (%s): recording the calls only" % error)
+        details = _parse_details("")
     manual = settings["manual"]
     engine = _engine_name(settings["engine"], manual)
+    # Exceptions: on where they cost little (sys.monitoring calls back only
+    # when one is raised or handled); with the tracing hook before 3.12,
+    # only when asked for. Not in manual recording.
+    on = details["exceptions"]
+    details["exceptions"] = (engine == "monitoring" if on is None else on) and not manual
+    if on and manual:
+        _warn("--exceptions is not recorded with --manual: recording the calls only")
+    elif on and engine == "setprofile" and sys.version_info >= (3, 12):
+        _warn("--exceptions needs the monitoring engine on Python 3.12+: recording the calls only")
+        details["exceptions"] = False
+    settings["details"] = details
     native = None
     if settings["native"]:
         try:
@@ -2575,6 +2904,8 @@ def _start_native(native, settings, filters, engine, manual):
         _max_events(settings["max_events"]),
         settings["clock"],
     )
+    details = settings["details"]
+    native.details(details["exceptions"], details["repr"])
     _new_serial()  # the main thread is 1, in the native module too
     native.send(
         _hello_line(engine, "native", settings["secret"], native.clock(), native.now(),
@@ -2630,6 +2961,9 @@ def _start_python(settings, filters, engine_name, manual):
         return
     recorder = Recorder(sock, None, Filters(filters), max_events=_max_events(settings["max_events"]))
     recorder.socket_module = socket
+    details = settings["details"]
+    if details["exceptions"]:
+        recorder.exceptions = Exceptions(recorder, details["repr"])
     if engine_name == "monitoring":
         engine = MonitoringEngine(recorder, MonitoringEngine.available())
     else:

@@ -71,6 +71,7 @@ async function trace(command: TraceCommand): Promise<number> {
     output: command.output,
     engine: command.engine,
     filters: command.filters,
+    details: command.details,
     maxDepth: command.maxDepth,
     maxEvents: command.maxEvents,
     format: command.format,

@@ -367,6 +367,10 @@ typedef struct Thread {
     int paused;             /* our own code runs on it: record nothing */
     int named;              /* its name is known (else "Thread <ident>") */
     int live;               /* in the thread table */
+    /* --exceptions before 3.12: the frame an exception has just entered,
+       and the exception (addresses only: nothing is kept). */
+    uintptr_t watch_frame;
+    uintptr_t watch_exception;
 } Thread;
 
 enum { ENGINE_NONE = 0, ENGINE_MONITORING = 1, ENGINE_PROFILE = 2 };
@@ -660,6 +664,8 @@ thread_new(PyThreadState *ts, PyObject *name)
     t->ident = PyThread_get_thread_ident();
     t->native_id = current_native_id();
     t->paused = 0;
+    t->watch_frame = 0;
+    t->watch_exception = 0;
     t->named = name != NULL;
     t->live = 0;
     if (thread_table_put(t) < 0) {
@@ -1221,25 +1227,23 @@ terminate_watchdog(void *arg)
 
 static void finish(const char *reason);
 
-static volatile int stream_ended = 0; /* finish() has sent the `end` record */
-
-/* With the GIL: the stream's end, then the process's. A thread that finds
-   another one finishing (it let the GIL go to stop the writer) waits for
-   the end to be sent rather than killing the process under it. */
+/* With the GIL: the stream's end, then the process's. */
 static void
 terminate_now(void)
 {
     int signo = terminate_signal;
-    if (!S.finished) {
-        finish(signo == SIGHUP ? "SIGHUP" : "SIGTERM");
-    } else {
+    if (S.finished) {
+        /* Another thread is finishing the stream (it lets the GIL go while
+           the writer sends the rest): it ends the process when it is done
+           (see finish), and this thread runs nothing of the program's more. */
         Py_BEGIN_ALLOW_THREADS
-        struct timespec step = {0, 1000000L};
-        while (!stream_ended) {
-            nanosleep(&step, NULL); /* the watchdog still ends it all in time */
+        for (;;) {
+            struct timespec step = {1, 0};
+            nanosleep(&step, NULL);
         }
         Py_END_ALLOW_THREADS
     }
+    finish(signo == SIGHUP ? "SIGHUP" : "SIGTERM");
     die_by(signo);
 }
 
@@ -1540,7 +1544,9 @@ native_gc_callback(PyObject *unused, PyObject *args)
     R.gc_started = 0;
     /* Not while a thread waits for a free batch: the one being filled is
        then the writer's. */
-    if (start == 0 || !S.active || S.finished || S.batch == NULL || S.waiting_for_batch) {
+    /* Nor before the program's <module>, when nothing is recorded yet. */
+    if (start == 0 || !S.active || S.waiting || S.finished || S.batch == NULL ||
+        S.waiting_for_batch) {
         Py_RETURN_NONE;
     }
     uint64_t end = clock_now();
@@ -3057,6 +3063,7 @@ static void switch_on(long mask)
 /* ------------------------------------------------------------------------ */
 
 static int profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+static void trace_thread(Thread *t);
 static int wait_for_main(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 
 /*
@@ -3265,7 +3272,552 @@ wait_for_main(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     }
     start_recording();
     set_profile(PyThreadState_Get(), profile, obj);
+    trace_thread((Thread *)obj);
     return profile(obj, frame, what, arg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exceptions and values (docs/protocol.md, "Exceptions and values")        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Exceptions: a `raise` event (op 16) where an exception starts in
+ * recorded code, with its `exception` record (type, message, file, line,
+ * the key of its context), and a `handled` event (op 17) where a handler
+ * in recorded code starts; the converter decides whether it was swallowed.
+ * 3.12+: sys.monitoring's RAISE and EXCEPTION_HANDLED. Before, and only
+ * with --exceptions: a C trace function on every thread, which sees each
+ * frame an exception enters (PyTrace_EXCEPTION) and, through the line
+ * event that follows in that frame only, where its handler starts.
+ *
+ * Values are rendered here, without running the program's code unless
+ * --repr asks for it, into the text of the records: nothing of the
+ * program's is kept.
+ */
+
+enum { OP_EXTENDED = 15, EXT_RAISE = 16, EXT_HANDLED = 17, EXT_VALUES = 18 };
+
+#define VALUE_TEXT_MAX 200 /* characters of a str, items of bytes, shown */
+#define VALUE_ITEMS_MAX 8  /* items of a container shown */
+#define VALUE_DEPTH_MAX 2  /* containers within containers shown */
+
+static struct {
+    int exceptions;        /* record raises and handlers */
+    int repr;              /* --repr */
+    uint32_t exception_count;
+} D = {0, 0, 0};
+
+/* An extended event: op 15, the extended op minus 16, dt, ref, the key. */
+static void
+emit_ext_event(Thread *t, int op, uint64_t ref, uintptr_t key)
+{
+    uint64_t dt, now = clock_now();
+    uint8_t *p = event_begin(t, now, &dt);
+    uint8_t *opb = p++;
+    *opb = OP_EXTENDED;
+    p = put_varint(p, (uint64_t)(op - 16));
+    p = put_varint(p, dt);
+    p = put_varint(p, ref);
+    if (key) {
+        p = put_frame(p, opb, key);
+    }
+    event_end(t, p);
+}
+
+/* `text`'s UTF-8, appended. */
+static void
+text_put_str(Text *t, PyObject *text)
+{
+    Py_ssize_t n;
+    const char *s = text != NULL ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
+    if (s == NULL) {
+        PyErr_Clear();
+        text_puts(t, "?");
+    } else {
+        text_put(t, s, (size_t)n);
+    }
+}
+
+/* A type's name as a reader expects it: `ValueError`, `json.decoder.JSONDecodeError`. */
+static void
+text_type_name(Text *t, PyTypeObject *type)
+{
+    if (type->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        PyObject *module = type->tp_dict ? PyDict_GetItemString(type->tp_dict, "__module__") : NULL;
+        if (module != NULL && PyUnicode_Check(module) &&
+            PyUnicode_CompareWithASCIIString(module, "builtins") != 0) {
+            text_put_str(t, module);
+            text_puts(t, ".");
+        }
+        text_put_str(t, ((PyHeapTypeObject *)type)->ht_qualname);
+    } else {
+        text_puts(t, type->tp_name);
+    }
+    PyErr_Clear();
+}
+
+/* The repr() of a str or bytes, cut to VALUE_TEXT_MAX, with the length when cut. */
+static void
+text_short_repr(Text *t, PyObject *value)
+{
+    Py_ssize_t n = PyUnicode_Check(value) ? PyUnicode_GET_LENGTH(value) : PyBytes_GET_SIZE(value);
+    PyObject *part = n <= VALUE_TEXT_MAX ? (Py_INCREF(value), value)
+                     : PyUnicode_Check(value) ? PyUnicode_Substring(value, 0, VALUE_TEXT_MAX)
+                                              : PyBytes_FromStringAndSize(PyBytes_AS_STRING(value),
+                                                                          VALUE_TEXT_MAX);
+    PyObject *repr = part != NULL ? PyObject_Repr(part) : NULL;
+    text_put_str(t, repr);
+    Py_XDECREF(repr);
+    Py_XDECREF(part);
+    if (n > VALUE_TEXT_MAX) {
+        text_printf(t, "... (%zd %s)", n, PyUnicode_Check(value) ? "characters" : "bytes");
+    }
+}
+
+/* `<module.Type object at 0x…>`, as object.__repr__ writes it, without calling it. */
+static void
+text_object(Text *t, PyObject *value)
+{
+    text_puts(t, "<");
+    text_type_name(t, Py_TYPE(value));
+    text_printf(t, " object at 0x%lx>", (unsigned long)(uintptr_t)value);
+}
+
+static void text_value(Text *t, PyObject *value, int depth);
+
+/* The object's own repr(), for --repr: guarded, bounded, recorded by nothing. */
+static void
+text_own_repr(Text *t, PyObject *value)
+{
+    Thread *thread = current_thread();
+    int paused = thread->paused;
+    thread->paused = 1;
+    PyObject *saved_type, *saved_value, *saved_tb;
+    PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
+    PyObject *repr = PyObject_Repr(value);
+    if (repr == NULL) {
+        PyObject *type, *error, *tb;
+        PyErr_Fetch(&type, &error, &tb);
+        PyErr_NormalizeException(&type, &error, &tb);
+        text_puts(t, "<repr failed: ");
+        if (error != NULL) {
+            text_type_name(t, Py_TYPE(error));
+            PyObject *args = ((PyBaseExceptionObject *)error)->args;
+            if (args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) == 1 &&
+                PyUnicode_CheckExact(PyTuple_GET_ITEM(args, 0))) {
+                text_puts(t, ": ");
+                text_put_str(t, PyTuple_GET_ITEM(args, 0));
+            }
+        }
+        text_puts(t, ">");
+        /* Ctrl-C in the middle of a repr is the program's: it is raised
+           again at the next point Python checks for signals. */
+        if (type != NULL && PyErr_GivenExceptionMatches(type, PyExc_KeyboardInterrupt)) {
+            PyErr_SetInterrupt();
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(error);
+        Py_XDECREF(tb);
+    } else {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(repr);
+        if (n > VALUE_TEXT_MAX) {
+            PyObject *part = PyUnicode_Substring(repr, 0, VALUE_TEXT_MAX);
+            text_put_str(t, part);
+            Py_XDECREF(part);
+            text_printf(t, "... (%zd characters)", n);
+        } else {
+            text_put_str(t, repr);
+        }
+        Py_DECREF(repr);
+    }
+    PyErr_Clear();
+    PyErr_Restore(saved_type, saved_value, saved_tb);
+    thread->paused = paused;
+}
+
+/* The items of a tuple, list, set or dict, between `open` and `close`. */
+static void
+text_items(Text *t, PyObject *value, int depth, const char *open, const char *close)
+{
+    Py_ssize_t n = PyDict_Check(value)                              ? PyDict_GET_SIZE(value)
+                   : PySet_Check(value) || PyFrozenSet_Check(value) ? PySet_GET_SIZE(value)
+                                                                    : PySequence_Fast_GET_SIZE(value);
+    if (depth >= VALUE_DEPTH_MAX && n > 0) {
+        text_printf(t, "%s... %zd items%s", open, n, close);
+        return;
+    }
+    text_puts(t, open);
+    Py_ssize_t shown = 0;
+    if (PyDict_Check(value)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (shown < VALUE_ITEMS_MAX && PyDict_Next(value, &pos, &key, &item)) {
+            text_puts(t, shown++ ? ", " : "");
+            text_value(t, key, depth + 1);
+            text_puts(t, ": ");
+            text_value(t, item, depth + 1);
+        }
+    } else if (PySet_Check(value) || PyFrozenSet_Check(value)) {
+        /* A set's own iterator: C, and it runs no code of the items. */
+        PyObject *iterator = PyObject_GetIter(value);
+        PyObject *key;
+        while (iterator != NULL && shown < VALUE_ITEMS_MAX && (key = PyIter_Next(iterator)) != NULL) {
+            text_puts(t, shown++ ? ", " : "");
+            text_value(t, key, depth + 1);
+            Py_DECREF(key);
+        }
+        Py_XDECREF(iterator);
+        PyErr_Clear();
+    } else {
+        for (; shown < n && shown < VALUE_ITEMS_MAX; shown++) {
+            text_puts(t, shown ? ", " : "");
+            text_value(t, PySequence_Fast_GET_ITEM(value, shown), depth + 1);
+        }
+        if (n == 1 && PyTuple_CheckExact(value)) {
+            text_puts(t, ",");
+        }
+    }
+    if (n > shown) {
+        text_printf(t, ", ... (%zd items)", n);
+    }
+    text_puts(t, close);
+}
+
+/*
+ * A value as text, as repr() would show it, without running any of the
+ * program's code: None, booleans, numbers, str and bytes (cut at
+ * VALUE_TEXT_MAX), and tuples, lists, sets and dicts of those (of exactly
+ * those types, to VALUE_DEPTH_MAX and VALUE_ITEMS_MAX); anything else as
+ * `<Type object at 0x…>`, or with --repr by its own repr().
+ */
+static void
+text_value(Text *t, PyObject *value, int depth)
+{
+    if (value == NULL) {
+        text_puts(t, "<unbound>");
+    } else if (value == Py_None) {
+        text_puts(t, "None");
+    } else if (value == Py_True || value == Py_False) {
+        text_puts(t, value == Py_True ? "True" : "False");
+    } else if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow) {
+            text_printf(t, "%lld", small);
+        } else if (_PyLong_NumBits(value) <= 640) {
+            PyObject *repr = PyObject_Repr(value);
+            text_put_str(t, repr);
+            Py_XDECREF(repr);
+        } else {
+            text_printf(t, "<int of %zu bits>", _PyLong_NumBits(value));
+        }
+    } else if (PyFloat_CheckExact(value)) {
+        char *s = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        text_puts(t, s != NULL ? s : "?");
+        PyMem_Free(s);
+    } else if (PyComplex_CheckExact(value)) {
+        PyObject *repr = PyObject_Repr(value);
+        text_put_str(t, repr);
+        Py_XDECREF(repr);
+    } else if (PyUnicode_CheckExact(value) || PyBytes_CheckExact(value)) {
+        text_short_repr(t, value);
+    } else if (PyTuple_CheckExact(value)) {
+        text_items(t, value, depth, "(", ")");
+    } else if (PyList_CheckExact(value)) {
+        text_items(t, value, depth, "[", "]");
+    } else if (PyDict_CheckExact(value)) {
+        text_items(t, value, depth, "{", "}");
+    } else if (Py_TYPE(value) == &PySet_Type || PyFrozenSet_CheckExact(value)) {
+        int frozen = PyFrozenSet_CheckExact(value);
+        if (PySet_GET_SIZE(value) == 0) {
+            text_puts(t, frozen ? "frozenset()" : "set()");
+        } else {
+            text_items(t, value, depth, frozen ? "frozenset({" : "{", frozen ? "})" : "}");
+        }
+    } else if (D.repr) {
+        text_own_repr(t, value);
+    } else {
+        text_object(t, value);
+    }
+    PyErr_Clear();
+}
+
+/* StopIteration and its kin are how iteration ends, not errors. */
+static int
+is_iteration_exception(PyObject *exception)
+{
+    return PyErr_GivenExceptionMatches(exception, PyExc_StopIteration) ||
+           PyErr_GivenExceptionMatches(exception, PyExc_StopAsyncIteration) ||
+           PyErr_GivenExceptionMatches(exception, PyExc_GeneratorExit);
+}
+
+/* An exception's message, as the `exception` record holds it. */
+static void
+text_exception_message(Text *t, PyObject *exception)
+{
+    if (D.repr) {
+        Thread *thread = current_thread();
+        int paused = thread->paused;
+        thread->paused = 1;
+        PyObject *saved_type, *saved_value, *saved_tb;
+        PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
+        PyObject *str = PyObject_Str(exception);
+        if (str != NULL) {
+            Py_ssize_t n = PyUnicode_GET_LENGTH(str);
+            PyObject *part = n > VALUE_TEXT_MAX ? PyUnicode_Substring(str, 0, VALUE_TEXT_MAX)
+                                                : (Py_INCREF(str), str);
+            text_put_str(t, part);
+            Py_XDECREF(part);
+            Py_DECREF(str);
+            PyErr_Restore(saved_type, saved_value, saved_tb);
+            thread->paused = paused;
+            return;
+        }
+        PyErr_Clear();
+        PyErr_Restore(saved_type, saved_value, saved_tb);
+        thread->paused = paused;
+    }
+    PyObject *args = ((PyBaseExceptionObject *)exception)->args;
+    if (args == NULL || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) == 0) {
+        return;
+    }
+    if (PyTuple_GET_SIZE(args) > 1) {
+        text_value(t, args, 0);
+        return;
+    }
+    PyObject *only = PyTuple_GET_ITEM(args, 0);
+    if (PyUnicode_CheckExact(only) && PyUnicode_GET_LENGTH(only) <= VALUE_TEXT_MAX) {
+        text_put_str(t, only);
+    } else {
+        text_value(t, only, 0);
+    }
+}
+
+/*
+ * Whether `exception`, entering the frame of `code`, starts there as far
+ * as the trace is concerned: raised in it (its traceback has this frame
+ * only), or coming from code that is not recorded.
+ */
+static int
+starts_here(PyObject *exception, PyObject *tb)
+{
+    if (tb == NULL) {
+        tb = ((PyBaseExceptionObject *)exception)->traceback;
+    }
+    if (tb == NULL || !PyTraceBack_Check(tb) || ((PyTracebackObject *)tb)->tb_next == NULL) {
+        return 1;
+    }
+    PyFrameObject *next = ((PyTracebackObject *)tb)->tb_next->tb_frame;
+    if (next == NULL) {
+        return 1;
+    }
+#if PY_3_9
+    PyCodeObject *code = PyFrame_GetCode(next);
+    CodeInfo *info = code_info((PyObject *)code);
+    Py_DECREF(code);
+#else
+    CodeInfo *info = code_info((PyObject *)next->f_code);
+#endif
+    return info == NULL || info->id == 0;
+}
+
+/*
+ * An exception enters a recorded frame of `code` at `line`: its raise, if
+ * it starts there. `tb` is its traceback so far, or NULL for the one it
+ * holds: before 3.12 an exception's __traceback__ is set only once it is
+ * caught, and the trace function is given the traceback apart.
+ */
+static void
+record_raise(Thread *t, PyCodeObject *code, int line, PyObject *exception, PyObject *tb)
+{
+    if (!PyExceptionInstance_Check(exception) || is_iteration_exception(exception) ||
+        !starts_here(exception, tb)) {
+        return;
+    }
+    PyBaseExceptionObject *base = (PyBaseExceptionObject *)exception;
+    PyObject *context = base->context != NULL ? base->context : base->cause;
+    uint32_t id = ++D.exception_count;
+    Text text = {0};
+    text_type_name(&text, Py_TYPE(exception));
+    size_t type_end = text.len;
+    text_exception_message(&text, exception);
+    if (text.data == NULL) {
+        return;
+    }
+    text_printf(RECORDS, "{\"kind\":\"exception\",\"id\":%u,\"type\":", id);
+    text_json_bytes(RECORDS, text.data, (Py_ssize_t)type_end);
+    text_puts(RECORDS, ",\"message\":");
+    text_json_bytes(RECORDS, text.data + type_end, (Py_ssize_t)(text.len - type_end));
+    text_puts(RECORDS, ",\"file\":");
+    text_json_str(RECORDS, code->co_filename);
+    text_printf(RECORDS, ",\"line\":%d,\"context\":%llu}\n", line,
+                (unsigned long long)(uintptr_t)context);
+    free(text.data);
+    emit_ext_event(t, EXT_RAISE, id, (uintptr_t)exception);
+}
+
+#if PY_3_12
+static void
+record_handled(Thread *t, int line, PyObject *exception)
+{
+    if (!PyExceptionInstance_Check(exception) || is_iteration_exception(exception)) {
+        return;
+    }
+    emit_ext_event(t, EXT_HANDLED, line > 0 ? (uint64_t)line : 0, (uintptr_t)exception);
+}
+
+/* The line of the instruction at byte `offset`, or of the first after it
+   that has one: a handler's first instructions (PUSH_EXC_INFO) have none. */
+static int
+code_line(PyCodeObject *code, PyObject *offset)
+{
+    long at = PyLong_AsLong(offset);
+    PyErr_Clear();
+    for (int i = 0; i < 16 && at >= 0; i++, at += 2) {
+        int line = PyCode_Addr2Line(code, (int)at);
+        if (line > 0) {
+            return line;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+on_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    Thread *t = current_thread();
+    if (info->id && !info->hidden && !t->paused) {
+        int line = code_line((PyCodeObject *)args[0], args[1]);
+        record_raise(t, (PyCodeObject *)args[0], line, args[2], NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+on_exception_handled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = monitored_code(args[0]);
+    Thread *t = current_thread();
+    if (info->id && !info->hidden && !t->paused) {
+        int line = code_line((PyCodeObject *)args[0], args[1]);
+        record_handled(t, line, args[2]);
+    }
+    Py_RETURN_NONE;
+}
+#else
+/* f_trace_lines: a field of the frame up to 3.10; 3.11 hides the struct. */
+static void
+set_trace_lines(PyFrameObject *frame, int on)
+{
+#if PY_3_11
+    static PyObject *name = NULL;
+    if (name == NULL && (name = PyUnicode_InternFromString("f_trace_lines")) == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyObject_SetAttr((PyObject *)frame, name, on ? Py_True : Py_False) < 0) {
+        PyErr_Clear();
+    }
+#else
+    frame->f_trace_lines = (char)on;
+#endif
+}
+
+/*
+ * The trace function of --exceptions before 3.12. Line events are off in
+ * every frame (f_trace_lines, cleared at its call), but for the frame an
+ * exception has just entered: its next line is where the handler starts,
+ * if the frame handles it.
+ */
+static int
+trace_exceptions(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    Thread *t = (Thread *)obj;
+    if (UNLIKELY(!S.active)) {
+        return 0;
+    }
+    switch (what) {
+    case PyTrace_CALL:
+        set_trace_lines(frame, 0);
+        return 0;
+    case PyTrace_EXCEPTION: {
+        if (t->paused || !PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) < 3) {
+            return 0;
+        }
+        CodeInfo *info = profiled_code(frame_code(frame), frame);
+        if (info->id == 0 || info->hidden) {
+            return 0;
+        }
+        PyObject *exception = PyTuple_GET_ITEM(arg, 1);
+        record_raise(t, frame_code(frame), PyFrame_GetLineNumber(frame), exception,
+                     PyTuple_GET_ITEM(arg, 2));
+        t->watch_frame = (uintptr_t)frame;
+        t->watch_exception = (uintptr_t)exception;
+        set_trace_lines(frame, 1);
+        return 0;
+    }
+    case PyTrace_LINE:
+        if ((uintptr_t)frame == t->watch_frame) {
+            t->watch_frame = 0;
+            if (!t->paused) {
+                emit_ext_event(t, EXT_HANDLED, (uint64_t)PyFrame_GetLineNumber(frame),
+                               t->watch_exception);
+            }
+        }
+        set_trace_lines(frame, 0);
+        return 0;
+    case PyTrace_RETURN:
+        if ((uintptr_t)frame == t->watch_frame) {
+            t->watch_frame = 0;
+        }
+        return 0;
+    }
+    return 0;
+}
+#endif
+
+/* Installs the trace function of --exceptions on the calling thread (before 3.12). */
+static void
+trace_thread(Thread *t)
+{
+#if PY_3_12
+    (void)t;
+#else
+    if (D.exceptions && S.engine == ENGINE_PROFILE) {
+        /* Through the API, for the interpreter's count of threads that
+           trace (it decides whether line events are looked for at all); a
+           program's audit hooks see a sys.settrace event. */
+        S.switching = 1;
+        PyEval_SetTrace(trace_exceptions, (PyObject *)t);
+        S.switching = 0;
+        PyErr_Clear();
+    }
+#endif
+}
+
+/* details(exceptions, repr): what is recorded beyond the calls, before start(). */
+static PyObject *
+native_details(PyObject *module, PyObject *args)
+{
+    (void)module;
+    int exceptions = 0, repr = 0;
+    if (!PyArg_ParseTuple(args, "pp", &exceptions, &repr)) {
+        return NULL;
+    }
+    D.exceptions = exceptions;
+    D.repr = repr;
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3298,6 +3850,7 @@ trampoline_call(PyObject *self, PyObject *args, PyObject *kwargs)
             PyErr_Clear();
         } else if (S.engine == ENGINE_PROFILE && !S.manual) {
             set_profile(ts, profile, (PyObject *)t);
+            trace_thread(t);
         }
     }
     return PyObject_Call(tr->function, args, kwargs);
@@ -3843,10 +4396,12 @@ start_recording(void)
         static const char *names[] = {"PY_START", "PY_RESUME", "PY_RETURN", "PY_YIELD",
                                       "PY_UNWIND", "PY_THROW", NULL};
         static const char *c_names[] = {"CALL", "C_RETURN", "C_RAISE", NULL};
-        for (int pass = 0; pass < 2 && events != NULL; pass++) {
-            const char **list = pass == 0 ? names : c_names;
-            if (pass == 1 && !S.c_calls) {
-                break;
+        /* Exceptions: these fire only when one is raised or handled. */
+        static const char *exception_names[] = {"RAISE", "EXCEPTION_HANDLED", NULL};
+        for (int pass = 0; pass < 3 && events != NULL; pass++) {
+            const char **list = pass == 0 ? names : pass == 1 ? c_names : exception_names;
+            if ((pass == 1 && !S.c_calls) || (pass == 2 && !D.exceptions)) {
+                continue;
             }
             for (int i = 0; list[i]; i++) {
                 PyObject *bit = PyObject_GetAttrString(events, list[i]);
@@ -4285,7 +4840,6 @@ finish(const char *reason)
         engine_off();
     }
     if (S.batch == NULL) {
-        stream_ended = 1;
         return; /* never configured */
     }
     /* The last events go as any others, then the writer stops once it has
@@ -4314,7 +4868,9 @@ finish(const char *reason)
         close(S.fd);
         S.fd = -1;
     }
-    stream_ended = 1;
+    if (terminate_signal) {
+        die_by(terminate_signal); /* it came while the stream was finishing */
+    }
 }
 
 static PyObject *
@@ -5077,6 +5633,9 @@ static PyMethodDef monitoring_callbacks[] = {
     {"call", (PyCFunction)(void (*)(void))on_call, METH_FASTCALL, "CALL"},
     {"c_return", (PyCFunction)(void (*)(void))on_c_return, METH_FASTCALL, "C_RETURN"},
     {"c_raise", (PyCFunction)(void (*)(void))on_c_raise, METH_FASTCALL, "C_RAISE"},
+    {"raise", (PyCFunction)(void (*)(void))on_raise, METH_FASTCALL, "RAISE"},
+    {"exception_handled", (PyCFunction)(void (*)(void))on_exception_handled, METH_FASTCALL,
+     "EXCEPTION_HANDLED"},
     {NULL, NULL, 0, NULL},
 };
 #endif
@@ -5086,6 +5645,8 @@ static PyMethodDef native_methods[] = {
     {"send", native_send, METH_O, "send(data): write bytes to the channel (the hello)."},
     {"now", native_now, METH_NOARGS, "now(): the collector's clock, in ns (CLOCK_MONOTONIC)."},
     {"clock", native_clock, METH_NOARGS, "clock(): \"tsc\" or \"monotonic\"."},
+    {"details", native_details, METH_VARARGS,
+     "details(exceptions, repr): what is recorded beyond the calls, before start()."},
     {"configure", (PyCFunction)(void (*)(void))native_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(engine, own_file, include, exclude, stdlib, c_calls, max_events, clock): the "
      "main thread's id."},

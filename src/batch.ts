@@ -8,11 +8,25 @@
  * @module
  */
 
-import { type BatchRecord, ProtocolError, type ProtocolEvent } from "./protocol.ts";
+import {
+  type BatchRecord,
+  ExtOp,
+  isKnownOp,
+  MAX_EXT_OP,
+  MAX_OP,
+  ProtocolError,
+  type ProtocolEvent,
+} from "./protocol.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 
 /** The op of a thread switch: not an event, it changes the thread of those after it. */
 export const THREAD_SWITCH = 13;
+/**
+ * The op of an extended event (`docs/protocol.md`, "Exceptions and
+ * values"): the extended op minus 16 follows as a varint, then `dt`, a
+ * `ref` and, with bit 4, a frame id (an object's key).
+ */
+export const EXTENDED = 15;
 /** Op byte bit 4: a frame id follows the event's other fields. */
 export const FRAME_ID = 0x10;
 /** Op byte bit 5, only with bit 4: the frame id is 8 bytes, not 6. */
@@ -34,6 +48,14 @@ const OP_NAMES = [
   "span_end",
   "stop",
 ];
+
+/** The names of the extended ops, for messages. */
+const EXT_OP_NAMES: Record<number, string> = {
+  15: "extended",
+  16: "raise",
+  17: "handled",
+  18: "values",
+};
 
 /** The fewest bytes an event takes: its op byte and a one-byte `dt`. */
 const MIN_EVENT_BYTES = 2;
@@ -61,6 +83,8 @@ const HAS_REF = 8;
 const FRAME_6 = 16;
 const FRAME_8 = 32;
 LAYOUT[THREAD_SWITCH] = VALID | SWITCH;
+// Extended events are read by the careful path (they are rare): LAYOUT
+// leaves them 0.
 for (let op = 0; op <= 12; op++) {
   const fields = (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 ? HAS_REF : 0) |
     (op === 10 || op === 11 ? HAS_SPAN : 0);
@@ -155,6 +179,7 @@ class Reader {
     const byte = bytes[this.at++]!;
     const op = this.op = byte & 0x0f;
     if (byte > 0x3f) this.fail(`its op byte 0x${hex(byte)} has bit 6 or 7 set`);
+    if (op === EXTENDED) return this.readExtended(byte, ts);
     if (op > THREAD_SWITCH) {
       this.fail(`unknown op ${op} (op byte 0x${hex(byte)}): expected 0 to 13`);
     }
@@ -177,6 +202,23 @@ class Reader {
     this.id = layout & HAS_SPAN ? this.varint("span id") : 0;
     this.ref = layout & HAS_REF ? this.varint(field) : 0;
     if (layout & (FRAME_6 | FRAME_8)) this.id = this.frameId(layout & FRAME_8 ? 8 : 6);
+    return true;
+  }
+
+  /** The rest of an extended event (op 15) whose op byte was `byte`. */
+  readExtended(byte: number, ts: number): boolean {
+    if ((byte & WIDE_FRAME_ID) && !(byte & FRAME_ID)) {
+      this.fail(`its op byte 0x${hex(byte)} has bit 5 (an 8-byte frame id) without bit 4`);
+    }
+    const op = this.varint("extended op") + 16;
+    if (!isKnownOp(op) || op <= MAX_OP) {
+      this.fail(`unknown extended op ${op}: expected ${ExtOp.Raise} to ${MAX_EXT_OP}`);
+    }
+    this.op = op;
+    this.ts = ts + this.varint("dt");
+    if (this.ts >= TWO_TO_63) this.fail("its time passes 2^63 ns");
+    this.ref = this.varint("ref");
+    this.id = byte & FRAME_ID ? this.frameId(byte & WIDE_FRAME_ID ? 8 : 6) : 0;
     return true;
   }
 
@@ -211,7 +253,7 @@ class Reader {
     // A thread switch is not an event: it is named by the event it precedes.
     const what = this.op === THREAD_SWITCH
       ? `the thread switch before event ${this.#event}`
-      : `event ${this.#event} (${OP_NAMES[this.op] ?? `op ${this.op}`})`;
+      : `event ${this.#event} (${OP_NAMES[this.op] ?? EXT_OP_NAMES[this.op] ?? `op ${this.op}`})`;
     throw new ProtocolError(this.line, `${what}: ${detail}`, { byte: this.#start });
   }
 }
@@ -232,7 +274,7 @@ class Reader {
  * read `op`, `thread`, `ts`, `id` and `ref`.
  */
 export class BatchCursor {
-  /** The op of the event just read, 0 to 12. */
+  /** The op of the event just read, 0 to 12, or an extended op (16 and up). */
   op = 0;
   /** Its thread. */
   thread: number;

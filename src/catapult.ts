@@ -420,6 +420,9 @@ export class CatapultWriter implements TraceSink {
       // When recording stopped at --max-events: when (µs) and after how many events.
       limited: summary.limited,
       python_max_rss: summary.pythonMaxRss,
+      // Present when the stream showed exceptions (docs/protocol.md, "Exceptions and values").
+      exceptions: summary.exceptions,
+      swallowed_exceptions: summary.swallowedExceptions,
     };
     this.#text(`\n],"displayTimeUnit":"ns","otherData":${JSON.stringify(otherData)}}\n`);
     this.#flush();

@@ -7,6 +7,7 @@
 import {
   type BatchRecord,
   type EndRecord,
+  ExtOp,
   type HelloRecord,
   type LimitRecord,
   type MarkRecord,
@@ -19,6 +20,7 @@ import {
 } from "./protocol.ts";
 import { BatchCursor } from "./batch.ts";
 import { FrameTable } from "./_frame_table.ts";
+import { ExceptionTracker, type FrameEnd, ThreadExceptions } from "./exceptions.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 import { CpuCounters, GC_CATEGORY, gcArgs, gcSliceName } from "./runtime.ts";
 import { isTaskMark, type Task, TASK_MARKS, taskEndings, TaskTracker } from "./tasks.ts";
@@ -123,6 +125,8 @@ class Entry {
   task: Task | undefined = undefined;
   /** Whether this is the task's own coroutine frame, whose slices are its steps. */
   taskTop = false;
+  /** The held slice's values (`--args`, `--returns`), if any. */
+  heldArgs: SliceArgs | undefined = undefined;
 }
 
 /** A thread: its dense id, names, and its stack of open entries. */
@@ -137,6 +141,8 @@ class ThreadState {
    */
   readonly stack: (Entry | undefined)[] = [];
   depth = 0;
+  /** Its exceptions in flight and handlers in progress, once it has had any. */
+  exceptions: ThreadExceptions | undefined = undefined;
 
   constructor(
     readonly tid: number,
@@ -248,6 +254,19 @@ export class FrameStateMachine {
   #gcSites: (Site | undefined)[] = [];
   #cpu: CpuCounters | undefined;
   readonly #tasks: TaskTracker;
+  /** Exceptions (ops 16 and 17): their records, and the instants they become. */
+  readonly #exceptions = new ExceptionTracker(
+    (tid, depth, ts, site, flow, flowIn, flowOut, args) => {
+      if (depth > this.#maxDepth) {
+        this.#omitted++;
+        return;
+      }
+      this.#emit(tid, site as Site, ts, ts, flow, flowIn, flowOut, args, depth);
+    },
+    () => ++this.#flows,
+  );
+  /** The `values` records not used yet, by id (op 18): each is used by one event. */
+  readonly #values = new Map<number, SliceArgs>();
 
   #events = 0;
   #slices = 0;
@@ -341,6 +360,12 @@ export class FrameStateMachine {
       case "cfunc":
         this.#cfuncs[record.id] = new Site(record.name, "c_function", false);
         break;
+      case "exception":
+        this.#exceptions.define(record);
+        break;
+      case "values":
+        this.#values.set(record.id, record.values);
+        break;
       case "thread":
         this.#onThread(record);
         break;
@@ -403,6 +428,7 @@ export class FrameStateMachine {
     const last = this.#lastTs;
     for (const thread of this.#threads.values()) {
       if (!thread.announced) this.#announce(thread);
+      if (thread.exceptions !== undefined) this.#exceptions.finishThread(thread.exceptions);
       while (thread.depth > 0) {
         const entry = thread.stack[--thread.depth]!;
         // Counted as `slices` are: those written.
@@ -455,6 +481,12 @@ export class FrameStateMachine {
     if (hello.collector !== undefined) summary.collector = hello.collector;
     if (hello.clock !== undefined) summary.clock = hello.clock;
     if (this.#limited !== undefined) summary.limited = this.#limited;
+    const exceptions = this.#exceptions.counts;
+    if (exceptions.raised > 0) {
+      summary.exceptions = { ...exceptions };
+      const swallowed = this.#exceptions.swallowed();
+      if (swallowed.length > 0) summary.swallowedExceptions = swallowed;
+    }
     this.#sink.finish(summary);
     return summary;
   }
@@ -621,7 +653,59 @@ export class FrameStateMachine {
         break;
       }
       default:
-        this.#onMarkEvent(thread, op, ts, frame, ref);
+        if (op >= ExtOp.Raise) this.#onExtended(thread, op, ts, frame, ref);
+        else this.#onMarkEvent(thread, op, ts, frame, ref);
+    }
+  }
+
+  /**
+   * Exceptions and values (ops 16 to 18), about the innermost open Python
+   * frame of `thread`: see {@linkcode ExceptionTracker}.
+   */
+  #onExtended(thread: ThreadState, op: number, ts: number, frame: number, ref: number): void {
+    let at = thread.depth - 1;
+    while (at >= 0 && thread.stack[at]!.c) at--;
+    const entry = at >= 0 ? thread.stack[at]! : undefined;
+    const depth = (entry === undefined ? 0 : entry.depth) + 1;
+    switch (op) {
+      case ExtOp.Raise:
+        this.#exceptions.raise(
+          thread.exceptions ??= new ThreadExceptions(),
+          thread.tid,
+          ts,
+          depth,
+          frame,
+          ref,
+        );
+        break;
+      case ExtOp.Handled:
+        if (entry === undefined) break;
+        this.#exceptions.handled(
+          thread.exceptions ??= new ThreadExceptions(),
+          thread.tid,
+          ts,
+          at,
+          depth,
+          frame,
+          entry.site.file ?? "",
+          ref,
+        );
+        break;
+      case ExtOp.Values: {
+        const values = this.#values.get(ref);
+        this.#values.delete(ref);
+        if (entry === undefined || values === undefined) break;
+        entry.args = entry.args === undefined ? values : { ...entry.args, ...values };
+        break;
+      }
+    }
+  }
+
+  /** The frame at `index` on `thread` (and those above it) ends: its handlers' verdicts. */
+  #frameEnd(thread: ThreadState, index: number, how: FrameEnd): void {
+    const state = thread.exceptions;
+    if (state !== undefined && (state.pending.length > 0 || how === "closed")) {
+      this.#exceptions.frameEnd(state, index, how);
     }
   }
 
@@ -699,6 +783,7 @@ export class FrameStateMachine {
         // Recording stops on this thread (a `trace()` block ends, or the
         // program took the profiler over): what is open on it is closed now,
         // for no more of it will be seen.
+        if (thread.exceptions !== undefined) this.#exceptions.finishThread(thread.exceptions);
         while (thread.depth > 0) {
           this.#close(thread.tid, thread.stack[--thread.depth]!, ts, UNFINISHED);
         }
@@ -788,24 +873,28 @@ export class FrameStateMachine {
   }
 
   /** `return` or `unwind`: the instance ends and its id is retired. */
-  #leave(thread: ThreadState, ts: number, frame: number, unwound = false): void {
+  #leave(thread: ThreadState, ts: number, frame: number, unwind = false): void {
     const at = find(thread, frame);
     if (at < 0) return;
+    if (thread.exceptions !== undefined) this.#frameEnd(thread, at, unwind ? "unwind" : "return");
     this.#closeAbove(thread, at, ts);
     thread.depth = at;
     const entry = thread.stack[at]!;
     this.#close(thread.tid, entry, ts, undefined);
     if (entry.taskTop) {
       entry.taskTop = false;
-      this.#tasks.end(entry.task!, (ts - this.#t0) / 1000, unwound ? "exception" : "result");
+      this.#tasks.end(entry.task!, (ts - this.#t0) / 1000, unwind ? "exception" : "result");
     }
   }
 
   #suspend(thread: ThreadState, ts: number, frame: number): void {
     const at = find(thread, frame);
     if (at < 0) return;
+    if (thread.exceptions !== undefined) this.#frameEnd(thread, at, "return");
     this.#closeAbove(thread, at, ts);
     const entry = thread.stack[at]!;
+    entry.heldArgs = entry.args;
+    entry.args = undefined;
     // The entry now belongs to the registry: the slot gets a new one.
     thread.stack[at] = undefined;
     thread.depth = at;
@@ -836,7 +925,12 @@ export class FrameStateMachine {
       this.#omitted++;
       return;
     }
-    const own = entry.task !== undefined ? entry.task.args : entry.args;
+    const task = entry.task?.args;
+    const own = task === undefined
+      ? entry.args
+      : entry.args === undefined
+      ? task
+      : { ...task, ...entry.args };
     const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
     this.#emit(tid, entry.site, entry.start, ts, entry.flow, entry.flowIn, false, all, entry.depth);
     if (entry.taskTop) this.#taskStep(tid, entry, entry.start, ts);
@@ -858,7 +952,11 @@ export class FrameStateMachine {
       entry.flow,
       entry.heldFlowIn,
       flowOut,
-      entry.task?.args,
+      entry.task === undefined
+        ? entry.heldArgs
+        : entry.heldArgs === undefined
+        ? entry.task.args
+        : { ...entry.task.args, ...entry.heldArgs },
       entry.heldDepth,
     );
   }

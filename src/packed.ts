@@ -10,7 +10,7 @@
  * @module
  */
 
-import { MAX_OP, ProtocolError, type ProtocolEvent } from "./protocol.ts";
+import { isKnownOp, MAX_EXT_OP, MAX_OP, ProtocolError, type ProtocolEvent } from "./protocol.ts";
 
 /** Every integer on the wire is below 2^63 in magnitude (docs/protocol.md). */
 const TWO_TO_63 = 2 ** 63;
@@ -280,8 +280,11 @@ function unmarshal(
     }
     const op = values[out - EVENT_FIELDS]!;
     // `op >>> 0 === op` holds only for a non-negative integer.
-    if ((op >>> 0) !== op || op > MAX_OP) {
-      fail(at, `expected the op of event ${i + 1} to be 0 to ${MAX_OP}, got ${op}`);
+    if ((op >>> 0) !== op || (op > MAX_OP && !isKnownOp(op))) {
+      fail(
+        at,
+        `expected the op of event ${i + 1} to be 0 to ${MAX_OP} or 16 to ${MAX_EXT_OP}, got ${op}`,
+      );
     }
   }
   if (at !== end) fail(at, `${end - at} bytes follow the list of ${count} events`);

@@ -64,6 +64,40 @@ export const Op = {
 export const MAX_OP = 12;
 
 /**
+ * The extended operation codes (`docs/protocol.md`, "Exceptions and
+ * values"): 16 and up, written in a batch frame as op 15 followed by the
+ * code minus 16. Each carries a `frame` (an object's key, or 0) and a `ref`.
+ */
+export const ExtOp = {
+  /**
+   * An exception is raised in the innermost open frame. `frame` is the
+   * exception's key (its address), `ref` its `exception` record.
+   */
+  Raise: 16,
+  /**
+   * The innermost open frame handles the exception whose key is `frame`
+   * (an `except`, `finally` or `with` block starts). `ref` is the line.
+   */
+  Handled: 17,
+  /**
+   * Values of the innermost open frame (its arguments, or what it returns
+   * or yields): `ref` is a `values` record.
+   */
+  Values: 18,
+} as const;
+
+/** One of the extended operation codes of {@linkcode ExtOp}. */
+export type ExtOp = typeof ExtOp[keyof typeof ExtOp];
+
+/** The largest extended operation code of {@linkcode ExtOp}. */
+export const MAX_EXT_OP = 18;
+
+/** Whether `op` (a non-negative integer) is an operation code the converter knows. */
+export function isKnownOp(op: number): boolean {
+  return op <= MAX_OP || (op >= ExtOp.Raise && op <= MAX_EXT_OP);
+}
+
+/**
  * The longest binary frame the converter accepts (protocol 4), 2^30 bytes:
  * a frame is held in memory whole before it is decoded, and a length
  * beyond this is a corrupt record, not a batch (the native collector's are
@@ -82,7 +116,7 @@ export type Op = typeof Op[keyof typeof Op];
  * `ref` a code id (Python events) or a cfunc id (C events), 0 when unknown.
  */
 export type ProtocolEvent = readonly [
-  op: Op,
+  op: Op | ExtOp,
   thread: number,
   ts: number,
   frame: number,
@@ -300,8 +334,47 @@ export interface EndRecord {
   max_rss?: number;
 }
 
+/**
+ * An exception raised in recorded code, before the `raise` event (op 16)
+ * that refers to it. Used by that one event: the converter forgets it then.
+ */
+export interface ExceptionRecord {
+  /** Always `"exception"`. */
+  kind: "exception";
+  /** The number the event refers to. */
+  id: number;
+  /** The exception's type: `ValueError`, `json.decoder.JSONDecodeError`. */
+  type: string;
+  /** Its message, rendered without running the program's code, bounded. */
+  message: string;
+  /** Where it was raised: the file of the frame that raised it. */
+  file: string;
+  /** The line it was raised at. */
+  line: number;
+  /**
+   * The key of its `__context__` (or `__cause__`), the exception being
+   * handled when it was raised; 0 when none.
+   */
+  context: number;
+}
+
+/**
+ * Values of one frame (protocol 4, `--args`, `--returns`), before the
+ * `values` event (op 18) that refers to it. Used by that one event.
+ */
+export interface ValuesRecord {
+  /** Always `"values"`. */
+  kind: "values";
+  /** The number the event refers to. */
+  id: number;
+  /** Each value as the text it renders to, by name (a parameter, `return`, `yield`). */
+  values: { [name: string]: string };
+}
+
 /** Any record of the protocol, discriminated by `kind`. */
 export type ProtocolRecord =
+  | ExceptionRecord
+  | ValuesRecord
   | HelloRecord
   | ThreadRecord
   | CodeRecord
@@ -419,7 +492,8 @@ export class ProtocolError extends Error {
   }
 }
 
-const KINDS = "hello, thread, code, cfunc, mark, events, batch, limit, flush, gc, cpu or end";
+const KINDS =
+  "hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception, values, gc or cpu";
 const CODE_TYPES: ReadonlySet<string> = new Set<CodeType>([
   "function",
   "generator",
@@ -592,6 +666,25 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
       integer(record, "id", line);
       string(record, "name", line);
       break;
+    case "exception":
+      integer(record, "id", line);
+      string(record, "type", line);
+      string(record, "message", line);
+      string(record, "file", line);
+      integer(record, "line", line);
+      integer(record, "context", line);
+      break;
+    case "values": {
+      integer(record, "id", line);
+      const values = record.values;
+      if (
+        typeof values !== "object" || values === null || Array.isArray(values) ||
+        !Object.values(values).every((value) => typeof value === "string")
+      ) {
+        throw fieldError(line, "an object of strings", "values", kind);
+      }
+      break;
+    }
     case "flush":
       integer(record, "thread", line);
       integer(record, "start", line);
@@ -679,7 +772,7 @@ function checkEvents(record: Record<string, unknown>, line: number): void {
     // that is not JSON, or as times that are. This costs about 6 ns an
     // event more than `typeof` did, 2% of converting a JSON event (measured).
     if (
-      (op >>> 0) !== op || op > MAX_OP ||
+      (op >>> 0) !== op || (op > MAX_OP && !isKnownOp(op)) ||
       !isWireInteger(event[1]) || !isWireInteger(event[2]) ||
       !isWireInteger(event[3]) || !isWireInteger(event[4])
     ) {
@@ -712,7 +805,9 @@ function eventError(line: number, index: number, event: unknown): ProtocolError 
   return new ProtocolError(
     line,
     `expected event ${index + 1} of an "events" record to be [op, thread, ts, frame, ref], ` +
-      `five integers below 2^63 with op 0 to ${MAX_OP}, got ${preview(event)}`,
+      `five integers below 2^63 with op 0 to ${MAX_OP} or ${ExtOp.Raise} to ${MAX_EXT_OP}, got ${
+        preview(event)
+      }`,
   );
 }
 

@@ -14,7 +14,7 @@
 
 import { dirname } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
-import type { Collector, Engine, Filters, RuntimeOptions, Target } from "./cli.ts";
+import type { Collector, Details, Engine, Filters, RuntimeOptions, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import { type ConversionSummary, convert, type ConvertOptions } from "./convert.ts";
 import { ProtocolError } from "./protocol.ts";
@@ -112,6 +112,13 @@ export interface RunOptions {
    * @default {undefined} (every call is recorded)
    */
   filters?: Filters;
+  /**
+   * What the collector records beyond the calls, passed to it in
+   * `PANOPTICON_DETAILS` (see {@linkcode detailsVariable}).
+   *
+   * @default {undefined} (exceptions where they cost little)
+   */
+  details?: Details;
   /**
    * The converter leaves out slices nested deeper than this (a positive
    * whole number); passed to {@linkcode convert} as `maxDepth`.
@@ -228,6 +235,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_ENGINE",
   "PANOPTICON_PYTHONPATH",
   "PANOPTICON_FILTERS",
+  "PANOPTICON_DETAILS",
   "PANOPTICON_MANUAL",
   "PANOPTICON_NATIVE",
   "PANOPTICON_ROOT",
@@ -254,6 +262,12 @@ export interface ChannelSettings {
    * @default {undefined} (none)
    */
   filters?: Filters;
+  /**
+   * What the collector records beyond the calls.
+   *
+   * @default {undefined} (its defaults)
+   */
+  details?: Details;
   /**
    * Record only inside the program's `panopticon.trace()` blocks and
    * `panopticon.traced` calls (`PANOPTICON_MANUAL=1`).
@@ -327,6 +341,36 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
 }
 
 /**
+ * The value of `PANOPTICON_DETAILS` for `details`, or `undefined` when they
+ * ask for nothing (the collector's defaults).
+ *
+ * One setting a line, as in {@linkcode filtersVariable}: `exceptions on` or
+ * `exceptions off`, and `repr`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { detailsVariable } from "./runner.ts";
+ *
+ * assert.equal(
+ *   detailsVariable({ exceptions: true, repr: true }),
+ *   "exceptions on\nrepr",
+ * );
+ * assert.equal(detailsVariable({ repr: false }), undefined);
+ * ```
+ */
+export function detailsVariable(details: Details | undefined): string | undefined {
+  if (details === undefined) return undefined;
+  const lines = [
+    ...(details.exceptions === undefined
+      ? []
+      : [`exceptions ${details.exceptions ? "on" : "off"}`]),
+    ...(details.repr ? ["repr"] : []),
+  ];
+  return lines.length > 0 ? lines.join("\n") : undefined;
+}
+
+/**
  * The child's environment: `base` (the user's) with the collector's
  * variables set and any stale ones from `base` removed.
  *
@@ -363,6 +407,8 @@ export function childEnvironment(
   env["PANOPTICON_ENGINE"] = settings.engine;
   const filters = filtersVariable(settings.filters);
   if (filters !== undefined) env["PANOPTICON_FILTERS"] = filters;
+  const details = detailsVariable(settings.details);
+  if (details !== undefined) env["PANOPTICON_DETAILS"] = details;
   if (settings.manual) env["PANOPTICON_MANUAL"] = "1";
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   env["PANOPTICON_ROOT"] = "1";
@@ -539,6 +585,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       secret,
       engine: options.engine ?? "auto",
       filters: options.filters,
+      details: options.details,
       manual: options.manual,
       native: native?.path,
       runtime: options.runtime,

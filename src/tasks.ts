@@ -43,7 +43,8 @@ export type TaskEnd = "result" | "exception" | "cancelled" | "raised" | "ended" 
  * passes the exception); the native collector's profile function a return
  * from an unwind, not a cancellation from an error (a profile function runs
  * with the exception put aside); the Python collector's profile function
- * neither (Python passes it None for both).
+ * neither (Python passes it None for both), but for the unwinds it sends
+ * when it records exceptions (`--exceptions`): those are `raised`.
  */
 export type TaskEndings = "all" | "raised" | "none";
 
@@ -159,7 +160,8 @@ export class TaskTracker {
     if (how === "exception") {
       ended = task.cancelled ? "cancelled" : this.endings === "all" ? "exception" : "raised";
     }
-    if (this.endings === "none" && (how === "result" || how === "exception")) ended = "ended";
+    // Told no unwind, a return may be one: it only ended.
+    if (this.endings === "none" && how === "result") ended = "ended";
     const args: Record<string, JsonValue> = { ended, coroutine: task.coroutine };
     if (task.created === undefined) args.created = "unseen";
     this.#async(

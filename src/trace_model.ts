@@ -6,6 +6,7 @@
  */
 
 import type { JsonValue } from "./protocol.ts";
+import type { ExceptionCounts, SwallowedException } from "./exceptions.ts";
 
 /**
  * What a slice shows. One site is shared by every slice of one code object,
@@ -190,6 +191,16 @@ export interface TraceSummary {
    * the collector reported it (protocol 2, a complete stream).
    */
   pythonMaxRss?: number;
+  /**
+   * The exceptions the stream showed (ops 16 and 17), when it showed any:
+   * raised in recorded code, caught by a recorded handler, swallowed.
+   */
+  exceptions?: ExceptionCounts;
+  /**
+   * Each kind of swallowed exception (type, where raised, where swallowed,
+   * how many times), most frequent first, when there were any.
+   */
+  swallowedExceptions?: SwallowedException[];
 }
 
 /**

@@ -858,3 +858,22 @@ Deno.test("HELP_TEXT documents the formats, gzip, --max-events and the size warn
   }
   match(HELP_TEXT, /the program runs on to its end at full\s+speed/);
 });
+
+Deno.test("parseCommandLine reads --exceptions, --no-exceptions and --repr into details", async (t) => {
+  const cases: [string[], unknown][] = [
+    [["app.py"], undefined],
+    [["--exceptions", "app.py"], { exceptions: true, repr: false }],
+    [["--no-exceptions", "app.py"], { exceptions: false, repr: false }],
+    [["--exceptions", "--no-exceptions", "app.py"], { exceptions: false, repr: false }],
+    [["--repr", "app.py"], { repr: true }],
+    [["app.py", "--exceptions"], undefined],
+  ];
+  for (const [argv, details] of cases) {
+    await t.step(argv.join(" "), () => {
+      const command = parseCommandLine(argv);
+      equal(command.kind, "trace");
+      deepEqual(command.kind === "trace" ? command.details : null, details);
+    });
+  }
+  throws(() => parseCommandLine(["--exceptions=yes", "app.py"]), /takes no value/);
+});
