@@ -36,6 +36,7 @@ import _thread
 import marshal
 import os
 import sys
+import time as _time
 from time import perf_counter_ns
 
 __all__ = ["trace", "traced", "instant", "counter", "span"]
@@ -80,6 +81,19 @@ GENERATOR_LIKE = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_
 # the same types.
 C_FUNCTION_TYPES = (type(len), type(str.join))
 _MethodType = type(_asynchronous_signals.__get__(0))
+
+
+async def _coroutine_probe():
+    pass
+
+
+def _coroutine_type():
+    probe = _coroutine_probe()
+    probe.close()  # never started: no "never awaited" warning
+    return type(probe)
+
+
+_CoroutineType = _coroutine_type()
 
 OWN_FILE = __file__
 DEBUG = bool(os.environ.get("PANOPTICON_DEBUG"))
@@ -826,13 +840,23 @@ def _wrap_thread_starters(on_start):
             setattr(threading, copy, wrapper)
 
 
+# What the Python collector does as a thread started through _thread ends
+# (see _Runtime.thread_ended), or None.
+_thread_end_hook = [None]
+
+
 def _thread_starter(real, on_start):
     def start(function, *args, **kwargs):
         name = _bootstrap_name(function)
 
         def entry(*inner_args, **inner_kwargs):
             on_start(name)
-            return function(*inner_args, **inner_kwargs)
+            try:
+                return function(*inner_args, **inner_kwargs)
+            finally:
+                ended = _thread_end_hook[0]
+                if ended is not None:
+                    ended()
 
         return real(entry, *args, **kwargs)
 
@@ -888,6 +912,8 @@ class Recorder:
         self.keep_alive = []  # keeps identities in the tables from being reused
         self.lasting = []  # every code and cfunc record sent (see define)
         self.spawns = 0  # spawn tokens given (docs/protocol.md, "Processes")
+        self.runtime = None  # the runtime's records, see _Runtime
+        self.tasks = None  # asyncio tasks, see _Tasks
         self.exceptions = None  # an Exceptions, when they are recorded
         self.code_bytes = {}  # _identity(code) -> co_code, for ends_by_exception
 
@@ -989,6 +1015,10 @@ class Recorder:
                 "ident": ident,
             },
         )
+        if self.runtime is not None:
+            # After the thread's record, so that the converter knows the thread.
+            self.runtime.thread_started(serial)
+
 
     # sending ------------------------------------------------------------------
 
@@ -1081,6 +1111,15 @@ class Recorder:
                 parts.append(_json_line(limit))
             if record is not None:
                 parts.append(_json_line(record))
+            if self.runtime is not None:
+                # Past --max-events nothing is recorded, the runtime's work neither.
+                until = 0 if self.limited else None if limit is None else limit["ts"]
+                parts.extend(self.runtime.collection_records(until))
+                if until is None:
+                    # Last: after a thread's record, which may rename it.
+                    sample = self.runtime.sample()
+                    if sample is not None:
+                        parts.append(sample)
             if parts:
                 self.write(b"".join(parts))
             self.sent += count
@@ -1200,6 +1239,10 @@ def _make_profiler(recorder, serial):
     # them, the code's flags tell a generator's return more cheaply.
     filtering = recorder.filters.active
     generator_like = GENERATOR_LIKE
+    # asyncio tasks (see _Tasks): checked at a coroutine frame's first start
+    # and, while tasks run, at a generator-like frame's end.
+    tasks = recorder.tasks
+    tops = tasks.tops if tasks is not None else {}
     # With --exceptions the converter must tell an unwind from a return,
     # which a Python profile function is not told (arg is None for both).
     unwinds = recorder.exceptions is not None
@@ -1216,6 +1259,8 @@ def _make_profiler(recorder, serial):
             elif number:
                 if frame.f_lasti in fresh_points[_id(code)]:
                     append((0, serial, now(), _id(frame), -number))
+                    if tasks is not None and code.co_flags & 0x80:
+                        tasks.started(serial, _id(frame))
                 else:
                     append((1, serial, now(), _id(frame), -number))
             else:
@@ -1240,6 +1285,9 @@ def _make_profiler(recorder, serial):
             elif frame.f_lasti in suspension_points.get(_id(code), ()):
                 append((4, serial, ts, _id(frame), 0))
             else:
+                if tops and _id(frame) in tops:
+                    # The exception, if any, is put aside while a profile function runs.
+                    tasks.ended(serial, _id(frame))
                 append((3 if unwinds and arg is None and ends_by_exception(frame) else 2,
                         serial, ts, _id(frame), 0))
         elif c_calls:
@@ -1431,6 +1479,10 @@ class MonitoringEngine:
         threshold = FLUSH_THRESHOLD
         # With filters on, a C call is recorded only when its caller is.
         c_calls_follow_caller = recorder.filters.active
+        # asyncio tasks (see _Tasks).
+        tasks = recorder.tasks
+        tops = tasks.tops if tasks is not None else {}
+        type_type = type
 
         def first_sight():
             # A thread's first event: it gets its serial, and is announced
@@ -1465,7 +1517,10 @@ class MonitoringEngine:
             if number > 0:
                 append((0, serial, now(), 0, number))
             elif number:
-                append((0, serial, now(), _id(getframe(1)), -number))
+                frame = _id(getframe(1))
+                append((0, serial, now(), frame, -number))
+                if tasks is not None and code.co_flags & 0x80:
+                    tasks.started(serial, frame)
             else:
                 return DISABLE
             if _len(events) > threshold:
@@ -1506,7 +1561,10 @@ class MonitoringEngine:
             if number is None or number > 0:
                 append((2, serial, ts, 0, 0))
             elif number:
-                append((2, serial, ts, _id(getframe(1)), 0))
+                frame = _id(getframe(1))
+                if tops and frame in tops:
+                    tasks.ended(serial, frame)
+                append((2, serial, ts, frame, 0))
             else:
                 return DISABLE
 
@@ -1520,7 +1578,10 @@ class MonitoringEngine:
             if number is None or number > 0:
                 append((3, serial, ts, 0, 0))
             elif number:
-                append((3, serial, ts, _id(getframe(1)), 0))
+                frame = _id(getframe(1))
+                if tops and frame in tops:
+                    tasks.ended(serial, frame, exception)
+                append((3, serial, ts, frame, 0))
 
         def py_yield(code, offset, value):
             if not code_number(_id(code)):
@@ -1545,6 +1606,15 @@ class MonitoringEngine:
                 append((5, serial, now(), 0, number))
                 if _len(events) > threshold:
                     flush(serial)
+            elif (
+                tasks is not None and type(callable) is type_type and callable.__name__ == "Task"
+                and tasks.is_task_type(callable)
+            ):
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    serial = first_sight()
+                tasks.created(serial, arg0)
 
         def c_return(code, offset, callable, arg0):
             if type(callable) in c_types:
@@ -2400,6 +2470,251 @@ def _hello_line(engine, collector, secret, clock="monotonic", t0=None, parent=No
     return _json_line(hello)
 
 
+# --- the runtime: garbage collection and CPU time (issue 14) ---------------------
+
+
+def _parse_runtime(text):
+    """PANOPTICON_RUNTIME (see src/runner.ts): words that switch the runtime's records off or on.
+
+    Without the variable everything that is on by default is on: `gc`
+    (a slice per collection), `cpu-counters` (each thread's CPU time) and
+    `tasks` (asyncio tasks).
+    """
+    spec = {"gc": True, "cpu_counters": True, "tasks": True}
+    for word in (text or "").split():
+        name = word[3:] if word.startswith("no-") else word
+        key = name.replace("-", "_")
+        if key in spec:
+            spec[key] = not word.startswith("no-")
+        else:
+            _warn("ignoring %r in PANOPTICON_RUNTIME: not a setting this collector knows" % word)
+    return spec
+
+
+def _remove_by_identity(items, item):
+    """Take `item` out of the list `items`; list.remove would compare with ==, which may be Python code."""
+    for i in range(len(items)):
+        if items[i] is item:
+            del items[i]
+            return
+
+
+class _Runtime:
+    """The Python collector's records of the runtime's own work (docs/protocol.md, "The runtime").
+
+    - Garbage collection: a function appended to `gc.callbacks` takes the
+      time at a collection's start and, at its stop, adds a `gc` record,
+      which goes out with the next flush. It keeps nothing of `info`.
+    - CPU time: each thread's CPU clock (`time.pthread_getcpuclockid` of
+      its ident, read on the thread when it is announced) is read at every
+      flush, at most once a millisecond, into a `cpu` record.
+    """
+
+    def __init__(self, recorder, spec):
+        self.recorder = recorder
+        self.gc = None
+        self.callback = None
+        self.clocks = {} if spec["cpu_counters"] else None  # serial -> clock id
+        self.sampled_at = 0
+        # Collections seen since the last flush: (thread, start, end, and
+        # info's generation, collected, uncollectable). The callback only
+        # appends; the flush writes them out, where recording sees nothing
+        # (each call the callback made would be an event: writing the record
+        # there cost 50-100 us a collection, measured).
+        self.collections = []
+        if spec["gc"]:
+            gc = _import_quietly("gc")
+            started = [0]
+            append = self.collections.append
+            events = recorder.events
+            now = perf_counter_ns
+            local = _local
+
+            def collection(phase, info):
+                if phase == "start":
+                    started[0] = now()
+                    return
+                start = started[0]
+                started[0] = 0
+                try:
+                    serial = local.serial
+                except AttributeError:
+                    return
+                # Nothing recorded yet: the program's <module> has not started.
+                if start and not recorder.closed and (events or recorder.sent):
+                    end = now()
+                    append((serial, start, end, info["generation"], info["collected"],
+                            info["uncollectable"]))
+
+            self.gc = gc
+            self.callback = collection
+            gc.callbacks.append(collection)
+        if self.clocks is not None:
+            _thread_end_hook[0] = self.thread_ended
+
+    def collection_records(self, until=None):
+        """The `gc` records of the collections seen since the last call, as lines;
+        with `until`, only those that started by then (the --max-events limit)."""
+        collections = self.collections
+        taken = collections[: len(collections)]
+        del collections[: len(taken)]
+        lines = []
+        for serial, start, end, generation, collected, uncollectable in taken:
+            if until is not None and start > until:
+                continue
+            lines.append(
+                b'{"kind":"gc","thread":%d,"start":%d,"end":%d,"generation":%d,"collected":%d,'
+                b'"uncollectable":%d}\n' % (serial, start, end, generation, collected, uncollectable)
+            )
+        return lines
+
+    def thread_started(self, serial):
+        """On the thread `serial`, once it is announced: its CPU clock, and a first sample."""
+        if self.clocks is None:
+            return
+        try:
+            clock = self.clocks[serial] = _time.pthread_getcpuclockid(_thread.get_ident())
+            cpu = _time.clock_gettime_ns(clock)
+        except (AttributeError, OSError):
+            return
+        self.recorder.define({"kind": "cpu", "ts": perf_counter_ns(), "threads": [[serial, cpu]]})
+
+    def thread_ended(self):
+        """On a thread that ends: its last sample, for a thread that ran without a flush."""
+        serial = _current_serial()
+        clocks = self.clocks
+        if clocks is None or self.recorder.closed or serial not in clocks:
+            return
+        try:
+            cpu = _time.clock_gettime_ns(clocks.pop(serial))
+        except OSError:
+            return
+        self.recorder.define({"kind": "cpu", "ts": perf_counter_ns(), "threads": [[serial, cpu]]})
+
+    def sample(self):
+        """The line of a `cpu` record of every known thread's CPU time, if a millisecond has passed."""
+        clocks = self.clocks
+        if not clocks:
+            return None
+        now = perf_counter_ns()
+        if now - self.sampled_at < 1000000:
+            return None
+        self.sampled_at = now
+        read = _time.clock_gettime_ns
+        pairs = []
+        for serial, clock in list(clocks.items()):
+            try:
+                pairs.append(b"[%d,%d]" % (serial, read(clock)))
+            except OSError:
+                # The thread has ended: its clock is gone.
+                del clocks[serial]
+        if pairs:
+            return b'{"kind":"cpu","ts":%d,"threads":[%s]}\n' % (now, b",".join(pairs))
+        return None
+
+    def stop(self):
+        _thread_end_hook[0] = None
+        if self.callback is not None:
+            _remove_by_identity(self.gc.callbacks, self.callback)
+            self.callback = None
+
+
+class _Tasks:
+    """The Python collector's asyncio tasks (docs/protocol.md, "asyncio tasks").
+
+    As the native collector does: the monitoring engine's CALL of the
+    `_asyncio.Task` type is a task's creation (an instant of its "created"
+    mark, and its coroutine's identity waits for the task); a coroutine
+    frame's first start with a task of the running loop in
+    `_asyncio._current_tasks` that was not seen before is that task's first
+    step (an instant of the task's mark, named by `get_name()`, after the
+    frame's call event); that frame's end is the task's, an unwind with
+    `CancelledError` (monitoring engine) preceded by a "cancelled" instant.
+    Callbacks of either engine run unrecorded, so the calls made here are
+    never in the trace. Only identities are kept, never a task or coroutine.
+    """
+
+    def __init__(self, recorder):
+        self.events = recorder.events
+        self.task_type = None  # _asyncio.Task, once seen
+        self.current_tasks = None
+        self.get_running_loop = None
+        self.cancelled_error = None
+        self.count = 0
+        self.by_task = {}  # id(task) -> its number, while its coroutine runs
+        self.tops = {}  # the frame id of each task's coroutine -> id(task)
+        self.pending = {}  # id(coroutine) -> the number of its task, created
+
+    def find(self):
+        module = sys.modules.get("_asyncio")
+        current = getattr(module, "_current_tasks", None)
+        if type(current) is not dict:
+            return False
+        self.current_tasks = current
+        self.get_running_loop = module._get_running_loop
+        self.task_type = module.Task
+        exceptions = sys.modules.get("asyncio.exceptions")
+        self.cancelled_error = getattr(exceptions, "CancelledError", None)
+        return True
+
+    def is_task_type(self, callable):
+        """For a CALL of a type named Task: is it _asyncio.Task?"""
+        if self.task_type is None:
+            self.find()
+        return callable is self.task_type
+
+    def created(self, serial, coroutine):
+        if type(coroutine) is not _CoroutineType:
+            return
+        self.count += 1
+        self.pending[_identity(coroutine)] = self.count
+        self.events.append(
+            (8, serial, perf_counter_ns(), 0, _Mark(("asyncio.created", "task created", {"task": self.count})))
+        )
+
+    def started(self, serial, frame):
+        # An exception here would leave the engine's callback, which Python
+        # then switches off: a task not recorded is the lesser harm.
+        try:
+            self._started(serial, frame)
+        except Exception:
+            pass
+
+    def _started(self, serial, frame):
+        if self.current_tasks is None and not self.find():
+            return
+        loop = self.get_running_loop()
+        if loop is None:
+            return
+        task = None
+        for key, value in list(self.current_tasks.items()):
+            if key is loop:  # by identity: no __eq__ of the program's runs
+                task = value
+                break
+        if task is None or _identity(task) in self.by_task:
+            return
+        number = self.pending.pop(_identity(task.get_coro()), None)
+        if number is None:
+            self.count += 1
+            number = self.count
+        name = task.get_name()
+        self.by_task[_identity(task)] = number
+        self.tops[frame] = _identity(task)
+        self.events.append(
+            (8, serial, perf_counter_ns(), 0, _Mark(("asyncio.task", name, {"task": number})))
+        )
+
+    def ended(self, serial, frame, exception=None):
+        """Before the end event of a frame in `self.tops`."""
+        task = self.tops.pop(frame, None)
+        self.by_task.pop(task, None)
+        error = self.cancelled_error
+        if exception is not None and error is not None and isinstance(exception, error):
+            self.events.append(
+                (8, serial, perf_counter_ns(), 0, _Mark(("asyncio.cancelled", "task cancelled", {})))
+            )
+
+
 # --- start-up -------------------------------------------------------------------
 
 
@@ -2408,7 +2723,7 @@ def _hello_line(engine, collector, secret, clock="monotonic", t0=None, parent=No
 _VARIABLES = (
     "PANOPTICON_CHANNEL", "PANOPTICON_SECRET", "PANOPTICON_ENGINE", "PANOPTICON_FILTERS",
     "PANOPTICON_DETAILS", "PANOPTICON_MANUAL", "PANOPTICON_NATIVE", "PANOPTICON_MAX_EVENTS", "PANOPTICON_CLOCK",
-    "PANOPTICON_DEBUG", "PANOPTICON_FOLLOW",
+    "PANOPTICON_DEBUG", "PANOPTICON_FOLLOW", "PANOPTICON_RUNTIME",
 )
 _OWN_VARIABLES = ("PANOPTICON_SPAWN", "PANOPTICON_ROOT")
 
@@ -2450,6 +2765,7 @@ def _take_environment():
         "max_events": values["PANOPTICON_MAX_EVENTS"] or "",
         "clock": values["PANOPTICON_CLOCK"] or "auto",
         "follow": follow,
+        "runtime": _parse_runtime(values["PANOPTICON_RUNTIME"]),
         # Who started this process: the parent's pid and spawn token (see
         # docs/protocol.md, "Processes"); the run's first process has none.
         "parent": None if values["PANOPTICON_ROOT"] == "1" else {
@@ -2601,6 +2917,13 @@ def _start_native(native, settings, filters, engine, manual):
         _hello_line(engine, "native", settings["secret"], native.clock(), native.now(),
                     settings["parent"])
     )
+    if not manual:
+        runtime = settings["runtime"]
+        native.runtime(
+            _import_quietly("gc").callbacks if runtime["gc"] else None,
+            runtime["cpu_counters"],
+            runtime["tasks"],
+        )
     _session_state.attach(None, NativeEngine(native, engine), manual, native=native)
 
     def finish():
@@ -2655,6 +2978,10 @@ def _start_python(settings, filters, engine_name, manual):
     _new_serial()
     recorder.write(_hello_line(engine.name, "python", settings["secret"], parent=settings["parent"]))
     if not manual:
+        recorder.runtime = _Runtime(recorder, settings["runtime"])
+        if settings["runtime"]["tasks"]:
+            recorder.tasks = _Tasks(recorder)
+    if not manual:
         recorder.announce_thread(1, "MainThread")
     _session_state.attach(recorder, engine, manual)
     recorder.on_close = engine.stop
@@ -2669,6 +2996,8 @@ def _start_python(settings, filters, engine_name, manual):
             engine.check_at_exit()
             engine.silence()
             engine.stop()
+            if recorder.runtime is not None:
+                recorder.runtime.stop()
             recorder.finish(reason)
         except Exception as error:
             _warn("could not finish the trace: %s" % error)

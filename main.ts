@@ -89,6 +89,7 @@ async function trace(command: TraceCommand): Promise<number> {
     gzip: command.gzip,
     manual: command.manual,
     follow: command.follow,
+    runtime: command.runtime,
     collector: command.collector,
     tee: summary,
     onNotice: (message) => console.error(`panopticon: ${message}`),

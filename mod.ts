@@ -124,6 +124,7 @@ export {
   type RecordCallback,
   type ThreadRecord,
 } from "./src/protocol.ts";
+export type { CpuRecord, GcRecord, RuntimeRecord } from "./src/protocol.ts";
 export { unpackEvents } from "./src/packed.ts";
 export { unpackBatch } from "./src/batch.ts";
 export {
@@ -186,6 +187,8 @@ export {
   type ViewTraceOptions,
 } from "./src/view.ts";
 export type {
+  AsyncSlice,
+  FlowArrow,
   Mark,
   ProcessInfo,
   ProcessSummary,

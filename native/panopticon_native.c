@@ -649,6 +649,8 @@ announce_thread(Thread *t, PyObject *name)
     text_printf(RECORDS, ",\"ident\":%lu}\n", t->ident);
 }
 
+static void cpu_thread_started(Thread *t);
+
 /* A new Thread for the calling thread, in the table, announced. */
 static Thread *
 thread_new(PyThreadState *ts, PyObject *name)
@@ -672,6 +674,7 @@ thread_new(PyThreadState *ts, PyObject *name)
     }
     Py_DECREF(t); /* the table holds it */
     announce_thread(t, name);
+    cpu_thread_started(t);
     return t;
 }
 
@@ -958,6 +961,7 @@ send_batch(Batch *batch)
 }
 
 static void start_writer(void);
+static void cpu_sample_maybe(void);
 /* Inside os.fork, wrapped (see pause_writer). */
 static int in_fork_wrapper = 0;
 /* A SIGTERM or SIGHUP to end the process by, once the stream is finished
@@ -1292,6 +1296,9 @@ writer_main(void *unused)
             }
             int waited = pthread_cond_timedwait(&S.wake, &S.lock, &until);
             notice_terminate_signal();
+            pthread_mutex_unlock(&S.lock);
+            cpu_sample_maybe();
+            pthread_mutex_lock(&S.lock);
             /* Racy reads, on purpose: a hint to take the GIL, which decides. */
             if (waited == ETIMEDOUT && S.queue_head == NULL && !S.stopping &&
                 (S.batch_events || (S.batch && S.batch->records.len)) &&
@@ -1315,6 +1322,9 @@ writer_main(void *unused)
         if (!broken && S.fd >= 0 && send_batch(batch) < 0) {
             error = errno;
             warn("the trace channel closed (%s): recording stopped", strerror(error));
+        }
+        if (!error) {
+            cpu_sample_maybe();
         }
         pthread_mutex_lock(&S.lock);
         if (error) {
@@ -1398,6 +1408,557 @@ warn(const char *format, ...)
         ssize_t ignored = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
         (void)ignored;
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The runtime: garbage collection and CPU time (issue 14)                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * docs/protocol.md, "The runtime".
+ *
+ * - Garbage collection: a C function of ours appended to gc.callbacks (the
+ *   one trace a program can see: the list is public). At a collection's
+ *   start it takes the time; at its stop a `gc` record goes into the batch's
+ *   records. gc calls it straight from C, so no engine sees the call, and it
+ *   runs no Python code.
+ * - CPU time: each thread's CPU clock (pthread_getcpuclockid, taken on the
+ *   thread when it is first seen) goes into a table of our own; the writer
+ *   thread reads every clock in it every CPU_SAMPLE_NS, without the GIL, and
+ *   sends a `cpu` record between two batches (it is the one that writes to
+ *   the channel). A clock that fails is a thread that has ended.
+ */
+
+#define CPU_SAMPLE_NS 10000000ull
+
+typedef struct {
+    uint64_t serial;
+    clockid_t clock;
+} CpuClock;
+
+static struct {
+    int gc;                  /* gc.callbacks holds our callback */
+    int cpu;                 /* --no-cpu-counters not given */
+    PyObject *gc_callbacks;  /* gc.callbacks */
+    PyObject *gc_callback;   /* ours, in it */
+    uint64_t gc_started;     /* when the collection in progress began; 0: none */
+    pthread_mutex_t lock;    /* the clocks, shared with the writer */
+    CpuClock *clocks;
+    size_t clock_count, clock_slots;
+    uint64_t sampled_at;     /* the writer's last sample (CLOCK_MONOTONIC) */
+    Text sample;             /* the writer's record, reused */
+} R = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* On a thread first seen: its CPU clock joins the table. */
+static void
+cpu_thread_started(Thread *t)
+{
+    clockid_t clock;
+    if (!R.cpu || pthread_getcpuclockid(pthread_self(), &clock) != 0) {
+        return;
+    }
+    pthread_mutex_lock(&R.lock);
+    if (R.clock_count == R.clock_slots) {
+        size_t slots = R.clock_slots ? R.clock_slots * 2 : 16;
+        CpuClock *clocks = realloc(R.clocks, slots * sizeof *clocks);
+        if (clocks == NULL) {
+            pthread_mutex_unlock(&R.lock);
+            return;
+        }
+        R.clocks = clocks;
+        R.clock_slots = slots;
+    }
+    R.clocks[R.clock_count].serial = t->serial;
+    R.clocks[R.clock_count].clock = clock;
+    R.clock_count++;
+    pthread_mutex_unlock(&R.lock);
+}
+
+/* A `cpu` record of every thread in the table into `out`, at `now`; the
+   threads whose clock is gone leave the table. No GIL needed. */
+static void
+cpu_sample_into(Text *out, uint64_t now)
+{
+    pthread_mutex_lock(&R.lock);
+    size_t kept = 0;
+    int first = 1;
+    for (size_t i = 0; i < R.clock_count; i++) {
+        struct timespec ts;
+        if (clock_gettime(R.clocks[i].clock, &ts) != 0) {
+            continue; /* the thread has ended */
+        }
+        R.clocks[kept++] = R.clocks[i];
+        if (first) {
+            text_printf(out, "{\"kind\":\"cpu\",\"ts\":%llu,\"threads\":[", (unsigned long long)now);
+        }
+        text_printf(out, "%s[%llu,%llu]", first ? "" : ",", (unsigned long long)R.clocks[i].serial,
+                    (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+        first = 0;
+    }
+    R.clock_count = kept;
+    pthread_mutex_unlock(&R.lock);
+    if (!first) {
+        text_puts(out, "]}\n");
+    }
+}
+
+/* The writer thread, between batches: a sample every CPU_SAMPLE_NS, sent at
+   once. Its time is CLOCK_MONOTONIC, which the TSC clock is calibrated to
+   (the TSC's anchors belong to the threads with the GIL). */
+static void
+cpu_sample_maybe(void)
+{
+    if (!R.cpu || S.broken || S.fd < 0) {
+        return;
+    }
+    uint64_t now = monotonic_ns();
+    if (now - R.sampled_at < CPU_SAMPLE_NS) {
+        return;
+    }
+    R.sampled_at = now;
+    R.sample.len = 0;
+    cpu_sample_into(&R.sample, now);
+    if (R.sample.len) {
+        struct iovec iov = {R.sample.data, R.sample.len};
+        /* A failure is the channel's: the next batch finds it, and says so. */
+        (void)write_all(&iov, 1);
+    }
+}
+
+static PyObject *
+native_gc_callback(PyObject *unused, PyObject *args)
+{
+    (void)unused;
+    PyObject *phase, *info;
+    if (!PyArg_ParseTuple(args, "OO", &phase, &info)) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(phase) || !PyDict_Check(info)) {
+        Py_RETURN_NONE;
+    }
+    if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
+        R.gc_started = clock_now();
+        Py_RETURN_NONE;
+    }
+    uint64_t start = R.gc_started;
+    R.gc_started = 0;
+    /* Not while a thread waits for a free batch: the one being filled is
+       then the writer's. */
+    /* Nor before the program's <module>, when nothing is recorded yet. */
+    if (start == 0 || !S.active || S.waiting || S.finished || S.batch == NULL ||
+        S.waiting_for_batch) {
+        Py_RETURN_NONE;
+    }
+    uint64_t end = clock_now();
+    long long numbers[3] = {0, 0, 0};
+    static const char *keys[3] = {"generation", "collected", "uncollectable"};
+    for (int i = 0; i < 3; i++) {
+        PyObject *value = PyDict_GetItemString(info, keys[i]);
+        if (value != NULL && PyLong_Check(value)) {
+            numbers[i] = PyLong_AsLongLong(value);
+        }
+    }
+    PyErr_Clear();
+    Thread *t = current_thread();
+    if (t == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    text_printf(RECORDS,
+                "{\"kind\":\"gc\",\"thread\":%llu,\"start\":%llu,\"end\":%llu,\"generation\":%lld,"
+                "\"collected\":%lld,\"uncollectable\":%lld}\n",
+                (unsigned long long)t->serial, (unsigned long long)start,
+                (unsigned long long)end, numbers[0], numbers[1], numbers[2]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef gc_callback_def = {"panopticon_gc", native_gc_callback, METH_VARARGS,
+                                      "Panopticon's record of each garbage collection."};
+
+/*
+ * runtime(gc_callbacks, cpu_counters, tasks=True): before start().
+ * `gc_callbacks` is gc.callbacks, which gets our callback, or None for no gc
+ * records; `tasks`: asyncio tasks (see "asyncio tasks").
+ */
+static void tasks_configure(int on);
+
+static PyObject *
+native_runtime(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *callbacks;
+    int cpu = 1, tasks = 1;
+    if (!PyArg_ParseTuple(args, "Op|p", &callbacks, &cpu, &tasks)) {
+        return NULL;
+    }
+    R.cpu = cpu;
+    tasks_configure(tasks);
+    if (cpu && main_thread != NULL) {
+        cpu_thread_started(main_thread); /* configure() made it, on this thread */
+    }
+    if (callbacks != Py_None && !R.gc) {
+        if (!PyList_Check(callbacks)) {
+            PyErr_SetString(PyExc_TypeError, "runtime(): expected gc.callbacks, a list");
+            return NULL;
+        }
+        PyObject *callback = PyCFunction_NewEx(&gc_callback_def, NULL, NULL);
+        if (callback == NULL || PyList_Append(callbacks, callback) < 0) {
+            Py_XDECREF(callback);
+            return NULL;
+        }
+        Py_INCREF(callbacks);
+        R.gc_callbacks = callbacks;
+        R.gc_callback = callback;
+        R.gc = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* In a forked child: only the forking thread goes on, under a thread id of
+   its own, and the table's lock may have been held at the fork. */
+static void
+runtime_after_fork_child(void)
+{
+    pthread_mutex_init(&R.lock, NULL);
+    R.clock_count = 0;
+    R.sampled_at = 0;
+    R.gc_started = 0;
+    PyThreadState *ts = unchecked_tstate();
+    Thread *t = ts != NULL ? thread_table_get(ts->id) : NULL;
+    if (t != NULL) {
+        cpu_thread_started(t);
+    }
+}
+
+/* At the end: the last sample goes before the `end` record, and our callback
+   leaves gc.callbacks (found by identity: list.remove would compare with ==,
+   which may be Python code). With the GIL, after the writer has stopped. */
+static void
+runtime_finish(void)
+{
+    if (R.cpu && S.batch != NULL) {
+        cpu_sample_into(RECORDS, monotonic_ns());
+    }
+    if (R.gc) {
+        R.gc = 0;
+        PyObject *list = R.gc_callbacks;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+            if (PyList_GET_ITEM(list, i) == R.gc_callback) {
+                if (PyList_SetSlice(list, i, i + 1, NULL) < 0) {
+                    PyErr_Clear();
+                }
+                break;
+            }
+        }
+        Py_CLEAR(R.gc_callbacks);
+        Py_CLEAR(R.gc_callback);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* asyncio tasks (issue 14)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * docs/protocol.md, "asyncio tasks". Without changing the program (no task
+ * factory, no debug mode, no done callback), from what the engines already
+ * see:
+ *
+ * - A task is created: the monitoring engine's CALL event for the
+ *   _asyncio.Task type, whose first argument is the coroutine. An instant
+ *   of the task's "created" mark goes on the timeline there, and the
+ *   coroutine's address waits for the task's first step. (The profile
+ *   engine sees no call of a type: there the task has no creation.)
+ * - A task's first step: the first start of a coroutine frame while
+ *   _asyncio._current_tasks holds a task of the running loop that was not
+ *   seen before. That frame is the task's coroutine: an instant of the
+ *   task's mark (its name, from get_name()) follows the frame's call
+ *   event. Read only at a coroutine frame's first start, never per event.
+ * - Its end: that frame's return or unwind; an unwind with CancelledError
+ *   (monitoring engine: PY_UNWIND passes the exception) is preceded by an
+ *   instant of the "cancelled" mark.
+ *
+ * No task is kept alive: tasks and coroutines are known by address only,
+ * and forgotten when their coroutine frame ends.
+ */
+
+/* A map of 64-bit keys (addresses, never 0) to 64-bit values: open
+   addressing, tombstones, a quarter full at most. */
+typedef struct {
+    uint64_t *keys;
+    uint64_t *values;
+    size_t slots, used, live;
+} U64Map;
+
+#define MAP_TOMBSTONE UINT64_MAX
+
+static uint64_t *
+map_find(U64Map *m, uint64_t key)
+{
+    if (m->slots == 0) {
+        return NULL;
+    }
+    size_t j = hash_u64(key) & (m->slots - 1);
+    for (;;) {
+        if (m->keys[j] == 0) {
+            return NULL;
+        }
+        if (m->keys[j] == key) {
+            return &m->values[j];
+        }
+        j = (j + 1) & (m->slots - 1);
+    }
+}
+
+static void
+map_remove(U64Map *m, uint64_t key)
+{
+    uint64_t *value = map_find(m, key);
+    if (value != NULL) {
+        m->keys[value - m->values] = MAP_TOMBSTONE;
+        m->live--;
+    }
+}
+
+static int
+map_put(U64Map *m, uint64_t key, uint64_t value)
+{
+    uint64_t *old = map_find(m, key);
+    if (old != NULL) {
+        *old = value;
+        return 0;
+    }
+    if ((m->used + 1) * 4 > m->slots) {
+        size_t slots = 64;
+        while ((m->live + 1) * 4 > slots) {
+            slots *= 2;
+        }
+        uint64_t *keys = calloc(slots, sizeof *keys);
+        uint64_t *values = calloc(slots, sizeof *values);
+        if (keys == NULL || values == NULL) {
+            free(keys);
+            free(values);
+            return -1;
+        }
+        for (size_t i = 0; i < m->slots; i++) {
+            if (m->keys[i] != 0 && m->keys[i] != MAP_TOMBSTONE) {
+                size_t j = hash_u64(m->keys[i]) & (slots - 1);
+                while (keys[j] != 0) {
+                    j = (j + 1) & (slots - 1);
+                }
+                keys[j] = m->keys[i];
+                values[j] = m->values[i];
+            }
+        }
+        free(m->keys);
+        free(m->values);
+        m->keys = keys;
+        m->values = values;
+        m->slots = slots;
+        m->used = m->live;
+    }
+    size_t j = hash_u64(key) & (m->slots - 1);
+    while (m->keys[j] != 0 && m->keys[j] != MAP_TOMBSTONE) {
+        j = (j + 1) & (m->slots - 1);
+    }
+    if (m->keys[j] == 0) {
+        m->used++;
+    }
+    m->keys[j] = key;
+    m->values[j] = value;
+    m->live++;
+    return 0;
+}
+
+static struct {
+    int on;                     /* --no-tasks not given */
+    PyObject *current_tasks;    /* _asyncio._current_tasks: {loop: task} */
+    PyObject *get_running_loop; /* _asyncio._get_running_loop */
+    PyTypeObject *task_type;    /* _asyncio.Task */
+    PyObject *cancelled_error;  /* asyncio.exceptions.CancelledError */
+    uint64_t count;             /* tasks numbered so far */
+    uint32_t cancelled_mark;
+    U64Map tasks;               /* task address -> its number, while its coroutine runs */
+    U64Map tops;                /* the coroutine frame of each -> the task's address */
+    U64Map pending;             /* coroutine address -> the number of its task, created */
+} A;
+
+/* _asyncio's pieces, once the program has imported it (never imported here). */
+static int
+asyncio_found(void)
+{
+    if (A.current_tasks != NULL) {
+        return 1;
+    }
+    PyObject *modules = PySys_GetObject("modules");
+    PyObject *module = modules ? PyDict_GetItemString(modules, "_asyncio") : NULL;
+    if (module == NULL || !PyModule_Check(module)) {
+        return 0;
+    }
+    PyObject *dict = PyModule_GetDict(module);
+    PyObject *current = PyDict_GetItemString(dict, "_current_tasks");
+    PyObject *running = PyDict_GetItemString(dict, "_get_running_loop");
+    PyObject *type = PyDict_GetItemString(dict, "Task");
+    if (current == NULL || !PyDict_Check(current) || running == NULL || type == NULL ||
+        !PyType_Check(type)) {
+        return 0;
+    }
+    Py_INCREF(current);
+    Py_INCREF(running);
+    Py_INCREF(type);
+    A.current_tasks = current;
+    A.get_running_loop = running;
+    A.task_type = (PyTypeObject *)type;
+    PyObject *exceptions = PyDict_GetItemString(modules, "asyncio.exceptions");
+    PyObject *error = exceptions && PyModule_Check(exceptions)
+                          ? PyDict_GetItemString(PyModule_GetDict(exceptions), "CancelledError")
+                          : NULL;
+    if (error != NULL && PyExceptionClass_Check(error)) {
+        Py_INCREF(error);
+        A.cancelled_error = error;
+    }
+    return 1;
+}
+
+/* An instant of a mark of ours: the record now, the event in the batch. */
+static void
+task_instant(Thread *t, uint32_t mark)
+{
+    emit_ref_event(t, OP_INSTANT, mark);
+}
+
+static uint32_t
+task_mark(const char *name, const char *category, uint64_t task)
+{
+    uint32_t id = ++S.mark_count;
+    text_printf(RECORDS, "{\"kind\":\"mark\",\"id\":%u,\"name\":\"%s\",\"category\":\"%s\",", id,
+                name, category);
+    if (task) {
+        text_printf(RECORDS, "\"args\":{\"task\":%llu}}\n", (unsigned long long)task);
+    } else {
+        text_puts(RECORDS, "\"args\":{}}\n");
+    }
+    return id;
+}
+
+#if PY_3_12
+/* The monitoring engine's CALL of a type: _asyncio.Task(coro, ...) makes a task. */
+static void
+task_created(Thread *t, PyObject *callable, PyObject *coro)
+{
+    if (A.task_type == NULL) {
+        /* Before the first coroutine ran: _asyncio is known by the name of its type. */
+        if (strcmp(((PyTypeObject *)callable)->tp_name, "_asyncio.Task") != 0 || !asyncio_found()) {
+            return;
+        }
+    }
+    if ((PyTypeObject *)callable != A.task_type || coro == NULL || !PyCoro_CheckExact(coro) ||
+        PyErr_Occurred()) {
+        return;
+    }
+    uint64_t number = ++A.count;
+    if (map_put(&A.pending, (uintptr_t)coro, number) < 0) {
+        return;
+    }
+    task_instant(t, task_mark("task created", "asyncio.created", number));
+}
+#endif
+
+/* A coroutine frame's first start: the first step of a task not seen yet? */
+static void
+task_started(Thread *t, uintptr_t frame)
+{
+    /* Never over an exception being raised: the calls below would lose it. */
+    if (!A.on || PyErr_Occurred() || !asyncio_found()) {
+        return;
+    }
+    int paused = t->paused;
+    t->paused = 1; /* a subclass's get_name() may be Python code */
+    PyObject *loop = PyObject_CallObject(A.get_running_loop, NULL);
+    PyObject *task = NULL;
+    if (loop != NULL && loop != Py_None) {
+        /* By identity: a loop's own __eq__ or __hash__ is never called. */
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(A.current_tasks, &pos, &key, &value)) {
+            if (key == loop) {
+                task = value;
+                break;
+            }
+        }
+    }
+    Py_XDECREF(loop);
+    PyErr_Clear();
+    if (task == NULL || map_find(&A.tasks, (uintptr_t)task) != NULL) {
+        t->paused = paused;
+        return; /* not in a task, or a coroutine its coroutine awaits */
+    }
+    Py_INCREF(task);
+    uint64_t number = 0;
+    PyObject *coro = PyObject_CallMethod(task, "get_coro", NULL);
+    if (coro != NULL) {
+        uint64_t *created = map_find(&A.pending, (uintptr_t)coro);
+        if (created != NULL) {
+            number = *created;
+            map_remove(&A.pending, (uintptr_t)coro);
+        }
+        Py_DECREF(coro);
+    }
+    if (number == 0) {
+        number = ++A.count; /* created unseen: a factory of the program's, or setprofile */
+    }
+    PyObject *name = PyObject_CallMethod(task, "get_name", NULL);
+    PyErr_Clear();
+    t->paused = paused;
+    uint32_t id = ++S.mark_count;
+    text_printf(RECORDS, "{\"kind\":\"mark\",\"id\":%u,\"name\":", id);
+    if (name != NULL && PyUnicode_Check(name)) {
+        text_json_str(RECORDS, name);
+    } else {
+        text_printf(RECORDS, "\"Task %llu\"", (unsigned long long)number);
+    }
+    text_printf(RECORDS, ",\"category\":\"asyncio.task\",\"args\":{\"task\":%llu}}\n",
+                (unsigned long long)number);
+    Py_XDECREF(name);
+    if (map_put(&A.tasks, (uintptr_t)task, number) == 0 &&
+        map_put(&A.tops, frame, (uintptr_t)task) < 0) {
+        map_remove(&A.tasks, (uintptr_t)task);
+    }
+    Py_DECREF(task);
+    task_instant(t, id);
+}
+
+/* A coroutine frame ends: a task's own? `exception` is the one it unwinds
+   with (monitoring engine), else NULL. Before the frame's end event. */
+static void
+task_ended(Thread *t, uintptr_t frame, PyObject *exception)
+{
+    uint64_t *task = map_find(&A.tops, frame);
+    if (task == NULL) {
+        return;
+    }
+    map_remove(&A.tasks, *task);
+    map_remove(&A.tops, frame);
+    if (exception != NULL && A.cancelled_error != NULL &&
+        PyObject_TypeCheck(exception, (PyTypeObject *)A.cancelled_error)) {
+        if (A.cancelled_mark == 0) {
+            A.cancelled_mark = task_mark("task cancelled", "asyncio.cancelled", 0);
+        }
+        task_instant(t, A.cancelled_mark);
+    }
+}
+
+static void
+tasks_configure(int on)
+{
+    A.on = on;
+}
+
+/* In a forked child: the parent's marks are not in the child's stream. */
+static void
+tasks_after_fork_child(void)
+{
+    A.cancelled_mark = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2256,7 +2817,11 @@ on_py_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Thread *t = current_thread();
     if (LIKELY(!t->paused)) {
-        emit_code_event(t, OP_CALL, info->id, info->generator ? current_iframe() : 0);
+        uintptr_t frame = info->generator ? current_iframe() : 0;
+        emit_code_event(t, OP_CALL, info->id, frame);
+        if (UNLIKELY(A.on) && frame && (((PyCodeObject *)args[0])->co_flags & CO_COROUTINE)) {
+            task_started(t, frame);
+        }
     }
     Py_RETURN_NONE;
 }
@@ -2311,7 +2876,11 @@ on_py_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Thread *t = current_thread();
     if (LIKELY(!t->paused)) {
-        emit_end_event(t, OP_RETURN, info->generator ? current_iframe() : 0);
+        uintptr_t frame = info->generator ? current_iframe() : 0;
+        if (UNLIKELY(A.tops.live) && frame) {
+            task_ended(t, frame, NULL);
+        }
+        emit_end_event(t, OP_RETURN, frame);
     }
     Py_RETURN_NONE;
 }
@@ -2347,7 +2916,11 @@ on_py_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     CodeInfo *info = monitored_code(args[0]);
     Thread *t = current_thread();
     if (info->id && !t->paused) {
-        emit_end_event(t, OP_UNWIND, info->generator ? current_iframe() : 0);
+        uintptr_t frame = info->generator ? current_iframe() : 0;
+        if (UNLIKELY(A.tops.live) && frame) {
+            task_ended(t, frame, nargs > 2 ? args[2] : NULL);
+        }
+        emit_end_event(t, OP_UNWIND, frame);
     }
     Py_RETURN_NONE;
 }
@@ -2359,6 +2932,13 @@ on_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     (void)nargs;
+    if (UNLIKELY(A.on) && PyType_Check(args[2]) && S.active &&
+        (A.task_type == NULL || (PyTypeObject *)args[2] == A.task_type)) {
+        Thread *t = current_thread();
+        if (!t->paused) {
+            task_created(t, args[2], nargs > 3 ? args[3] : NULL);
+        }
+    }
     if (UNLIKELY(!S.active) || !is_c_function(args[2])) {
         Py_RETURN_NONE;
     }
@@ -2625,6 +3205,9 @@ profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         int fresh = lasti < 0;
 #endif
         emit_code_event(t, fresh ? OP_CALL : OP_RESUME, info->id, (uintptr_t)frame);
+        if (UNLIKELY(A.on) && fresh && (frame_code(frame)->co_flags & CO_COROUTINE)) {
+            task_started(t, (uintptr_t)frame);
+        }
         return 0;
     }
     case PyTrace_RETURN: {
@@ -2639,6 +3222,10 @@ profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         } else if (arg != NULL && at_point(info, frame_lasti(frame), 2)) {
             emit_end_event(t, OP_SUSPEND, (uintptr_t)frame);
         } else {
+            if (UNLIKELY(A.tops.live)) {
+                /* The exception is put aside while a profile function runs. */
+                task_ended(t, (uintptr_t)frame, NULL);
+            }
             emit_end_event(t, op, (uintptr_t)frame);
         }
         return 0;
@@ -3769,6 +4356,9 @@ limit_reached(Thread *t)
 {
     S.active = 0;
     S.events_left = -1;
+    /* The writer thread samples no more CPU time: the counters stop with
+       the slices (a sample it is taking now is dropped by the converter). */
+    R.cpu = 0;
     text_printf(RECORDS, "{\"kind\":\"limit\",\"ts\":%llu,\"events\":%llu,\"thread\":%llu}\n",
                 (unsigned long long)S.last_ts, (unsigned long long)S.events,
                 (unsigned long long)t->serial);
@@ -4259,6 +4849,7 @@ finish(const char *reason)
        sent everything; the `end` record, with what was sent, comes last. */
     hand_over(S.thread ? S.thread : main_thread);
     stop_writer();
+    runtime_finish();
     Text end = {0};
     text_printf(&end, "{\"kind\":\"end\",\"ts\":%llu,\"events\":%llu,\"dropped\":%llu,\"reason\":",
                 (unsigned long long)clock_now(), (unsigned long long)S.events,
@@ -4507,6 +5098,8 @@ native_after_fork_child(PyObject *module, PyObject *hello)
     pthread_cond_init(&S.freed, NULL);
     S.queue_head = S.queue_tail = NULL;
     S.waiting_for_batch = 0;
+    runtime_after_fork_child();
+    tasks_after_fork_child();
     terminate_signal = 0; /* the parent's to handle */
     terminating = 0;
     if (S.batch != NULL) {
@@ -5078,6 +5671,9 @@ static PyMethodDef native_methods[] = {
     {"follow", native_follow, METH_VARARGS,
      "follow(os, child_env, private_dir): trace the processes the program starts."},
     {"stats", native_stats, METH_NOARGS, "stats(): what was recorded so far."},
+    {"runtime", native_runtime, METH_VARARGS,
+     "runtime(gc_callbacks or None, cpu_counters, tasks=True): record collections, CPU time "
+     "and asyncio tasks."},
     {"encode_batch", native_encode_batch, METH_VARARGS,
      "encode_batch(ts, thread, events): a batch frame's bytes."},
     {"glob_match", native_glob_match, METH_VARARGS, "glob_match(pattern, text): the filters' matcher."},

@@ -7,6 +7,8 @@
 
 import manifest from "../deno.json" with { type: "json" };
 import type {
+  AsyncSlice,
+  FlowArrow,
   Mark,
   ProcessInfo,
   Slice,
@@ -419,6 +421,48 @@ export class CatapultWriter implements TraceSink {
       mark.kind === "instant"
         ? `{"ph":"i","s":"t",${names},"args":${args},"pid":${pid},"tid":${mark.tid},"ts":${ts}}`
         : `{"ph":"C",${names},"args":${args},"pid":${pid},"ts":${ts}}`,
+    );
+  }
+
+  /**
+   * Writes a slice of an async track as a nestable async begin and end
+   * (`ph:"b"` and `ph:"e"`, one `id` a track): Perfetto draws each task on
+   * a track of its own, its steps nested in its life.
+   */
+  asyncSlice(slice: AsyncSlice): void {
+    const head = `"cat":${JSON.stringify(slice.category)},"name":${
+      JSON.stringify(slice.name)
+    },"id":"0x${slice.id.toString(16)}","pid":${this.#pidOf(slice.tid)},"tid":${slice.tid}`;
+    const start = Math.round(slice.start * 1000) / 1000;
+    const end = Math.round((slice.start + slice.duration) * 1000) / 1000;
+    const args = slice.args === undefined ? "" : `,"args":${JSON.stringify(slice.args)}`;
+    this.#event(`{"ph":"b",${head},"ts":${start}${args}}`);
+    this.#event(`{"ph":"e",${head},"ts":${end}}`);
+  }
+
+  /**
+   * Writes an arrow as two slices of no length, one where it leaves and one
+   * where it arrives, each nested in the slice that encloses its time on its
+   * thread, joined by a v2 flow (`bind_id`, `flow_out` and `flow_in`): the
+   * slices it joins were written before the arrow was known, and their own
+   * `bind_id` may be taken by their frame's chain. (Perfetto links v1 flow
+   * events, `ph:"s"` and `ph:"f"`, by their name rather than their id: many
+   * arrows at once would be crossed.)
+   */
+  flowArrow(arrow: FlowArrow): void {
+    const head = `{"ph":"X","name":${JSON.stringify(arrow.name)},"cat":${
+      JSON.stringify(arrow.category)
+    }`;
+    const flow = `"bind_id":"0x${arrow.id.toString(16)}"`;
+    const from = Math.round(arrow.fromTs * 1000) / 1000;
+    const to = Math.round(arrow.toTs * 1000) / 1000;
+    const fromPid = this.#pidOf(arrow.fromTid);
+    const toPid = this.#pidOf(arrow.toTid);
+    this.#event(
+      `${head},"pid":${fromPid},"tid":${arrow.fromTid},"ts":${from},"dur":0,${flow},"flow_out":true}`,
+    );
+    this.#event(
+      `${head},"pid":${toPid},"tid":${arrow.toTid},"ts":${to},"dur":0,${flow},"flow_in":true}`,
     );
   }
 

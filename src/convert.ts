@@ -295,6 +295,14 @@ export function teeSink(first: TraceSink, second: TraceSink): TraceSink {
       first.mark?.(mark);
       second.mark?.(mark);
     },
+    asyncSlice(slice) {
+      first.asyncSlice?.(slice);
+      second.asyncSlice?.(slice);
+    },
+    flowArrow(arrow) {
+      first.flowArrow?.(arrow);
+      second.flowArrow?.(arrow);
+    },
     finish(summary) {
       first.finish(summary);
       second.finish(summary);

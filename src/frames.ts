@@ -15,12 +15,15 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   type ProtocolRecord,
+  type RuntimeRecord,
   type ThreadRecord,
 } from "./protocol.ts";
 import { BatchCursor } from "./batch.ts";
 import { FrameTable } from "./_frame_table.ts";
 import { ExceptionTracker, type FrameEnd, ThreadExceptions } from "./exceptions.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
+import { CpuCounters, GC_CATEGORY, gcArgs, gcSliceName } from "./runtime.ts";
+import { isTaskMark, type Task, TASK_MARKS, taskEndings, TaskTracker } from "./tasks.ts";
 import type {
   ProcessInfo,
   RecordingLimit,
@@ -182,6 +185,13 @@ class Entry {
   heldEnd = 0;
   heldDepth = 0;
   heldFlowIn = false;
+  /**
+   * The asyncio task this generator-like frame runs in (src/tasks.ts): its
+   * slices carry the task's name. Inherited from the frame that calls it.
+   */
+  task: Task | undefined = undefined;
+  /** Whether this is the task's own coroutine frame, whose slices are its steps. */
+  taskTop = false;
   /** The held slice's values (`--args`, `--returns`), if any. */
   heldArgs: SliceArgs | undefined = undefined;
   /**
@@ -304,6 +314,8 @@ export class FrameStateMachine {
   /** Whether thread ids are the collector's serial numbers (`hello.thread_ids`, protocol 4). */
   #serial = false;
   #limited: RecordingLimit | undefined;
+  /** When recording stopped at `--max-events`, in the stream's nanoseconds. */
+  #limitNs = Infinity;
   /** The threads of this stream. */
   #threadCount = 0;
   readonly #ids: TraceIds;
@@ -325,6 +337,10 @@ export class FrameStateMachine {
    * events and 21 MB at 10 million).
    */
   #spare: Entry[] = [];
+  /** The slice sites of garbage collections, by generation. */
+  #gcSites: (Site | undefined)[] = [];
+  #cpu: CpuCounters | undefined;
+  readonly #tasks: TaskTracker;
   /** Exceptions (ops 16 and 17): their records, and the instants they become. */
   readonly #exceptions = new ExceptionTracker(
     (tid, depth, ts, site, flow, flowIn, flowOut, args) => {
@@ -371,6 +387,7 @@ export class FrameStateMachine {
     this.#origin = options.origin;
     this.#spawnFlow = options.spawnFlow;
     this.#parentFlow = options.parentFlow ?? 0;
+    this.#tasks = new TaskTracker(sink);
   }
 
   /**
@@ -467,6 +484,10 @@ export class FrameStateMachine {
         );
         break;
       }
+      case "gc":
+      case "cpu":
+        this.#onRuntime(record);
+        break;
       case "end":
         this.#endRecord = record;
         if (record.ts > this.#lastTs) this.#lastTs = record.ts;
@@ -522,6 +543,8 @@ export class FrameStateMachine {
     }
     for (const entry of this.#suspended.values()) this.#emitHeld(entry, false);
     this.#suspended.clear();
+    for (const mark of this.#cpu?.finish() ?? []) this.#sink.mark?.(mark);
+    this.#tasks.finish((last - this.#t0) / 1000);
 
     const end = this.#endRecord;
     if (end === undefined) {
@@ -595,6 +618,7 @@ export class FrameStateMachine {
     this.#t0 = this.#origin ?? record.t0;
     this.#lastTs = record.t0;
     this.#serial = record.thread_ids === "serial";
+    this.#tasks.endings = taskEndings(record.engine, record.collector);
     const process: ProcessInfo = {
       pid: record.pid,
       name: ["python", ...record.argv.map(quote)].join(" "),
@@ -627,6 +651,7 @@ export class FrameStateMachine {
     const thread = this.#threadOf(record.thread);
     const ts = (record.ts - this.#t0) / 1000;
     this.#limited ??= { ts, events: record.events };
+    if (record.ts < this.#limitNs) this.#limitNs = record.ts;
     this.#sink.mark?.({
       kind: "instant",
       tid: thread.tid,
@@ -819,6 +844,9 @@ export class FrameStateMachine {
       entry.parentFlow = this.#parentFlow;
       this.#parentFlow = 0;
     }
+    // A coroutine (or generator) that a task's frame calls runs in that task.
+    entry.task = site.flows && parent !== undefined ? parent.task : undefined;
+    entry.taskTop = false;
     return entry;
   }
 
@@ -828,6 +856,10 @@ export class FrameStateMachine {
       case Op.Instant:
       case Op.Counter: {
         const mark = this.#mark(ref);
+        if (op === Op.Instant && isTaskMark(mark)) {
+          this.#onTaskMark(thread, ts, mark);
+          break;
+        }
         const args = op === Op.Instant ? mark.args : numbersOf(mark.args);
         // A counter with no number to show has no track to set.
         if (args === undefined) break;
@@ -980,7 +1012,12 @@ export class FrameStateMachine {
     if (thread.exceptions !== undefined) this.#frameEnd(thread, at, unwind ? "unwind" : "return");
     this.#closeAbove(thread, at, ts);
     thread.depth = at;
-    this.#close(thread.tid, thread.stack[at]!, ts, undefined);
+    const entry = thread.stack[at]!;
+    this.#close(thread.tid, entry, ts, undefined);
+    if (entry.taskTop) {
+      entry.taskTop = false;
+      this.#tasks.end(entry.task!, (ts - this.#t0) / 1000, unwind ? "exception" : "result");
+    }
   }
 
   #suspend(thread: ThreadState, ts: number, frame: number): void {
@@ -1025,7 +1062,12 @@ export class FrameStateMachine {
       this.#omitted++;
       return;
     }
-    const own = entry.args;
+    const task = entry.task?.args;
+    const own = task === undefined
+      ? entry.args
+      : entry.args === undefined
+      ? task
+      : { ...task, ...entry.args };
     const all = own === undefined ? args : args === undefined ? own : { ...own, ...args };
     this.#emit(
       tid,
@@ -1040,11 +1082,13 @@ export class FrameStateMachine {
       entry.childFlows,
       entry.parentFlow,
     );
+    if (entry.taskTop) this.#taskStep(tid, entry, entry.start, ts);
   }
 
   /** Emits the slice a suspended instance holds; a flow leaves it if it is resumed. */
   #emitHeld(entry: Entry, flowOut: boolean): void {
     if (entry.hidden) return;
+    if (entry.taskTop) this.#taskStep(entry.heldTid, entry, entry.heldStart, entry.heldEnd);
     if (entry.heldDepth > this.#maxDepth) {
       this.#omitted++;
       return;
@@ -1057,7 +1101,11 @@ export class FrameStateMachine {
       entry.flow,
       entry.heldFlowIn,
       flowOut,
-      entry.heldArgs,
+      entry.task === undefined
+        ? entry.heldArgs
+        : entry.heldArgs === undefined
+        ? entry.task.args
+        : { ...entry.task.args, ...entry.heldArgs },
       entry.heldDepth,
       entry.heldChildFlows,
       entry.heldParentFlow,
@@ -1179,6 +1227,101 @@ export class FrameStateMachine {
 
   #warn(message: string): void {
     this.#onWarning?.(message);
+  }
+
+  // --- asyncio tasks (src/tasks.ts) ------------------------------------------
+
+  /**
+   * A task instant of the collector's: a task is created here (the arrow to
+   * its first slice leaves the slice open now), or the innermost frame is a
+   * task's coroutine starting its first step, or is unwinding because the
+   * task was cancelled.
+   */
+  #onTaskMark(thread: ThreadState, ts: number, mark: MarkRecord): void {
+    const task = this.#tasks.task(mark);
+    const at = (ts - this.#t0) / 1000;
+    const top = thread.depth > 0 ? thread.stack[thread.depth - 1]! : undefined;
+    switch (mark.category) {
+      case TASK_MARKS.created:
+        if (task !== undefined) this.#tasks.created(task, thread.tid, at, this.#ids.flow());
+        break;
+      case TASK_MARKS.task:
+        if (task === undefined || top === undefined || top.c) break;
+        this.#tasks.started(
+          task,
+          mark.name,
+          top.site.name,
+          thread.tid,
+          (top.start - this.#t0) / 1000,
+          at,
+        );
+        top.task = task;
+        top.taskTop = true;
+        break;
+      case TASK_MARKS.cancelled:
+        if (top?.task !== undefined) top.task.cancelled = true;
+        break;
+    }
+  }
+
+  /** A slice of a task's own coroutine frame: a step on the task's track. */
+  #taskStep(tid: number, entry: Entry, start: number, end: number): void {
+    this.#tasks.step(
+      entry.task!,
+      tid,
+      (start - this.#t0) / 1000,
+      end > start ? (end - start) / 1000 : 0,
+    );
+  }
+
+  // --- The runtime's own records (src/runtime.ts) ---------------------------
+
+  /**
+   * A garbage collection is a slice of its own on the thread that ran it,
+   * like a flush; a CPU sample sets each known thread's counter (a thread
+   * not seen yet, whose `thread` record is still to come, is skipped).
+   */
+  #onRuntime(record: RuntimeRecord): void {
+    // Past --max-events the runtime's work is not recorded either (a
+    // collector may sample its CPU counters on).
+    if ((record.kind === "gc" ? record.start : record.ts) > this.#limitNs) return;
+    if (record.kind === "gc") {
+      const thread = this.#threadOf(record.thread);
+      if (record.end > this.#lastTs) this.#lastTs = record.end;
+      const generation = record.generation;
+      const site = this.#gcSites[generation] ??= new Site(
+        gcSliceName(generation),
+        GC_CATEGORY,
+        false,
+      );
+      // Nested, as a flush is, in the frame open now: with the native
+      // collector the record comes before the batch it happened in, so this
+      // is the depth of the stack then, a hint for the writers.
+      const top = thread.depth > 0 ? thread.stack[thread.depth - 1]!.depth : 0;
+      this.#emit(
+        thread.tid,
+        site,
+        record.start,
+        record.end,
+        0,
+        false,
+        false,
+        gcArgs(record),
+        top + 1,
+        undefined,
+        0,
+      );
+      return;
+    }
+    const counters = this.#cpu ??= new CpuCounters(this.#t0);
+    if (record.ts > this.#lastTs) this.#lastTs = record.ts;
+    for (const [id, cpu] of record.threads) {
+      const thread = this.#threads.get(id);
+      if (thread === undefined) continue;
+      if (!thread.announced) this.#announce(thread);
+      const mark = counters.sample(thread.tid, thread.name, record.ts, cpu);
+      if (mark !== undefined) this.#sink.mark?.(mark);
+    }
   }
 }
 

@@ -10,6 +10,8 @@ import manifest from "../deno.json" with { type: "json" };
 import { ProtoWriter, writeVarint } from "./_protobuf.ts";
 import type { JsonValue } from "./protocol.ts";
 import type {
+  AsyncSlice,
+  FlowArrow,
   Mark,
   ProcessInfo,
   Slice,
@@ -93,6 +95,8 @@ const EVENT = {
 } as const;
 /** `TrackEvent.Type`. */
 const TYPE = { begin: 1, end: 2, instant: 3, counter: 4 } as const;
+/** `TrackEvent`'s name and categories as plain strings, not interned (the async tracks'). */
+const EVENT_TEXT = { categories: 22, name: 23 } as const;
 /** `DebugAnnotation`. */
 const ANNOTATION = {
   nameIid: 1,
@@ -340,6 +344,12 @@ export class PerfettoWriter implements TraceSink {
   /** Counter series' tracks, keyed `pid\0name\0series`. */
   readonly #counterTracks = new Map<string, number>();
   #counterSequence: Sequence | undefined;
+  /** The async tracks (asyncio tasks), by their id; and their sequence. */
+  /** The async tracks' uuids, by pid and track id (`pid:id`): each process numbers its own. */
+  readonly #asyncTracks = new Map<string, number>();
+  /** The pid of each thread whose `thread()` named one, by dense id. */
+  readonly #threadPids: number[] = [];
+  #asyncSequence: Sequence | undefined;
 
   /**
    * Makes a writer that locks `output` and writes the trace to it.
@@ -388,6 +398,7 @@ export class PerfettoWriter implements TraceSink {
   thread(thread: ThreadInfo): void {
     const track = this.#threadTrack(thread.tid);
     const pid = thread.pid ?? this.#pid;
+    if (thread.pid !== undefined) this.#threadPids[thread.tid] = pid;
     this.#packet(
       new ProtoWriter().message(
         PACKET.trackDescriptor,
@@ -542,6 +553,76 @@ export class PerfettoWriter implements TraceSink {
         packet.varint(PACKET.sequenceId, sequence.id).message(PACKET.trackEvent, event),
       );
     }
+  }
+
+  /**
+   * Writes a slice of an async track (an asyncio task's life, or a step
+   * of it): a BEGIN and an END on a track of its own under the process,
+   * named after the task, with its name and category as plain strings and
+   * its args as debug annotations.
+   */
+  asyncSlice(slice: AsyncSlice): void {
+    const pid = this.#threadPids[slice.tid] ?? this.#pid;
+    const key = `${pid}:${slice.id}`;
+    let uuid = this.#asyncTracks.get(key);
+    if (uuid === undefined) {
+      uuid = ++this.#uuids;
+      this.#asyncTracks.set(key, uuid);
+      this.#packet(
+        new ProtoWriter().message(
+          PACKET.trackDescriptor,
+          new ProtoWriter()
+            .varint(TRACK.uuid, uuid)
+            .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid)
+            .string(TRACK.name, slice.track),
+        ),
+      );
+    }
+    const sequence = this.#asyncSequence ??= this.#newSequence(undefined);
+    const start = nanoseconds(slice.start);
+    const begin = new ProtoWriter()
+      .varint(EVENT.type, TYPE.begin)
+      .varint(EVENT.trackUuid, uuid)
+      .string(EVENT_TEXT.name, slice.name)
+      .string(EVENT_TEXT.categories, slice.category);
+    for (const [name, value] of Object.entries(slice.args ?? {})) {
+      const annotation = new ProtoWriter().string(ANNOTATION.name, name);
+      if (typeof value === "number") annotation.double(ANNOTATION.double, value);
+      else annotation.string(ANNOTATION.string, String(value));
+      begin.message(EVENT.debugAnnotations, annotation);
+    }
+    this.#timedPacket(sequence, start, begin);
+    this.#timedPacket(
+      sequence,
+      start + nanoseconds(slice.duration),
+      new ProtoWriter().varint(EVENT.type, TYPE.end).varint(EVENT.trackUuid, uuid),
+    );
+  }
+
+  /**
+   * Writes an arrow: the slices it joins were written already, so it goes
+   * from an instant at its start to one at its end, on their threads'
+   * tracks (`flow_ids`, `terminating_flow_ids`), each nested in the slice
+   * that encloses it.
+   */
+  flowArrow(arrow: FlowArrow): void {
+    const site = this.#markSite(TYPE.instant, arrow.name, arrow.category);
+    const from = nanoseconds(arrow.fromTs);
+    const to = nanoseconds(arrow.toTs);
+    this.#event(arrow.fromTid, site, from, from, FLOW_IDS, arrow.id, undefined, undefined);
+    this.#event(arrow.toTid, site, to, to, TERMINATING_FLOW_IDS, arrow.id, undefined, undefined);
+  }
+
+  /** A packet of `event` at `ts` on `sequence`: incremental if its clock allows, else absolute. */
+  #timedPacket(sequence: Sequence, ts: number, event: ProtoWriter): void {
+    const packet = new ProtoWriter();
+    if (ts >= sequence.watermark) {
+      packet.varint(PACKET.timestamp, ts - sequence.watermark);
+      sequence.watermark = ts;
+    } else {
+      packet.int64(PACKET.timestamp, ts).varint(PACKET.timestampClockId, ABSOLUTE_CLOCK);
+    }
+    this.#packet(packet.varint(PACKET.sequenceId, sequence.id).message(PACKET.trackEvent, event));
   }
 
   /** Writes the run's summary as metadata, last. */

@@ -428,6 +428,12 @@ export class PerfettoDecoder {
         case 10:
           event.name = lookup(state.names, reader.uint(), "event name");
           break;
+        case 23:
+          event.name = reader.string();
+          break;
+        case 22:
+          event.categories.push(reader.string());
+          break;
         case 3:
           for (const iid of reader.repeated(false)) {
             event.categories.push(lookup(state.categories, iid, "category"));

@@ -25,6 +25,8 @@ import {
   type TraceWriter,
 } from "./trace_format.ts";
 import type {
+  AsyncSlice,
+  FlowArrow,
   Mark,
   ProcessInfo,
   ProcessSummary,
@@ -700,6 +702,15 @@ class ProcessSink implements TraceSink {
   mark(mark: Mark): void {
     mark.pid = this.#pid;
     this.#writer.mark?.(mark);
+  }
+
+  // Their thread ids are numbered across the streams, which places them.
+  asyncSlice(slice: AsyncSlice): void {
+    this.#writer.asyncSlice?.(slice);
+  }
+
+  flowArrow(arrow: FlowArrow): void {
+    this.#writer.flowArrow?.(arrow);
   }
 
   finish(): void {

@@ -436,7 +436,49 @@ export type ProtocolRecord =
   | EndRecord
   | MarkRecord
   | BatchRecord
-  | LimitRecord;
+  | LimitRecord
+  | RuntimeRecord;
+
+// --- The runtime's own records: garbage collection, CPU time -------------
+// (protocol 4, added with issue 14; docs/protocol.md, "The runtime").
+
+/**
+ * One garbage collection (`gc.callbacks`), on the thread that ran it: a
+ * slice of its own.
+ */
+export interface GcRecord {
+  /** Always `"gc"`. */
+  kind: "gc";
+  /** The thread that ran the collection. */
+  thread: number;
+  /** When it began, in ns. */
+  start: number;
+  /** When it ended, in ns. */
+  end: number;
+  /** The generation collected, 0 to 2. */
+  generation: number;
+  /** The unreachable objects it found and freed. */
+  collected: number;
+  /** The unreachable objects it could not free (`gc.garbage`). */
+  uncollectable: number;
+}
+
+/**
+ * The CPU time of each thread the collector knows, sampled at `ts`: the
+ * converter shows the share of each interval that the thread ran as a
+ * counter track per thread.
+ */
+export interface CpuRecord {
+  /** Always `"cpu"`. */
+  kind: "cpu";
+  /** When the sample was taken, in ns. */
+  ts: number;
+  /** `[thread, cpu]` pairs: the thread's id on the wire and its CPU time so far, in ns. */
+  threads: readonly (readonly [thread: number, cpu: number])[];
+}
+
+/** The records of the runtime's own work: {@linkcode GcRecord} and {@linkcode CpuRecord}. */
+export type RuntimeRecord = GcRecord | CpuRecord;
 
 /** A record that a binary frame follows on the wire (protocol 4). */
 export type FrameRecord = BatchRecord | (EventsRecord & { marshal: number });
@@ -503,7 +545,7 @@ export class ProtocolError extends Error {
 }
 
 const KINDS =
-  "hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception or values";
+  "hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception, values, gc or cpu";
 const CODE_TYPES: ReadonlySet<string> = new Set<CodeType>([
   "function",
   "generator",
@@ -709,6 +751,10 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
       string(record, "reason", line);
       if (record.max_rss !== undefined) integer(record, "max_rss", line);
       break;
+    case "gc":
+    case "cpu":
+      checkRuntimeRecord(record, line);
+      break;
     default:
       if (typeof kind !== "string") {
         throw new ProtocolError(
@@ -734,6 +780,26 @@ function checkParent(parent: unknown, line: number): void {
         preview(parent)
       }`,
     );
+  }
+}
+
+/** The fields of a {@linkcode RuntimeRecord}. */
+function checkRuntimeRecord(record: Record<string, unknown>, line: number): void {
+  if (record.kind === "gc") {
+    for (const field of ["thread", "start", "end", "generation", "collected", "uncollectable"]) {
+      integer(record, field, line);
+    }
+    return;
+  }
+  integer(record, "ts", line);
+  const threads = record.threads;
+  if (
+    !Array.isArray(threads) ||
+    !threads.every((pair) =>
+      Array.isArray(pair) && pair.length === 2 && isWireInteger(pair[0]) && isWireInteger(pair[1])
+    )
+  ) {
+    throw fieldError(line, "an array of [thread, cpu] integer pairs", "threads", "cpu");
   }
 }
 

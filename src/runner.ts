@@ -16,11 +16,12 @@
 
 import { dirname } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
-import type { Collector, Details, Engine, Filters, Target } from "./cli.ts";
+import type { Collector, Details, Engine, Filters, RuntimeOptions, Target } from "./cli.ts";
 import { type Channel, openChannel } from "./channel.ts";
 import type { ConversionSummary } from "./convert.ts";
 import { convertProcesses, type ConvertProcessesOptions } from "./processes.ts";
 import { ProtocolError } from "./protocol.ts";
+import { runtimeVariable } from "./runtime.ts";
 import {
   buildCollectorBytecode,
   buildNative,
@@ -173,6 +174,13 @@ export interface RunOptions {
    */
   tee?: TraceSink;
   /**
+   * What the collector records of the runtime's own work, passed to it in
+   * `PANOPTICON_RUNTIME` (see {@linkcode runtimeVariable}).
+   *
+   * @default {undefined} (garbage collections and CPU counters)
+   */
+  runtime?: RuntimeOptions;
+  /**
    * The environment the program would get without Panopticon.
    *
    * @default {Deno.env.toObject()}
@@ -253,6 +261,7 @@ const CONTRACT_VARIABLES = [
   "PANOPTICON_NATIVE",
   "PANOPTICON_ROOT",
   "PANOPTICON_FOLLOW",
+  "PANOPTICON_RUNTIME",
   // Set by a traced parent for its children: stale in a run of its own.
   "PANOPTICON_SPAWN",
   "PANOPTICON_MAX_EVENTS",
@@ -300,6 +309,12 @@ export interface ChannelSettings {
    * @default {false}
    */
   follow?: boolean;
+  /**
+   * What is recorded of the runtime's own work (`PANOPTICON_RUNTIME`).
+   *
+   * @default {undefined} (the collector's defaults)
+   */
+  runtime?: RuntimeOptions;
   /**
    * The most events the collector records (`PANOPTICON_MAX_EVENTS`).
    *
@@ -394,6 +409,8 @@ export function detailsVariable(details: Details | undefined): string | undefine
  *   are told who started them instead);
  * - `PANOPTICON_FOLLOW`: `0` unless the processes the program starts are
  *   traced too;
+ * - `PANOPTICON_RUNTIME`: {@linkcode runtimeVariable}, only when it
+ *   switches something off;
  * - `PANOPTICON_MAX_EVENTS`: the most events to record, a positive whole
  *   number, only when there is a limit.
  */
@@ -417,6 +434,8 @@ export function childEnvironment(
   if (settings.native !== undefined) env["PANOPTICON_NATIVE"] = settings.native;
   env["PANOPTICON_ROOT"] = "1";
   env["PANOPTICON_FOLLOW"] = settings.follow ? "1" : "0";
+  const runtime = runtimeVariable(settings.runtime);
+  if (runtime !== undefined) env["PANOPTICON_RUNTIME"] = runtime;
   if (settings.maxEvents !== undefined) env["PANOPTICON_MAX_EVENTS"] = String(settings.maxEvents);
   return env;
 }
@@ -591,6 +610,7 @@ export async function runTraced(target: Target, options: RunOptions): Promise<Ru
       details: options.details,
       manual: options.manual,
       native: native?.path,
+      runtime: options.runtime,
       maxEvents: options.maxEvents,
       follow: options.follow ?? true,
     });

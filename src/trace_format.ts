@@ -114,6 +114,8 @@ export function openTraceWriter(
     thread: (thread) => sink.thread(thread),
     slice: (slice) => sink.slice(slice),
     mark: (mark) => sink.mark(mark),
+    asyncSlice: (slice) => sink.asyncSlice(slice),
+    flowArrow: (arrow) => sink.flowArrow(arrow),
     finish: (summary) => sink.finish(summary),
     // The output's own readiness too: a failure there (a reader that
     // cancelled) must stop the conversion even before a chunk is written.

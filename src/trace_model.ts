@@ -272,6 +272,50 @@ export interface ProcessSummary {
 }
 
 /**
+ * A slice of an async track (issue 14): an asyncio task's life, or one step
+ * of it nested in it. The slices of one track share `id`; a writer draws
+ * them on a track of their own, not on a thread's.
+ */
+export interface AsyncSlice {
+  /** The track: the task's number. */
+  id: number;
+  /** The track's name: the task's, `Task-1 main`. */
+  track: string;
+  /** `Task-1 main` for the task's life, `running` for a step. */
+  name: string;
+  /** `asyncio`. */
+  category: string;
+  /** The thread it began on. */
+  tid: number;
+  /** When it began, in µs since trace time zero. */
+  start: number;
+  /** How long it lasted, in µs. */
+  duration: number;
+  /** For the task's life: how it ended (`ended`), its coroutine. */
+  args: SliceArgs | undefined;
+}
+
+/**
+ * An arrow between two moments of the timeline (issue 14: from the call
+ * that created a task to its first slice), joining the slices that
+ * enclose them on their threads.
+ */
+export interface FlowArrow {
+  /** Unique among the trace's flows. */
+  id: number;
+  /** What it shows, e.g. `create_task`. */
+  name: string;
+  /** `asyncio`. */
+  category: string;
+  /** Where it leaves: the thread, and a moment inside the slice it leaves (µs). */
+  fromTid: number;
+  fromTs: number;
+  /** Where it arrives: the thread, and a moment inside the slice it arrives at (µs). */
+  toTid: number;
+  toTs: number;
+}
+
+/**
  * Where the frame-state machine sends what it finds, as it finds it:
  * process, then threads and slices interleaved, then the summary. Slices
  * arrive as they close (children before their parents), not in start order.
@@ -288,6 +332,10 @@ export interface TraceSink {
   slice(slice: Slice): void;
   /** An instant or counter value (protocol 3); a sink without it drops them. */
   mark?(mark: Mark): void;
+  /** A slice of an asyncio task's track (issue 14); a sink without it drops them. */
+  asyncSlice?(slice: AsyncSlice): void;
+  /** An arrow from a task's creation to its first slice (issue 14); dropped without it. */
+  flowArrow?(arrow: FlowArrow): void;
   /** The stream has ended; nothing follows. */
   finish(summary: TraceSummary): void;
 }

@@ -391,7 +391,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       name: "an unknown kind",
       text: `${hello}\n{"kind":"sample"}\n`,
       message:
-        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception or values',
+        'line 2: unknown record kind "sample": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception, values, gc or cpu',
     },
     {
       name: "a missing field",

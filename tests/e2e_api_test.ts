@@ -35,7 +35,10 @@ function ownSlices(trace: Trace, file: string): Record<string, number> {
 }
 
 function marks(trace: Trace): TraceEvent[] {
-  return trace.traceEvents.filter((event) => event.ph === "i" || event.ph === "C");
+  // The program's marks: not the CPU counters of the runtime (category "cpu").
+  return trace.traceEvents.filter((event) =>
+    event.ph === "i" || (event.ph === "C" && event.cat !== "cpu")
+  );
 }
 
 /** The flow chains of slices named `name`, as lists of their lengths. */

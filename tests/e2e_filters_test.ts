@@ -88,7 +88,9 @@ function isProgramFile(file: string | undefined): boolean {
 
 /** The program's slices and C calls: everything but the collector's own flushes. */
 function recorded(t: Trace): TraceEvent[] {
-  return slices(t).filter((s) => s.cat !== "panopticon");
+  // Neither the collector's flushes nor the runtime's garbage collections
+  // are code that a filter selects, nor are they subject to --max-depth.
+  return slices(t).filter((s) => s.cat !== "panopticon" && s.cat !== "gc");
 }
 
 /** The innermost recorded slice enclosing `slice`, ignoring the collector's flushes. */

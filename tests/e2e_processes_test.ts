@@ -163,8 +163,11 @@ for (const python of PYTHONS) {
         assertUnchanged(run);
         const pids = processes(run.trace);
         const root = rootPid(run.trace);
-        // Two workers; forkserver adds the server, which forks them.
-        assert.ok(pids.size >= 3, `the workers are traced: ${JSON.stringify([...pids])}`);
+        // Two workers; forkserver adds the server, which forks them. With the
+        // Python collector a worker that Pool.terminate() ended before its
+        // first batch went may be missing altogether (docs/reliability.md).
+        const least = collector === "native" ? 3 : 2;
+        assert.ok(pids.size >= least, `the workers are traced: ${JSON.stringify([...pids])}`);
         const squares = pidsOf(run.trace, "square");
         assert.ok(!squares.has(root), "the workers square, not the parent");
         if (collector === "native") {
@@ -188,7 +191,7 @@ for (const python of PYTHONS) {
           if (pid === root || !sliced.has(pid)) continue;
           assert.ok(arrivals.has(pid), `an arrow reaches process ${pid}: ${summaries}`);
         }
-        assert.ok(sliced.size >= 3, `the workers ran: ${summaries}`);
+        assert.ok(sliced.size >= least, `the workers ran: ${summaries}`);
       });
     }
 

@@ -288,7 +288,7 @@ Deno.test("main converts a recorded NDJSON stream (panopticon convert)", async (
       equal(
         stderr,
         'error: "bad.ndjson" is not a Panopticon record stream: line 2: unknown record kind ' +
-          '"nope": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception or values\n',
+          '"nope": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception, values, gc or cpu\n',
       );
       equal(await Deno.stat(`${dir}/bad.json`).then(() => true, () => false), false);
     });

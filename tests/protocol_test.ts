@@ -221,7 +221,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an unknown kind",
       text: '{"kind":"bogus"}',
       message:
-        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception or values',
+        'line 7: unknown record kind "bogus": expected hello, thread, code, cfunc, mark, events, batch, limit, flush, end, exception, values, gc or cpu',
     },
     {
       name: "a string ts in an end record",
