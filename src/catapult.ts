@@ -12,6 +12,7 @@ import type {
   Mark,
   ProcessInfo,
   Slice,
+  SliceArgs,
   SliceSite,
   ThreadInfo,
   TraceSink,
@@ -272,6 +273,20 @@ export class CatapultWriter implements TraceSink {
   #first = true;
   #pid = 0;
   #sites = new Map<SliceSite, RenderedSite>();
+  /**
+   * The heads of slices with args, by the args object and the site: an
+   * asyncio task's args (its name) are one object on every slice of its
+   * coroutines, hundreds of thousands of slices that would otherwise each
+   * stringify and encode their head. Args objects are never changed once
+   * made (`Slice.args`), so a head stays right; a one-off args
+   * object's entry goes with it.
+   */
+  #argsHeads = new WeakMap<SliceArgs, Map<RenderedSite, Uint8Array>>();
+  /** The last head of each async track's slices, by track id; cleared past 4,096 tracks. */
+  #asyncHeads = new Map<
+    number,
+    { name: string; category: string; pid: number; tid: number; begin: Uint8Array; end: Uint8Array }
+  >();
   #sortedTids = 0;
   /** The process of each thread (by dense id) that said which. */
   #pids: number[] = [];
@@ -375,12 +390,7 @@ export class CatapultWriter implements TraceSink {
     // nearly always one process's: each frame-state machine has its own).
     if (site === undefined || site.pid !== pid) site = this.#render(slice.site, pid);
     const args = slice.args;
-    // Extra args are rare (unfinished, unbalanced, flushes): they go as text.
-    const head = args === undefined ? site.head : this.#head(
-      site.names,
-      `${site.args}${site.args === "" ? "" : ","}${JSON.stringify(args).slice(1, -1)}`,
-      pid,
-    );
+    const head = args === undefined ? site.head : this.#argsHead(site, args, pid);
     const out = this.#reserve(head.length + SLICE_BYTES);
     let at = this.#at;
     if (this.#first) {
@@ -430,14 +440,47 @@ export class CatapultWriter implements TraceSink {
    * a track of its own, its steps nested in its life.
    */
   asyncSlice(slice: AsyncSlice): void {
-    const head = `"cat":${JSON.stringify(slice.category)},"name":${
-      JSON.stringify(slice.name)
-    },"id":"0x${slice.id.toString(16)}","pid":${this.#pidOf(slice.tid)},"tid":${slice.tid}`;
-    const start = Math.round(slice.start * 1000) / 1000;
-    const end = Math.round((slice.start + slice.duration) * 1000) / 1000;
+    // A task's steps share their heads: rendered again only when they change.
+    const pid = this.#pidOf(slice.tid);
+    let heads = this.#asyncHeads.get(slice.id);
+    if (
+      heads === undefined || heads.name !== slice.name || heads.category !== slice.category ||
+      heads.pid !== pid || heads.tid !== slice.tid
+    ) {
+      const head = `"cat":${JSON.stringify(slice.category)},"name":${
+        JSON.stringify(slice.name)
+      },"id":"0x${slice.id.toString(16)}","pid":${pid},"tid":${slice.tid},"ts":`;
+      heads = {
+        name: slice.name,
+        category: slice.category,
+        pid,
+        tid: slice.tid,
+        begin: encoder.encode(`${SEPARATOR}{"ph":"b",${head}`),
+        end: encoder.encode(`${SEPARATOR}{"ph":"e",${head}`),
+      };
+      if (this.#asyncHeads.size >= 4096) this.#asyncHeads.clear();
+      this.#asyncHeads.set(slice.id, heads);
+    }
     const args = slice.args === undefined ? "" : `,"args":${JSON.stringify(slice.args)}`;
-    this.#event(`{"ph":"b",${head},"ts":${start}${args}}`);
-    this.#event(`{"ph":"e",${head},"ts":${end}}`);
+    this.#asyncEvent(heads.begin, slice.start, args);
+    this.#asyncEvent(heads.end, slice.start + slice.duration, "");
+  }
+
+  /** One event of an async slice: its head, its time, and `args` (text, or ""). */
+  #asyncEvent(head: Uint8Array, us: number, args: string): void {
+    const out = this.#reserve(head.length + SLICE_BYTES + args.length * 3);
+    let at = this.#at;
+    if (this.#first) {
+      this.#first = false;
+      at = copy(out, at, head.subarray(SEPARATOR.length));
+    } else {
+      at = copy(out, at, head);
+    }
+    at = writeMicros(out, at, us);
+    if (args !== "") at += encoder.encodeInto(args, out.subarray(at)).written;
+    out[at++] = 0x7d; // }
+    this.#at = at;
+    if (at >= this.#chunkSize) this.#flush();
   }
 
   /**
@@ -583,6 +626,22 @@ export class CatapultWriter implements TraceSink {
   }
 
   /** The bytes of a slice up to its `tid`, separator first. */
+  /** The head of a slice of `site` with `args`, rendered once for each pair. */
+  #argsHead(site: RenderedSite, args: SliceArgs, pid: number): Uint8Array {
+    let heads = this.#argsHeads.get(args);
+    let head = heads?.get(site);
+    if (head === undefined) {
+      head = this.#head(
+        site.names,
+        `${site.args}${site.args === "" ? "" : ","}${JSON.stringify(args).slice(1, -1)}`,
+        pid,
+      );
+      if (heads === undefined) this.#argsHeads.set(args, heads = new Map());
+      heads.set(site, head);
+    }
+    return head;
+  }
+
   #head(names: string, args: string, pid: number): Uint8Array {
     return encoder.encode(
       `${SEPARATOR}{"ph":"X",${names}${args === "" ? "" : `,"args":{${args}}`},"pid":${pid},"tid":`,

@@ -68,6 +68,8 @@ export class Task {
   tid = 0;
   /** Whether its coroutine is unwinding with CancelledError. */
   cancelled = false;
+  /** Its track's name, once it has one: its name and its coroutine's. */
+  track = "";
   /** The arguments every slice of its coroutine frames carries. */
   args: SliceArgs = {};
   /** Whether its track has ended. */
@@ -192,7 +194,7 @@ export class TaskTracker {
   ): void {
     const slice: AsyncSlice = {
       id: task.number,
-      track: `${task.name} ${task.coroutine}`,
+      track: task.track ||= `${task.name} ${task.coroutine}`,
       name,
       category: TASK_CATEGORY,
       tid,

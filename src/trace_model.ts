@@ -85,7 +85,9 @@ export interface Slice {
    * Extra arguments: `{unbalanced: true}` (closed because an outer frame
    * ended), `{unfinished: true}` (still open when the stream ended, or when
    * recording stopped on its thread), `{events: n}` (a flush), a span's own
-   * arguments, or `undefined`.
+   * arguments, or `undefined`. Never changed once made: one object may be
+   * the args of many slices (an asyncio task's name), and writers cache
+   * what they render of it by identity.
    */
   args: SliceArgs | undefined;
   /**
