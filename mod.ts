@@ -159,6 +159,7 @@ export {
   type SummaryReport,
   SummarySink,
   type SummarySortKey,
+  type TaskSummary,
   type ThreadSummary,
 } from "./src/summary.ts";
 export { formatSummary, type FormatSummaryOptions } from "./src/summary_text.ts";

@@ -8,7 +8,9 @@
  */
 
 import type { JsonValue } from "./protocol.ts";
+import { TASK_CATEGORY } from "./tasks.ts";
 import type {
+  AsyncSlice,
   ProcessInfo,
   Slice,
   SliceArgs,
@@ -93,6 +95,15 @@ interface JsonEvent {
   id2?: unknown;
   flow_in?: unknown;
   flow_out?: unknown;
+  id?: unknown;
+}
+
+/** An async slice's `ph:"b"`, until its `ph:"e"`. */
+interface AsyncBegin {
+  name: string;
+  tid: number;
+  ts: number;
+  args: SliceArgs | undefined;
 }
 
 /**
@@ -108,6 +119,11 @@ interface JsonEvent {
  * process. Sites are interned, so that the slices of one function share
  * one site. `finish` gets the trace's `otherData` as the summary
  * Panopticon wrote (for a trace from elsewhere, what can be counted).
+ *
+ * The asyncio tasks' tracks come back as async slices: each `ph:"b"` is
+ * paired with the next `ph:"e"` of its process, category and `id` (the
+ * writer writes them one after the other), and the creation arrows' ends,
+ * the `asyncio` slices of no length with a flow, as arrows, not slices.
  *
  * @example
  * ```ts
@@ -159,6 +175,11 @@ export class CatapultReader {
   #lastPidKey = "";
   readonly #flowIds = new Map<string, number>();
   #flows = 0;
+  /** The async slices begun and not yet ended, by process, category and id. */
+  readonly #asyncOpen = new Map<string, AsyncBegin[]>();
+  readonly #asyncIds = new Map<string, number>();
+  /** The creation arrows that left and have not arrived yet, by flow id. */
+  readonly #arrows = new Map<number, { tid: number; ts: number; name: string }>();
   #slices = 0;
   #unfinished = 0;
   #end = 0;
@@ -458,6 +479,10 @@ export class CatapultReader {
       case "X":
         this.#onSlice(event, pid);
         break;
+      case "b":
+      case "e":
+        this.#onAsync(event, pid);
+        break;
       case "M": {
         const args = isObject(event.args) ? event.args : {};
         if (event.name === "process_name") {
@@ -528,6 +553,78 @@ export class CatapultReader {
     this.#emit(this.#thread(pid, event.tid), event.ts, duration, site, args, flow, flowIn, flowOut);
   }
 
+  /** Half of an async slice: a begin waits for its end, which sends the slice. */
+  #onAsync(event: JsonEvent, pid: string): void {
+    if (typeof event.ts !== "number") return;
+    this.#ensureProcess(pid);
+    const category = typeof event.cat === "string" ? event.cat : "";
+    const id = key(event.id);
+    const trackKey = `${pid}\0${category}\0${id}`;
+    let open = this.#asyncOpen.get(trackKey);
+    if (event.ph === "b") {
+      if (open === undefined) this.#asyncOpen.set(trackKey, open = []);
+      open.push({
+        name: typeof event.name === "string" ? event.name : "",
+        tid: this.#thread(pid, event.tid),
+        ts: event.ts,
+        args: isObject(event.args) ? event.args as SliceArgs : undefined,
+      });
+      return;
+    }
+    const begin = open?.pop();
+    if (begin === undefined) return;
+    if (open!.length === 0) this.#asyncOpen.delete(trackKey);
+    const slice: AsyncSlice = {
+      id: this.#asyncId(event.id),
+      // The track's own name is not in the trace: its life's is.
+      track: begin.name,
+      name: begin.name,
+      category,
+      tid: begin.tid,
+      pid: this.#pids.get(pid)!,
+      start: begin.ts,
+      duration: Math.max(0, event.ts - begin.ts),
+      args: begin.args,
+    };
+    this.#sink.asyncSlice?.(slice);
+  }
+
+  /** An async track's number: Panopticon's hex ids as they are, others numbered in order. */
+  #asyncId(id: unknown): number {
+    if (typeof id === "string" && /^0x[0-9a-f]{1,13}$/i.test(id)) return parseInt(id, 16);
+    if (typeof id === "number" && Number.isSafeInteger(id) && id >= 0) return id;
+    const text = JSON.stringify(id ?? null);
+    let number = this.#asyncIds.get(text);
+    if (number === undefined) {
+      number = 2 ** 53 - 1 - this.#asyncIds.size;
+      this.#asyncIds.set(text, number);
+    }
+    return number;
+  }
+
+  /**
+   * An end of a creation arrow (a slice of no length, category `asyncio`,
+   * with a flow): where it leaves is kept until it arrives.
+   */
+  #arrowEnd(tid: number, ts: number, name: string, flow: number, flowIn: boolean): void {
+    if (!flowIn) {
+      this.#arrows.set(flow, { tid, ts, name });
+      return;
+    }
+    const from = this.#arrows.get(flow);
+    if (from === undefined) return;
+    this.#arrows.delete(flow);
+    this.#sink.flowArrow?.({
+      id: flow,
+      name: from.name,
+      category: TASK_CATEGORY,
+      fromTid: from.tid,
+      fromTs: from.ts,
+      toTid: tid,
+      toTs: ts,
+    });
+  }
+
   /** The one site of a name, category, file and line. */
   #site(name: string, category: string, file?: string, line?: number): SliceSite {
     const siteKey = `${name}\0${category}\0${file ?? ""}\0${line ?? ""}`;
@@ -551,6 +648,10 @@ export class CatapultReader {
     flowIn: boolean,
     flowOut: boolean,
   ): void {
+    if (site.category === TASK_CATEGORY && duration === 0 && flow !== 0 && flowIn !== flowOut) {
+      this.#arrowEnd(tid, start, site.name, flow, flowIn);
+      return;
+    }
     const slice = this.#slice;
     slice.tid = tid;
     slice.start = start;

@@ -23,7 +23,14 @@ import { FrameTable } from "./_frame_table.ts";
 import { ExceptionTracker, type FrameEnd, ThreadExceptions } from "./exceptions.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 import { CpuCounters, GC_CATEGORY, gcArgs, gcSliceName } from "./runtime.ts";
-import { isTaskMark, type Task, TASK_MARKS, taskEndings, TaskTracker } from "./tasks.ts";
+import {
+  isTaskMark,
+  type Task,
+  TASK_MARKS,
+  type TaskCreator,
+  taskEndings,
+  TaskTracker,
+} from "./tasks.ts";
 import type {
   ProcessInfo,
   RecordingLimit,
@@ -1243,7 +1250,9 @@ export class FrameStateMachine {
     const top = thread.depth > 0 ? thread.stack[thread.depth - 1]! : undefined;
     switch (mark.category) {
       case TASK_MARKS.created:
-        if (task !== undefined) this.#tasks.created(task, thread.tid, at, this.#ids.flow());
+        if (task !== undefined) {
+          this.#tasks.created(task, thread.tid, at, this.#ids.flow(), creatorOf(thread));
+        }
         break;
       case TASK_MARKS.task:
         if (task === undefined || top === undefined || top.c) break;
@@ -1363,4 +1372,28 @@ function numbersOf(args: MarkRecord["args"]): Record<string, number> | undefined
 /** Quotes a command-line argument the way a POSIX shell would need it. */
 function quote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Who created a task: the innermost open Python frame of the creating
+ * thread outside asyncio's own modules (`loop.create_task`, `gather`,
+ * `TaskGroup.create_task` are asyncio's, and always the innermost), else
+ * the innermost Python frame. A function's name and where its code starts:
+ * the stream has no line numbers of calls.
+ */
+function creatorOf(thread: ThreadState): TaskCreator | undefined {
+  let innermost: Site | undefined;
+  for (let at = thread.depth - 1; at >= 0; at--) {
+    const entry = thread.stack[at]!;
+    if (entry.c || entry.hidden || entry.frame < 0) continue;
+    innermost ??= entry.site;
+    if (!entry.site.name.startsWith("asyncio.")) return creator(entry.site);
+  }
+  return innermost === undefined ? undefined : creator(innermost);
+}
+
+function creator(site: Site): TaskCreator {
+  return site.file === undefined
+    ? { name: site.name }
+    : { name: site.name, at: `${site.file}:${site.line ?? 0}` };
 }

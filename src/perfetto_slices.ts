@@ -15,7 +15,9 @@ import {
   type PerfettoTrack,
 } from "./perfetto_reader.ts";
 import type { JsonValue } from "./protocol.ts";
+import { TASK_CATEGORY } from "./tasks.ts";
 import type {
+  AsyncSlice,
   Slice,
   SliceArgs,
   SliceSite,
@@ -35,6 +37,12 @@ import type {
  * before (the writer gives an instance one id), and leaves it unless the
  * id is among its `terminating_flow_ids`. Threads keep the writer's dense
  * ids; their idents are not in the trace (null).
+ *
+ * A track under a process that is neither a thread's nor a counter's is an
+ * asyncio task's (its life and steps): its slices go to the sink as async
+ * slices, of its process and of no known thread (`tid` 0). The `asyncio`
+ * instants with a flow are the ends of the tasks' creation arrows: they go
+ * as arrows, not marks.
  *
  * @example
  * ```ts
@@ -62,6 +70,8 @@ export class PerfettoSliceReader {
   /** The BEGINs not yet ended, by track. */
   readonly #open = new Map<number, PerfettoEvent[]>();
   readonly #flows = new Set<number>();
+  /** The creation arrows that left and have not arrived yet, by flow id. */
+  readonly #arrows = new Map<number, { tid: number; ts: number; name: string }>();
   readonly #sites = new Map<string, SliceSite>();
   readonly #threads = new Set<number>();
   #metadata: Record<string, string | number | boolean> = {};
@@ -209,6 +219,9 @@ export class PerfettoSliceReader {
         break;
       }
       case "instant":
+        if (event.categories.length === 1 && event.categories[0] === TASK_CATEGORY) {
+          if (this.#arrowEnd(event)) break;
+        }
         if (event.ts > this.#end) this.#end = event.ts;
         this.#sink.mark?.({
           kind: "instant",
@@ -233,7 +246,56 @@ export class PerfettoSliceReader {
     }
   }
 
+  /** An end of a creation arrow, if `event` is one: where it leaves is kept until it arrives. */
+  #arrowEnd(event: PerfettoEvent): boolean {
+    const out = event.flowIds[0];
+    const last = event.terminatingFlowIds[0];
+    if ((out === undefined) === (last === undefined)) return false;
+    const tid = this.#tid(event.track);
+    const ts = event.ts / 1000;
+    if (out !== undefined) {
+      this.#arrows.set(out, { tid, ts, name: event.name ?? "" });
+      return true;
+    }
+    const from = this.#arrows.get(last!);
+    if (from === undefined) return true;
+    this.#arrows.delete(last!);
+    this.#sink.flowArrow?.({
+      id: last!,
+      name: from.name,
+      category: TASK_CATEGORY,
+      fromTid: from.tid,
+      fromTs: from.ts,
+      toTid: tid,
+      toTs: ts,
+    });
+    return true;
+  }
+
+  /** Whether `track` is an async track: named, under a process, not a thread's or a counter's. */
+  #isAsync(track: PerfettoTrack | undefined): track is PerfettoTrack {
+    return track !== undefined && track.process === undefined && track.thread === undefined &&
+      !track.counter && track.name !== undefined && track.parent !== undefined;
+  }
+
   #ended(begin: PerfettoEvent, end: number): void {
+    const track = this.#tracks.get(begin.track);
+    if (this.#isAsync(track)) {
+      const parent = this.#tracks.get(track.parent!);
+      const slice: AsyncSlice = {
+        id: track.uuid,
+        track: track.name!,
+        name: begin.name ?? "",
+        category: begin.categories.join(","),
+        tid: 0,
+        pid: parent?.process?.pid ?? this.#pid,
+        start: begin.ts / 1000,
+        duration: Math.max(0, end - begin.ts) / 1000,
+        args: Object.keys(begin.args).length === 0 ? undefined : begin.args as SliceArgs,
+      };
+      this.#sink.asyncSlice?.(slice);
+      return;
+    }
     const name = begin.name ?? "";
     const category = begin.categories.join(",");
     const key = `${name}\0${category}\0${begin.file ?? ""}\0${begin.line ?? ""}`;

@@ -10,7 +10,10 @@
 
 import { RECORD_FIELDS, RecordSpill } from "./_spill.ts";
 import { EXCEPTION_CATEGORY } from "./exceptions.ts";
+import { TASK_CATEGORY } from "./tasks.ts";
+import { type TaskSummary, TaskTally } from "./task_summary.ts";
 import type {
+  AsyncSlice,
   Mark,
   ProcessInfo,
   RecordingLimit,
@@ -146,7 +149,16 @@ export interface SummaryReport {
    * type and where they were raised, the most raised first.
    */
   exceptions: ExceptionSummary[];
+  /**
+   * The asyncio tasks (issue 14; those that ran on the chosen thread, or
+   * whose thread the trace does not say), by the time they ran, the most
+   * first: from their async tracks, which the converter makes where the
+   * collector tells of tasks (docs/protocol.md, "asyncio tasks").
+   */
+  tasks: TaskSummary[];
 }
+
+export type { TaskSummary };
 
 /** The exceptions of one type raised at one place, and what became of them. */
 export interface ExceptionSummary {
@@ -411,7 +423,12 @@ export class SummarySink implements TraceSink {
   /** The exceptions raised, by thread, type and place (`tid\0type\0file:line`). */
   readonly #exceptions = new Map<string, ExceptionTally>();
   readonly #pids: number[] = [];
+  /** The process of each thread, when the sink hears of several. */
+  readonly #threadPids = new Map<number, number>();
+  readonly #tasks = new TaskTally();
   #process: ProcessInfo | undefined;
+  /** The process announced last. */
+  #pid = 0;
   #summary: TraceSummary | undefined;
   #end = 0;
   #report: SummaryReport | undefined;
@@ -424,12 +441,21 @@ export class SummarySink implements TraceSink {
   /** Notes the process. */
   process(process: ProcessInfo): void {
     this.#process ??= process;
+    this.#pid = process.pid;
     if (!this.#pids.includes(process.pid)) this.#pids.push(process.pid);
   }
 
   /** Notes the thread's name. */
   thread(thread: ThreadInfo): void {
     this.#threadNames.set(thread.tid, thread.name);
+    if (thread.pid !== undefined) this.#threadPids.set(thread.tid, thread.pid);
+  }
+
+  /** Counts a slice of an asyncio task's track into the task's row. */
+  asyncSlice(slice: AsyncSlice): void {
+    if (slice.category !== TASK_CATEGORY) return;
+    // Each process numbers its own tasks.
+    this.#tasks.add(slice, slice.pid ?? this.#threadPids.get(slice.tid) ?? this.#pid);
   }
 
   /** Stores the slice for the second pass. */
@@ -624,6 +650,7 @@ export class SummarySink implements TraceSink {
       run,
       functions,
       exceptions: exceptionSummaries(this.#exceptions.values(), only),
+      tasks: this.#tasks.tasks(only),
     };
     if (wanted !== undefined) report.thread = wanted;
     this.#report = report;

@@ -1,6 +1,6 @@
 /**
- * The summary as a person reads it in a terminal: the run's facts, then a
- * table of functions and one of generator-like frames.
+ * The summary as a person reads it in a terminal: the run's facts, then
+ * tables of functions, generator-like frames, exceptions and asyncio tasks.
  *
  * @module
  */
@@ -74,7 +74,8 @@ const SORT_TITLES: Record<SummarySortKey, string> = {
 /**
  * The report as text: the run's facts, then the functions by `sort` and
  * the generator-like frames by the time they lived, then the exceptions by
- * how many were raised, `top` rows each.
+ * how many were raised, then the asyncio tasks by the time they ran, `top`
+ * rows each.
  *
  * @example
  * ```ts
@@ -92,6 +93,7 @@ const SORT_TITLES: Record<SummarySortKey, string> = {
  *     { name: "time.sleep", kind: "c_function", calls: 1, slices: 1, totalNs: 2_000_000, selfNs: 2_000_000, meanNs: 2_000_000, maxNs: 2_000_000, unfinished: 0 },
  *   ],
  *   exceptions: [],
+ *   tasks: [],
  * };
  * const text = formatSummary(report, { cwd: "/src" });
  * assert.match(text, /duration\s+2\.50 ms/);
@@ -216,7 +218,45 @@ export function formatSummary(report: SummaryReport, options: FormatSummaryOptio
         "and the\n  program went on; the rest went on to a handler not recorded, or to the top)",
     );
   }
+  lines.push(...tasksTable(report, top, on, cwd));
   return lines.join("\n") + "\n";
+}
+
+/**
+ * The asyncio tasks, as the report orders them (by the time they ran, the
+ * most first: the tasks that held the loop), `top` rows; nothing when the
+ * trace has none.
+ */
+function tasksTable(report: SummaryReport, top: number, on: string, cwd: string): string[] {
+  const tasks = report.tasks;
+  if (tasks.length === 0) return [];
+  const some = tasks.slice(0, top);
+  return [
+    "",
+    `Tasks${on} by time running (${shownOf(some.length, tasks.length)}):`,
+    ...table(
+      ["ran", "lifetime", "waited", "steps", "ended", "task", "coroutine", "created by"],
+      "rrrrllll",
+      some.map((task) => [
+        duration(task.ranNs),
+        duration(task.lifetimeNs),
+        task.lifetimeNs > 0
+          ? `${Math.round(((task.lifetimeNs - task.ranNs) / task.lifetimeNs) * 100)}%`
+          : "-",
+        count(task.steps),
+        task.ended,
+        task.name,
+        task.coroutine,
+        task.createdBy === undefined
+          ? "(not seen)"
+          : task.createdAt === undefined
+          ? task.createdBy
+          : `${task.createdBy} (${placeOf(task.createdAt, cwd)})`,
+      ]),
+    ),
+    "  (lifetime from its creation, or its first step when that was not seen, to its end; ran its",
+    "  steps together, one a resumption; waited the share of its lifetime it did not run)",
+  ];
 }
 
 /** A `file:line` place, shortened as {@linkcode where} does. */

@@ -54,10 +54,19 @@ export function taskEndings(engine: string, collector: string | undefined): Task
   return collector === "native" ? "raised" : "none";
 }
 
+/**
+ * Who created a task (see `creatorOf` in src/frames.ts): the function, and
+ * where its code starts (`file:line`) when it is Python code.
+ */
+export interface TaskCreator {
+  name: string;
+  at?: string;
+}
+
 /** One asyncio task, from its marks. */
 export class Task {
   /** When it was created, in µs, and on which thread; with the creation's flow id. */
-  created: { tid: number; ts: number; flow: number } | undefined;
+  created: { tid: number; ts: number; flow: number; by: TaskCreator | undefined } | undefined;
   /** Its name (`Task-1`, or the program's); known from its first step. */
   name = "";
   /** The name of its coroutine (the frame's code). */
@@ -106,9 +115,12 @@ export class TaskTracker {
     return task;
   }
 
-  /** A task is created at `ts` (µs) on thread `tid`; `flow` is the id its arrow gets. */
-  created(task: Task, tid: number, ts: number, flow: number): void {
-    task.created ??= { tid, ts, flow };
+  /**
+   * A task is created at `ts` (µs) on thread `tid`, by `by`; `flow` is the
+   * id its arrow gets.
+   */
+  created(task: Task, tid: number, ts: number, flow: number, by?: TaskCreator): void {
+    task.created ??= { tid, ts, flow, by };
   }
 
   /**
@@ -165,7 +177,13 @@ export class TaskTracker {
     // Told no unwind, a return may be one: it only ended.
     if (this.endings === "none" && how === "result") ended = "ended";
     const args: Record<string, JsonValue> = { ended, coroutine: task.coroutine };
+    const by = task.created?.by;
     if (task.created === undefined) args.created = "unseen";
+    else if (by !== undefined) {
+      // The summary's task view says who created it.
+      args.created_by = by.name;
+      if (by.at !== undefined) args.created_at = by.at;
+    }
     this.#async(
       task,
       `${task.name} ${task.coroutine}`,

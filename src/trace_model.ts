@@ -287,13 +287,23 @@ export interface AsyncSlice {
   name: string;
   /** `asyncio`. */
   category: string;
-  /** The thread it began on. */
+  /** The thread it began on; 0 when the trace does not say (a Perfetto trace read back). */
   tid: number;
+  /**
+   * The process whose track it is, set by the readers of a finished trace
+   * (whose async tracks belong to a process, not a thread).
+   *
+   * @default {the process of `tid`, or the one announced last}
+   */
+  pid?: number;
   /** When it began, in µs since trace time zero. */
   start: number;
   /** How long it lasted, in µs. */
   duration: number;
-  /** For the task's life: how it ended (`ended`), its coroutine. */
+  /**
+   * For the task's life: how it ended (`ended`), its `coroutine`, and who
+   * created it (`created_by`, `created_at`), or `created: "unseen"`.
+   */
   args: SliceArgs | undefined;
 }
 

@@ -88,9 +88,12 @@ export function reference(
   // The collector's own slices (its flushes) nest as any other, and are
   // not a function's time; they get no figures.
   const collector = (slice: Kept) => slice.category === "panopticon";
-  // Exceptions are instants, not calls: the summary counts them apart.
+  // Exceptions are instants, not calls: the summary counts them apart; the
+  // ends of the arrows from a task's creation (category "asyncio") are no
+  // slices of their own.
   const kept = slices.filter((slice) =>
-    (onlyTids === undefined || onlyTids.has(slice.tid)) && slice.category !== "exception"
+    (onlyTids === undefined || onlyTids.has(slice.tid)) && slice.category !== "exception" &&
+    slice.category !== "asyncio"
   );
   for (const own of Map.groupBy(kept, (slice) => slice.tid).values()) {
     own.sort((a, b) => a.start - b.start || b.end - a.end);

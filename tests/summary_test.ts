@@ -7,7 +7,10 @@ import {
   type SummaryOptions,
   type SummaryReport,
   SummarySink,
+  type TaskSummary,
 } from "../src/summary.ts";
+import { toCatapult, toPerfetto } from "../src/convert.ts";
+import { summarizeTrace } from "../src/trace_reader.ts";
 import type { Slice, TraceSink } from "../src/trace_model.ts";
 import { formatSummary } from "../src/summary_text.ts";
 import { randomStream } from "./_streams.ts";
@@ -378,4 +381,172 @@ Deno.test("SummarySink counts exceptions by type and place, apart from the calls
   worker.slice(slice(1, raise, 1, at(3, { caught: "a.py:5", swallowed: true }), 1));
   worker.slice(slice(2, raise, 3, at(3, { caught: "a.py:5", swallowed: true }), 2));
   assert.deepEqual(worker.report().exceptions.map((e) => [e.raised, e.swallowed]), [[1, 1]]);
+});
+
+/**
+ * asyncio tasks (issue 14), as the collector tells of them: `<module>`
+ * creates task 1 (through asyncio's `create_task`), whose coroutine `main`
+ * creates task 2, `fetch`, running `leaf`, which is cancelled; `main` returns.
+ */
+function taskRecords(): ProtocolRecord[] {
+  const code = (id: number, module: string, qualname: string, line: number, type: string) => ({
+    kind: "code" as const,
+    id,
+    module,
+    qualname,
+    file: module === "__main__" ? "a.py" : "base_events.py",
+    line,
+    type: type as "function",
+  });
+  const mark = (id: number, name: string, category: string, task?: number): ProtocolRecord => ({
+    kind: "mark",
+    id,
+    name,
+    category,
+    args: task === undefined ? {} : { task },
+  });
+  const events: [number, number, number, number][] = [
+    [0, 1000, 10, 4], // <module>
+    [0, 1100, 11, 1], // create_task
+    [8, 1200, 0, 1], // task 1 created
+    [2, 1300, 11, 0],
+    [0, 2000, 100, 2], // main: task 1's first step
+    [8, 2100, 0, 2],
+    [0, 2200, 12, 1], // create_task
+    [8, 2300, 0, 5], // task 2 created
+    [2, 2400, 12, 0],
+    [4, 2500, 100, 0], // main waits
+    [0, 3000, 200, 3], // leaf: task 2's first step
+    [8, 3100, 0, 4],
+    [4, 3500, 200, 0],
+    [1, 4000, 100, 2], // main again
+    [4, 4200, 100, 0],
+    [1, 5000, 200, 3], // leaf, cancelled
+    [8, 5100, 0, 3],
+    [3, 5300, 200, 0],
+    [1, 6000, 100, 2], // main returns
+    [2, 6400, 100, 0],
+    [2, 7000, 10, 0],
+  ];
+  return [
+    {
+      kind: "hello",
+      protocol: 4,
+      pid: 7,
+      python: "3.13.0",
+      engine: "monitoring",
+      t0: 0,
+      main_thread: 1,
+      argv: ["a.py"],
+      thread_ids: "serial",
+      collector: "native",
+    },
+    code(1, "asyncio.base_events", "create_task", 1, "function"),
+    code(2, "__main__", "main", 2, "coroutine"),
+    code(3, "__main__", "leaf", 9, "coroutine"),
+    code(4, "__main__", "<module>", 1, "function"),
+    mark(1, "task created", "asyncio.created", 1),
+    mark(2, "Task-1", "asyncio.task", 1),
+    mark(3, "task cancelled", "asyncio.cancelled"),
+    mark(4, "fetch", "asyncio.task", 2),
+    mark(5, "task created", "asyncio.created", 2),
+    {
+      kind: "events",
+      events: events.map(([op, ts, frame, ref]) => [op, 1, ts, frame, ref]) as never,
+    },
+    { kind: "end", ts: 7000, events: events.length, dropped: 0, reason: "exit" },
+  ];
+}
+
+const TASKS: TaskSummary[] = [
+  {
+    name: "Task-1",
+    coroutine: "main",
+    createdBy: "<module>",
+    createdAt: "a.py:1",
+    lifetimeNs: 5200,
+    ranNs: 1100,
+    steps: 3,
+    ended: "result",
+  },
+  {
+    name: "fetch",
+    coroutine: "leaf",
+    createdBy: "main",
+    createdAt: "a.py:2",
+    lifetimeNs: 3000,
+    ranNs: 800,
+    steps: 2,
+    ended: "cancelled",
+  },
+];
+
+Deno.test("SummarySink sums up each asyncio task from its track", () => {
+  const sink = new SummarySink();
+  const machine = new FrameStateMachine(sink);
+  for (const record of taskRecords()) machine.push(record);
+  machine.end();
+  const report = sink.report();
+  // Who created a task: the innermost frame outside asyncio's own.
+  assert.deepEqual(report.tasks, TASKS);
+  // The arrows' ends are no function of the program.
+  assert.equal(report.functions.find((f) => f.kind === "asyncio"), undefined);
+});
+
+Deno.test("summarizeTrace() reads the tasks back alike from JSON, gzipped JSON and protobuf", async (t) => {
+  const records = taskRecords();
+  const live = new SummarySink();
+  const machine = new FrameStateMachine(live);
+  for (const record of records) machine.push(record);
+  machine.end();
+  const expected = live.report();
+  const json = (await Array.fromAsync(toCatapult(ReadableStream.from(records)))).join("");
+  const gzipped = ReadableStream.from([new TextEncoder().encode(json)])
+    .pipeThrough(new CompressionStream("gzip") as TransformStream<Uint8Array, Uint8Array>);
+  const inputs: [string, () => ReadableStream<Uint8Array>][] = [
+    ["JSON", () => ReadableStream.from([new TextEncoder().encode(json)])],
+    ["gzipped JSON", () => gzipped],
+    ["protobuf", () => toPerfetto(ReadableStream.from(records))],
+  ];
+  for (const [what, input] of inputs) {
+    await t.step(what, async () => {
+      const { report } = await summarizeTrace(input());
+      assert.deepEqual(report.tasks, TASKS);
+      // And the rest of the summary as the recording's: the arrows are no slices.
+      assert.deepEqual(report.functions, expected.functions);
+    });
+  }
+});
+
+Deno.test("formatSummary() shows the tasks by time running, and none without", () => {
+  const sink = new SummarySink();
+  const machine = new FrameStateMachine(sink);
+  for (const record of taskRecords()) machine.push(record);
+  machine.end();
+  const report = sink.report();
+  const text = formatSummary(report, { cwd: "/nowhere" });
+  const lines = text.split("\n");
+  const at = lines.indexOf("Tasks by time running (all 2):");
+  assert.ok(at > 0, text);
+  assert.match(
+    lines[at + 1]!,
+    /^ +ran +lifetime +waited +steps +ended +task +coroutine +created by$/,
+  );
+  assert.match(
+    lines[at + 2]!,
+    /^ +1\.10 µs +5\.20 µs +79% +3 +result +Task-1 +main +<module> \(a\.py:1\)$/,
+  );
+  assert.match(
+    lines[at + 3]!,
+    /^ +800 ns +3\.00 µs +73% +2 +cancelled +fetch +leaf +main \(a\.py:2\)$/,
+  );
+  assert.match(formatSummary(report, { top: 1 }), /^Tasks by time running \(top 1 of 2\):$/m);
+  const unseen = {
+    ...report,
+    tasks: [{ ...TASKS[1]!, createdBy: undefined, createdAt: undefined }],
+  };
+  delete unseen.tasks[0]!.createdBy;
+  delete unseen.tasks[0]!.createdAt;
+  assert.match(formatSummary(unseen), /cancelled +fetch +leaf +\(not seen\)$/m);
+  assert.doesNotMatch(formatSummary({ ...report, tasks: [] }), /^Tasks/m);
 });

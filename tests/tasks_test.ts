@@ -123,7 +123,13 @@ Deno.test("FrameStateMachine names a task's slices, and gives it a track and a c
     [
       [1, "running", 5, 0.4, undefined],
       [1, "running", 9, 0.5, undefined],
-      [1, "Task-1 main", 1.5, 8, { ended: "result", coroutine: "main" }],
+      // Created by the only frame open, asyncio's own (no frame outside it).
+      [1, "Task-1 main", 1.5, 8, {
+        ended: "result",
+        coroutine: "main",
+        created_by: "asyncio.base_events.create_task",
+        created_at: "b.py:1",
+      }],
     ],
   );
   assert.equal(arrows.length, 1);
