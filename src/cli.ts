@@ -124,7 +124,7 @@ export interface RuntimeOptions {
 
 /**
  * What the collector records beyond the calls (`docs/protocol.md`,
- * "Exceptions and values"): exceptions.
+ * "Exceptions and values"): exceptions, arguments and return values.
  */
 export interface Details {
   /**
@@ -143,6 +143,20 @@ export interface Details {
    * @default {false}
    */
   repr: boolean;
+  /**
+   * `--args`: record the arguments of the calls of the code these patterns
+   * (those of `--include`) select, by parameter name.
+   *
+   * @default {[]}
+   */
+  args?: FilterPattern[];
+  /**
+   * `--returns`: record what the code these patterns select returns or
+   * yields.
+   *
+   * @default {[]}
+   */
+  returns?: FilterPattern[];
 }
 
 /** Run a program under the collector and write its trace. */
@@ -381,6 +395,8 @@ const VALUE_OPTIONS: Record<
   | "maxDepth"
   | "format"
   | "maxEvents"
+  | "args"
+  | "returns"
 > = {
   "-o": "output",
   "--output": "output",
@@ -392,6 +408,8 @@ const VALUE_OPTIONS: Record<
   "--max-depth": "maxDepth",
   "--format": "format",
   "--max-events": "maxEvents",
+  "--args": "args",
+  "--returns": "returns",
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
@@ -587,6 +605,8 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   const runtime: RuntimeOptions = { gc: true, cpuCounters: true, tasks: true };
   let exceptions: boolean | undefined;
   let repr = false;
+  const args: FilterPattern[] = [];
+  const returns: FilterPattern[] = [];
   let follow = true;
   let summary = false;
   let view = false;
@@ -738,6 +758,12 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
       case "exclude":
         exclude.push(filterPattern(name, value));
         break;
+      case "args":
+        args.push(filterPattern(name, value));
+        break;
+      case "returns":
+        returns.push(filterPattern(name, value));
+        break;
       case "maxDepth":
         maxDepth = wholeNumberOf(name, value);
         break;
@@ -771,9 +797,11 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
-  if (exceptions !== undefined || repr) {
+  if (exceptions !== undefined || repr || args.length > 0 || returns.length > 0) {
     const details: Details = { repr };
     if (exceptions !== undefined) details.exceptions = exceptions;
+    if (args.length > 0) details.args = args;
+    if (returns.length > 0) details.returns = returns;
     command.details = details;
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
