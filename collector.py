@@ -3034,7 +3034,12 @@ def _start_native(native, settings, filters, engine, manual):
         settings["clock"],
     )
     details = settings["details"]
-    native.details(details["exceptions"], details["repr"])
+    readable = native.details(details["exceptions"], details["repr"], details["args"], details["returns"])
+    if details["args"] and not readable:
+        _warn(
+            "--args needs the interpreter's internal headers (internal/pycore_frame.h) to build "
+            "the native collector on Python 3.11+: recording no arguments"
+        )
     _new_serial()  # the main thread is 1, in the native module too
     native.send(
         _hello_line(engine, "native", settings["secret"], native.clock(), native.now(),

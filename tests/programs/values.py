@@ -56,6 +56,11 @@ def keep(payload):
     return None
 
 
+def captured(value):
+    # A closure's cell holds `value` (3.8-3.10 move it there; 3.11+ wrap it in its slot).
+    return lambda: value
+
+
 def unselected(a, b):
     return a * b
 
@@ -74,6 +79,7 @@ def main():
     del payload
     gc.collect()
     print("alive" if ref() is not None else "gone")
+    print(captured("in a cell")())
     print(unselected(6, 7))
 
 
