@@ -1215,11 +1215,31 @@ Exceptions:
                       the native one). Not with --manual.
                       Example: panopticon --exceptions app.py
   --no-exceptions     do not record exceptions
+
+Arguments and return values:
+  --args PATTERN      record the arguments of the calls PATTERN (as for
+                      --include) selects, in their slices' args, by
+                      parameter name (*args, **kwargs with their stars;
+                      self as <Type object at 0x...>); repeatable
+  --returns PATTERN   record what they return, and what each resumption
+                      of a generator or coroutine yields; repeatable.
+                      Values are rendered without running the program's
+                      code (numbers, str and bytes cut at 200 characters,
+                      containers of those; else <Type object at 0x...>),
+                      and none is kept alive. The Python collector reads
+                      arguments on 3.13+ only (earlier, frame.f_locals
+                      would change the frame): use the native one.
+                      Example: panopticon --args 'function:fib' calls.py
+                      What it costs: only the code selected pays, about
+                      4 us a call (calls.py, 971,140 calls of fib: 0.37 s
+                      plain, 4.0 s with --args 'function:fib', native
+                      collector, Python 3.13).
   --repr              show an exception's message by its own __str__
                       (guarded: a failure shows as <repr failed: ...>, and
-                      the text is cut at 200 characters). Without it the
-                      message is rendered from the exception's args without
-                      running any of the program's code.
+                      the text is cut at 200 characters), and values of
+                      --args and --returns by their own __repr__. Without
+                      it the message is rendered from the exception's args
+                      without running any of the program's code.
 
 In the program ("import panopticon" works under this command; see
 docs/python-api.md):

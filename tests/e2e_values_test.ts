@@ -69,7 +69,11 @@ for (const python of oldestAndNewest()) {
         ]);
         assert.deepEqual(valuesOf(trace, "star"), [
           {
-            ...args({ first: "0", "*args": "(1, 2)", "**kwargs": "{'name': 'n', 'other': {'k': None}}" }),
+            ...args({
+              first: "0",
+              "*args": "(1, 2)",
+              "**kwargs": "{'name': 'n', 'other': {'k': None}}",
+            }),
             return: "4",
           },
         ]);
