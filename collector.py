@@ -499,16 +499,22 @@ class Filters:
 def _parse_details(text):
     """PANOPTICON_DETAILS (see src/runner.ts): one setting a line.
 
-    `exceptions on` or `exceptions off`, and `repr`. Exceptions left unsaid
-    are decided by the engine.
+    `exceptions on` or `exceptions off`, `repr`, and `args KIND:GLOB` or
+    `returns KIND:GLOB` (--args, --returns: the patterns of --include).
+    Exceptions left unsaid are decided by the engine.
     """
-    spec = {"exceptions": None, "repr": False}
+    spec = {"exceptions": None, "repr": False, "args": [], "returns": []}
     for line in (text or "").splitlines():
         word, _, rest = line.partition(" ")
         if word == "exceptions" and rest in ("on", "off"):
             spec["exceptions"] = rest == "on"
         elif word == "repr":
             spec["repr"] = True
+        elif word in ("args", "returns"):
+            kind, _, glob = rest.partition(":")
+            if kind not in ("module", "file", "function") or not glob:
+                raise ValueError("bad %s pattern %r" % (word, rest))
+            spec[word].append((kind, glob))
         elif word:
             raise ValueError("unknown detail setting %r" % line)
     return spec
@@ -743,6 +749,86 @@ def _make_exception_tracer(recorder, exceptions, serial):
     return tracer, local
 
 
+VALUES_ARGS = 1  # --args selects the code
+VALUES_RETURNS = 2  # --returns selects it
+# Before 3.13 frame.f_locals copies every local into a dict that the frame
+# keeps (and a trace function's return writes back): arguments are read only
+# where it is a view of the fast locals (PEP 667).
+ARGS_READABLE = sys.version_info >= (3, 13)
+
+
+def _argument_labels(code):
+    """`(name, label)` of each parameter of `code`, in order: `*args` and
+    `**kwargs` labelled with their stars."""
+    flags = code.co_flags
+    names = code.co_varnames
+    count = code.co_argcount + code.co_kwonlyargcount
+    labels = [(name, name) for name in names[:count]]
+    if flags & 0x04:  # CO_VARARGS
+        labels.append((names[count], "*" + names[count]))
+        count += 1
+    if flags & 0x08:  # CO_VARKEYWORDS
+        labels.append((names[count], "**" + names[count]))
+    return tuple(labels)
+
+
+class Values:
+    """--args and --returns with the Python collector: the `values` event (op 18).
+
+    Which code is selected is decided once per code object (in
+    Recorder.register_code); the engines look up `selected` only while
+    either flag is given, and do more only for the code it holds.
+    """
+
+    def __init__(self, recorder, args, returns, own_repr):
+        self.recorder = recorder
+        self.args = list(args) if ARGS_READABLE else []
+        self.returns = list(returns)
+        self.own_repr = own_repr
+        self.count = 0
+        # _identity(code) -> (VALUES_* bits, its argument labels or None)
+        self.selected = {}
+
+    def select(self, key, code, module, qualname, filename):
+        bits = 0
+        if self.args and Filters._matches(self.args, module, qualname, filename):
+            bits |= VALUES_ARGS
+        if self.returns and Filters._matches(self.returns, module, qualname, filename):
+            bits |= VALUES_RETURNS
+        if bits:
+            self.selected[key] = (bits, _argument_labels(code) if bits & VALUES_ARGS else None)
+
+    def _send(self, serial, values):
+        self.count += 1
+        self.recorder.define({"kind": "values", "id": self.count, "values": values})
+        self.recorder.events.append((18, serial, _now(), 0, self.count))
+
+    def arguments(self, serial, labels, frame):
+        """The arguments of `frame`, just started, by parameter name (3.13+).
+
+        `self` is shown by its type and address, whatever --repr says: its
+        own repr would run on an object its __init__ has not finished.
+        """
+        view = frame.f_locals  # a view of the fast locals on 3.13+: copies nothing
+        values = {}
+        for at, (name, label) in enumerate(labels):
+            try:
+                value = view[name]
+            except KeyError:
+                values[label] = "<unbound>"
+                continue
+            if at == 0 and name == "self":
+                values[label] = _object_repr(value)
+            else:
+                values[label] = _value_text(value, 0, self.own_repr)
+        view = value = None
+        self._send(serial, values)
+
+    def result(self, serial, label, value):
+        """What a frame returns (`return`) or yields (`yield`), before its end event."""
+        self._send(serial, {label: _value_text(value, 0, self.own_repr)})
+
+
 # --- marks: what the program itself puts on the timeline ---------------------
 
 
@@ -915,6 +1001,7 @@ class Recorder:
         self.runtime = None  # the runtime's records, see _Runtime
         self.tasks = None  # asyncio tasks, see _Tasks
         self.exceptions = None  # an Exceptions, when they are recorded
+        self.values = None  # a Values, with --args or --returns
         self.code_bytes = {}  # _identity(code) -> co_code, for ends_by_exception
 
     # definitions ------------------------------------------------------------
@@ -962,6 +1049,8 @@ class Recorder:
         if hidden:
             record["hidden"] = True
         self.define(record, lasting=True)
+        if self.values is not None and not hidden:
+            self.values.select(key, code, module, qualname, code.co_filename)
         if flags & GENERATOR_LIKE:
             self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
@@ -1247,6 +1336,10 @@ def _make_profiler(recorder, serial):
     # which a Python profile function is not told (arg is None for both).
     unwinds = recorder.exceptions is not None
     ends_by_exception = recorder.ends_by_exception
+    # --args, --returns (see Values): one lookup per event while either is
+    # given, more only for the code they select.
+    values = recorder.values
+    selected = values.selected.get if values is not None else None
 
     def profile(frame, event, arg):
         if event == "call":
@@ -1256,8 +1349,10 @@ def _make_profiler(recorder, serial):
                 number = register_code(code, frame)
             if number > 0:
                 append((0, serial, now(), 0, number))
+                fresh = True
             elif number:
-                if frame.f_lasti in fresh_points[_id(code)]:
+                fresh = frame.f_lasti in fresh_points[_id(code)]
+                if fresh:
                     append((0, serial, now(), _id(frame), -number))
                     if tasks is not None and code.co_flags & 0x80:
                         tasks.started(serial, _id(frame))
@@ -1265,6 +1360,10 @@ def _make_profiler(recorder, serial):
                     append((1, serial, now(), _id(frame), -number))
             else:
                 return
+            if selected is not None and fresh:
+                chosen = selected(_id(code))
+                if chosen is not None and chosen[0] & 1:
+                    values.arguments(serial, chosen[1], frame)
             if _len(events) > threshold:
                 flush(serial)
         elif event == "return":
@@ -1277,6 +1376,14 @@ def _make_profiler(recorder, serial):
                 generator = number is not None and number < 0
             else:
                 generator = code.co_flags & generator_like
+            if selected is not None:
+                chosen = selected(_id(code))
+                if chosen is not None and chosen[0] & 2:
+                    suspends = generator and frame.f_lasti in suspension_points.get(_id(code), ())
+                    # A profile function is given None for an unwind as for `return None`.
+                    if suspends or arg is not None or not ends_by_exception(frame):
+                        values.result(serial, "yield" if suspends else "return", arg)
+                        ts = now()
             if not generator:
                 # A frame not seen starting (runpy's, below <module>) ends the
                 # same way: the converter ignores an end it has no start for.
@@ -1483,6 +1590,9 @@ class MonitoringEngine:
         tasks = recorder.tasks
         tops = tasks.tops if tasks is not None else {}
         type_type = type
+        # --args, --returns (see Values).
+        values = recorder.values
+        selected = values.selected.get if values is not None else None
 
         def first_sight():
             # A thread's first event: it gets its serial, and is announced
@@ -1523,6 +1633,10 @@ class MonitoringEngine:
                     tasks.started(serial, frame)
             else:
                 return DISABLE
+            if selected is not None:
+                chosen = selected(_id(code))
+                if chosen is not None and chosen[0] & 1:
+                    values.arguments(serial, chosen[1], getframe(1))
             if _len(events) > threshold:
                 flush(serial)
 
@@ -1558,6 +1672,11 @@ class MonitoringEngine:
                 serial = local.serial
             except AttributeError:
                 serial = first_sight()
+            if selected is not None and number:
+                chosen = selected(_id(code))
+                if chosen is not None and chosen[0] & 2:
+                    values.result(serial, "return", value)
+                    ts = now()
             if number is None or number > 0:
                 append((2, serial, ts, 0, 0))
             elif number:
@@ -1590,6 +1709,10 @@ class MonitoringEngine:
                 serial = local.serial
             except AttributeError:
                 serial = first_sight()
+            if selected is not None:
+                chosen = selected(_id(code))
+                if chosen is not None and chosen[0] & 2:
+                    values.result(serial, "yield", value)
             append((4, serial, now(), _id(getframe(1)), 0))
 
         def call(code, offset, callable, arg0):
@@ -2911,7 +3034,12 @@ def _start_native(native, settings, filters, engine, manual):
         settings["clock"],
     )
     details = settings["details"]
-    native.details(details["exceptions"], details["repr"])
+    readable = native.details(details["exceptions"], details["repr"], details["args"], details["returns"])
+    if details["args"] and not readable:
+        _warn(
+            "--args needs the interpreter's internal headers (internal/pycore_frame.h) to build "
+            "the native collector on Python 3.11+: recording no arguments"
+        )
     _new_serial()  # the main thread is 1, in the native module too
     native.send(
         _hello_line(engine, "native", settings["secret"], native.clock(), native.now(),
@@ -2970,6 +3098,13 @@ def _start_python(settings, filters, engine_name, manual):
     details = settings["details"]
     if details["exceptions"]:
         recorder.exceptions = Exceptions(recorder, details["repr"])
+    if details["args"] and not ARGS_READABLE:
+        _warn(
+            "--args needs the native collector before Python 3.13 (the Python collector would "
+            "have to read frame.f_locals, which changes the frame there): recording no arguments"
+        )
+    if details["args"] or details["returns"]:
+        recorder.values = Values(recorder, details["args"], details["returns"], details["repr"])
     if engine_name == "monitoring":
         engine = MonitoringEngine(recorder, MonitoringEngine.available())
     else:

@@ -60,6 +60,27 @@
 #include <x86intrin.h>
 #endif
 
+/* --args reads a frame's fast locals where they are, without a locals dict
+   (frame.f_locals copies them into one before 3.13, which the frame keeps).
+   3.11 hid the frame's struct: it is in the internal headers, which the
+   interpreters' development files install (Cython reads frames the same way). */
+#if PY_VERSION_HEX >= 0x030B0000 && defined(__has_include)
+#if __has_include(<internal/pycore_frame.h>)
+#define Py_BUILD_CORE 1
+#include <internal/pycore_frame.h>
+#undef Py_BUILD_CORE
+#define ARGS_READABLE 1
+#ifndef CO_FAST_CELL
+#define CO_FAST_CELL 0x40 /* internal/pycore_code.h: a local that is a cell */
+#endif
+#endif
+#elif PY_VERSION_HEX < 0x030B0000
+#define ARGS_READABLE 1
+#endif
+#ifndef ARGS_READABLE
+#define ARGS_READABLE 0
+#endif
+
 #if PY_VERSION_HEX < 0x03080000
 #error "Panopticon's native collector needs Python 3.8 or newer"
 #endif
@@ -384,9 +405,23 @@ typedef struct {
     /* Profile engine, generator-like code only: per code unit, 1 where a
        'call' is a fresh start, 2 where a 'return' is a suspension. */
     uint8_t *points;
+    uint8_t values;    /* VALUES_ARGS, VALUES_RETURNS: what --args, --returns record */
 } CodeInfo;
 
-static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL};
+static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL, 0};
+
+enum { VALUES_ARGS = 1, VALUES_RETURNS = 2 };
+
+/* --args and --returns: their patterns (lists of (kind, glob)), and the
+   number of the last `values` record. */
+static struct {
+    PyObject *args;
+    PyObject *returns;
+    uint32_t count;
+} V = {NULL, NULL, 0};
+
+static void record_arguments(struct Thread *t, PyCodeObject *code, void *frame);
+static void record_result(struct Thread *t, const char *label, PyObject *value);
 
 #define BATCH_BYTES (64 * 1024)
 /* The most one event takes: a thread switch (1 + 10), op and three fields. */
@@ -2552,6 +2587,12 @@ register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
     }
     free(text.data);
     made->hidden = (uint8_t)hidden;
+    if (!hidden && V.args != NULL && patterns_match(V.args, module, qualname, file) == 1) {
+        made->values |= VALUES_ARGS;
+    }
+    if (!hidden && V.returns != NULL && patterns_match(V.returns, module, qualname, file) == 1) {
+        made->values |= VALUES_RETURNS;
+    }
     made->generator = (code->co_flags & CO_GENERATOR_LIKE) != 0;
     if (made->generator && S.engine == ENGINE_PROFILE) {
         made->points = suspension_points(code, &made->units);
@@ -2819,6 +2860,9 @@ on_py_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (LIKELY(!t->paused)) {
         uintptr_t frame = info->generator ? current_iframe() : 0;
         emit_code_event(t, OP_CALL, info->id, frame);
+        if (UNLIKELY(info->values & VALUES_ARGS)) {
+            record_arguments(t, (PyCodeObject *)args[0], (void *)current_iframe());
+        }
         if (UNLIKELY(A.on) && frame && (((PyCodeObject *)args[0])->co_flags & CO_COROUTINE)) {
             task_started(t, frame);
         }
@@ -2877,6 +2921,9 @@ on_py_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Thread *t = current_thread();
     if (LIKELY(!t->paused)) {
         uintptr_t frame = info->generator ? current_iframe() : 0;
+        if (UNLIKELY(info->values & VALUES_RETURNS)) {
+            record_result(t, "return", args[2]);
+        }
         if (UNLIKELY(A.tops.live) && frame) {
             task_ended(t, frame, NULL);
         }
@@ -2899,6 +2946,9 @@ on_py_yield(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Thread *t = current_thread();
     if (LIKELY(!t->paused)) {
+        if (UNLIKELY(info->values & VALUES_RETURNS)) {
+            record_result(t, "yield", args[2]);
+        }
         emit_end_event(t, OP_SUSPEND, current_iframe());
     }
     Py_RETURN_NONE;
@@ -3174,6 +3224,17 @@ profiled_code(PyCodeObject *code, PyFrameObject *frame)
     return info;
 }
 
+/* Where a profiled frame's fast locals are, for record_arguments. */
+static inline void *
+profiled_frame(PyFrameObject *frame)
+{
+#if PY_3_11 && ARGS_READABLE
+    return frame->f_frame;
+#else
+    return frame;
+#endif
+}
+
 static inline int
 at_point(CodeInfo *info, int lasti, int bit)
 {
@@ -3196,6 +3257,9 @@ profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         }
         if (!info->generator) {
             emit_code_event(t, OP_CALL, info->id, 0);
+            if (UNLIKELY(info->values & VALUES_ARGS)) {
+                record_arguments(t, frame_code(frame), profiled_frame(frame));
+            }
             return 0;
         }
         int lasti = frame_lasti(frame);
@@ -3205,6 +3269,9 @@ profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         int fresh = lasti < 0;
 #endif
         emit_code_event(t, fresh ? OP_CALL : OP_RESUME, info->id, (uintptr_t)frame);
+        if (UNLIKELY(info->values & VALUES_ARGS) && fresh) {
+            record_arguments(t, frame_code(frame), profiled_frame(frame));
+        }
         if (UNLIKELY(A.on) && fresh && (frame_code(frame)->co_flags & CO_COROUTINE)) {
             task_started(t, (uintptr_t)frame);
         }
@@ -3217,9 +3284,13 @@ profile(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         }
         /* No value: an exception propagates out of the frame. */
         int op = arg == NULL ? OP_UNWIND : OP_RETURN;
+        int suspends = info->generator && arg != NULL && at_point(info, frame_lasti(frame), 2);
+        if (UNLIKELY(info->values & VALUES_RETURNS) && arg != NULL) {
+            record_result(t, suspends ? "yield" : "return", arg);
+        }
         if (!info->generator) {
             emit_end_event(t, op, 0);
-        } else if (arg != NULL && at_point(info, frame_lasti(frame), 2)) {
+        } else if (suspends) {
             emit_end_event(t, OP_SUSPEND, (uintptr_t)frame);
         } else {
             if (UNLIKELY(A.tops.live)) {
@@ -3542,6 +3613,145 @@ text_value(Text *t, PyObject *value, int depth)
     PyErr_Clear();
 }
 
+/* ------------------------------------------------------------------------ */
+/* Arguments and return values (--args, --returns)                          */
+/* ------------------------------------------------------------------------ */
+
+/* Sends `values` (the JSON members, `"name":"text",…`) as a `values` record
+   and the event that merges it into the innermost open frame's slice. */
+static void
+send_values(Thread *t, const Text *members)
+{
+    uint32_t id = ++V.count;
+    text_printf(RECORDS, "{\"kind\":\"values\",\"id\":%u,\"values\":{", id);
+    text_put(RECORDS, members->data, members->len);
+    text_puts(RECORDS, "}}\n");
+    emit_ext_event(t, EXT_VALUES, id, 0);
+}
+
+/* `"label":"text"` of `value`, appended to `members`. */
+static void
+put_member(Text *members, PyObject *label, const char *prefix, PyObject *value, int as_object)
+{
+    Text text = {0};
+    text_puts(&text, prefix);
+    text_put_str(&text, label);
+    size_t label_end = text.len;
+    if (value == NULL) {
+        text_puts(&text, "<unbound>");
+    } else if (as_object) {
+        text_object(&text, value);
+    } else {
+        text_value(&text, value, 0);
+    }
+    if (text.data == NULL) {
+        return;
+    }
+    if (members->len > 0) {
+        text_puts(members, ",");
+    }
+    text_json_bytes(members, text.data, (Py_ssize_t)label_end);
+    text_puts(members, ":");
+    text_json_bytes(members, text.data + label_end, (Py_ssize_t)(text.len - label_end));
+    free(text.data);
+    PyErr_Clear();
+}
+
+/* The value of the fast local `i` (an argument) of `frame`, borrowed, or
+   NULL: 3.8-3.10 move an argument that a closure captures into its cell
+   (co_cell2arg), 3.11+ wrap it in a cell in its own slot (MAKE_CELL). */
+static PyObject *
+argument_value(PyCodeObject *code, void *frame, Py_ssize_t i)
+{
+#if !ARGS_READABLE
+    (void)code;
+    (void)frame;
+    (void)i;
+    return NULL;
+#elif PY_3_11
+    PyObject *value = ((_PyInterpreterFrame *)frame)->localsplus[i];
+    unsigned char kind = (unsigned char)PyBytes_AS_STRING(code->co_localspluskinds)[i];
+    if (value != NULL && (kind & CO_FAST_CELL) && PyCell_Check(value)) {
+        value = PyCell_GET(value);
+    }
+    return value;
+#else
+    PyFrameObject *f = (PyFrameObject *)frame;
+    PyObject *value = f->f_localsplus[i];
+    if (value == NULL && code->co_cell2arg != NULL) {
+        Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars);
+        for (Py_ssize_t j = 0; j < cells; j++) {
+            if (code->co_cell2arg[j] == i) {
+                PyObject *cell = f->f_localsplus[code->co_nlocals + j];
+                return cell != NULL && PyCell_Check(cell) ? PyCell_GET(cell) : NULL;
+            }
+        }
+    }
+    return value;
+#endif
+}
+
+/*
+ * The arguments of a frame of `code` that has just started, by parameter
+ * name (`*args`, `**kwargs` with their stars), read from its fast locals
+ * (`frame` as profiled_frame or current_iframe give it) and let go. `self`
+ * is shown by its type and address whatever --repr says: its own repr
+ * would run on an object its __init__ has not finished.
+ */
+static void
+record_arguments(Thread *t, PyCodeObject *code, void *frame)
+{
+    if (!ARGS_READABLE || frame == NULL) {
+        return;
+    }
+#if PY_3_11
+    PyObject *names = code->co_localsplusnames;
+#else
+    PyObject *names = code->co_varnames;
+#endif
+    Py_ssize_t count = code->co_argcount + code->co_kwonlyargcount;
+    Py_ssize_t all = count + ((code->co_flags & CO_VARARGS) != 0) +
+                     ((code->co_flags & CO_VARKEYWORDS) != 0);
+    if (names == NULL || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) < all) {
+        return;
+    }
+    Text members = {0};
+    for (Py_ssize_t i = 0; i < all; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        const char *prefix = "";
+        if (i == count && (code->co_flags & CO_VARARGS)) {
+            prefix = "*";
+        } else if (i >= count) {
+            prefix = "**";
+        }
+        int is_self = i == 0 && code->co_argcount > 0 &&
+                      PyUnicode_CompareWithASCIIString(name, "self") == 0;
+        put_member(&members, name, prefix, argument_value(code, frame, i), is_self);
+    }
+    if (members.data != NULL) {
+        send_values(t, &members);
+        free(members.data);
+    }
+}
+
+/* What a frame returns (`return`) or yields (`yield`), before its end event. */
+static void
+record_result(Thread *t, const char *label, PyObject *value)
+{
+    PyObject *name = PyUnicode_FromString(label);
+    if (name == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    Text members = {0};
+    put_member(&members, name, "", value, 0);
+    Py_DECREF(name);
+    if (members.data != NULL) {
+        send_values(t, &members);
+        free(members.data);
+    }
+}
+
 /* StopIteration and its kin are how iteration ends, not errors. */
 static int
 is_iteration_exception(PyObject *exception)
@@ -3806,18 +4016,40 @@ trace_thread(Thread *t)
 #endif
 }
 
-/* details(exceptions, repr): what is recorded beyond the calls, before start(). */
+/* details(exceptions, repr, args, returns): what is recorded beyond the
+   calls, before start(). `args` and `returns` are lists of (kind, glob)
+   (--args, --returns). Returns whether arguments can be read: not on 3.11+
+   without the internal headers (ARGS_READABLE). */
+static PyObject *pattern_list(PyObject *value, const char *what);
+
 static PyObject *
 native_details(PyObject *module, PyObject *args)
 {
     (void)module;
     int exceptions = 0, repr = 0;
-    if (!PyArg_ParseTuple(args, "pp", &exceptions, &repr)) {
+    PyObject *arg_patterns = NULL, *return_patterns = NULL;
+    if (!PyArg_ParseTuple(args, "pp|OO", &exceptions, &repr, &arg_patterns, &return_patterns)) {
+        return NULL;
+    }
+    PyObject *chosen_args = pattern_list(arg_patterns, "args");
+    PyObject *chosen_returns = pattern_list(return_patterns, "returns");
+    if (chosen_args == NULL || chosen_returns == NULL) {
+        Py_XDECREF(chosen_args);
+        Py_XDECREF(chosen_returns);
         return NULL;
     }
     D.exceptions = exceptions;
     D.repr = repr;
-    Py_RETURN_NONE;
+    /* An empty list selects nothing: NULL spares register_code the look. */
+    if (PyList_GET_SIZE(chosen_args) == 0) {
+        Py_CLEAR(chosen_args);
+    }
+    if (PyList_GET_SIZE(chosen_returns) == 0) {
+        Py_CLEAR(chosen_returns);
+    }
+    Py_XSETREF(V.args, chosen_args);
+    Py_XSETREF(V.returns, chosen_returns);
+    return PyBool_FromLong(ARGS_READABLE);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -5649,7 +5881,8 @@ static PyMethodDef native_methods[] = {
     {"now", native_now, METH_NOARGS, "now(): the collector's clock, in ns (CLOCK_MONOTONIC)."},
     {"clock", native_clock, METH_NOARGS, "clock(): \"tsc\" or \"monotonic\"."},
     {"details", native_details, METH_VARARGS,
-     "details(exceptions, repr): what is recorded beyond the calls, before start()."},
+     "details(exceptions, repr, args, returns): what is recorded beyond the calls, before "
+     "start()."},
     {"configure", (PyCFunction)(void (*)(void))native_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(engine, own_file, include, exclude, stdlib, c_calls, max_events, clock): the "
      "main thread's id."},

@@ -124,7 +124,7 @@ export interface RuntimeOptions {
 
 /**
  * What the collector records beyond the calls (`docs/protocol.md`,
- * "Exceptions and values"): exceptions.
+ * "Exceptions and values"): exceptions, arguments and return values.
  */
 export interface Details {
   /**
@@ -143,6 +143,20 @@ export interface Details {
    * @default {false}
    */
   repr: boolean;
+  /**
+   * `--args`: record the arguments of the calls of the code these patterns
+   * (those of `--include`) select, by parameter name.
+   *
+   * @default {[]}
+   */
+  args?: FilterPattern[];
+  /**
+   * `--returns`: record what the code these patterns select returns or
+   * yields.
+   *
+   * @default {[]}
+   */
+  returns?: FilterPattern[];
 }
 
 /** Run a program under the collector and write its trace. */
@@ -381,6 +395,8 @@ const VALUE_OPTIONS: Record<
   | "maxDepth"
   | "format"
   | "maxEvents"
+  | "args"
+  | "returns"
 > = {
   "-o": "output",
   "--output": "output",
@@ -392,6 +408,8 @@ const VALUE_OPTIONS: Record<
   "--max-depth": "maxDepth",
   "--format": "format",
   "--max-events": "maxEvents",
+  "--args": "args",
+  "--returns": "returns",
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
@@ -587,6 +605,8 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   const runtime: RuntimeOptions = { gc: true, cpuCounters: true, tasks: true };
   let exceptions: boolean | undefined;
   let repr = false;
+  const args: FilterPattern[] = [];
+  const returns: FilterPattern[] = [];
   let follow = true;
   let summary = false;
   let view = false;
@@ -738,6 +758,12 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
       case "exclude":
         exclude.push(filterPattern(name, value));
         break;
+      case "args":
+        args.push(filterPattern(name, value));
+        break;
+      case "returns":
+        returns.push(filterPattern(name, value));
+        break;
       case "maxDepth":
         maxDepth = wholeNumberOf(name, value);
         break;
@@ -771,9 +797,11 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
-  if (exceptions !== undefined || repr) {
+  if (exceptions !== undefined || repr || args.length > 0 || returns.length > 0) {
     const details: Details = { repr };
     if (exceptions !== undefined) details.exceptions = exceptions;
+    if (args.length > 0) details.args = args;
+    if (returns.length > 0) details.returns = returns;
     command.details = details;
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
@@ -1187,11 +1215,31 @@ Exceptions:
                       the native one). Not with --manual.
                       Example: panopticon --exceptions app.py
   --no-exceptions     do not record exceptions
+
+Arguments and return values:
+  --args PATTERN      record the arguments of the calls PATTERN (as for
+                      --include) selects, in their slices' args, by
+                      parameter name (*args, **kwargs with their stars;
+                      self as <Type object at 0x...>); repeatable
+  --returns PATTERN   record what they return, and what each resumption
+                      of a generator or coroutine yields; repeatable.
+                      Values are rendered without running the program's
+                      code (numbers, str and bytes cut at 200 characters,
+                      containers of those; else <Type object at 0x...>),
+                      and none is kept alive. The Python collector reads
+                      arguments on 3.13+ only (earlier, frame.f_locals
+                      would change the frame): use the native one.
+                      Example: panopticon --args 'function:fib' calls.py
+                      What it costs: only the code selected pays, about
+                      4 us a call (calls.py, 971,140 calls of fib: 0.37 s
+                      plain, 4.0 s with --args 'function:fib', native
+                      collector, Python 3.13).
   --repr              show an exception's message by its own __str__
                       (guarded: a failure shows as <repr failed: ...>, and
-                      the text is cut at 200 characters). Without it the
-                      message is rendered from the exception's args without
-                      running any of the program's code.
+                      the text is cut at 200 characters), and values of
+                      --args and --returns by their own __repr__. Without
+                      it the message is rendered from the exception's args
+                      without running any of the program's code.
 
 In the program ("import panopticon" works under this command; see
 docs/python-api.md):

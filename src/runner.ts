@@ -366,7 +366,8 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * ask for nothing (the collector's defaults).
  *
  * One setting a line, as in {@linkcode filtersVariable}: `exceptions on` or
- * `exceptions off`, and `repr`.
+ * `exceptions off`, `repr`, and `args KIND:GLOB` or `returns KIND:GLOB` for
+ * each pattern of `--args` and `--returns`.
  *
  * @example
  * ```ts
@@ -376,6 +377,10 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * assert.equal(
  *   detailsVariable({ exceptions: true, repr: true }),
  *   "exceptions on\nrepr",
+ * );
+ * assert.equal(
+ *   detailsVariable({ repr: false, args: ["function:fib"], returns: ["module:app"] }),
+ *   "args function:fib\nreturns module:app",
  * );
  * assert.equal(detailsVariable({ repr: false }), undefined);
  * ```
@@ -387,6 +392,8 @@ export function detailsVariable(details: Details | undefined): string | undefine
       ? []
       : [`exceptions ${details.exceptions ? "on" : "off"}`]),
     ...(details.repr ? ["repr"] : []),
+    ...(details.args ?? []).map((pattern) => `args ${pattern}`),
+    ...(details.returns ?? []).map((pattern) => `returns ${pattern}`),
   ];
   return lines.length > 0 ? lines.join("\n") : undefined;
 }

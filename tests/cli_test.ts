@@ -1007,3 +1007,28 @@ Deno.test("parseCommandLine reads --exceptions, --no-exceptions and --repr into 
   }
   throws(() => parseCommandLine(["--exceptions=yes", "app.py"]), /takes no value/);
 });
+
+Deno.test("parseCommandLine reads repeated --args and --returns patterns into details", async (t) => {
+  const cases: [string[], unknown][] = [
+    [["--args", "function:fib", "app.py"], { repr: false, args: ["function:fib"] }],
+    [
+      ["--args=function:fib", "--args", "myapp.*", "--returns", "app/*.py", "app.py"],
+      { repr: false, args: ["function:fib", "module:myapp.*"], returns: ["file:app/*.py"] },
+    ],
+    [["--repr", "--returns", "function:*", "app.py"], { repr: true, returns: ["function:*"] }],
+  ];
+  for (const [argv, details] of cases) {
+    await t.step(argv.join(" "), () => {
+      const command = parseCommandLine(argv);
+      deepEqual(command.kind === "trace" ? command.details : null, details);
+    });
+  }
+  throws(
+    () => parseCommandLine(["--args", "thing:x", "app.py"]),
+    /unknown pattern kind "thing" in --args/,
+  );
+  throws(
+    () => parseCommandLine(["--returns", "function:", "app.py"]),
+    /empty pattern in --returns/,
+  );
+});
