@@ -120,6 +120,13 @@ export interface RuntimeOptions {
    * @default {true}
    */
   tasks: boolean;
+  /**
+   * Each slice's thread CPU time (`--cpu-time`): `tts` and `tdur` in JSON,
+   * `thread_time_absolute_us` in Perfetto protobuf.
+   *
+   * @default {false}
+   */
+  threadTime?: boolean;
 }
 
 /**
@@ -236,7 +243,8 @@ export interface TraceCommand {
   view?: boolean;
   /**
    * What is recorded of the runtime's own work, present only when an
-   * option changes it (`--no-gc`, `--no-cpu-counters`, `--no-tasks`).
+   * option changes it (`--no-gc`, `--no-cpu-counters`, `--no-tasks`,
+   * `--cpu-time`).
    *
    * @default {undefined} (garbage collections and CPU counters)
    */
@@ -395,7 +403,7 @@ const VALUE_OPTIONS: Record<
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
-const RUNTIME_FLAGS = ["--gc", "--no-gc", "--no-cpu-counters", "--no-tasks"];
+const RUNTIME_FLAGS = ["--gc", "--no-gc", "--no-cpu-counters", "--no-tasks", "--cpu-time"];
 
 /** Our options that take no value. */
 const FLAGS = [
@@ -670,6 +678,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (RUNTIME_FLAGS.includes(arg)) {
       if (arg === "--no-cpu-counters") runtime.cpuCounters = false;
+      else if (arg === "--cpu-time") runtime.threadTime = true;
       else if (arg === "--no-tasks") runtime.tasks = false;
       else runtime.gc = arg === "--gc";
       continue;
@@ -781,7 +790,9 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (summary) command.summary = true;
   if (view) command.view = true;
   if (maxEvents !== undefined) command.maxEvents = maxEvents;
-  if (!runtime.gc || !runtime.cpuCounters || !runtime.tasks) command.runtime = runtime;
+  if (!runtime.gc || !runtime.cpuCounters || !runtime.tasks || runtime.threadTime) {
+    command.runtime = runtime;
+  }
   if (manual) {
     if (engine === "monitoring") {
       throw new UsageError(
