@@ -883,11 +883,15 @@ emit_code_event(Thread *t, int op, uint32_t code, uintptr_t frame)
     event_end(t, p);
 }
 
+/* An event that ends a slice reads the thread's CPU clock before the wall
+   clock, one that starts a slice after it: a stall between the two reads
+   then shortens the slice's thread time, never lengthens it past its wall
+   time (in a VM, time the host steals counts as the thread's). */
 static inline void
 emit_end_event(Thread *t, int op, uintptr_t frame)
 {
-    uint64_t dt, now = clock_now();
     uint64_t cpu = UNLIKELY(S.thread_time) ? thread_cpu_ns() : 0;
+    uint64_t dt, now = clock_now();
     uint8_t *p = event_begin(t, now, &dt);
     uint8_t *opb = p++;
     *opb = (uint8_t)op;
@@ -922,10 +926,11 @@ emit_ref_event(Thread *t, int op, uint64_t ref)
 static inline void
 emit_bare_event(Thread *t, int op)
 {
-    uint64_t dt, now = clock_now();
-    /* c_return and c_raise (6, 7) end a slice; stop (12) does not. */
+    /* c_return and c_raise (6, 7) end a slice; stop (12) does not. The
+       thread's clock first, as in emit_end_event. */
     int timed = UNLIKELY(S.thread_time) && op <= OP_C_RAISE;
     uint64_t cpu = timed ? thread_cpu_ns() : 0;
+    uint64_t dt, now = clock_now();
     uint8_t *p = event_begin(t, now, &dt);
     uint8_t *opb = p++;
     *opb = (uint8_t)op;

@@ -839,3 +839,38 @@ function decodeSync(chunks: Uint8Array[]): { records: ProtocolRecord[] } {
   decoder.finish((record) => records.push(record));
   return { records };
 }
+
+Deno.test("checkRecord reads the thread time of --cpu-time", async (t) => {
+  const hello = {
+    kind: "hello",
+    protocol: 4,
+    pid: 1,
+    python: "3.13.0",
+    engine: "monitoring",
+    t0: 0,
+    main_thread: 1,
+    argv: [],
+  };
+  await t.step("hello.thread_time, a boolean", () => {
+    assert.equal(
+      (checkRecord({ ...hello, thread_time: true }, 1) as { thread_time: boolean }).thread_time,
+      true,
+    );
+    assertProtocolError(
+      () => checkRecord({ ...hello, thread_time: 1 }, 2),
+      2,
+      /expected a boolean "thread_time" in a "hello" record/,
+    );
+  });
+  await t.step("a sixth number on ops 0 to 7", () => {
+    const events = [[0, 1, 10, 0, 1, 500], [6, 1, 20, 0, 0, 900], [8, 1, 30, 0, 1]];
+    assert.deepEqual(checkRecord({ kind: "events", events }, 3), { kind: "events", events });
+  });
+  await t.step("but not on another op", () => {
+    assertProtocolError(
+      () => checkRecord({ kind: "events", events: [[8, 1, 30, 0, 1, 5]] }, 4),
+      4,
+      /expected event 1 of an "events" record to be \[op, thread, ts, frame, ref\]/,
+    );
+  });
+});
