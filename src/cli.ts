@@ -1136,6 +1136,15 @@ Options:
                       and as much again at the next flush): not measurable
                       even at 4,300 collections in 0.44 s (bench/gc_cost.py).
                       The program sees one more entry in gc.callbacks.
+  --cpu-time          also record each slice's thread CPU time: tts and tdur
+                      in JSON, thread_ts and thread_dur in Perfetto (whole
+                      us there). Off by default: it reads the thread's CPU
+                      clock at every call and return, a system call, which
+                      cost 0.6-0.8 us an event with the native collector
+                      (5 to 8 times the traced run's own cost) and
+                      0.8-1.0 us with the Python collector, measured on a
+                      shared VM with bench/cpu_time_cost.ts (3.8, 3.13).
+                      Not under --manual.
   --no-cpu-counters   leave out the counter track of each thread's CPU time
                       (the share of each interval it ran: 0% while it
                       sleeps or waits for I/O, a lock or the GIL). Sampled
