@@ -60,7 +60,9 @@ for (const python of oldestAndNewest()) {
         const byThread = new Map<number, Timed[]>();
         for (const slice of slices(trace) as Timed[]) {
           if (slice.tts === undefined) continue;
-          byThread.set(slice.tid, [...byThread.get(slice.tid) ?? [], slice]);
+          const list = byThread.get(slice.tid) ?? [];
+          list.push(slice);
+          byThread.set(slice.tid, list);
         }
         for (const [tid, list] of byThread) {
           list.sort((a, b) => a.ts - b.ts);
