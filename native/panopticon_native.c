@@ -130,6 +130,7 @@ enum {
     OP_SPAWN = 14,
     FLAG_FRAME = 0x10,
     FLAG_FRAME8 = 0x20,
+    FLAG_THREAD_TIME = 0x40, /* ops 0 to 7, --cpu-time: the thread's CPU time follows */
 };
 
 #define CO_GENERATOR_LIKE (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)
@@ -424,8 +425,9 @@ static void record_arguments(struct Thread *t, PyCodeObject *code, void *frame);
 static void record_result(struct Thread *t, const char *label, PyObject *value);
 
 #define BATCH_BYTES (64 * 1024)
-/* The most one event takes: a thread switch (1 + 10), op and three fields. */
-#define EVENT_MAX_BYTES 48
+/* The most one event takes: a thread switch (1 + 10), op and three fields,
+   and a thread time (10). */
+#define EVENT_MAX_BYTES 64
 /* Batches in all, at most: one being filled, the others queued for the
    writer (4 MiB). More are made as needed: a program waits for the writer
    only when it is that far behind. */
@@ -454,6 +456,7 @@ static struct {
     int manual;
     int waiting;            /* for the program's <module> */
     int c_calls;
+    int thread_time;        /* --cpu-time: events of ops 0 to 7 carry the thread's CPU time */
     int filtering;          /* any code can be excluded */
     long long events_left;  /* --max-events; -1: no limit */
     uint64_t events;        /* recorded in all */
@@ -830,6 +833,29 @@ put_frame(uint8_t *p, uint8_t *op, uintptr_t frame)
     return p + 8;
 }
 
+/*
+ * The calling thread's CPU time, in ns, for --cpu-time: the one system call
+ * per event that the option costs (CLOCK_THREAD_CPUTIME_ID has no vDSO fast
+ * path on Linux), which is why it is off by default.
+ */
+static inline uint64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        return 0;
+    }
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The thread time read with the event's time, last of its fields. */
+static inline uint8_t *
+put_thread_time(uint8_t *p, uint8_t *op, uint64_t cpu)
+{
+    *op |= FLAG_THREAD_TIME;
+    return put_varint(p, cpu);
+}
+
 static void hand_over(Thread *t);
 static void limit_reached(Thread *t);
 static void start_recording(void);
@@ -872,10 +898,12 @@ event_end(Thread *t, uint8_t *p)
     }
 }
 
+/* Both clocks are read before event_begin, which may hand a batch over. */
 static inline void
 emit_code_event(Thread *t, int op, uint32_t code, uintptr_t frame)
 {
     uint64_t dt, now = clock_now();
+    uint64_t cpu = UNLIKELY(S.thread_time) ? thread_cpu_ns() : 0;
     uint8_t *p = event_begin(t, now, &dt);
     uint8_t *opb = p++;
     *opb = (uint8_t)op;
@@ -884,12 +912,20 @@ emit_code_event(Thread *t, int op, uint32_t code, uintptr_t frame)
     if (frame) {
         p = put_frame(p, opb, frame);
     }
+    if (UNLIKELY(S.thread_time)) {
+        p = put_thread_time(p, opb, cpu);
+    }
     event_end(t, p);
 }
 
+/* An event that ends a slice reads the thread's CPU clock before the wall
+   clock, one that starts a slice after it: a stall between the two reads
+   then shortens the slice's thread time, never lengthens it past its wall
+   time (in a VM, time the host steals counts as the thread's). */
 static inline void
 emit_end_event(Thread *t, int op, uintptr_t frame)
 {
+    uint64_t cpu = UNLIKELY(S.thread_time) ? thread_cpu_ns() : 0;
     uint64_t dt, now = clock_now();
     uint8_t *p = event_begin(t, now, &dt);
     uint8_t *opb = p++;
@@ -898,6 +934,9 @@ emit_end_event(Thread *t, int op, uintptr_t frame)
     if (frame) {
         p = put_frame(p, opb, frame);
     }
+    if (UNLIKELY(S.thread_time)) {
+        p = put_thread_time(p, opb, cpu);
+    }
     event_end(t, p);
 }
 
@@ -905,20 +944,35 @@ static inline void
 emit_ref_event(Thread *t, int op, uint64_t ref)
 {
     uint64_t dt, now = clock_now();
+    /* Of these ops only c_call (5) starts a slice. */
+    int timed = UNLIKELY(S.thread_time) && op <= OP_C_RAISE;
+    uint64_t cpu = timed ? thread_cpu_ns() : 0;
     uint8_t *p = event_begin(t, now, &dt);
-    *p++ = (uint8_t)op;
+    uint8_t *opb = p++;
+    *opb = (uint8_t)op;
     p = put_varint(p, dt);
     p = put_varint(p, ref);
+    if (timed) {
+        p = put_thread_time(p, opb, cpu);
+    }
     event_end(t, p);
 }
 
 static inline void
 emit_bare_event(Thread *t, int op)
 {
+    /* c_return and c_raise (6, 7) end a slice; stop (12) does not. The
+       thread's clock first, as in emit_end_event. */
+    int timed = UNLIKELY(S.thread_time) && op <= OP_C_RAISE;
+    uint64_t cpu = timed ? thread_cpu_ns() : 0;
     uint64_t dt, now = clock_now();
     uint8_t *p = event_begin(t, now, &dt);
-    *p++ = (uint8_t)op;
+    uint8_t *opb = p++;
+    *opb = (uint8_t)op;
     p = put_varint(p, dt);
+    if (timed) {
+        p = put_thread_time(p, opb, cpu);
+    }
     event_end(t, p);
 }
 
@@ -1611,9 +1665,11 @@ static PyMethodDef gc_callback_def = {"panopticon_gc", native_gc_callback, METH_
                                       "Panopticon's record of each garbage collection."};
 
 /*
- * runtime(gc_callbacks, cpu_counters, tasks=True): before start().
- * `gc_callbacks` is gc.callbacks, which gets our callback, or None for no gc
- * records; `tasks`: asyncio tasks (see "asyncio tasks").
+ * runtime(gc_callbacks, cpu_counters, tasks=True, thread_time=False): before
+ * start(). `gc_callbacks` is gc.callbacks, which gets our callback, or None
+ * for no gc records; `tasks`: asyncio tasks (see "asyncio tasks");
+ * `thread_time`: --cpu-time, each event of ops 0 to 7 with its thread's CPU
+ * time (the hello said so).
  */
 static void tasks_configure(int on);
 
@@ -1622,11 +1678,12 @@ native_runtime(PyObject *module, PyObject *args)
 {
     (void)module;
     PyObject *callbacks;
-    int cpu = 1, tasks = 1;
-    if (!PyArg_ParseTuple(args, "Op|p", &callbacks, &cpu, &tasks)) {
+    int cpu = 1, tasks = 1, thread_time = 0;
+    if (!PyArg_ParseTuple(args, "Op|pp", &callbacks, &cpu, &tasks, &thread_time)) {
         return NULL;
     }
     R.cpu = cpu;
+    S.thread_time = thread_time;
     tasks_configure(tasks);
     if (cpu && main_thread != NULL) {
         cpu_thread_started(main_thread); /* configure() made it, on this thread */

@@ -34,6 +34,11 @@ export const EXTENDED = 15;
 export const FRAME_ID = 0x10;
 /** Op byte bit 5, only with bit 4: the frame id is 8 bytes, not 6. */
 export const WIDE_FRAME_ID = 0x20;
+/**
+ * Op byte bit 6, ops 0 to 7 only (`--cpu-time`, `hello.thread_time`): the
+ * thread's CPU time at the event follows the other fields, a varint of ns.
+ */
+export const THREAD_TIME = 0x40;
 
 /** The names of the ops, for messages. */
 const OP_NAMES = [
@@ -65,11 +70,11 @@ const EXT_OP_NAMES: Record<number, string> = {
 /** The fewest bytes an event takes: its op byte and a one-byte `dt`. */
 const MIN_EVENT_BYTES = 2;
 /**
- * The most bytes an event takes: its op byte, a `dt`, two ids and an
- * 8-byte frame id. Further than this from the end of the frame, an event
- * cannot be cut off.
+ * The most bytes an event takes: its op byte, a `dt`, two ids, an 8-byte
+ * frame id and a thread time. Further than this from the end of the frame,
+ * an event cannot be cut off.
  */
-const MAX_EVENT_BYTES = 1 + 9 + 9 + 9 + 8;
+const MAX_EVENT_BYTES = 1 + 9 + 9 + 9 + 8 + 9;
 const TWO_TO_63 = 2 ** 63;
 
 /**
@@ -87,6 +92,8 @@ const HAS_SPAN = 4;
 const HAS_REF = 8;
 const FRAME_6 = 16;
 const FRAME_8 = 32;
+/** A thread time after everything else (op byte bit 6). */
+const HAS_THREAD_TIME = 64;
 LAYOUT[THREAD_SWITCH] = VALID | SWITCH;
 // Extended events are read by the careful path (they are rare): LAYOUT
 // leaves them 0.
@@ -96,9 +103,13 @@ for (const op of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, SPAWN]) {
     (op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === SPAWN ? HAS_REF : 0) |
     (op === 10 || op === 11 ? HAS_SPAN : 0);
   LAYOUT[op] = VALID | fields;
+  if (op <= 7) LAYOUT[op | THREAD_TIME] = VALID | fields | HAS_THREAD_TIME;
   if (op <= 4) {
     LAYOUT[op | FRAME_ID] = VALID | fields | FRAME_6;
     LAYOUT[op | FRAME_ID | WIDE_FRAME_ID] = VALID | fields | FRAME_8;
+    LAYOUT[op | FRAME_ID | THREAD_TIME] = VALID | fields | FRAME_6 | HAS_THREAD_TIME;
+    LAYOUT[op | FRAME_ID | WIDE_FRAME_ID | THREAD_TIME] = VALID | fields | FRAME_8 |
+      HAS_THREAD_TIME;
   }
 }
 
@@ -162,6 +173,7 @@ class Reader {
   ts = 0;
   id = 0;
   ref = 0;
+  threadTime = -1;
   /** The 1-based number of the event being read, and where it starts, for messages. */
   #event = 0;
   #start = 0;
@@ -185,7 +197,10 @@ class Reader {
     }
     const byte = bytes[this.at++]!;
     const op = this.op = byte & 0x0f;
-    if (byte > 0x3f) this.fail(`its op byte 0x${hex(byte)} has bit 6 or 7 set`);
+    if (byte > 0x7f) this.fail(`its op byte 0x${hex(byte)} has bit 7 set`);
+    if ((byte & THREAD_TIME) && op > 7) {
+      this.fail(`its op byte 0x${hex(byte)} announces a thread time, which only ops 0 to 7 carry`);
+    }
     // Ops 0 to 14 and the extended escape (15) use every value of the low four bits.
     if (op === EXTENDED) return this.readExtended(byte, ts);
     if (byte & (FRAME_ID | WIDE_FRAME_ID)) {
@@ -213,6 +228,7 @@ class Reader {
     this.id = layout & HAS_SPAN ? this.varint("span id") : 0;
     this.ref = layout & HAS_REF ? this.varint(field) : 0;
     if (layout & (FRAME_6 | FRAME_8)) this.id = this.frameId(layout & FRAME_8 ? 8 : 6);
+    this.threadTime = layout & HAS_THREAD_TIME ? this.varint("thread time") : -1;
     return true;
   }
 
@@ -230,6 +246,7 @@ class Reader {
     if (this.ts >= TWO_TO_63) this.fail("its time passes 2^63 ns");
     this.ref = this.varint("ref");
     this.id = byte & FRAME_ID ? this.frameId(byte & WIDE_FRAME_ID ? 8 : 6) : 0;
+    this.threadTime = -1;
     return true;
   }
 
@@ -295,6 +312,11 @@ export class BatchCursor {
   id = 0;
   /** Its code, cfunc or mark id, or a spawn's token; else 0. */
   ref = 0;
+  /**
+   * Its thread's CPU time in ns (op byte bit 6, `--cpu-time`), or -1 for an
+   * event without one.
+   */
+  threadTime = -1;
   /** How many events have been read. */
   events = 0;
   readonly #frame: Uint8Array;
@@ -372,6 +394,12 @@ export class BatchCursor {
           id = frameIdAt(frame, next, 8);
           next += 8;
         }
+        let threadTime = -1;
+        if (layout & HAS_THREAD_TIME) {
+          if ((threadTime = varintAt(frame, next)) < 0) break fast;
+          next = varintEnd;
+        }
+        this.threadTime = threadTime;
         this.op = byte & 0x0f;
         this.ts = ts;
         this.id = id;
@@ -406,6 +434,7 @@ export class BatchCursor {
     this.ts = reader.ts;
     this.id = reader.id;
     this.ref = reader.ref;
+    this.threadTime = reader.threadTime;
     this.events++;
     return true;
   }
@@ -414,7 +443,8 @@ export class BatchCursor {
 /**
  * Decodes `frame`, the binary frame of `record`, into `batch` (five numbers
  * an event, as `[op, thread, ts, frame, ref]`, with a span's id in `frame`
- * as the JSON events have it); returns the number of events. Throws a
+ * as the JSON events have it, and each event's thread time, or -1, in
+ * `threadTimes`); returns the number of events. Throws a
  * {@linkcode ProtocolError} that names `line` and the byte for a frame that
  * breaks the format in any way the protocol lists.
  */
@@ -426,12 +456,14 @@ export function decodeBatch(
 ): number {
   const cursor = new BatchCursor(frame, record, line);
   const values = batch.reserve(record.events);
-  for (let out = 0; cursor.next(); out += EVENT_FIELDS) {
+  const threadTimes = batch.threadTimes;
+  for (let out = 0, event = 0; cursor.next(); out += EVENT_FIELDS, event++) {
     values[out] = cursor.op;
     values[out + 1] = cursor.thread;
     values[out + 2] = cursor.ts;
     values[out + 3] = cursor.id;
     values[out + 4] = cursor.ref;
+    threadTimes[event] = cursor.threadTime;
   }
   return cursor.events;
 }
@@ -475,16 +507,5 @@ export function unpackBatch(record: BatchRecord, line = 1): ProtocolEvent[] {
   }
   const batch = new EventBatch();
   const count = decodeBatch(record.payload, record, line, batch);
-  const values = batch.values;
-  const events: ProtocolEvent[] = [];
-  for (let at = 0; at < count * EVENT_FIELDS; at += EVENT_FIELDS) {
-    events.push([
-      values[at] as ProtocolEvent[0],
-      values[at + 1]!,
-      values[at + 2]!,
-      values[at + 3]!,
-      values[at + 4]!,
-    ]);
-  }
-  return events;
+  return batch.toEvents(count);
 }

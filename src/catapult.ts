@@ -61,11 +61,14 @@ const SEPARATOR = ",\n";
 const BIND_ID = ascii(',"bind_id":"0x');
 const FLOW_IN = ascii(',"flow_in":true');
 const FLOW_OUT = ascii(',"flow_out":true');
+// A slice's thread time (`--cpu-time`): Catapult's names for it.
+const TTS = ascii(',"tts":');
+const TDUR = ascii(',"tdur":');
 /**
- * More than the bytes a slice needs beyond its head: a thread id, two
+ * More than the bytes a slice needs beyond its head: a thread id, four
  * times, a flow id and both flow flags.
  */
-const SLICE_BYTES = 192;
+const SLICE_BYTES = 256;
 const HEX = ascii("0123456789abcdef");
 
 /** "00" to "99": two digits a division, where one a division costs twice as many. */
@@ -404,6 +407,12 @@ export class CatapultWriter implements TraceSink {
     at = writeMicros(out, at, slice.start);
     at = writeDurKey(out, at);
     at = writeMicros(out, at, slice.duration);
+    if (slice.threadStart !== undefined) {
+      at = copy(out, at, TTS);
+      at = writeMicros(out, at, slice.threadStart);
+      at = copy(out, at, TDUR);
+      at = writeMicros(out, at, slice.threadDuration ?? 0);
+    }
     if (flow !== 0) {
       // Chromium writes v2 flow ids as hex strings; Perfetto reads them so.
       at = copy(out, at, BIND_ID);

@@ -120,6 +120,13 @@ export interface RuntimeOptions {
    * @default {true}
    */
   tasks: boolean;
+  /**
+   * Each slice's thread CPU time (`--cpu-time`): `tts` and `tdur` in JSON,
+   * `thread_time_absolute_us` in Perfetto protobuf.
+   *
+   * @default {false}
+   */
+  threadTime?: boolean;
 }
 
 /**
@@ -250,7 +257,8 @@ export interface TraceCommand {
   view?: boolean;
   /**
    * What is recorded of the runtime's own work, present only when an
-   * option changes it (`--no-gc`, `--no-cpu-counters`, `--no-tasks`).
+   * option changes it (`--no-gc`, `--no-cpu-counters`, `--no-tasks`,
+   * `--cpu-time`).
    *
    * @default {undefined} (garbage collections and CPU counters)
    */
@@ -413,7 +421,7 @@ const VALUE_OPTIONS: Record<
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
-const RUNTIME_FLAGS = ["--gc", "--no-gc", "--no-cpu-counters", "--no-tasks"];
+const RUNTIME_FLAGS = ["--gc", "--no-gc", "--no-cpu-counters", "--no-tasks", "--cpu-time"];
 
 /** Our options that take no value. */
 const FLAGS = [
@@ -690,6 +698,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     }
     if (RUNTIME_FLAGS.includes(arg)) {
       if (arg === "--no-cpu-counters") runtime.cpuCounters = false;
+      else if (arg === "--cpu-time") runtime.threadTime = true;
       else if (arg === "--no-tasks") runtime.tasks = false;
       else runtime.gc = arg === "--gc";
       continue;
@@ -809,7 +818,9 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (summary) command.summary = true;
   if (view) command.view = true;
   if (maxEvents !== undefined) command.maxEvents = maxEvents;
-  if (!runtime.gc || !runtime.cpuCounters || !runtime.tasks) command.runtime = runtime;
+  if (!runtime.gc || !runtime.cpuCounters || !runtime.tasks || runtime.threadTime) {
+    command.runtime = runtime;
+  }
   if (manual) {
     if (engine === "monitoring") {
       throw new UsageError(
@@ -1153,6 +1164,15 @@ Options:
                       and as much again at the next flush): not measurable
                       even at 4,300 collections in 0.44 s (bench/gc_cost.py).
                       The program sees one more entry in gc.callbacks.
+  --cpu-time          also record each slice's thread CPU time: tts and tdur
+                      in JSON, thread_ts and thread_dur in Perfetto (whole
+                      us there). Off by default: it reads the thread's CPU
+                      clock at every call and return, a system call, which
+                      cost 0.6-0.8 us an event with the native collector
+                      (5 to 8 times the traced run's own cost) and
+                      0.8-1.0 us with the Python collector, measured on a
+                      shared VM with bench/cpu_time_cost.ts (3.8, 3.13).
+                      Not under --manual.
   --no-cpu-counters   leave out the counter track of each thread's CPU time
                       (the share of each interval it ran: 0% while it
                       sleeps or waits for I/O, a lock or the GIL). Sampled

@@ -42,8 +42,17 @@ const MIN_EVENT_BYTES = 2 + EVENT_FIELDS * 5;
  * stay there; read `values` only up to `5 * length`.
  */
 export class EventBatch {
-  /** The events' numbers, five per event; valid up to `5 * length`. */
-  values: Float64Array = new Float64Array(EVENT_FIELDS * 8192);
+  /**
+   * The events' numbers, five per event; valid up to `5 * length`. One
+   * spare number at the end: the decoder of marshal reads an event's sixth
+   * item (its thread time) there before moving it to `threadTimes`.
+   */
+  values: Float64Array = new Float64Array(EVENT_FIELDS * 8192 + 1);
+  /**
+   * Each event's thread CPU time in ns (`--cpu-time`: a sixth item, or op
+   * byte bit 6 in a batch frame), or -1 for an event without one.
+   */
+  threadTimes: Float64Array = new Float64Array(8192);
   /** How many events the batch holds. */
   length = 0;
   #bytes: Uint8Array = new Uint8Array(0);
@@ -99,6 +108,7 @@ export class EventBatch {
    */
   setEvents(events: readonly ProtocolEvent[]): void {
     const values = this.reserve(events.length);
+    const threadTimes = this.threadTimes;
     for (let i = 0, at = 0; i < events.length; i++, at += EVENT_FIELDS) {
       const event = events[i]!;
       values[at] = event[0];
@@ -106,16 +116,34 @@ export class EventBatch {
       values[at + 2] = event[2];
       values[at + 3] = event[3];
       values[at + 4] = event[4];
+      threadTimes[i] = event.length === 6 ? event[5] : -1;
     }
     this.length = events.length;
   }
 
   /** Makes room for `count` events, keeping none of the old ones; returns `values`. */
   reserve(count: number): Float64Array {
-    if (this.values.length < count * EVENT_FIELDS) {
-      this.values = new Float64Array(count * EVENT_FIELDS);
+    if (this.values.length < count * EVENT_FIELDS + 1) {
+      this.values = new Float64Array(count * EVENT_FIELDS + 1);
     }
+    if (this.threadTimes.length < count) this.threadTimes = new Float64Array(count);
     return this.values;
+  }
+
+  /** The first `count` events as arrays, six numbers for those with a thread time. */
+  toEvents(count = this.length): ProtocolEvent[] {
+    const values = this.values;
+    const events: ProtocolEvent[] = [];
+    for (let i = 0, at = 0; i < count; i++, at += EVENT_FIELDS) {
+      const op = values[at] as ProtocolEvent[0];
+      const threadTime = this.threadTimes[i]!;
+      events.push(
+        threadTime < 0
+          ? [op, values[at + 1]!, values[at + 2]!, values[at + 3]!, values[at + 4]!]
+          : [op, values[at + 1]!, values[at + 2]!, values[at + 3]!, values[at + 4]!, threadTime],
+      );
+    }
+    return events;
   }
 }
 
@@ -140,18 +168,7 @@ export class EventBatch {
 export function unpackEvents(packed: string, line = 1): ProtocolEvent[] {
   const batch = new EventBatch();
   batch.setPacked(packed, line);
-  const events: ProtocolEvent[] = [];
-  const values = batch.values;
-  for (let at = 0; at < batch.length * EVENT_FIELDS; at += EVENT_FIELDS) {
-    events.push([
-      values[at] as ProtocolEvent[0],
-      values[at + 1]!,
-      values[at + 2]!,
-      values[at + 3]!,
-      values[at + 4]!,
-    ]);
-  }
-  return events;
+  return batch.toEvents();
 }
 
 /**
@@ -197,6 +214,7 @@ function unmarshal(
     fail(1, `the list claims ${count} items but only ${end} bytes were sent (truncated?)`);
   }
   const values = batch.reserve(count);
+  const threadTimes = batch.threadTimes;
   let at = 5;
   let out = 0;
   for (let i = 0; i < count; i++) {
@@ -218,10 +236,11 @@ function unmarshal(
         `expected event ${i + 1} to be a tuple (type byte "(" or ")"), got ${typeByte(bytes[at]!)}`,
       );
     }
-    if (size !== EVENT_FIELDS) {
+    // A sixth item is the event's thread time (`hello.thread_time`).
+    if (size !== EVENT_FIELDS && size !== EVENT_FIELDS + 1) {
       fail(at, `expected event ${i + 1} to be a tuple of 5 integers, got one of ${size} items`);
     }
-    for (let field = 0; field < EVENT_FIELDS; field++) {
+    for (let field = 0; field < size; field++) {
       // The commonest item first: a plain `i`.
       const type = bytes[at]!;
       if (type === INT && at + 5 <= end) {
@@ -278,9 +297,21 @@ function unmarshal(
       if (type & FLAG_REF) refs.push(value);
       values[out++] = value;
     }
+    if (size === EVENT_FIELDS) {
+      threadTimes[i] = -1;
+    } else {
+      // Read into the next event's first slot (or the spare number after the last).
+      threadTimes[i] = values[--out]!;
+    }
     const op = values[out - EVENT_FIELDS]!;
     if (!isKnownOp(op)) {
       fail(at, `expected the op of event ${i + 1} to be ${KNOWN_OP_RANGE}, got ${op}`);
+    }
+    if (size !== EVENT_FIELDS && op > 7) {
+      fail(
+        at,
+        `expected event ${i + 1} (op ${op}) to have 5 items: only ops 0 to 7 carry a thread time`,
+      );
     }
   }
   if (at !== end) fail(at, `${end - at} bytes follow the list of ${count} events`);

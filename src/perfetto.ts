@@ -132,8 +132,14 @@ const FLOW_IDS = [0xa0, 0x02] as const;
 const TERMINATING_FLOW_IDS = [0xd0, 0x02] as const;
 /** A slice's END event, whole: `track_event { type: TYPE_SLICE_END }`. */
 const END_EVENT = [TAG_TRACK_EVENT, 0x02, 0x48, TYPE.end] as const;
+// TrackEvent.thread_time_absolute_us (17), varint: two bytes, then µs of the
+// thread's CPU clock (`--cpu-time`). The trace processor reads it on BEGIN as
+// `slice.thread_ts` and on END as the end of `slice.thread_dur`. Absolute, not
+// `thread_time_delta_us`: deltas would need the thread's reference time in
+// a ThreadDescriptor of each sequence, and slices spread over sequences.
+const THREAD_TIME_FIELD = [0x88, 0x01] as const;
 /** More than a slice's two packets need beyond their site's bytes. */
-const SLICE_BYTES = 96;
+const SLICE_BYTES = 128;
 
 const noop = () => {};
 const encoder = new TextEncoder();
@@ -431,6 +437,28 @@ export class PerfettoWriter implements TraceSink {
     const flow = slice.flow;
     const flowField = flow === 0 ? undefined : slice.flowOut ? FLOW_IDS : TERMINATING_FLOW_IDS;
     const depth = slice.depth;
+    if (slice.threadStart !== undefined) {
+      // `--cpu-time`: the thread's times, in whole µs as the field has them.
+      const threadStart = Math.round(slice.threadStart);
+      const threadEnd = Math.round(slice.threadStart + (slice.threadDuration ?? 0));
+      const arrows = slice.childFlows !== undefined || slice.parentFlow
+        ? processArrows(slice)
+        : undefined;
+      this.#event(
+        slice.tid,
+        site,
+        start,
+        end,
+        flowField,
+        flow,
+        slice.args,
+        depth,
+        arrows,
+        threadStart,
+        threadEnd,
+      );
+      return;
+    }
     if (slice.childFlows !== undefined || slice.parentFlow) {
       const arrows = processArrows(slice);
       this.#event(slice.tid, site, start, end, flowField, flow, slice.args, depth, arrows);
@@ -704,6 +732,8 @@ export class PerfettoWriter implements TraceSink {
     args: SliceArgs | undefined,
     depth: number | undefined,
     arrows?: Uint8Array,
+    threadStart = -1,
+    threadEnd = -1,
   ): void {
     const track = this.#threads[tid] ?? this.#threadTrack(tid);
     // The depth's sequence, if the slice fits it; else the pool's best.
@@ -737,7 +767,8 @@ export class PerfettoWriter implements TraceSink {
       (site.located ? 2 + iidLength : 0);
     const flowBytes = (flowField === undefined ? 0 : 2 + varintLength(flow)) +
       (arrows?.length ?? 0);
-    const eventLength = bodyLength + flowBytes + (annotations?.length ?? 0);
+    const threadBytes = threadStart < 0 ? 0 : 2 + varintLength(threadStart);
+    const eventLength = bodyLength + flowBytes + (annotations?.length ?? 0) + threadBytes;
     const out = this.#reserve(eventLength + interned + SLICE_BYTES);
     let at = this.#at;
 
@@ -806,14 +837,21 @@ export class PerfettoWriter implements TraceSink {
       out.set(annotations, at);
       at += annotations.length;
     }
+    if (threadBytes !== 0) {
+      out[at++] = THREAD_TIME_FIELD[0];
+      out[at++] = THREAD_TIME_FIELD[1];
+      at = writeVarint(out, at, threadStart);
+    }
 
     if (site.type === TYPE.begin) {
       // END, at `end`: after `start`, so after the watermark unless BEGIN
       // could not be incremental either.
       const endAbsolute = end < sequence.watermark;
       const endTime = endAbsolute ? end : end - sequence.watermark;
+      const endThreadBytes = threadBytes === 0 ? 0 : 2 + varintLength(threadEnd);
       out[at++] = TAG_PACKET;
-      out[at++] = 1 + timeLength(endTime) + (endAbsolute ? 3 : 0) + head.length + END_EVENT.length;
+      out[at++] = 1 + timeLength(endTime) + (endAbsolute ? 3 : 0) + head.length +
+        END_EVENT.length + endThreadBytes;
       out[at++] = TAG_TIMESTAMP;
       if (endTime >= 0 && endTime < 0x4000) {
         if (endTime < 0x80) {
@@ -834,9 +872,14 @@ export class PerfettoWriter implements TraceSink {
       }
       for (let i = 0; i < head.length; i++) out[at++] = head[i]!;
       out[at++] = END_EVENT[0];
-      out[at++] = END_EVENT[1];
+      out[at++] = END_EVENT[1] + endThreadBytes;
       out[at++] = END_EVENT[2];
       out[at++] = END_EVENT[3];
+      if (endThreadBytes !== 0) {
+        out[at++] = THREAD_TIME_FIELD[0];
+        out[at++] = THREAD_TIME_FIELD[1];
+        at = writeVarint(out, at, threadEnd);
+      }
     }
     this.#at = at;
     if (sequence.pooled) track.moved(sequence);

@@ -52,6 +52,8 @@ export interface PerfettoEvent {
   args: Record<string, JsonValue>;
   /** A counter's value. */
   value?: number;
+  /** `thread_time_absolute_us` (`--cpu-time`): the thread's CPU time, in µs. */
+  threadTime?: number;
 }
 
 /** What a packet of the trace holds, as {@linkcode PerfettoDecoder} reports it. */
@@ -462,6 +464,9 @@ export class PerfettoDecoder {
         case 44:
           event.value = reader.double();
           break;
+        case 17:
+          event.threadTime = reader.int();
+          break;
         case 4: {
           const [name, value] = this.#annotation(reader.message(), state, sequence);
           if (name !== undefined) event.args[name] = value;
@@ -605,6 +610,9 @@ export interface PerfettoSlice {
   args: Record<string, JsonValue>;
   /** Whether it is an instant. */
   instant: boolean;
+  /** Its thread's CPU time at its start, and what it spent, in µs (`--cpu-time`). */
+  threadTs?: number;
+  threadDur?: number;
 }
 
 /** A flow arrow between two slices. */
@@ -687,6 +695,9 @@ export async function readPerfetto(
     if (event.type === "end") {
       const open = stack.pop();
       if (open !== undefined) open.dur = event.ts - open.ts;
+      if (open?.threadTs !== undefined && event.threadTime !== undefined) {
+        open.threadDur = event.threadTime - open.threadTs;
+      }
       continue;
     }
     const thread = tracks.get(event.track)?.thread;
@@ -709,6 +720,7 @@ export async function readPerfetto(
     if (parent !== undefined) slice.parent = parent.id;
     if (event.file !== undefined) slice.file = event.file;
     if (event.line !== undefined) slice.line = event.line;
+    if (event.threadTime !== undefined) slice.threadTs = event.threadTime;
     slices.push(slice);
     if (event.type === "begin") stack.push(slice);
   }

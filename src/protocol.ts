@@ -147,19 +147,24 @@ export const MAX_FRAME_BYTES = 2 ** 30;
 export type Op = typeof Op[keyof typeof Op];
 
 /**
- * One event: `[op, thread, ts, frame, ref]`.
+ * One event: `[op, thread, ts, frame, ref]`, or with `--cpu-time`
+ * (`hello.thread_time`) `[op, thread, ts, frame, ref, threadTime]` for ops
+ * 0 to 7: the thread's CPU time at the event, in ns.
  *
  * `thread` is the Python thread ident, `ts` nanoseconds of the collector's
  * monotonic clock, `frame` the frame id (`id(frame)`, 0 for C events) and
  * `ref` a code id (Python events) or a cfunc id (C events), 0 when unknown.
  */
-export type ProtocolEvent = readonly [
-  op: Op | ExtOp,
-  thread: number,
-  ts: number,
-  frame: number,
-  ref: number,
-];
+export type ProtocolEvent =
+  | readonly [op: Op | ExtOp, thread: number, ts: number, frame: number, ref: number]
+  | readonly [
+    op: Op | ExtOp,
+    thread: number,
+    ts: number,
+    frame: number,
+    ref: number,
+    threadTime: number,
+  ];
 
 /** The kind of a Python code object, and the category of its slices. */
 export type CodeType = "function" | "generator" | "coroutine" | "async_generator";
@@ -194,6 +199,11 @@ export interface HelloRecord {
   thread_ids?: "ident" | "serial";
   /** How the collector reads the time (protocol 4): `"tsc"` or `"monotonic"`. */
   clock?: string;
+  /**
+   * Whether the events of ops 0 to 7 carry their thread's CPU time
+   * (`--cpu-time`, protocol 4: see `docs/protocol.md`, "Thread time").
+   */
+  thread_time?: boolean;
   /**
    * The process that started this one (protocol 4, see `docs/protocol.md`,
    * "Processes"): its pid, and the token of the `spawn` event it recorded,
@@ -651,6 +661,9 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
       if (record.secret !== undefined) string(record, "secret", line);
       if (record.collector !== undefined) string(record, "collector", line);
       if (record.clock !== undefined) string(record, "clock", line);
+      if (record.thread_time !== undefined && typeof record.thread_time !== "boolean") {
+        throw fieldError(line, "a boolean", "thread_time", kind);
+      }
       if (record.parent !== undefined) checkParent(record.parent, line);
       // Unlike the two above, which only describe the run, the thread ids
       // change how the stream is read: a value this converter does not
@@ -833,7 +846,10 @@ function checkEvents(record: Record<string, unknown>, line: number): void {
   if (!Array.isArray(events)) throw fieldError(line, "an array", "events", "events");
   for (let i = 0; i < events.length; i++) {
     const event = events[i];
-    if (!Array.isArray(event) || event.length !== 5) throw eventError(line, i, event);
+    // A sixth number is the thread time (`hello.thread_time`).
+    if (!Array.isArray(event) || (event.length !== 5 && (event.length !== 6 || event[0] > 7))) {
+      throw eventError(line, i, event);
+    }
     const op = event[0];
     // The op must be one (see `isOp`); the other numbers must be integers
     // below 2^63, as packed ones are: NaN,
@@ -843,7 +859,8 @@ function checkEvents(record: Record<string, unknown>, line: number): void {
     if (
       !isKnownOp(op) ||
       !isWireInteger(event[1]) || !isWireInteger(event[2]) ||
-      !isWireInteger(event[3]) || !isWireInteger(event[4])
+      !isWireInteger(event[3]) || !isWireInteger(event[4]) ||
+      (event.length === 6 && !isWireInteger(event[5]))
     ) {
       throw eventError(line, i, event);
     }
@@ -874,7 +891,8 @@ function eventError(line: number, index: number, event: unknown): ProtocolError 
   return new ProtocolError(
     line,
     `expected event ${index + 1} of an "events" record to be [op, thread, ts, frame, ref], ` +
-      `five integers below 2^63 with op ${KNOWN_OP_RANGE}, got ${preview(event)}`,
+      `five integers below 2^63 with op ${KNOWN_OP_RANGE} (six, with the thread time, for ` +
+      `ops 0 to 7), got ${preview(event)}`,
   );
 }
 

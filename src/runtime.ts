@@ -137,8 +137,9 @@ export class CpuCounters {
 
 /**
  * The value of `PANOPTICON_RUNTIME` for `runtime`: a word a line for each
- * record switched off (`no-gc`, `no-cpu-counters`, `no-tasks`), or
- * `undefined` when nothing is (the collector's defaults: all on).
+ * record switched off (`no-gc`, `no-cpu-counters`, `no-tasks`), and
+ * `thread-time` for `--cpu-time`, which is off by default; `undefined`
+ * when nothing differs from the collector's defaults.
  *
  * @example
  * ```ts
@@ -156,6 +157,7 @@ export function runtimeVariable(runtime: RuntimeOptions | undefined): string | u
     ...(runtime.gc ? [] : ["no-gc"]),
     ...(runtime.cpuCounters ? [] : ["no-cpu-counters"]),
     ...(runtime.tasks ? [] : ["no-tasks"]),
+    ...(runtime.threadTime ? ["thread-time"] : []),
   ];
   return words.length > 0 ? words.join("\n") : undefined;
 }

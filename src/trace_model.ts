@@ -111,6 +111,16 @@ export interface Slice {
    * `childFlows` holds it); 0 or absent otherwise.
    */
   parentFlow?: number;
+  /**
+   * With `--cpu-time`: its thread's CPU time when it began, in µs (the
+   * thread's CPU clock, from the thread's start); `undefined` without.
+   */
+  threadStart?: number | undefined;
+  /**
+   * With `--cpu-time`: the CPU time its thread spent in it, in µs (at most
+   * {@linkcode Slice.duration}, but for the clocks' resolutions).
+   */
+  threadDuration?: number | undefined;
 }
 
 /** The traced process, announced once, before anything else. */

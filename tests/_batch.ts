@@ -22,21 +22,29 @@ import type { ProtocolEvent } from "../mod.ts";
  * One event as the native collector records it: `[op, thread, ts, frame,
  * ref, span]`, `ts` absolute (ns), `frame` 0 for a plain function or a C
  * event, `ref` the code, cfunc or mark id (0 where the op carries none),
- * `span` the span id of `span_begin` and `span_end` (0 for other ops).
+ * `span` the span id of `span_begin` and `span_end` (0 for other ops);
+ * with `--cpu-time`, ops 0 to 7 add `threadTime`, the thread's CPU time
+ * (ns), written last with bit 6 of the op byte.
  */
-export type NativeEvent = readonly [
-  op: number,
-  thread: number,
-  ts: number,
-  frame: number,
-  ref: number,
-  span: number,
-];
+export type NativeEvent =
+  | readonly [op: number, thread: number, ts: number, frame: number, ref: number, span: number]
+  | readonly [
+    op: number,
+    thread: number,
+    ts: number,
+    frame: number,
+    ref: number,
+    span: number,
+    threadTime: number,
+  ];
 
 /** The op of a thread switch. */
 const THREAD_SWITCH = 13;
 const FRAME_ID = 0x10;
 const WIDE_FRAME_ID = 0x20;
+const THREAD_TIME = 0x40;
+/** The longest event: switch (1 + 9), op (1), dt, two ids (9 each), frame id (8), thread time (9). */
+const MAX_EVENT = 55;
 const TWO_TO_48 = 2 ** 48;
 
 /** Which of `ref` and `span` each op 0 to 12 and 14 writes, after its `dt` (13 is not an event). */
@@ -102,8 +110,12 @@ export class BatchWriter {
    */
   add(event: NativeEvent): boolean {
     const [op, thread, ts, frame, ref, span] = event;
+    const threadTime = event[6];
     const carries = CARRIES[op];
     if (carries === undefined || !Number.isInteger(op)) throw new RangeError(`op ${op}`);
+    if (threadTime !== undefined && op > 7) {
+      throw new RangeError(`op ${op} carries no thread time: ${event}`);
+    }
     if ((frame !== 0 && !carries.frame) || (ref !== 0 && !carries.ref)) {
       throw new RangeError(`op ${op} carries no ${frame !== 0 ? "frame" : "ref"}: ${event}`);
     }
@@ -112,17 +124,18 @@ export class BatchWriter {
     const start = this.#at;
     let at = start;
     const out = this.#out;
-    // The longest event: switch (1 + 9), op (1), dt, two ids (9 each), frame id (8).
-    if (at + 46 > out.length && !this.#fits(event, dt)) return false;
+    if (at + MAX_EVENT > out.length && !this.#fits(event, dt)) return false;
     if (thread !== this.#thread) {
       out[at++] = THREAD_SWITCH;
       at = writeVarint(out, at, thread);
     }
-    out[at++] = op | (frame === 0 ? 0 : frame < TWO_TO_48 ? FRAME_ID : FRAME_ID | WIDE_FRAME_ID);
+    out[at++] = op | (frame === 0 ? 0 : frame < TWO_TO_48 ? FRAME_ID : FRAME_ID | WIDE_FRAME_ID) |
+      (threadTime === undefined ? 0 : THREAD_TIME);
     at = writeVarint(out, at, dt);
     if (carries.span) at = writeVarint(out, at, span);
     if (carries.ref) at = writeVarint(out, at, ref);
     if (frame !== 0) at = writeFrameId(out, at, frame);
+    if (threadTime !== undefined) at = writeVarint(out, at, threadTime);
     this.#at = at;
     this.#thread = thread;
     this.#ts = ts;
@@ -154,13 +167,14 @@ export class BatchWriter {
   #fits(event: NativeEvent, dt: number): boolean {
     const [op, thread, , frame, ref, span] = event;
     const carries = CARRIES[op]!;
-    const scratch = new Uint8Array(46);
+    const scratch = new Uint8Array(MAX_EVENT);
     let at = 0;
     if (thread !== this.#thread) at = writeVarint(scratch, at + 1, thread);
     at = writeVarint(scratch, at + 1, dt);
     if (carries.span) at = writeVarint(scratch, at, span);
     if (carries.ref) at = writeVarint(scratch, at, ref);
     if (frame !== 0) at += frame < TWO_TO_48 ? 6 : 8;
+    if (event[6] !== undefined) at = writeVarint(scratch, at, event[6]);
     return this.#at + at <= this.#out.length;
   }
 }
@@ -174,8 +188,7 @@ export function encodeBatch(
   ts: number,
   thread: number,
 ): { record: NativeBatchRecord; frame: Uint8Array } {
-  // Every event takes at most 46 bytes.
-  const writer = new BatchWriter(ts, thread, 46 * events.length);
+  const writer = new BatchWriter(ts, thread, MAX_EVENT * events.length);
   for (const event of events) writer.add(event);
   return writer.take();
 }
@@ -227,13 +240,21 @@ export function nativeEvent(event: ProtocolEvent): NativeEvent {
   const carries = CARRIES[op]!;
   // Spans: JSON events carry the span id as the frame.
   if (op === 10 || op === 11) return [op, thread, ts, 0, carries.ref ? ref : 0, frame];
-  return [op, thread, ts, carries.frame ? frame : 0, carries.ref ? ref : 0, 0];
+  const base = [op, thread, ts, carries.frame ? frame : 0, carries.ref ? ref : 0, 0] as const;
+  return event.length === 6 ? [...base, event[5]] : base;
 }
 
 /** The JSON event `[op, thread, ts, frame, ref]` of a native event. */
 export function protocolEvent(event: NativeEvent): ProtocolEvent {
   const [op, thread, ts, frame, ref, span] = event;
-  return [op as ProtocolEvent[0], thread, ts, op === 10 || op === 11 ? span : frame, ref];
+  const base = [
+    op as ProtocolEvent[0],
+    thread,
+    ts,
+    op === 10 || op === 11 ? span : frame,
+    ref,
+  ] as const;
+  return event.length === 7 ? [...base, event[6]] : base;
 }
 
 /**

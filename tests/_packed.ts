@@ -9,8 +9,9 @@ import type { ProtocolEvent } from "../mod.ts";
 
 /** Marshals `events`, a list of tuples of integers below 2^63, into bytes. */
 export function marshalEvents(events: readonly (readonly number[])[]): Uint8Array {
-  // At most 5 + 5 * (1 + 4 + 2 * 4) bytes an event: 4 digits reach 2^60.
-  const out = new Uint8Array(5 + events.length * 70);
+  // At most 5 + 6 * (1 + 4 + 2 * 4) bytes an event (six items with a thread
+  // time): 4 digits reach 2^60.
+  const out = new Uint8Array(5 + events.length * 83);
   let at = 0;
   const int32 = (value: number) => {
     out[at++] = value & 255;

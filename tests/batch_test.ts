@@ -202,11 +202,27 @@ Deno.test("unpackBatch rejects a malformed frame, naming the line and the byte",
       message: "event 1 (raise): its ref is cut off by the end of the frame",
     },
     {
-      name: "bits 6 and 7 set",
-      bytes: [6, 1, 0x46, 1],
+      name: "bit 7 set",
+      bytes: [6, 1, 0x86, 1],
       events: 2,
       byte: 2,
-      message: "event 2 (c_return): its op byte 0x46 has bit 6 or 7 set",
+      message: "event 2 (c_return): its op byte 0x86 has bit 7 set",
+    },
+    {
+      name: "a thread time on an op that carries none",
+      bytes: [6, 1, 0x48, 1, 1, 5],
+      events: 2,
+      byte: 2,
+      message:
+        "event 2 (instant): its op byte 0x48 announces a thread time, which only ops 0 to 7 " +
+        "carry",
+    },
+    {
+      name: "a thread time cut off",
+      bytes: [6, 1, 0x46, 1, 0x80],
+      events: 2,
+      byte: 2,
+      message: "event 2 (c_return): its thread time is cut off by the end of the frame",
     },
     {
       name: "a frame id on a C call",
@@ -396,7 +412,10 @@ function referenceDecode(
     const byte = frame[at++]!;
     const op = byte & 0x0f;
     const frameId = (byte & 0x10) !== 0;
-    if (byte & 0xc0 || (byte & 0x20 && !frameId)) return { byte: start };
+    const timed = (byte & 0x40) !== 0;
+    if (byte & 0x80 || (byte & 0x20 && !frameId)) return { byte: start };
+    // Bit 6, a thread time after the other fields, on ops 0 to 7 only.
+    if (timed && op > 7) return { byte: start };
     if (op === 15) {
       // An extended event: its op (less 16), dt, ref and, with bit 4, a frame id.
       const extended = varint();
@@ -449,6 +468,12 @@ function referenceDecode(
       for (let i = width - 1; i >= 0; i--) id = id * 256 + frame[at + i]!;
       at += width;
     }
+    if (timed) {
+      const threadTime = varint();
+      if (threadTime === undefined) return { byte: start };
+      events.push([op as ProtocolEvent[0], thread, ts, id, ref, threadTime]);
+      continue;
+    }
     events.push([op as ProtocolEvent[0], thread, ts, id, ref]);
   }
   return events.length === count ? { events } : { byte: frame.length };
@@ -477,6 +502,8 @@ function randomEvents(seed: number, length: number): NativeEvent[] {
       : 0;
     const ref = op <= 1 || op === 5 || op === 8 || op === 9 || op === 10 || op === 14 ? sized() : 0;
     const span = op === 10 || op === 11 ? sized() : 0;
+    // Some events carry a thread time (`--cpu-time`), of every length.
+    if (op <= 7 && random() < 0.3) return [op, thread, ts, frame, ref, span, sized() * 100];
     return [op, thread, ts, frame, ref, span];
   });
 }

@@ -496,3 +496,13 @@ Deno.test("CatapultWriter writes the threads of several processes, and the arrow
     );
   });
 });
+
+Deno.test("CatapultWriter writes a slice's thread time as tts and tdur", async () => {
+  const { json } = await trace(
+    slice({ start: 1, duration: 2, threadStart: 0.5, threadDuration: 1.25 }),
+  );
+  const event = json.traceEvents.find((e) => e.ph === "X")!;
+  assert.equal(event.tts, 0.5);
+  assert.equal(event.tdur, 1.25);
+  assert.equal(event.dur, 2);
+});

@@ -1538,3 +1538,50 @@ Deno.test("FrameStateMachine gives each slice its depth on its thread's stack", 
     ],
   );
 });
+
+Deno.test("FrameStateMachine gives slices their thread time with hello.thread_time", async (t) => {
+  const hello: HelloRecord = { ...HELLO_4, thread_ids: "serial", thread_time: true };
+  // [op, thread, ts, frame, ref, threadTime]: a generator's two slices
+  // around a C call, and <module> left open.
+  const list: ProtocolEvent[] = [
+    [0, 1, 1000, 0, 1, 100],
+    [0, 1, 2000, 7002, 2, 200],
+    [4, 1, 3000, 7002, 0, 700],
+    [5, 1, 4000, 0, 1, 800],
+    [6, 1, 5000, 0, 0, 900],
+    [1, 1, 6000, 7002, 2, 1000],
+    [2, 1, 9000, 7002, 0, 2500],
+  ];
+  const expected = [
+    // name, start, duration, threadStart, threadDuration (µs)
+    ["print", 4, 1, 0.8, 0.1],
+    // The held slice of a suspension is emitted when the frame resumes.
+    ["numbers", 2, 1, 0.2, 0.5],
+    ["numbers", 6, 3, 1, 1.5],
+    // Unfinished: it ends at the thread's last thread time.
+    ["<module>", 1, 8, 0.1, 2.4],
+  ];
+  const forms: [string, ProtocolRecord][] = [
+    ["JSON events", events(...list)],
+    ["packed events", { kind: "events", packed: packEvents(list) }],
+    ["marshal events", marshalOf(list)],
+    ["a batch", batchOf(list)],
+  ];
+  for (const [name, record] of forms) {
+    await t.step(name, () => {
+      const { sink } = run([record], hello);
+      assert.deepEqual(
+        sink.raw.map((s) => [s.site.name, s.start, s.duration, s.threadStart, s.threadDuration]),
+        expected,
+      );
+    });
+  }
+  await t.step("without the hello's flag, no thread time", () => {
+    const { sink } = run([events(...list)], { ...HELLO_4, thread_ids: "serial" });
+    assert.ok(sink.raw.every((s) => s.threadStart === undefined && s.threadDuration === undefined));
+  });
+  await t.step("a slice whose start carried none has none", () => {
+    const { sink } = run([events([0, 1, 1000, 0, 3], [2, 1, 2000, 0, 0, 500])], hello);
+    assert.deepEqual(sink.raw.map((s) => s.threadStart), [undefined]);
+  });
+});

@@ -184,9 +184,14 @@ Deno.test("EventBatch.setPacked rejects what is not a marshalled batch, naming t
         "5 integers, got one of 4 items",
     },
     {
-      name: "a tuple of six items",
-      bytes: list(tuple(i(0), i(1), i(2), i(3), i(4), i(5))),
-      message: /: expected event 1 to be a tuple of 5 integers, got one of 6 items$/,
+      name: "a tuple of seven items",
+      bytes: list(tuple(i(0), i(1), i(2), i(3), i(4), i(5), i(6))),
+      message: /: expected event 1 to be a tuple of 5 integers, got one of 7 items$/,
+    },
+    {
+      name: "a thread time on an op that carries none",
+      bytes: list(tuple(i(8), i(1), i(2), i(0), i(4), i(5))),
+      message: /: expected event 1 \(op 8\) to have 5 items: only ops 0 to 7 carry a thread time$/,
     },
     {
       name: "a list where an event belongs",

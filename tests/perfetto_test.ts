@@ -538,3 +538,33 @@ Deno.test("PerfettoWriter puts each depth on its own sequence, and what does not
     last.set(event.sequence, event.ts);
   }
 });
+
+Deno.test("PerfettoWriter writes a slice's thread time as thread_time_absolute_us", async (t) => {
+  const cases: [string, Partial<Slice>][] = [
+    ["a plain slice", {}],
+    ["a slice with args", { args: { unfinished: true } }],
+    ["a slice with a flow", { flow: 3, flowOut: true }],
+  ];
+  for (const [name, extra] of cases) {
+    await t.step(name, async () => {
+      const { bytes } = await trace([
+        slice({ start: 10, duration: 5, threadStart: 1234.4, threadDuration: 2.2, ...extra }),
+      ]);
+      // TrackEvent field 17 on the BEGIN and on the END, in whole µs.
+      const times: [type: number | undefined, us: number][] = [];
+      for (const packet of packets(bytes)) {
+        const event = fields(packet).get(11);
+        if (!(event instanceof ProtoReader)) continue;
+        const found = fields(event);
+        const us = found.get(17);
+        if (typeof us === "number") times.push([found.get(9) as number, us]);
+      }
+      assert.deepEqual(times, [[1, 1234], [2, 1237]]);
+      const { slices } = await readPerfetto(bytes, { strict: true });
+      assert.equal(slices.length, 1);
+      assert.equal(slices[0]!.dur, 5000);
+      assert.equal(slices[0]!.threadTs, 1234);
+      assert.equal(slices[0]!.threadDur, 3);
+    });
+  }
+});

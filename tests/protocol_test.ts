@@ -311,7 +311,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an event of four numbers",
       text: '{"kind":"events","events":[[0,1,2,3,4],[0,1,2,3]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 18, got [0,1,2,3]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 18 (six, with the thread time, for ops 0 to 7), got [0,1,2,3]',
     },
     {
       name: "an event that is not an array",
@@ -345,7 +345,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an infinite timestamp",
       text: '{"kind":"events","events":[[0,1,2,3,4],[6,1,1e400,0,1]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 18, got [6,1,Infinity,0,1]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 18 (six, with the thread time, for ops 0 to 7), got [6,1,Infinity,0,1]',
     },
     {
       name: "an infinite thread",
@@ -839,3 +839,38 @@ function decodeSync(chunks: Uint8Array[]): { records: ProtocolRecord[] } {
   decoder.finish((record) => records.push(record));
   return { records };
 }
+
+Deno.test("checkRecord reads the thread time of --cpu-time", async (t) => {
+  const hello = {
+    kind: "hello",
+    protocol: 4,
+    pid: 1,
+    python: "3.13.0",
+    engine: "monitoring",
+    t0: 0,
+    main_thread: 1,
+    argv: [],
+  };
+  await t.step("hello.thread_time, a boolean", () => {
+    assert.equal(
+      (checkRecord({ ...hello, thread_time: true }, 1) as { thread_time: boolean }).thread_time,
+      true,
+    );
+    assertProtocolError(
+      () => checkRecord({ ...hello, thread_time: 1 }, 2),
+      2,
+      /expected a boolean "thread_time" in a "hello" record/,
+    );
+  });
+  await t.step("a sixth number on ops 0 to 7", () => {
+    const events = [[0, 1, 10, 0, 1, 500], [6, 1, 20, 0, 0, 900], [8, 1, 30, 0, 1]];
+    assert.deepEqual(checkRecord({ kind: "events", events }, 3), { kind: "events", events });
+  });
+  await t.step("but not on another op", () => {
+    assertProtocolError(
+      () => checkRecord({ kind: "events", events: [[8, 1, 30, 0, 1, 5]] }, 4),
+      4,
+      /expected event 1 of an "events" record to be \[op, thread, ts, frame, ref\]/,
+    );
+  });
+});
