@@ -157,6 +157,13 @@ export interface Details {
    * @default {[]}
    */
   returns?: FilterPattern[];
+  /**
+   * `--lines`: record each line that the code these patterns select runs,
+   * as an instant in its slice.
+   *
+   * @default {[]}
+   */
+  lines?: FilterPattern[];
 }
 
 /** Run a program under the collector and write its trace. */
@@ -397,6 +404,7 @@ const VALUE_OPTIONS: Record<
   | "maxEvents"
   | "args"
   | "returns"
+  | "lines"
 > = {
   "-o": "output",
   "--output": "output",
@@ -410,6 +418,7 @@ const VALUE_OPTIONS: Record<
   "--max-events": "maxEvents",
   "--args": "args",
   "--returns": "returns",
+  "--lines": "lines",
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
@@ -607,6 +616,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let repr = false;
   const args: FilterPattern[] = [];
   const returns: FilterPattern[] = [];
+  const lines: FilterPattern[] = [];
   let follow = true;
   let summary = false;
   let view = false;
@@ -764,6 +774,9 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
       case "returns":
         returns.push(filterPattern(name, value));
         break;
+      case "lines":
+        lines.push(filterPattern(name, value));
+        break;
       case "maxDepth":
         maxDepth = wholeNumberOf(name, value);
         break;
@@ -797,11 +810,14 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
-  if (exceptions !== undefined || repr || args.length > 0 || returns.length > 0) {
+  if (
+    exceptions !== undefined || repr || args.length > 0 || returns.length > 0 || lines.length > 0
+  ) {
     const details: Details = { repr };
     if (exceptions !== undefined) details.exceptions = exceptions;
     if (args.length > 0) details.args = args;
     if (returns.length > 0) details.returns = returns;
+    if (lines.length > 0) details.lines = lines;
     command.details = details;
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;

@@ -192,7 +192,7 @@ Deno.test("unpackBatch rejects a malformed frame, naming the line and the byte",
       bytes: [15, 9, 1, 1],
       events: 1,
       byte: 0,
-      message: "event 1 (extended): unknown extended op 25: expected 16 to 18",
+      message: "event 1 (extended): unknown extended op 25: expected 16 to 19",
     },
     {
       name: "an extended op cut off",
