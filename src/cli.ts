@@ -1232,7 +1232,7 @@ Exceptions:
                       Example: panopticon --exceptions app.py
   --no-exceptions     do not record exceptions
 
-Arguments and return values:
+Arguments, return values and lines:
   --args PATTERN      record the arguments of the calls PATTERN (as for
                       --include) selects, in their slices' args, by
                       parameter name (*args, **kwargs with their stars;
@@ -1250,6 +1250,19 @@ Arguments and return values:
                       4 us a call (calls.py, 971,140 calls of fib: 0.37 s
                       plain, 4.0 s with --args 'function:fib', native
                       collector, Python 3.13).
+  --lines PATTERN     record every line the code PATTERN (as for --include)
+                      selects runs: an instant "line 12" in its slice, with
+                      the line's number and source text; repeatable.
+                      Example: panopticon --lines 'function:parse' app.py
+                      On 3.12+ sys.monitoring's LINE, on for the selected
+                      code alone; before, the tracing hook (as
+                      --exceptions: sys.gettrace() shows the collector's).
+                      What it costs: a recorded line took about 0.1 us of
+                      the program's time with the native collector (3.13;
+                      0.07 us on 3.8) and 0.6 us with the Python one (1.3
+                      us on 3.8), about 0.4-1.7 us of the whole run with
+                      the conversion; unselected code pays nothing on
+                      3.12+. Not with --manual.
   --repr              show an exception's message by its own __str__
                       (guarded: a failure shows as <repr failed: ...>, and
                       the text is cut at 200 characters), and values of
