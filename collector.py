@@ -499,18 +499,19 @@ class Filters:
 def _parse_details(text):
     """PANOPTICON_DETAILS (see src/runner.ts): one setting a line.
 
-    `exceptions on` or `exceptions off`, `repr`, and `args KIND:GLOB` or
-    `returns KIND:GLOB` (--args, --returns: the patterns of --include).
-    Exceptions left unsaid are decided by the engine.
+    `exceptions on` or `exceptions off`, `repr`, and `args KIND:GLOB`,
+    `returns KIND:GLOB` or `lines KIND:GLOB` (--args, --returns, --lines:
+    the patterns of --include). Exceptions left unsaid are decided by the
+    engine.
     """
-    spec = {"exceptions": None, "repr": False, "args": [], "returns": []}
+    spec = {"exceptions": None, "repr": False, "args": [], "returns": [], "lines": []}
     for line in (text or "").splitlines():
         word, _, rest = line.partition(" ")
         if word == "exceptions" and rest in ("on", "off"):
             spec["exceptions"] = rest == "on"
         elif word == "repr":
             spec["repr"] = True
-        elif word in ("args", "returns"):
+        elif word in ("args", "returns", "lines"):
             kind, _, glob = rest.partition(":")
             if kind not in ("module", "file", "function") or not glob:
                 raise ValueError("bad %s pattern %r" % (word, rest))
@@ -707,19 +708,33 @@ class Exceptions:
 
 
 def _make_exception_tracer(recorder, exceptions, serial):
-    """--exceptions before 3.12 (the setprofile engine): sys.settrace for one thread.
+    """--exceptions and --lines before 3.12 (the setprofile engine): sys.settrace for one thread.
 
     Each recorded frame gets the local trace function, with its line events
-    off; the frame an exception has just entered gets them on until its
-    next line, which is where its handler starts if it handles it. Frames
-    are compared by identity, never kept.
+    off but in the code --lines selects; the frame an exception has just
+    entered gets them on until its next line, which is where its handler
+    starts if it handles it. Frames are compared by identity, never kept.
+    `exceptions` is None with --lines alone.
     """
     code_number = recorder.code_ids.get
     register_code = recorder.register_code
     watch = [0, 0]  # the frame an exception entered, the exception's key
+    lines = recorder.lines.selected if recorder.lines is not None else ()
+    events = recorder.events
+    now = _now
 
     def local(frame, event, arg):
-        if event == "exception":
+        if event == "line":
+            if watch[0] and watch[0] == _identity(frame):
+                watch[0] = 0
+                exceptions.handled_key(serial, frame.f_lineno, watch[1])
+            if _identity(frame.f_code) in lines:
+                events.append((19, serial, now(), 0, frame.f_lineno))
+            else:
+                frame.f_trace_lines = False
+        elif exceptions is None:
+            pass
+        elif event == "exception":
             exception = arg[1]
             if isinstance(exception, _ITERATION_EXCEPTIONS):
                 return local
@@ -727,11 +742,6 @@ def _make_exception_tracer(recorder, exceptions, serial):
             watch[0] = _identity(frame)
             watch[1] = _identity(exception)
             frame.f_trace_lines = True
-        elif event == "line":
-            if watch[0] == _identity(frame):
-                watch[0] = 0
-                exceptions.handled_key(serial, frame.f_lineno, watch[1])
-            frame.f_trace_lines = False
         elif event == "return" and watch[0] == _identity(frame):
             watch[0] = 0
         return local
@@ -743,7 +753,12 @@ def _make_exception_tracer(recorder, exceptions, serial):
             number = register_code(code, frame)
         if not number or code.co_filename == OWN_FILE:
             return None
-        frame.f_trace_lines = False
+        if _identity(code) in lines:
+            frame.f_trace_lines = True
+        elif exceptions is None:
+            return None  # --lines alone: nothing to see in this frame
+        else:
+            frame.f_trace_lines = False
         return local
 
     return tracer, local
@@ -827,6 +842,27 @@ class Values:
     def result(self, serial, label, value):
         """What a frame returns (`return`) or yields (`yield`), before its end event."""
         self._send(serial, {label: _value_text(value, 0, self.own_repr)})
+
+
+class Lines:
+    """--lines with the Python collector: the `line` event (op 19), its number as ref.
+
+    Which code is selected is decided once per code object (in
+    Recorder.register_code). On 3.12+ the engine switches LINE on for that
+    code alone (`switch_on`); before, the trace function turns line events
+    on in its frames only (f_trace_lines). The converter looks up the text.
+    """
+
+    def __init__(self, patterns):
+        self.patterns = list(patterns)
+        self.selected = set()  # _identity(code) of the selected code
+        self.switch_on = None  # the engine's: LINE events on for one code object
+
+    def select(self, key, code, module, qualname, filename):
+        if Filters._matches(self.patterns, module, qualname, filename):
+            self.selected.add(key)
+            if self.switch_on is not None:
+                self.switch_on(code)
 
 
 # --- marks: what the program itself puts on the timeline ---------------------
@@ -1003,6 +1039,7 @@ class Recorder:
         self.exceptions = None  # an Exceptions, when they are recorded
         self.values = None  # a Values, with --args or --returns
         self.thread_time = False  # --cpu-time: events of ops 0 to 7 carry the thread's CPU time
+        self.lines = None  # a Lines, with --lines
         self.code_bytes = {}  # _identity(code) -> co_code, for ends_by_exception
 
     # definitions ------------------------------------------------------------
@@ -1052,6 +1089,8 @@ class Recorder:
         self.define(record, lasting=True)
         if self.values is not None and not hidden:
             self.values.select(key, code, module, qualname, code.co_filename)
+        if self.lines is not None and not hidden:
+            self.lines.select(key, code, module, qualname, code.co_filename)
         if flags & GENERATOR_LIKE:
             self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
@@ -1267,6 +1306,9 @@ class Recorder:
             self.limited = False
             self.sent = self.dropped = self.spawns = 0
             del self.events[:]
+            if self.runtime is not None:
+                # The parent's collections not sent yet are the parent's.
+                del self.runtime.collections[:]
             self.definitions[:] = [hello] + self.lasting
 
     def finish(self, reason):
@@ -1480,7 +1522,7 @@ class ProfileEngine:
             recorder.announce_thread(serial, name)
             profile = _make_profiler(recorder, serial)
             engine.profiles[serial] = (profile, serial)
-            if recorder.exceptions is not None:
+            if recorder.exceptions is not None or recorder.lines is not None:
                 # Before the profile function: switching it on is the last thing.
                 _set_trace(_make_exception_tracer(recorder, recorder.exceptions, serial)[0])
             _switch_profile(profile)
@@ -1500,13 +1542,13 @@ class ProfileEngine:
                 _forget_sitecustomize()
                 profile, serial = engine.profile_for_caller()
                 engine.main_profile = profile
-                if recorder.exceptions is not None:
+                if recorder.exceptions is not None or recorder.lines is not None:
                     tracer, local = _make_exception_tracer(recorder, recorder.exceptions, serial)
                     _set_trace(tracer)
                     # The program's own frame is running already: it gets the
-                    # local trace function here.
-                    frame.f_trace = local
-                    frame.f_trace_lines = False
+                    # local trace function here (as the tracer would give it).
+                    if tracer(frame, "call", None) is not None:
+                        frame.f_trace = local
                 _switch_profile(profile)
                 profile(frame, event, arg)
 
@@ -1539,7 +1581,7 @@ class ProfileEngine:
 
     def stop(self):
         _set_profile(None)
-        if self.recorder.exceptions is not None:
+        if self.recorder.exceptions is not None or self.recorder.lines is not None:
             _set_trace(None)
 
 
@@ -1795,6 +1837,30 @@ class MonitoringEngine:
                     serial = first_sight()
                 exceptions.handled(serial, _line_at(code, offset), exception)
 
+        lines = recorder.lines
+        # Line events carry no thread time (only ops 0 to 7 do, with --cpu-time).
+        append_line = recorder.events.append
+
+        # LINE is a local event, switched on only for the code --lines
+        # selects (switch_lines_on, at its registration): the rest pays
+        # nothing. Its frames are the program's, never ours.
+        def on_line(code, line):
+            try:
+                serial = local.serial
+            except AttributeError:
+                serial = first_sight()
+            append_line((19, serial, now(), 0, line))
+
+        if lines is not None:
+            get_local_events = sys.monitoring.get_local_events
+            set_local_events = self.api["set_local_events"]
+
+            def switch_lines_on(code):
+                tool = engine.tool
+                set_local_events(tool, code, get_local_events(tool, code) | E.LINE)
+
+            lines.switch_on = switch_lines_on
+
         recording = (
             E.PY_START | E.PY_RESUME | E.PY_RETURN | E.PY_YIELD | E.PY_UNWIND | E.PY_THROW
         )
@@ -1838,6 +1904,7 @@ class MonitoringEngine:
             (E.C_RAISE, c_raise),
             (E.RAISE, on_raise),
             (E.EXCEPTION_HANDLED, on_handled),
+            (E.LINE, on_line),
         ):
             self.register(event, callback)
         self.switch_on(E.PY_START)
@@ -2611,6 +2678,12 @@ def _hello_line(engine, collector, secret, clock="monotonic", t0=None, parent=No
         hello["thread_time"] = True
     if parent is not None:
         hello["parent"] = parent
+    try:
+        # What relative code files are relative to (the converter reads the
+        # source of --lines; 3.8 names the script as it was given).
+        hello["cwd"] = os.getcwd()
+    except OSError:
+        pass
     if secret:
         hello["secret"] = secret
     return _json_line(hello)
@@ -3023,6 +3096,14 @@ def _start():
     elif on and engine == "setprofile" and sys.version_info >= (3, 12):
         _warn("--exceptions needs the monitoring engine on Python 3.12+: recording the calls only")
         details["exceptions"] = False
+    # Lines: sys.monitoring's LINE on 3.12+, the tracing hook before; like
+    # exceptions, not in manual recording.
+    if details["lines"] and manual:
+        _warn("--lines is not recorded with --manual: recording the calls only")
+        details["lines"] = []
+    elif details["lines"] and engine == "setprofile" and sys.version_info >= (3, 12):
+        _warn("--lines needs the monitoring engine on Python 3.12+: recording the calls only")
+        details["lines"] = []
     settings["details"] = details
     native = None
     if settings["native"]:
@@ -3058,7 +3139,9 @@ def _start_native(native, settings, filters, engine, manual):
         settings["clock"],
     )
     details = settings["details"]
-    readable = native.details(details["exceptions"], details["repr"], details["args"], details["returns"])
+    readable = native.details(
+        details["exceptions"], details["repr"], details["args"], details["returns"], details["lines"]
+    )
     if details["args"] and not readable:
         _warn(
             "--args needs the interpreter's internal headers (internal/pycore_frame.h) to build "
@@ -3133,6 +3216,8 @@ def _start_python(settings, filters, engine_name, manual):
         )
     if details["args"] or details["returns"]:
         recorder.values = Values(recorder, details["args"], details["returns"], details["repr"])
+    if details["lines"]:
+        recorder.lines = Lines(details["lines"])
     if engine_name == "monitoring":
         engine = MonitoringEngine(recorder, MonitoringEngine.available())
     else:
@@ -3215,8 +3300,14 @@ def _start_python(settings, filters, engine_name, manual):
                     parent={"pid": os.getppid(), "token": fork_token[0]},
                     main_thread=_current_serial(), thread_time=recorder.thread_time,
                 )
+                # Everything this frame calls is asked before the new stream
+                # starts: the stream does not know this frame (it began in
+                # the parent's), so a C call made here after it would be
+                # the child's first slice rather than ours, hidden.
+                serial = _current_serial()
+                name = _threading_name(_thread.get_ident())
                 recorder.start_over(sock, hello)
-                recorder.announce_thread(_current_serial(), _threading_name(_thread.get_ident()))
+                recorder.announce_thread(serial, name)
                 return
             except OSError as error:
                 _warn("cannot connect the forked process %d to the converter (%s): it runs "

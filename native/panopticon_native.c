@@ -407,9 +407,10 @@ typedef struct {
        'call' is a fresh start, 2 where a 'return' is a suspension. */
     uint8_t *points;
     uint8_t values;    /* VALUES_ARGS, VALUES_RETURNS: what --args, --returns record */
+    uint8_t lines;     /* --lines selects it: each line it runs is an event */
 } CodeInfo;
 
-static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL, 0};
+static CodeInfo EXCLUDED = {0, 0, 0, 0, NULL, 0, 0};
 
 enum { VALUES_ARGS = 1, VALUES_RETURNS = 2 };
 
@@ -421,6 +422,14 @@ static struct {
     uint32_t count;
 } V = {NULL, NULL, 0};
 
+/* --lines: its patterns (a list of (kind, glob)), or NULL; and, on 3.12+,
+   sys.monitoring.events.LINE, switched on per selected code object. */
+static struct {
+    PyObject *patterns;
+    long line_event;
+} L = {NULL, 0};
+
+static void lines_switch_on(PyCodeObject *code);
 static void record_arguments(struct Thread *t, PyCodeObject *code, void *frame);
 static void record_result(struct Thread *t, const char *label, PyObject *value);
 
@@ -2650,6 +2659,10 @@ register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
     if (!hidden && V.returns != NULL && patterns_match(V.returns, module, qualname, file) == 1) {
         made->values |= VALUES_RETURNS;
     }
+    if (!hidden && L.patterns != NULL && patterns_match(L.patterns, module, qualname, file) == 1) {
+        made->lines = 1;
+        lines_switch_on(code);
+    }
     made->generator = (code->co_flags & CO_GENERATOR_LIKE) != 0;
     if (made->generator && S.engine == ENGINE_PROFILE) {
         made->points = suspension_points(code, &made->units);
@@ -3423,7 +3436,7 @@ wait_for_main(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
  * program's is kept.
  */
 
-enum { OP_EXTENDED = 15, EXT_RAISE = 16, EXT_HANDLED = 17, EXT_VALUES = 18 };
+enum { OP_EXTENDED = 15, EXT_RAISE = 16, EXT_HANDLED = 17, EXT_VALUES = 18, EXT_LINE = 19 };
 
 #define VALUE_TEXT_MAX 200 /* characters of a str, items of bytes, shown */
 #define VALUE_ITEMS_MAX 8  /* items of a container shown */
@@ -3982,7 +3995,51 @@ on_exception_handled(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_RETURN_NONE;
 }
+
+/* --lines on 3.12+: LINE is a local event, on only in the code objects
+   that --lines selects (lines_switch_on), so the rest pays nothing. */
+static PyObject *
+on_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    (void)nargs;
+    if (UNLIKELY(!S.active)) {
+        Py_RETURN_NONE;
+    }
+    CodeInfo *info = code_info(args[0]);
+    if (UNLIKELY(info == NULL || !info->lines)) {
+        return disable();
+    }
+    Thread *t = current_thread();
+    if (LIKELY(!t->paused)) {
+        long line = PyLong_AsLong(args[1]);
+        emit_ext_event(t, EXT_LINE, line > 0 ? (uint64_t)line : 0, 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Called by register_code for the code --lines selects: its LINE events on,
+   beside any local events already set for it. */
+static void
+lines_switch_on(PyCodeObject *code)
+{
+    if (S.engine != ENGINE_MONITORING || L.line_event == 0) {
+        return;
+    }
+    PyObject *r = call_monitoring("get_local_events", "(iO)", S.tool, (PyObject *)code);
+    long mask = r ? PyLong_AsLong(r) : 0;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    monitoring_do(call_monitoring("set_local_events", "(iOl)", S.tool, (PyObject *)code,
+                                  mask | L.line_event));
+}
 #else
+/* Before 3.12 line events come from the trace function (trace_details). */
+static void
+lines_switch_on(PyCodeObject *code)
+{
+    (void)code;
+}
 /* f_trace_lines: a field of the frame up to 3.10; 3.11 hides the struct. */
 static void
 set_trace_lines(PyFrameObject *frame, int on)
@@ -4002,24 +4059,29 @@ set_trace_lines(PyFrameObject *frame, int on)
 }
 
 /*
- * The trace function of --exceptions before 3.12. Line events are off in
- * every frame (f_trace_lines, cleared at its call), but for the frame an
- * exception has just entered: its next line is where the handler starts,
- * if the frame handles it.
+ * The trace function of --exceptions and --lines before 3.12. Line events
+ * are off in every frame (f_trace_lines, set at its call and at each
+ * resumption), but in the frames of the code --lines selects, and in the
+ * frame an exception has just entered: its next line is where the handler
+ * starts, if the frame handles it.
  */
 static int
-trace_exceptions(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+trace_details(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     Thread *t = (Thread *)obj;
     if (UNLIKELY(!S.active)) {
         return 0;
     }
     switch (what) {
-    case PyTrace_CALL:
-        set_trace_lines(frame, 0);
+    case PyTrace_CALL: {
+        /* The trace function is called before the profile function: the
+           code may be new. */
+        int lines = L.patterns != NULL && profiled_code(frame_code(frame), frame)->lines;
+        set_trace_lines(frame, lines);
         return 0;
+    }
     case PyTrace_EXCEPTION: {
-        if (t->paused || !PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) < 3) {
+        if (!D.exceptions || t->paused || !PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) < 3) {
             return 0;
         }
         CodeInfo *info = profiled_code(frame_code(frame), frame);
@@ -4034,7 +4096,7 @@ trace_exceptions(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         set_trace_lines(frame, 1);
         return 0;
     }
-    case PyTrace_LINE:
+    case PyTrace_LINE: {
         if ((uintptr_t)frame == t->watch_frame) {
             t->watch_frame = 0;
             if (!t->paused) {
@@ -4042,8 +4104,17 @@ trace_exceptions(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
                                t->watch_exception);
             }
         }
-        set_trace_lines(frame, 0);
+        CodeInfo *info = code_info((PyObject *)frame_code(frame));
+        if (info != NULL && info->lines) {
+            if (!t->paused) {
+                int line = PyFrame_GetLineNumber(frame);
+                emit_ext_event(t, EXT_LINE, line > 0 ? (uint64_t)line : 0, 0);
+            }
+        } else {
+            set_trace_lines(frame, 0);
+        }
         return 0;
+    }
     case PyTrace_RETURN:
         if ((uintptr_t)frame == t->watch_frame) {
             t->watch_frame = 0;
@@ -4054,28 +4125,28 @@ trace_exceptions(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 }
 #endif
 
-/* Installs the trace function of --exceptions on the calling thread (before 3.12). */
+/* Installs the trace function of --exceptions and --lines on the calling thread (before 3.12). */
 static void
 trace_thread(Thread *t)
 {
 #if PY_3_12
     (void)t;
 #else
-    if (D.exceptions && S.engine == ENGINE_PROFILE) {
+    if ((D.exceptions || L.patterns != NULL) && S.engine == ENGINE_PROFILE) {
         /* Through the API, for the interpreter's count of threads that
            trace (it decides whether line events are looked for at all); a
            program's audit hooks see a sys.settrace event. */
         S.switching = 1;
-        PyEval_SetTrace(trace_exceptions, (PyObject *)t);
+        PyEval_SetTrace(trace_details, (PyObject *)t);
         S.switching = 0;
         PyErr_Clear();
     }
 #endif
 }
 
-/* details(exceptions, repr, args, returns): what is recorded beyond the
-   calls, before start(). `args` and `returns` are lists of (kind, glob)
-   (--args, --returns). Returns whether arguments can be read: not on 3.11+
+/* details(exceptions, repr, args, returns, lines): what is recorded beyond
+   the calls, before start(). `args`, `returns` and `lines` are lists of
+   (kind, glob) (--args, --returns, --lines). Returns whether arguments can be read: not on 3.11+
    without the internal headers (ARGS_READABLE). */
 static PyObject *pattern_list(PyObject *value, const char *what);
 
@@ -4084,15 +4155,18 @@ native_details(PyObject *module, PyObject *args)
 {
     (void)module;
     int exceptions = 0, repr = 0;
-    PyObject *arg_patterns = NULL, *return_patterns = NULL;
-    if (!PyArg_ParseTuple(args, "pp|OO", &exceptions, &repr, &arg_patterns, &return_patterns)) {
+    PyObject *arg_patterns = NULL, *return_patterns = NULL, *line_patterns = NULL;
+    if (!PyArg_ParseTuple(args, "pp|OOO", &exceptions, &repr, &arg_patterns, &return_patterns,
+                          &line_patterns)) {
         return NULL;
     }
     PyObject *chosen_args = pattern_list(arg_patterns, "args");
     PyObject *chosen_returns = pattern_list(return_patterns, "returns");
-    if (chosen_args == NULL || chosen_returns == NULL) {
+    PyObject *chosen_lines = pattern_list(line_patterns, "lines");
+    if (chosen_args == NULL || chosen_returns == NULL || chosen_lines == NULL) {
         Py_XDECREF(chosen_args);
         Py_XDECREF(chosen_returns);
+        Py_XDECREF(chosen_lines);
         return NULL;
     }
     D.exceptions = exceptions;
@@ -4104,6 +4178,10 @@ native_details(PyObject *module, PyObject *args)
     if (PyList_GET_SIZE(chosen_returns) == 0) {
         Py_CLEAR(chosen_returns);
     }
+    if (PyList_GET_SIZE(chosen_lines) == 0) {
+        Py_CLEAR(chosen_lines);
+    }
+    Py_XSETREF(L.patterns, chosen_lines);
     Py_XSETREF(V.args, chosen_args);
     Py_XSETREF(V.returns, chosen_returns);
     return PyBool_FromLong(ARGS_READABLE);
@@ -4998,6 +5076,9 @@ native_start(PyObject *module, PyObject *args)
         Py_DECREF(pair);
     }
     register_callbacks(S.tool, 1);
+    PyObject *line_bit = PyObject_GetAttrString(events, "LINE");
+    L.line_event = line_bit ? PyLong_AsLong(line_bit) : 0;
+    Py_XDECREF(line_bit);
     PyObject *start_bit = PyObject_GetAttrString(events, "PY_START");
     long start_mask = start_bit ? PyLong_AsLong(start_bit) : 0;
     Py_XDECREF(start_bit);
@@ -5928,6 +6009,7 @@ static PyMethodDef monitoring_callbacks[] = {
     {"raise", (PyCFunction)(void (*)(void))on_raise, METH_FASTCALL, "RAISE"},
     {"exception_handled", (PyCFunction)(void (*)(void))on_exception_handled, METH_FASTCALL,
      "EXCEPTION_HANDLED"},
+    {"line", (PyCFunction)(void (*)(void))on_line, METH_FASTCALL, "LINE"},
     {NULL, NULL, 0, NULL},
 };
 #endif

@@ -164,6 +164,13 @@ export interface Details {
    * @default {[]}
    */
   returns?: FilterPattern[];
+  /**
+   * `--lines`: record each line that the code these patterns select runs,
+   * as an instant in its slice.
+   *
+   * @default {[]}
+   */
+  lines?: FilterPattern[];
 }
 
 /** Run a program under the collector and write its trace. */
@@ -405,6 +412,7 @@ const VALUE_OPTIONS: Record<
   | "maxEvents"
   | "args"
   | "returns"
+  | "lines"
 > = {
   "-o": "output",
   "--output": "output",
@@ -418,6 +426,7 @@ const VALUE_OPTIONS: Record<
   "--max-events": "maxEvents",
   "--args": "args",
   "--returns": "returns",
+  "--lines": "lines",
 };
 
 /** The options of {@linkcode RuntimeOptions}: each sets one of them. */
@@ -615,6 +624,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   let repr = false;
   const args: FilterPattern[] = [];
   const returns: FilterPattern[] = [];
+  const lines: FilterPattern[] = [];
   let follow = true;
   let summary = false;
   let view = false;
@@ -773,6 +783,9 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
       case "returns":
         returns.push(filterPattern(name, value));
         break;
+      case "lines":
+        lines.push(filterPattern(name, value));
+        break;
       case "maxDepth":
         maxDepth = wholeNumberOf(name, value);
         break;
@@ -806,11 +819,14 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (include.length > 0 || exclude.length > 0 || excludeStdlib || !cCalls) {
     command.filters = { include, exclude, excludeStdlib, cCalls };
   }
-  if (exceptions !== undefined || repr || args.length > 0 || returns.length > 0) {
+  if (
+    exceptions !== undefined || repr || args.length > 0 || returns.length > 0 || lines.length > 0
+  ) {
     const details: Details = { repr };
     if (exceptions !== undefined) details.exceptions = exceptions;
     if (args.length > 0) details.args = args;
     if (returns.length > 0) details.returns = returns;
+    if (lines.length > 0) details.lines = lines;
     command.details = details;
   }
   if (maxDepth !== undefined) command.maxDepth = maxDepth;
@@ -1236,7 +1252,7 @@ Exceptions:
                       Example: panopticon --exceptions app.py
   --no-exceptions     do not record exceptions
 
-Arguments and return values:
+Arguments, return values and lines:
   --args PATTERN      record the arguments of the calls PATTERN (as for
                       --include) selects, in their slices' args, by
                       parameter name (*args, **kwargs with their stars;
@@ -1254,6 +1270,19 @@ Arguments and return values:
                       4 us a call (calls.py, 971,140 calls of fib: 0.37 s
                       plain, 4.0 s with --args 'function:fib', native
                       collector, Python 3.13).
+  --lines PATTERN     record every line the code PATTERN (as for --include)
+                      selects runs: an instant "line 12" in its slice, with
+                      the line's number and source text; repeatable.
+                      Example: panopticon --lines 'function:parse' app.py
+                      On 3.12+ sys.monitoring's LINE, on for the selected
+                      code alone; before, the tracing hook (as
+                      --exceptions: sys.gettrace() shows the collector's).
+                      What it costs: a recorded line took about 0.1 us of
+                      the program's time with the native collector (3.13;
+                      0.07 us on 3.8) and 0.6 us with the Python one (1.3
+                      us on 3.8), about 0.4-1.7 us of the whole run with
+                      the conversion; unselected code pays nothing on
+                      3.12+. Not with --manual.
   --repr              show an exception's message by its own __str__
                       (guarded: a failure shows as <repr failed: ...>, and
                       the text is cut at 200 characters), and values of

@@ -22,6 +22,7 @@ import { BatchCursor } from "./batch.ts";
 import { FrameTable } from "./_frame_table.ts";
 import { ExceptionTracker, type FrameEnd, ThreadExceptions } from "./exceptions.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
+import { SourceLines } from "./source_lines.ts";
 import { CpuCounters, GC_CATEGORY, gcArgs, gcSliceName } from "./runtime.ts";
 import {
   isTaskMark,
@@ -146,6 +147,8 @@ class Site implements SliceSite {
  * once with its process: this one only fills new entries.
  */
 const NO_SITE = new Site("", "", false);
+/** The category of the instants of `--lines` (op 19). */
+export const LINE_CATEGORY = "line";
 const UNBALANCED: SliceArgs = Object.freeze({ unbalanced: true });
 const UNFINISHED: SliceArgs = Object.freeze({ unfinished: true });
 // Spans are entries of their own; their ids are kept apart from frame ids
@@ -373,6 +376,13 @@ export class FrameStateMachine {
   );
   /** The `values` records not used yet, by id (op 18): each is used by one event. */
   readonly #values = new Map<number, SliceArgs>();
+  /** The source text of recorded lines (op 19), made at the `hello`. */
+  #source: SourceLines | undefined;
+  /**
+   * The site and args of each recorded line, by file and line: one object
+   * each, which the writers render once.
+   */
+  readonly #lineSites = new Map<string, { site: Site; args: SliceArgs }>();
 
   #events = 0;
   #slices = 0;
@@ -638,6 +648,7 @@ export class FrameStateMachine {
     }
     this.#hello = record;
     this.#helloLine = line;
+    this.#source = new SourceLines(record.cwd);
     this.#t0 = this.#origin ?? record.t0;
     this.#lastTs = record.t0;
     this.#serial = record.thread_ids === "serial";
@@ -827,7 +838,7 @@ export class FrameStateMachine {
   }
 
   /**
-   * Exceptions and values (ops 16 to 18), about the innermost open Python
+   * Exceptions, values and lines (ops 16 to 19), about the innermost open Python
    * frame of `thread`: see {@linkcode ExceptionTracker}.
    */
   #onExtended(thread: ThreadState, op: number, ts: number, frame: number, ref: number): void {
@@ -866,7 +877,35 @@ export class FrameStateMachine {
         entry.args = entry.args === undefined ? values : { ...entry.args, ...values };
         break;
       }
+      case ExtOp.Line: {
+        if (entry === undefined) break;
+        if (depth > this.#maxDepth) {
+          this.#omitted++;
+          break;
+        }
+        const line = this.#lineSite(entry.site.file ?? "", ref);
+        this.#emit(thread.tid, line.site, ts, ts, 0, false, false, line.args, depth, undefined, 0);
+        break;
+      }
     }
+  }
+
+  /**
+   * What a line instant shows (op 19): `line 12`, category `line`, with the
+   * line's number and source text in its args. Looked up once per line.
+   */
+  #lineSite(file: string, line: number): { site: Site; args: SliceArgs } {
+    const key = `${line}:${file}`;
+    let made = this.#lineSites.get(key);
+    if (made === undefined) {
+      const text = this.#source?.text(file, line) ?? "";
+      made = {
+        site: new Site(`line ${line}`, LINE_CATEGORY, false, file, line),
+        args: Object.freeze({ line, text }),
+      };
+      this.#lineSites.set(key, made);
+    }
+    return made;
   }
 
   /** The frame at `index` on `thread` (and those above it) ends: its handlers' verdicts. */

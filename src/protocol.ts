@@ -116,13 +116,18 @@ export const ExtOp = {
    * or yields): `ref` is a `values` record.
    */
   Values: 18,
+  /**
+   * The innermost open frame runs a new line (`--lines`): `ref` is the
+   * line number, `frame` 0.
+   */
+  Line: 19,
 } as const;
 
 /** One of the extended operation codes of {@linkcode ExtOp}. */
 export type ExtOp = typeof ExtOp[keyof typeof ExtOp];
 
 /** The largest extended operation code of {@linkcode ExtOp}. */
-export const MAX_EXT_OP = 18;
+export const MAX_EXT_OP = 19;
 
 /**
  * Whether `op` is an operation code the converter knows: one of
@@ -210,6 +215,12 @@ export interface HelloRecord {
    * 0 when it recorded none. Absent for the run's first process.
    */
   parent?: ParentRef;
+  /**
+   * The program's working directory at start-up (protocol 4, optional):
+   * what relative `code` files are relative to, for the source text of
+   * `--lines`.
+   */
+  cwd?: string;
 }
 
 /** Who started a process: the `parent` of its `hello` (protocol 4). */
@@ -664,6 +675,7 @@ export function checkRecord(value: unknown, line: number): ProtocolRecord {
       if (record.thread_time !== undefined && typeof record.thread_time !== "boolean") {
         throw fieldError(line, "a boolean", "thread_time", kind);
       }
+      if (record.cwd !== undefined) string(record, "cwd", line);
       if (record.parent !== undefined) checkParent(record.parent, line);
       // Unlike the two above, which only describe the run, the thread ids
       // change how the stream is read: a value this converter does not

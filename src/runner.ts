@@ -366,8 +366,8 @@ export function filtersVariable(filters: Filters | undefined): string | undefine
  * ask for nothing (the collector's defaults).
  *
  * One setting a line, as in {@linkcode filtersVariable}: `exceptions on` or
- * `exceptions off`, `repr`, and `args KIND:GLOB` or `returns KIND:GLOB` for
- * each pattern of `--args` and `--returns`.
+ * `exceptions off`, `repr`, and `args KIND:GLOB`, `returns KIND:GLOB` or
+ * `lines KIND:GLOB` for each pattern of `--args`, `--returns` and `--lines`.
  *
  * @example
  * ```ts
@@ -394,6 +394,7 @@ export function detailsVariable(details: Details | undefined): string | undefine
     ...(details.repr ? ["repr"] : []),
     ...(details.args ?? []).map((pattern) => `args ${pattern}`),
     ...(details.returns ?? []).map((pattern) => `returns ${pattern}`),
+    ...(details.lines ?? []).map((pattern) => `lines ${pattern}`),
   ];
   return lines.length > 0 ? lines.join("\n") : undefined;
 }

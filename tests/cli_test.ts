@@ -12,6 +12,7 @@ import {
   type TraceCommand,
   UsageError,
 } from "../src/cli.ts";
+import { detailsVariable } from "../src/runner.ts";
 
 function script(path: string, ...args: string[]): Target {
   return { kind: "script", path, args };
@@ -1030,5 +1031,26 @@ Deno.test("parseCommandLine reads repeated --args and --returns patterns into de
   throws(
     () => parseCommandLine(["--returns", "function:", "app.py"]),
     /empty pattern in --returns/,
+  );
+});
+
+Deno.test("parseCommandLine reads repeated --lines patterns into details", async (t) => {
+  const cases: [string[], unknown][] = [
+    [["--lines", "function:work", "app.py"], { repr: false, lines: ["function:work"] }],
+    [
+      ["--lines=function:work", "--lines", "myapp.*", "--args", "function:f", "app.py"],
+      { repr: false, args: ["function:f"], lines: ["function:work", "module:myapp.*"] },
+    ],
+  ];
+  for (const [argv, details] of cases) {
+    await t.step(argv.join(" "), () => {
+      const command = parseCommandLine(argv);
+      deepEqual(command.kind === "trace" ? command.details : null, details);
+    });
+  }
+  throws(() => parseCommandLine(["--lines", "function:", "app.py"]), /empty pattern in --lines/);
+  equal(
+    detailsVariable({ repr: false, lines: ["function:work", "file:*/a.py"] }),
+    "lines function:work\nlines file:*/a.py",
   );
 });
