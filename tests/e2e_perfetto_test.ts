@@ -396,3 +396,67 @@ for (const python of oldestAndNewest()) {
     }
   });
 }
+
+for (const python of oldestAndNewest()) {
+  Deno.test({
+    name:
+      `--args, --returns and --lines are in the trace processor's args table, both formats (Python ${python.version})`,
+    ignore: NO_VIEWER,
+    async fn() {
+      const dir = await tempDir();
+      try {
+        const values = `${ROOT}tests/programs/values.py`;
+        const lines = `${ROOT}tests/programs/lines.py`;
+        const cases: [string, string[]][] = [
+          [values, ["--args", "function:positional", "--returns", "function:positional"]],
+          [lines, ["--lines", "function:loop"]],
+        ];
+        for (const [program, options] of cases) {
+          const seen: Rows[] = [];
+          for (const name of ["t.json", "t.pftrace"]) {
+            const output = `${dir.path}/${name}`;
+            const outcome = await runPanopticon([
+              "--python",
+              python.path,
+              "-o",
+              output,
+              ...options,
+              program,
+            ]);
+            assert.equal(outcome.code, 0, outcome.stderr);
+            const loaded = await query(
+              output,
+              ERROR_STATS,
+              `select s.name, a.key, a.display_value from slice s join args a using(arg_set_id)
+               where s.name in ('positional') or s.category = 'line'
+               order by s.ts, a.key`,
+            );
+            assert.ok(loaded.parsed, `${output}: ${loaded.message}`);
+            const [stats, rows] = loaded.results as Rows[];
+            assert.deepEqual(stats, [], `${name}: 0 error statistics`);
+            // The protobuf trace's keys are debug.NAME, the JSON trace's args.NAME.
+            seen.push(
+              rows!.map((row) => ({ ...row, key: row.key!.replace(/^(args|debug)\./, "") }))
+                .filter((row) => !/^source\.|^source_location_iid$|^file$|^line$/.test(row.key!)),
+            );
+          }
+          assert.deepEqual(seen[1], seen[0], `${program}: the same values in both formats`);
+          if (program === values) {
+            const keys = new Map(seen[0]!.map((row) => [row.key!, row.display_value]));
+            for (const key of ["a", "b", "c", "return"]) {
+              assert.ok(keys.has(key), `positional's ${key}: ${JSON.stringify(seen[0])}`);
+            }
+          } else {
+            const texts = seen[0]!.filter((row) => row.key === "text").map((row) =>
+              row.display_value
+            );
+            assert.equal(texts.length, 12, `the loop's 12 lines: ${JSON.stringify(texts)}`);
+            assert.equal(texts[0], "total = 0");
+          }
+        }
+      } finally {
+        await dir.remove();
+      }
+    },
+  });
+}
