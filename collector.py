@@ -358,6 +358,8 @@ def _qualname(code, frame):
         return qualname
     try:
         return _search_qualname(code, frame)
+    except RecursionError:
+        raise
     except Exception:
         return code.co_name
 
@@ -735,10 +737,12 @@ class Recorder:
         return number
 
     def register_cfunc(self, fn):
-        with self.lock:  # against a sweep (see _sweep) in another thread's flush
-            return self._register_cfunc(fn)
+        """Number a C function by its name; remember a long-lived one by identity.
 
-    def _register_cfunc(self, fn):
+        Called for every call of a builtin method bound afresh (3.8-3.11
+        `setprofile` reports `[].append` bound to its list): quick, and
+        without the lock unless it remembers.
+        """
         name = _cfunc_name(fn)
         number = self.cfunc_by_name.get(name)
         if number is None:
@@ -752,7 +756,6 @@ class Recorder:
         # builtin method bound to an instance or a class (`[].append`,
         # `dict.fromkeys`) is made afresh for each call, and is named again
         # each time.
-        key = _identity(fn)
         if type(fn) is C_FUNCTION_TYPES[0]:
             owner = fn.__self__
             if (
@@ -760,8 +763,9 @@ class Recorder:
                 or type(owner) is type(sys)
                 or isinstance(owner, type) and vars(owner).get(fn.__name__) is fn
             ):
-                self.cfunc_ids[key] = number
-                self._watch(fn, self.cfunc_ids, key)
+                with self.lock:  # against a sweep in another thread's flush
+                    self.cfunc_ids[_identity(fn)] = number
+                    self._watch(fn, self.cfunc_ids, _identity(fn))
             return number
         # A method descriptor takes no weak reference, but holds its type: it
         # lives as long as the type does, and a static type's forever. A heap
@@ -770,9 +774,10 @@ class Recorder:
         # first, and its identity stay here until the type dies.)
         owner = getattr(fn, "__objclass__", None)
         if isinstance(owner, type):
-            self.cfunc_ids[key] = number
-            if owner.__flags__ & _HEAP_TYPE:
-                self._watch(owner, self.cfunc_ids, key)
+            with self.lock:
+                self.cfunc_ids[_identity(fn)] = number
+                if owner.__flags__ & _HEAP_TYPE:
+                    self._watch(owner, self.cfunc_ids, _identity(fn))
         return number
 
     def announce_thread(self, serial, name):
