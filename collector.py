@@ -40,6 +40,14 @@ from time import perf_counter_ns
 
 __all__ = ["trace", "traced", "instant", "counter", "span"]
 
+# The builtins this file's functions see: a copy taken before the program
+# runs. A program that replaces one (test_functools makes `builtins.len` an
+# lru_cache, which cannot hash a dict) must not have its function called
+# inside a callback of ours, on our arguments. (Functions take their
+# builtins from their globals: from the frame's since 3.10, from the
+# globals at each frame's creation before.)
+__builtins__ = dict(vars(sys.modules["builtins"]))
+
 PROTOCOL_VERSION = 4
 
 # Event op codes (docs/protocol.md): 0 call, 1 resume, 2 return, 3 unwind,

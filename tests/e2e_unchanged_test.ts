@@ -16,6 +16,8 @@
  * - objects the program lets go of die at once: locals, arguments,
  *   generators, coroutines, and the functions, code objects and classes it
  *   makes in a loop (which the collector names, but must not keep);
+ * - the collector calls none of the builtins the program replaces (it keeps
+ *   a copy of its own);
  * - the collector's memory stays flat while the program makes code in a loop
  *   (exec, compile, lambdas, classes), on the oldest and newest Python;
  * - CPython's own `test.test_generators`, whose signal test needs a
@@ -74,6 +76,13 @@ for (const python of TEST_PYTHONS) {
           "beyond the frame reads, the same audit events",
         );
       }
+    });
+
+    Deno.test(`the collector calls none of the builtins the program replaces ${on}`, async () => {
+      const program = [`${PROGRAMS}/own_builtins.py`];
+      const { outcome } = await traceProgram(python.path, collectorOptions(collector), program);
+      assert.equal(outcome.stdout, "strangers: []\n", outcome.stderr);
+      assert.equal(programStderr(outcome.stderr), "");
     });
 
     Deno.test(`objects the program lets go of die at once ${on}`, async () => {
