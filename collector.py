@@ -144,8 +144,44 @@ def _at_exit(function):
         atexit = _import_quietly("atexit")
     else:
         import atexit
+
+        _keep_at_exit(atexit, function)
     atexit.register(function)
     return atexit
+
+
+def _keep_at_exit(atexit, function):
+    """Keep `function` registered, to run last, whatever the program does with `atexit`.
+
+    Before 3.10 the program's `atexit` is this module object, and its
+    `_clear()` and `_run_exitfuncs()` (test_atexit calls both in its own
+    process; 3.10+ runs those tests in a child) would clear our function too:
+    the trace would end without its `end` record. Wrapped, `_clear()` leaves
+    it registered (first, so it still runs last), and `_run_exitfuncs()`
+    runs and clears the program's functions only.
+    """
+    real_clear = atexit._clear
+    real_run = atexit._run_exitfuncs
+
+    def _clear():
+        real_clear()
+        atexit.register(function)
+
+    def _run_exitfuncs():
+        atexit.unregister(function)
+        try:
+            return real_run()
+        finally:
+            # The program's functions are cleared; ours, registered again,
+            # is the only one and runs last.
+            atexit.register(function)
+
+    for wrapper, real in ((_clear, real_clear), (_run_exitfuncs, real_run)):
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(wrapper, attribute, getattr(real, attribute, None))
+        wrapper.__wrapped__ = real
+    atexit._clear = _clear
+    atexit._run_exitfuncs = _run_exitfuncs
 
 
 # --- JSON, without the json package ---------------------------------------------------
@@ -591,7 +627,13 @@ def _thread_starter(real, on_start):
 
         def entry(*inner_args, **inner_kwargs):
             on_start(name)
-            return function(*inner_args, **inner_kwargs)
+            try:
+                return function(*inner_args, **inner_kwargs)
+            except SystemExit:
+                raise  # _thread ignores it, silently
+            except BaseException as error:
+                # _thread would report it as raised by `entry`.
+                _unraisable_from_thread(function, error, entry.__code__)
 
         return real(entry, *args, **kwargs)
 
@@ -608,6 +650,55 @@ _weak_ref = _import_quietly("_weakref").ref
 _partial = _import_quietly("_functools").partial
 _dict_pop = dict.pop
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
+
+def _unraisable_from_thread(function, error, own_code):
+    """Report `error`, which `function` raised in a thread that _thread
+    started, as _thread itself reports it: to sys.unraisablehook, naming
+    the program's function, with a traceback that starts in it."""
+    tb = error.__traceback__
+    if tb is not None and tb.tb_frame.f_code is own_code:
+        tb = tb.tb_next
+        error.__traceback__ = tb
+    if sys.version_info >= (3, 13):
+        try:
+            message = "Exception ignored in thread started by %r" % (function,)
+        except Exception:
+            message = "Exception ignored in thread started by <%s>" % type(function).__name__
+        values = (type(error), error, tb, message, None)
+    else:
+        values = (type(error), error, tb, "Exception ignored in thread started by", function)
+    hook = sys.unraisablehook
+    try:
+        hook(_unraisable_args(values))
+    except BaseException as failure:
+        # As Python does when the hook fails: the default hook reports that.
+        sys.__unraisablehook__(_unraisable_args(
+            (type(failure), failure, failure.__traceback__,
+             "Exception ignored in sys.unraisablehook", hook)
+        ))
+
+
+_unraisable_type = []
+
+
+def _unraisable_args(values):
+    """A sys.UnraisableHookArgs of `values`: its type, which Python does not
+    name, is found once, from an unraisable exception of our own."""
+    if not _unraisable_type:
+        class _Probe(object):
+            def __del__(self):
+                raise ValueError
+
+        seen = []
+        hook = sys.unraisablehook
+        sys.unraisablehook = seen.append
+        try:
+            _Probe()
+        finally:
+            sys.unraisablehook = hook
+        _unraisable_type.append(type(seen[0]))
+    return _unraisable_type[0](values)
 
 
 # --- the recorder --------------------------------------------------------------
