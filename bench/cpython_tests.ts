@@ -11,10 +11,13 @@
  *                             [--module NAME]... [--quick] [--jobs N] [--rerun N]
  *                             [--timeout SECONDS] [--results DIR]
  *
- * A module whose traced run differs is run again, plainly and traced, up to
+ * A difference that docs/reliability.md explains (KNOWN_DIFFERENCES in
+ * tests/_cpython_tests.ts) is reported as known, apart. A module whose
+ * traced run differs otherwise is run again, plainly and traced, up to
  * `--rerun` times (default 1): a difference that does not come back is
  * reported as flaky, with the tests it touched, and the module counts as
- * the same. The results go to `bench/results/cpython-tests-<date>.json`.
+ * the same. The results go to `bench/results/cpython-tests-<date>.json`;
+ * the exit status is 1 when a module differs.
  *
  * @module
  */
@@ -25,9 +28,11 @@ import { fileURLToPath } from "node:url";
 import { TEST_PYTHONS, type TestPython } from "../tests/_pythons.ts";
 import { COLLECTORS, type TestCollector } from "../tests/_collectors.ts";
 import {
+  classify,
   compareRuns,
   CPYTHON_MODULES,
   type Difference,
+  knownFor,
   moduleExists,
   type ModuleRun,
   runModule,
@@ -127,8 +132,11 @@ function parseOptions(args: string[]): Options | "help" {
 /** A traced run's verdict against the plain run. */
 interface Verdict {
   collector: TestCollector;
+  /** What every attempt showed, and docs/reliability.md does not explain. */
   differences: Difference[];
-  /** Differences seen on an earlier attempt only. */
+  /** What every attempt showed, and docs/reliability.md explains. */
+  known: Difference[];
+  /** Differences seen on some attempts only. */
   flaky: Difference[];
   attempts: number;
   run: ModuleRun;
@@ -142,8 +150,12 @@ interface Unit {
   verdicts: Verdict[];
 }
 
+/** A difference, the same from one attempt to the next (its figures left out). */
 function key(difference: Difference): string {
-  return `${difference.id}\u0000${difference.plain}\u0000${difference.traced}`;
+  const traced = difference.id.startsWith("(")
+    ? difference.traced.replace(/\d+/g, "N")
+    : difference.traced;
+  return `${difference.id}\u0000${difference.plain}\u0000${traced}`;
 }
 
 async function runUnit(unit: Unit, options: Options): Promise<void> {
@@ -152,21 +164,25 @@ async function runUnit(unit: Unit, options: Options): Promise<void> {
   unit.plain = await runModule(python, module, "plain", { timeoutMs: plainTimeout });
   for (const collector of options.collectors) {
     let run = await runModule(python, module, collector, { timeoutMs: options.timeoutMs });
+    const unexplained = (differences: Difference[]) =>
+      classify(python, collector, module, differences).unexpected.length > 0;
     const attempts = [compareRuns(unit.plain, run)];
-    while (attempts[attempts.length - 1]!.length > 0 && attempts.length <= options.rerun) {
+    while (unexplained(attempts[attempts.length - 1]!) && attempts.length <= options.rerun) {
       const plain = await runModule(python, module, "plain", { timeoutMs: plainTimeout });
       run = await runModule(python, module, collector, { timeoutMs: options.timeoutMs });
       attempts.push(compareRuns(plain, run));
     }
     // A difference is what every attempt shows; what only some show is flaky.
     const every = attempts.map((differences) => new Set(differences.map(key)));
-    const differences = attempts[0]!.filter((d) => every.every((keys) => keys.has(key(d))));
-    const persistent = new Set(differences.map(key));
+    const persistent = attempts[0]!.filter((d) => every.every((keys) => keys.has(key(d))));
+    const kept = new Set(persistent.map(key));
     const flaky = new Map<string, Difference>();
-    for (const d of attempts.flat()) if (!persistent.has(key(d))) flaky.set(key(d), d);
+    for (const d of attempts.flat()) if (!kept.has(key(d))) flaky.set(key(d), d);
+    const { known, unexpected } = classify(python, collector, module, persistent);
     unit.verdicts.push({
       collector,
-      differences,
+      differences: unexpected,
+      known,
       flaky: [...flaky.values()],
       attempts: attempts.length,
       run,
@@ -174,17 +190,19 @@ async function runUnit(unit: Unit, options: Options): Promise<void> {
   }
 }
 
+function state(v: Verdict): string {
+  if (v.differences.length > 0) return `${v.differences.length} differ`;
+  const tests = v.known.filter((d) => !d.id.startsWith("(")).length;
+  const known = v.known.length > 0 ? `known ${tests || v.known.length}` : "same";
+  return v.flaky.length > 0 ? `${known}*` : known;
+}
+
 function progress(unit: Unit): string {
   const plain = unit.plain!;
   const parts = [`plain ${tally(plain)} (${seconds(plain.seconds, 1)})`];
   for (const v of unit.verdicts) {
     const events = v.run.trace?.events === undefined ? "" : `, ${count(v.run.trace.events)} events`;
-    const state = v.differences.length > 0
-      ? `${v.differences.length} differ`
-      : v.flaky.length > 0
-      ? "same on a rerun"
-      : "same";
-    parts.push(`${v.collector} ${state} (${seconds(v.run.seconds, 1)}${events})`);
+    parts.push(`${v.collector} ${state(v)} (${seconds(v.run.seconds, 1)}${events})`);
   }
   return `${unit.python.version} ${unit.module}: ${parts.join("; ")}`;
 }
@@ -195,9 +213,15 @@ function cell(unit: Unit | undefined, collector: TestCollector): string {
   if (unit === undefined) return "-";
   if (unit.absent) return "absent";
   const verdict = unit.verdicts.find((v) => v.collector === collector);
-  if (verdict === undefined) return "-";
-  if (verdict.differences.length > 0) return `${verdict.differences.length} differ`;
-  return verdict.flaky.length > 0 ? "same*" : "same";
+  return verdict === undefined ? "-" : state(verdict);
+}
+
+function differenceLines(differences: Difference[], most = 20): string[] {
+  const lines = differences.slice(0, most).map((d) =>
+    `    ${d.id}: ${d.plain} → ${d.traced}${d.detail ? ` (${d.detail.slice(0, 300)})` : ""}`
+  );
+  if (differences.length > most) lines.push(`    … ${differences.length - most} more`);
+  return lines;
 }
 
 function report(units: Unit[], options: Options): string {
@@ -216,30 +240,54 @@ function report(units: Unit[], options: Options): string {
     }
     rows.push(row);
   }
-  const lines = [table(rows)];
-  const differing = units.flatMap((u) =>
-    u.verdicts.filter((v) => v.differences.length > 0)
-      .map((v) => ({ u, v }))
-  );
+  const lines = [
+    table(rows),
+    "",
+    "same: every test has the outcome it has under python, and the trace loads; " +
+    "known N: N tests differ as docs/reliability.md explains; * flaky (below)",
+  ];
+  const pick = (has: (v: Verdict) => boolean) =>
+    units.flatMap((u) => u.verdicts.filter(has).map((v) => ({ u, v })));
+  const differing = pick((v) => v.differences.length > 0);
   if (differing.length > 0) {
     lines.push("", "Differences (plain → traced):");
     for (const { u, v } of differing) {
-      lines.push(`  ${u.python.version} ${v.collector} ${u.module}:`);
-      for (const d of v.differences.slice(0, 20)) {
-        lines.push(`    ${d.id}: ${d.plain} → ${d.traced}${d.detail ? ` (${d.detail})` : ""}`);
-      }
-      if (v.differences.length > 20) lines.push(`    … ${v.differences.length - 20} more`);
+      lines.push(
+        `  ${u.python.version} ${v.collector} ${u.module}:`,
+        ...differenceLines(v.differences),
+      );
     }
   }
-  const flaky = units.flatMap((u) =>
-    u.verdicts.filter((v) => v.flaky.length > 0)
-      .map((v) => ({ u, v }))
-  );
+  const known = pick((v) => v.known.length > 0);
+  if (known.length > 0) {
+    lines.push("", 'Known differences (docs/reliability.md, "CPython\'s own tests"):');
+    for (const { u, v } of known) {
+      const why = [...new Set(knownFor(u.python, v.collector, u.module).map((k) => k.why))];
+      lines.push(`  ${u.python.version} ${v.collector} ${u.module} (${why.join("; ")}):`);
+      lines.push(...differenceLines(v.known.filter((d) => d.id !== "(the run)"), 8));
+    }
+  }
+  const flaky = pick((v) => v.flaky.length > 0);
   if (flaky.length > 0) {
-    lines.push("", "* Flaky: differed on one attempt, not on the next:");
+    lines.push("", "* Flaky: differed on one attempt, not on another:");
     for (const { u, v } of flaky) {
       const ids = v.flaky.map((d) => `${d.id} (${d.plain} → ${d.traced})`);
       lines.push(`  ${u.python.version} ${v.collector} ${u.module}: ${ids.join(", ")}`);
+    }
+  }
+  const warned = pick((v) => (v.run.trace?.warnings.length ?? 0) > 0);
+  if (warned.length > 0) {
+    lines.push(
+      "",
+      "Panopticon's warnings (the program is unchanged; the trace says what it misses):",
+    );
+    for (const { u, v } of warned) {
+      const warnings = [
+        ...new Set(v.run.trace!.warnings.map((w) => w.replace(/^panopticon: warning: /, ""))),
+      ];
+      lines.push(
+        `  ${u.python.version} ${v.collector} ${u.module}: ${warnings.join(" / ").slice(0, 400)}`,
+      );
     }
   }
   const plainFailures = units.filter((u) =>
@@ -255,8 +303,9 @@ function report(units: Unit[], options: Options): string {
     }
   }
   const verdicts = units.flatMap((u) => u.verdicts);
-  const same = verdicts.filter((v) => v.differences.length === 0).length;
-  const differ = verdicts.length - same;
+  const differ = verdicts.filter((v) => v.differences.length > 0).length;
+  const withKnown = verdicts.filter((v) => v.differences.length === 0 && v.known.length > 0).length;
+  const onRerun = verdicts.filter((v) => v.differences.length === 0 && v.flaky.length > 0).length;
   const absent = units.filter((u) => u.absent).length;
   const totals = verdicts.reduce(
     (sum, v) => ({
@@ -266,13 +315,17 @@ function report(units: Unit[], options: Options): string {
     }),
     { tests: 0, events: 0, bytes: 0 },
   );
+  const notes = [
+    withKnown > 0 ? `${withKnown} of the same with known differences` : "",
+    onRerun > 0 ? `${onRerun} flaky, marked *` : "",
+  ].filter(Boolean);
   lines.push(
     "",
     `${verdicts.length} traced runs of ${totals.tests.toLocaleString("en-US")} tests, ` +
       `${count(totals.events)} events, ${(totals.bytes / 1e9).toFixed(1)} GB of traces` +
       (absent > 0 ? `; ${absent} module×Python pairs absent` : ""),
-    `${same} same, ${differ} differ` +
-      (flaky.length > 0 ? ` (${flaky.length} of the same only on a rerun, marked *)` : ""),
+    `${verdicts.length - differ} same, ${differ} differ` +
+      (notes.length > 0 ? ` (${notes.join("; ")})` : ""),
   );
   return lines.join("\n");
 }
@@ -352,6 +405,7 @@ async function benchmark(options: Options): Promise<number> {
             collector: v.collector,
             attempts: v.attempts,
             differences: v.differences,
+            known: v.known,
             flaky: v.flaky,
             run: serialise(v.run),
           })),
