@@ -3657,12 +3657,28 @@ native_wrap_exit(PyObject *module, PyObject *real)
  * caught by the at-fork functions, and the writer starts again at the
  * program's next event.
  */
+/* A pause_writer is joining the writer, with the GIL let go. */
+static int writer_pausing = 0;
+
+/*
+ * Two threads may fork at once (test_threading does): the second waits
+ * until the first has stopped the writer, rather than join the same thread
+ * (the first restarts it after its fork: a second join would wait on the
+ * new writer for ever).
+ */
 static void
 pause_writer(void)
 {
+    while (writer_pausing) {
+        Py_BEGIN_ALLOW_THREADS
+        usleep(1000);
+        Py_END_ALLOW_THREADS
+    }
     if (S.started && !S.finished && S.writing) {
+        writer_pausing = 1;
         stop_writer();
         S.stopping = 0;
+        writer_pausing = 0;
     }
 }
 
@@ -3687,14 +3703,17 @@ native_before_fork(PyObject *module, PyObject *unused)
 static PyObject *
 fork_through(PyObject *real, PyObject *args, PyObject *kwargs, int tuple_result)
 {
+    /* Counted: the writer starts again when the last fork in progress is done. */
+    in_fork_wrapper++;
     pause_writer();
-    in_fork_wrapper = 1;
     PyObject *result = PyObject_Call(real, args, kwargs);
-    in_fork_wrapper = 0;
+    in_fork_wrapper--;
     PyObject *pid = result != NULL && tuple_result && PyTuple_Check(result) && PyTuple_GET_SIZE(result)
                         ? PyTuple_GET_ITEM(result, 0)
                         : result;
-    if (result == NULL || !PyLong_Check(pid) || PyLong_AsLong(pid) != 0) {
+    if (result != NULL && PyLong_Check(pid) && PyLong_AsLong(pid) == 0) {
+        in_fork_wrapper = 0; /* the child: the other threads' forks are not in it */
+    } else if (in_fork_wrapper == 0) {
         resume_writer(); /* the parent, or a fork that failed */
     }
     return result;
