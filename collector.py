@@ -41,6 +41,14 @@ from time import perf_counter_ns
 
 __all__ = ["trace", "traced", "instant", "counter", "span"]
 
+# The builtins this file's functions see: a copy taken before the program
+# runs. A program that replaces one (test_functools makes `builtins.len` an
+# lru_cache, which cannot hash a dict) must not have its function called
+# inside a callback of ours, on our arguments. (Functions take their
+# builtins from their globals: from the frame's since 3.10, from the
+# globals at each frame's creation before.)
+__builtins__ = dict(vars(sys.modules["builtins"]))
+
 PROTOCOL_VERSION = 4
 
 # Event op codes (docs/protocol.md): 0 call, 1 resume, 2 return, 3 unwind,
@@ -151,8 +159,44 @@ def _at_exit(function):
         atexit = _import_quietly("atexit")
     else:
         import atexit
+
+        _keep_at_exit(atexit, function)
     atexit.register(function)
     return atexit
+
+
+def _keep_at_exit(atexit, function):
+    """Keep `function` registered, to run last, whatever the program does with `atexit`.
+
+    Before 3.10 the program's `atexit` is this module object, and its
+    `_clear()` and `_run_exitfuncs()` (test_atexit calls both in its own
+    process; 3.10+ runs those tests in a child) would clear our function too:
+    the trace would end without its `end` record. Wrapped, `_clear()` leaves
+    it registered (first, so it still runs last), and `_run_exitfuncs()`
+    runs and clears the program's functions only.
+    """
+    real_clear = atexit._clear
+    real_run = atexit._run_exitfuncs
+
+    def _clear():
+        real_clear()
+        atexit.register(function)
+
+    def _run_exitfuncs():
+        atexit.unregister(function)
+        try:
+            return real_run()
+        finally:
+            # The program's functions are cleared; ours, registered again,
+            # is the only one and runs last.
+            atexit.register(function)
+
+    for wrapper, real in ((_clear, real_clear), (_run_exitfuncs, real_run)):
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(wrapper, attribute, getattr(real, attribute, None))
+        wrapper.__wrapped__ = real
+    atexit._clear = _clear
+    atexit._run_exitfuncs = _run_exitfuncs
 
 
 # --- JSON, without the json package ---------------------------------------------------
@@ -373,6 +417,8 @@ def _qualname(code, frame):
         return qualname
     try:
         return _search_qualname(code, frame)
+    except RecursionError:
+        raise
     except Exception:
         return code.co_name
 
@@ -812,6 +858,9 @@ class Values:
             bits |= VALUES_RETURNS
         if bits:
             self.selected[key] = (bits, _argument_labels(code) if bits & VALUES_ARGS else None)
+        else:
+            # The identity may be a dead code object's, once selected.
+            self.selected.pop(key, None)
 
     def _send(self, serial, values):
         self.count += 1
@@ -863,6 +912,9 @@ class Lines:
             self.selected.add(key)
             if self.switch_on is not None:
                 self.switch_on(code)
+        else:
+            # The identity may be a dead code object's, once selected.
+            self.selected.discard(key)
 
 
 # --- marks: what the program itself puts on the timeline ---------------------
@@ -975,6 +1027,11 @@ def _thread_starter(real, on_start):
             on_start(name)
             try:
                 return function(*inner_args, **inner_kwargs)
+            except SystemExit:
+                raise  # _thread ignores it, silently
+            except BaseException as error:
+                # _thread would report it as raised by `entry`.
+                _unraisable_from_thread(function, error, entry.__code__)
             finally:
                 ended = _thread_end_hook[0]
                 if ended is not None:
@@ -987,6 +1044,63 @@ def _thread_starter(real, on_start):
     start.__module__ = "_thread"
     start.__wrapped__ = real
     return start
+
+
+# --- identities that are forgotten when their object dies -----------------------------
+
+_weak_ref = _import_quietly("_weakref").ref
+_partial = _import_quietly("_functools").partial
+_dict_pop = dict.pop
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
+
+def _unraisable_from_thread(function, error, own_code):
+    """Report `error`, which `function` raised in a thread that _thread
+    started, as _thread itself reports it: to sys.unraisablehook, naming
+    the program's function, with a traceback that starts in it."""
+    tb = error.__traceback__
+    if tb is not None and tb.tb_frame.f_code is own_code:
+        tb = tb.tb_next
+        error.__traceback__ = tb
+    if sys.version_info >= (3, 13):
+        try:
+            message = "Exception ignored in thread started by %r" % (function,)
+        except Exception:
+            message = "Exception ignored in thread started by <%s>" % type(function).__name__
+        values = (type(error), error, tb, message, None)
+    else:
+        values = (type(error), error, tb, "Exception ignored in thread started by", function)
+    hook = sys.unraisablehook
+    try:
+        hook(_unraisable_args(values))
+    except BaseException as failure:
+        # As Python does when the hook fails: the default hook reports that.
+        sys.__unraisablehook__(_unraisable_args(
+            (type(failure), failure, failure.__traceback__,
+             "Exception ignored in sys.unraisablehook", hook)
+        ))
+
+
+_unraisable_type = []
+
+
+def _unraisable_args(values):
+    """A sys.UnraisableHookArgs of `values`: its type, which Python does not
+    name, is found once, from an unraisable exception of our own."""
+    if not _unraisable_type:
+        class _Probe(object):
+            def __del__(self):
+                raise ValueError
+
+        seen = []
+        hook = sys.unraisablehook
+        sys.unraisablehook = seen.append
+        try:
+            _Probe()
+        finally:
+            sys.unraisablehook = hook
+        _unraisable_type.append(type(seen[0]))
+    return _unraisable_type[0](values)
 
 
 # --- the recorder --------------------------------------------------------------
@@ -1031,7 +1145,6 @@ class Recorder:
         self.on_close = None  # switches recording off when the channel breaks or at the limit
         self.cfunc_ids = {}  # _identity(C function) -> number, for long-lived callables
         self.cfunc_by_name = {}
-        self.keep_alive = []  # keeps identities in the tables from being reused
         self.lasting = []  # every code and cfunc record sent (see define)
         self.spawns = 0  # spawn tokens given (docs/protocol.md, "Processes")
         self.runtime = None  # the runtime's records, see _Runtime
@@ -1041,6 +1154,17 @@ class Recorder:
         self.thread_time = False  # --cpu-time: events of ops 0 to 7 carry the thread's CPU time
         self.lines = None  # a Lines, with --lines
         self.code_bytes = {}  # _identity(code) -> co_code, for ends_by_exception
+        # A code record's fields -> its number: code made again and again
+        # (exec in a loop) is defined once, so that the converter's table
+        # stays as small as the program's set of names.
+        self.code_numbers = {}
+        # The tables above are keyed by identity and keep nothing of the
+        # program's alive: each key is watched by a weak reference, kept
+        # here by key, whose callback takes the key out of its table as the
+        # object dies, before another object can take the identity over
+        # (see _watch). What the dead leave here (and in fresh_points and
+        # suspension_points) is swept at a flush (see _sweep).
+        self.watches = {}
 
     # definitions ------------------------------------------------------------
 
@@ -1051,6 +1175,27 @@ class Recorder:
             # Code and C functions: a forked child's stream defines them anew.
             self.lasting.append(line)
 
+    def _watch(self, obj, table, key):
+        """Take `key` out of `table` when `obj` dies (obj must take weak references).
+
+        The callback is `dict.pop` itself, bound by a partial: Python calls
+        it from C as `obj` dies, so no bytecode runs (no signal handler of
+        the program can run inside it), and no profiler or sys.monitoring
+        sees a call. Before another object can be given the identity, the
+        key is gone.
+        """
+        self.watches[key] = _weak_ref(obj, _partial(_dict_pop, table, key))
+
+    def _sweep(self):
+        """Drop what dead code and C functions left behind: their weak
+        references, and a generator's offsets. Called by a flush once the
+        dead outnumber the living, so the cost is spread over the deaths.
+        """
+        code_ids, cfunc_ids = self.code_ids, self.cfunc_ids
+        for table in (self.watches, self.fresh_points, self.suspension_points, self.code_bytes):
+            for key in [key for key in table if key not in code_ids and key not in cfunc_ids]:
+                del table[key]
+
     def register_code(self, code, frame):
         """Number a code object, once. Returns 0 for code that is never traced.
 
@@ -1058,8 +1203,11 @@ class Recorder:
         audit hook) is recorded but marked hidden: the converter follows its
         frames, so that the stack stays right, and shows what they call.
         """
+        with self.lock:  # against a sweep (see _sweep) in another thread's flush
+            return self._register_code(code, frame)
+
+    def _register_code(self, code, frame):
         key = _identity(code)
-        self.keep_alive.append(code)
         hidden = code.co_filename == OWN_FILE
         if hidden:
             module, qualname = "panopticon", code.co_name
@@ -1071,31 +1219,39 @@ class Recorder:
                 module, qualname, code.co_filename, frame
             ):
                 self.code_ids[key] = 0
+                self._watch(code, self.code_ids, key)
                 return 0
-        self.code_count += 1
-        number = self.code_count
         flags = code.co_flags
-        record = {
-            "kind": "code",
-            "id": number,
-            "module": module,
-            "qualname": qualname,
-            "file": code.co_filename,
-            "line": code.co_firstlineno,
-            "type": _code_type(flags),
-        }
-        if hidden:
-            record["hidden"] = True
-        self.define(record, lasting=True)
+        kind = _code_type(flags)
+        fields = (module, qualname, code.co_filename, code.co_firstlineno, kind, hidden)
+        number = self.code_numbers.get(fields)
+        if number is None:
+            self.code_count += 1
+            number = self.code_numbers[fields] = self.code_count
+            record = {
+                "kind": "code",
+                "id": number,
+                "module": module,
+                "qualname": qualname,
+                "file": code.co_filename,
+                "line": code.co_firstlineno,
+                "type": kind,
+            }
+            if hidden:
+                record["hidden"] = True
+            self.define(record, lasting=True)
         if self.values is not None and not hidden:
             self.values.select(key, code, module, qualname, code.co_filename)
         if self.lines is not None and not hidden:
             self.lines.select(key, code, module, qualname, code.co_filename)
         if flags & GENERATOR_LIKE:
+            # Before the number: another thread's callback that finds the
+            # number looks them up.
             self.fresh_points[key] = _fresh_start_offsets(code)
             self.suspension_points[key] = _suspension_offsets(code)
             number = -number
         self.code_ids[key] = number
+        self._watch(code, self.code_ids, key)
         return number
 
     def ends_by_exception(self, frame):
@@ -1114,20 +1270,47 @@ class Recorder:
         return 0 <= at < len(raw) and raw[at] != 83
 
     def register_cfunc(self, fn):
+        """Number a C function by its name; remember a long-lived one by identity.
+
+        Called for every call of a builtin method bound afresh (3.8-3.11
+        `setprofile` reports `[].append` bound to its list): quick, and
+        without the lock unless it remembers.
+        """
         name = _cfunc_name(fn)
         number = self.cfunc_by_name.get(name)
         if number is None:
             number = len(self.cfunc_by_name) + 1
             self.cfunc_by_name[name] = number
             self.define({"kind": "cfunc", "id": number, "name": name}, lasting=True)
-        # Builtin methods bound to an instance are created afresh for each
-        # call, so their identities are reused for other objects: only
-        # long-lived callables are remembered by identity (and kept alive so
-        # that it stays theirs).
-        owner = getattr(fn, "__self__", None)
-        if owner is None or type(owner) is type(sys) or isinstance(owner, type) or type(fn) is not C_FUNCTION_TYPES[0]:
-            self.cfunc_ids[_identity(fn)] = number
-            self.keep_alive.append(fn)
+        # Only long-lived callables are remembered by identity, each watched
+        # so that its identity is forgotten when it dies: the functions of
+        # modules (and the builtins), a type's own (`object.__new__`), and
+        # the methods of C types (which sys.monitoring reports unbound). A
+        # builtin method bound to an instance or a class (`[].append`,
+        # `dict.fromkeys`) is made afresh for each call, and is named again
+        # each time.
+        if type(fn) is C_FUNCTION_TYPES[0]:
+            owner = fn.__self__
+            if (
+                owner is None
+                or type(owner) is type(sys)
+                or isinstance(owner, type) and vars(owner).get(fn.__name__) is fn
+            ):
+                with self.lock:  # against a sweep in another thread's flush
+                    self.cfunc_ids[_identity(fn)] = number
+                    self._watch(fn, self.cfunc_ids, _identity(fn))
+            return number
+        # A method descriptor takes no weak reference, but holds its type: it
+        # lives as long as the type does, and a static type's forever. A heap
+        # type's (a C extension's, made afresh by a fresh import) is watched
+        # through the type. (One deleted from a mutable heap type would die
+        # first, and its identity stay here until the type dies.)
+        owner = getattr(fn, "__objclass__", None)
+        if isinstance(owner, type):
+            with self.lock:
+                self.cfunc_ids[_identity(fn)] = number
+                if owner.__flags__ & _HEAP_TYPE:
+                    self._watch(owner, self.cfunc_ids, _identity(fn))
         return number
 
     def announce_thread(self, serial, name):
@@ -1189,6 +1372,8 @@ class Recorder:
         if self.on_flush is not None:
             self.on_flush()
         with self.lock:
+            if len(self.watches) > 2 * (len(self.code_ids) + len(self.cfunc_ids)) + 1024:
+                self._sweep()
             if self.closed:
                 # Nothing can be sent any more (the channel broke, e.g. on a
                 # full disk): keep the buffer from growing for the rest of
@@ -2946,6 +3131,12 @@ _VARIABLES = (
     "PANOPTICON_DEBUG", "PANOPTICON_FOLLOW", "PANOPTICON_RUNTIME",
 )
 _OWN_VARIABLES = ("PANOPTICON_SPAWN", "PANOPTICON_ROOT")
+# Set in the process's C environment (never in os.environ) once this
+# process records: a second interpreter of the same process (a
+# subinterpreter: test.support.run_in_subinterp, _interpreters) builds its
+# os.environ from it and imports this file again, and must not start a
+# recording of its own (the native module's state is the process's).
+_TRACED_MARK = "PANOPTICON_TRACED_PID"
 
 
 def _hide_variable(env, name, value=None, keep=False):
@@ -2970,7 +3161,10 @@ def _hide_variable(env, name, value=None, keep=False):
 def _take_environment():
     """Read our settings and remove every trace of ourselves from what the program sees."""
     env = os.environ
-    values = {name: env.get(name) for name in _VARIABLES + _OWN_VARIABLES + ("PANOPTICON_PYTHONPATH",)}
+    values = {
+        name: env.get(name)
+        for name in _VARIABLES + _OWN_VARIABLES + ("PANOPTICON_PYTHONPATH", _TRACED_MARK)
+    }
     follow = values["PANOPTICON_FOLLOW"] != "0"
     own_dir = os.path.dirname(os.path.abspath(OWN_FILE))
     spawn = (values["PANOPTICON_SPAWN"] or "").partition(":")
@@ -2998,7 +3192,9 @@ def _take_environment():
             for name in _VARIABLES if values[name] is not None
         ],
         "private_dir": os.fsencode(own_dir),
+        "traced_pid": values[_TRACED_MARK],
     }
+    _hide_variable(env, _TRACED_MARK, keep=True)
     for name in _VARIABLES + ("PANOPTICON_PYTHONPATH",):
         _hide_variable(env, name, keep=follow)
     for name in _OWN_VARIABLES:
@@ -3074,6 +3270,12 @@ def _start():
     _chain_to_user_sitecustomize()
     if not settings["channel"]:
         return
+    pid = str(os.getpid())
+    if settings["traced_pid"] == pid:
+        # Another interpreter of a process that records already: its code is
+        # not recorded (docs/reliability.md, "Known limitations").
+        return
+    os.putenv(_TRACED_MARK, pid)
     try:
         filters = _parse_filters(settings["filters"])
     except ValueError as error:
@@ -3189,6 +3391,8 @@ def _start_native(native, settings, filters, engine, manual):
                 {"pid": os.getppid(), "token": native.fork_token()}, native.current_serial(),
                 thread_time=thread_time,
             )
+            # Before the new stream starts, which would show the call.
+            os.putenv(_TRACED_MARK, str(os.getpid()))
         native.after_fork_child(hello)
 
     _watch_forks(after_fork_child, native.after_fork_parent, native.before_fork)
@@ -3306,6 +3510,7 @@ def _start_python(settings, filters, engine_name, manual):
                 # the child's first slice rather than ours, hidden.
                 serial = _current_serial()
                 name = _threading_name(_thread.get_ident())
+                os.putenv(_TRACED_MARK, str(os.getpid()))
                 recorder.start_over(sock, hello)
                 recorder.announce_thread(serial, name)
                 return
@@ -3430,6 +3635,8 @@ def _follow_processes(settings, recorder, finish):
         def execv(path, argv):
             if exec_will_run(path):
                 finish("exec")
+                # The new program, in this process, records again.
+                os.unsetenv(_TRACED_MARK)
             return real(path, argv)
         return execv
 

@@ -463,6 +463,15 @@ interface TraceFacts {
 }
 
 const SLICE_MARK = new TextEncoder().encode('\n{"ph":"X"');
+/** The ends of an arrow from an asyncio task's creation: no slice of the machine's. */
+const ARROW_MARK = new TextEncoder().encode('\n{"ph":"X","name":"create_task","cat":"asyncio"');
+
+function arrowAt(data: Uint8Array, at: number): boolean {
+  for (let i = SLICE_MARK.length; i < ARROW_MARK.length; i++) {
+    if (data[at + i] !== ARROW_MARK[i]) return false;
+  }
+  return true;
+}
 
 function markAt(data: Uint8Array, at: number): boolean {
   for (let i = 1; i < SLICE_MARK.length; i++) {
@@ -472,7 +481,7 @@ function markAt(data: Uint8Array, at: number): boolean {
 }
 
 /**
- * Counts the lines that start with `{"ph":"X"`. The writer puts each event
+ * Counts the lines that start with `{"ph":"X"`, but for the ends of task-creation arrows. The writer puts each event
  * on its own line; a trace can be over 1 GB, so it is read in chunks, never
  * parsed whole. A newline too close to a chunk's end to be checked is
  * carried, with what follows it, into the next chunk.
@@ -483,10 +492,10 @@ async function countSlices(path: string): Promise<number> {
   let carry = new Uint8Array(0);
   for await (const chunk of file.readable) {
     const data = carry.length === 0 ? chunk : concat(carry, chunk);
-    const last = data.length - SLICE_MARK.length;
+    const last = data.length - ARROW_MARK.length;
     let at = data.indexOf(10);
     while (at !== -1 && at <= last) {
-      if (markAt(data, at)) count++;
+      if (markAt(data, at) && !arrowAt(data, at)) count++;
       at = data.indexOf(10, at + 1);
     }
     carry = at === -1 ? new Uint8Array(0) : data.slice(at);
@@ -511,10 +520,19 @@ async function readProtobufTrace(path: string): Promise<TraceFacts> {
   const decoder = new PerfettoDecoder();
   let slices = 0;
   let otherData: Record<string, unknown> | undefined;
+  // The slices of threads' tracks: an asyncio task's track (its life and
+  // steps) is not one of the machine's slices.
+  const asyncTracks = new Set<number>();
   for await (const chunk of file.readable) {
     decoder.push(chunk, (packet) => {
-      if (packet.kind === "event" && packet.event.type === "begin") slices++;
-      else if (packet.kind === "metadata") otherData = { ...otherData, ...packet.metadata };
+      if (packet.kind === "event" && packet.event.type === "begin") {
+        if (!asyncTracks.has(packet.event.track)) slices++;
+      } else if (packet.kind === "track") {
+        const track = packet.track;
+        if (track.thread === undefined && track.process === undefined && !track.counter) {
+          asyncTracks.add(track.uuid);
+        }
+      } else if (packet.kind === "metadata") otherData = { ...otherData, ...packet.metadata };
     });
   }
   decoder.finish();
@@ -880,7 +898,8 @@ async function runConverterBench(
       "run",
       "-A",
       CONVERTER_BENCH,
-      "--format",
+      // The native collector's batches (the default input), into this writer.
+      "--writer",
       format,
       ...(events === undefined ? [] : [String(events)]),
     ],
@@ -1126,7 +1145,7 @@ function formatConverter(figures: ConverterFigures, format: string): string {
   if (readable.length === 0) {
     return `converter benchmark (${format}): could not read its figures:\n${figures.output}`;
   }
-  return `converter alone, writing ${format} (bench/converter.ts --format ${format}):\n` +
+  return `converter alone, writing ${format} (bench/converter.ts --writer ${format}):\n` +
     readable.map(formatConverterRun).join("\n");
 }
 

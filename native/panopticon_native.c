@@ -2584,6 +2584,30 @@ code_info(PyObject *code)
 }
 
 /*
+ * Setting an extra slot makes the code object's array as long as the
+ * number of indices requested so far, and code_dealloc calls the free
+ * function of every index below that length, NULL slot or not. A program
+ * that requests an index after ours (test_code does, with a ctypes callback
+ * that is gone at shutdown) would have its function called for every code
+ * object we noted: set back to end at the last slot in use, as when only
+ * the program's own code objects have extras. A later SetExtra of the
+ * program's grows it again; GetExtra past the end gives NULL, as before.
+ */
+static void
+trim_code_extras(PyCodeObject *code)
+{
+    CodeExtras *extras = (CodeExtras *)code->co_extra;
+    if (extras == NULL) {
+        return;
+    }
+    Py_ssize_t size = extras->size;
+    while (size > S.extra_index + 1 && extras->extras[size - 1] == NULL) {
+        size--;
+    }
+    extras->size = size;
+}
+
+/*
  * Decides about `code`, once: whether it is recorded, and under which id
  * (sending its `code` record). `globals` are its frame's, for the module
  * name; `frame` (3.8-3.10) finds its qualified name. Runs no Python code.
@@ -2679,6 +2703,7 @@ done:
         free_code_info(info);
         return &EXCLUDED;
     }
+    trim_code_extras(code);
     return info;
 }
 
@@ -4220,7 +4245,21 @@ trampoline_call(PyObject *self, PyObject *args, PyObject *kwargs)
             trace_thread(t);
         }
     }
-    return PyObject_Call(tr->function, args, kwargs);
+    PyObject *result = PyObject_Call(tr->function, args, kwargs);
+    if (result != NULL || PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        return result; /* _thread ignores a SystemExit, silently */
+    }
+    /*
+     * Reported here as _thread itself reports it, naming the program's
+     * function (test_thread checks the hook's object and message), not
+     * this Trampoline.
+     */
+#if PY_VERSION_HEX >= 0x030D0000
+    PyErr_FormatUnraisable("Exception ignored in thread started by %R", tr->function);
+#else
+    _PyErr_WriteUnraisableMsg("in thread started by", tr->function);
+#endif
+    Py_RETURN_NONE;
 }
 
 static void
@@ -4326,6 +4365,27 @@ start_joinable_thread(PyObject *module, PyObject *args, PyObject *kwargs)
     return start_thread_through(S.real_start_joinable_thread, args, kwargs);
 }
 
+/*
+ * A wrapper has the docstring of the function it stands for, with its
+ * signature line, and its module as `__self__` (which the signature's
+ * `$module` needs): inspect.signature() of the wrapper is the original's
+ * (test_inspect checks every builtin of os and _thread has one). Returns
+ * the wrapper, a new reference; the C functions ignore their self.
+ */
+static PyObject *
+wrapper_of(PyMethodDef *def, PyObject *real, const char *module_name)
+{
+    PyObject *self = NULL;
+    if (real != NULL && PyCFunction_Check(real)) {
+        def->ml_doc = ((PyCFunctionObject *)real)->m_ml->ml_doc;
+        self = PyCFunction_GET_SELF(real);
+    }
+    PyObject *name = PyUnicode_FromString(module_name);
+    PyObject *wrapper = name ? PyCFunction_NewEx(def, self, name) : NULL;
+    Py_XDECREF(name);
+    return wrapper;
+}
+
 static PyMethodDef start_new_thread_def = {
     "start_new_thread", (PyCFunction)(void (*)(void))start_new_thread,
     METH_VARARGS | METH_KEYWORDS, NULL};
@@ -4344,9 +4404,7 @@ wrap_starter(PyObject *thread_module, const char *name, PyMethodDef *def, PyObje
         return 0; /* not in this version */
     }
     *real = original;
-    PyObject *module_name = PyUnicode_FromString("_thread");
-    PyObject *wrapper = module_name ? PyCFunction_NewEx(def, NULL, module_name) : NULL;
-    Py_XDECREF(module_name);
+    PyObject *wrapper = wrapper_of(def, original, "_thread");
     if (wrapper == NULL || PyObject_SetAttrString(thread_module, name, wrapper) < 0) {
         Py_XDECREF(wrapper);
         return -1;
@@ -5281,10 +5339,7 @@ native_wrap_exit(PyObject *module, PyObject *real)
     (void)module;
     Py_INCREF(real);
     Py_XSETREF(S.real_exit, real);
-    PyObject *name = PyUnicode_FromString("posix");
-    PyObject *wrapper = name ? PyCFunction_NewEx(&exit_def, NULL, name) : NULL;
-    Py_XDECREF(name);
-    return wrapper;
+    return wrapper_of(&exit_def, real, "posix");
 }
 
 /*
@@ -5298,12 +5353,28 @@ native_wrap_exit(PyObject *module, PyObject *real)
  * caught by the at-fork functions, and the writer starts again at the
  * program's next event.
  */
+/* A pause_writer is joining the writer, with the GIL let go. */
+static int writer_pausing = 0;
+
+/*
+ * Two threads may fork at once (test_threading does): the second waits
+ * until the first has stopped the writer, rather than join the same thread
+ * (the first restarts it after its fork: a second join would wait on the
+ * new writer for ever).
+ */
 static void
 pause_writer(void)
 {
+    while (writer_pausing) {
+        Py_BEGIN_ALLOW_THREADS
+        usleep(1000);
+        Py_END_ALLOW_THREADS
+    }
     if (S.started && !S.finished && S.writing) {
+        writer_pausing = 1;
         stop_writer();
         S.stopping = 0;
+        writer_pausing = 0;
     }
 }
 
@@ -5364,14 +5435,17 @@ native_fork_token(PyObject *module, PyObject *unused)
 static PyObject *
 fork_through(PyObject *real, PyObject *args, PyObject *kwargs, int tuple_result)
 {
+    /* Counted: the writer starts again when the last fork in progress is done. */
+    in_fork_wrapper++;
     pause_writer();
-    in_fork_wrapper = 1;
     PyObject *result = PyObject_Call(real, args, kwargs);
-    in_fork_wrapper = 0;
+    in_fork_wrapper--;
     PyObject *pid = result != NULL && tuple_result && PyTuple_Check(result) && PyTuple_GET_SIZE(result)
                         ? PyTuple_GET_ITEM(result, 0)
                         : result;
-    if (result == NULL || !PyLong_Check(pid) || PyLong_AsLong(pid) != 0) {
+    if (result != NULL && PyLong_Check(pid) && PyLong_AsLong(pid) == 0) {
+        in_fork_wrapper = 0; /* the child: the other threads' forks are not in it */
+    } else if (in_fork_wrapper == 0) {
         resume_writer(); /* the parent, or a fork that failed */
     }
     return result;
@@ -5409,16 +5483,14 @@ native_wrap_fork(PyObject *module, PyObject *args)
     }
     Py_INCREF(fork);
     Py_XSETREF(real_fork, fork);
-    PyObject *name = PyUnicode_FromString("posix");
-    PyObject *a = name ? PyCFunction_NewEx(&fork_def, NULL, name) : NULL;
+    PyObject *a = wrapper_of(&fork_def, fork, "posix");
     PyObject *b = Py_None;
     Py_INCREF(b);
     if (a != NULL && forkpty != Py_None) {
         Py_INCREF(forkpty);
         Py_XSETREF(real_forkpty, forkpty);
-        Py_SETREF(b, PyCFunction_NewEx(&forkpty_def, NULL, name));
+        Py_SETREF(b, wrapper_of(&forkpty_def, forkpty, "posix"));
     }
-    Py_XDECREF(name);
     PyObject *pair = a && b ? PyTuple_Pack(2, a, b) : NULL;
     Py_XDECREF(a);
     Py_XDECREF(b);

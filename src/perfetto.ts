@@ -353,6 +353,10 @@ export class PerfettoWriter implements TraceSink {
   /** The async tracks (asyncio tasks), by their id; and their sequence. */
   /** The async tracks' uuids, by pid and track id (`pid:id`): each process numbers its own. */
   readonly #asyncTracks = new Map<string, number>();
+  /** The debug annotations of an args object, encoded, by sequence (args never change). */
+  readonly #annotations = new WeakMap<SliceArgs, Map<Sequence, Uint8Array>>();
+  /** The BEGIN of each async track's steps, encoded, by track uuid; cleared past 4,096. */
+  readonly #asyncBegins = new Map<number, { name: string; category: string; bytes: Uint8Array }>();
   /** The pid of each thread whose `thread()` named one, by dense id. */
   readonly #threadPids: number[] = [];
   #asyncSequence: Sequence | undefined;
@@ -608,23 +612,44 @@ export class PerfettoWriter implements TraceSink {
     }
     const sequence = this.#asyncSequence ??= this.#newSequence(undefined);
     const start = nanoseconds(slice.start);
-    const begin = new ProtoWriter()
-      .varint(EVENT.type, TYPE.begin)
-      .varint(EVENT.trackUuid, uuid)
-      .string(EVENT_TEXT.name, slice.name)
-      .string(EVENT_TEXT.categories, slice.category);
-    for (const [name, value] of Object.entries(slice.args ?? {})) {
-      const annotation = new ProtoWriter().string(ANNOTATION.name, name);
-      if (typeof value === "number") annotation.double(ANNOTATION.double, value);
-      else annotation.string(ANNOTATION.string, String(value));
-      begin.message(EVENT.debugAnnotations, annotation);
+    let begin: Uint8Array;
+    if (slice.args === undefined) {
+      // A task's steps: the same BEGIN every time, encoded once a track.
+      const cached = this.#asyncBegins.get(uuid);
+      if (
+        cached !== undefined && cached.name === slice.name && cached.category === slice.category
+      ) {
+        begin = cached.bytes;
+      } else {
+        begin = this.#asyncBegin(uuid, slice).finish().slice();
+        if (this.#asyncBegins.size >= 4096) this.#asyncBegins.clear();
+        this.#asyncBegins.set(uuid, { name: slice.name, category: slice.category, bytes: begin });
+      }
+    } else {
+      const event = this.#asyncBegin(uuid, slice);
+      for (const [name, value] of Object.entries(slice.args)) {
+        const annotation = new ProtoWriter().string(ANNOTATION.name, name);
+        if (typeof value === "number") annotation.double(ANNOTATION.double, value);
+        else annotation.string(ANNOTATION.string, String(value));
+        event.message(EVENT.debugAnnotations, annotation);
+      }
+      begin = event.finish();
     }
     this.#timedPacket(sequence, start, begin);
     this.#timedPacket(
       sequence,
       start + nanoseconds(slice.duration),
-      new ProtoWriter().varint(EVENT.type, TYPE.end).varint(EVENT.trackUuid, uuid),
+      new ProtoWriter().varint(EVENT.type, TYPE.end).varint(EVENT.trackUuid, uuid).finish(),
     );
+  }
+
+  /** An async slice's BEGIN, without its args. */
+  #asyncBegin(uuid: number, slice: AsyncSlice): ProtoWriter {
+    return new ProtoWriter()
+      .varint(EVENT.type, TYPE.begin)
+      .varint(EVENT.trackUuid, uuid)
+      .string(EVENT_TEXT.name, slice.name)
+      .string(EVENT_TEXT.categories, slice.category);
   }
 
   /**
@@ -642,7 +667,7 @@ export class PerfettoWriter implements TraceSink {
   }
 
   /** A packet of `event` at `ts` on `sequence`: incremental if its clock allows, else absolute. */
-  #timedPacket(sequence: Sequence, ts: number, event: ProtoWriter): void {
+  #timedPacket(sequence: Sequence, ts: number, event: Uint8Array): void {
     const packet = new ProtoWriter();
     if (ts >= sequence.watermark) {
       packet.varint(PACKET.timestamp, ts - sequence.watermark);
@@ -650,7 +675,7 @@ export class PerfettoWriter implements TraceSink {
     } else {
       packet.int64(PACKET.timestamp, ts).varint(PACKET.timestampClockId, ABSOLUTE_CLOCK);
     }
-    this.#packet(packet.varint(PACKET.sequenceId, sequence.id).message(PACKET.trackEvent, event));
+    this.#packet(packet.varint(PACKET.sequenceId, sequence.id).bytes(PACKET.trackEvent, event));
   }
 
   /** Writes the run's summary as metadata, last. */
@@ -756,9 +781,18 @@ export class PerfettoWriter implements TraceSink {
     const category = sequence.categoryIids[site.category.index]!;
     let annotations: Uint8Array | undefined;
     if (args !== undefined) {
-      const names: string[] = [];
-      annotations = debugAnnotations(sequence, args, names);
-      if (names.length > 0) interned = this.#internNames(sequence, names, interned);
+      // One args object is often the args of many slices (an asyncio
+      // task's name on its coroutines'): encoded once a sequence, whose
+      // interned names never change.
+      let bySequence = this.#annotations.get(args);
+      annotations = bySequence?.get(sequence);
+      if (annotations === undefined) {
+        const names: string[] = [];
+        annotations = debugAnnotations(sequence, args, names);
+        if (names.length > 0) interned = this.#internNames(sequence, names, interned);
+        if (bySequence === undefined) this.#annotations.set(args, bySequence = new Map());
+        bySequence.set(sequence, annotations);
+      }
     }
 
     const head = sequence.head;

@@ -2,9 +2,9 @@
  * End-to-end tests of following child processes: programs under
  * `tests/programs/processes/` fork, run multiprocessing pools with every
  * start method, start Python children with subprocess, replace themselves
- * with os.execv, lose a child to SIGKILL and leave one running. Each runs on
- * the oldest and the newest Python present, with both collectors, and is
- * compared with a plain `python` run:
+ * with os.execv, fork a child that execs, lose a child to SIGKILL and leave
+ * one running. Each runs on every Python present, with both collectors, and
+ * is compared with a plain `python` run:
  *
  * - stdout, stderr (without Panopticon's own lines) and the exit status are
  *   the same;
@@ -19,7 +19,7 @@
  */
 import assert from "node:assert/strict";
 import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
-import { oldestAndNewest, type TestPython } from "./_pythons.ts";
+import { TEST_PYTHONS, type TestPython } from "./_pythons.ts";
 import { type Outcome, programStderr, runPanopticon, runPython, tempDir } from "./_run.ts";
 import { readTrace, slices, type Trace, type TraceEvent } from "./_trace.ts";
 
@@ -124,7 +124,8 @@ function firstSlice(trace: Trace, pid: number): TraceEvent | undefined {
   return slices(trace).filter((slice) => slice.pid === pid && slice.cat !== "panopticon")[0];
 }
 
-const PYTHONS = oldestAndNewest();
+// Every Python present: the start methods and the wrapped calls differ by version.
+const PYTHONS = TEST_PYTHONS;
 
 for (const python of PYTHONS) {
   for (const collector of COLLECTORS) {
@@ -223,6 +224,26 @@ for (const python of PYTHONS) {
       assert.equal(after.length, 1, "the new program is traced too");
       assert.equal(after[0]!.pid, before[0]!.pid, "in the same process");
       assert.ok(after[0]!.ts >= before[0]!.ts + (before[0]!.dur ?? 0));
+    });
+
+    Deno.test(`following processes: a fork that execs (${setting})`, async () => {
+      const run = await traceBoth(python, collector, [`${PROGRAMS}fork_exec.py`]);
+      assertUnchanged(run);
+      const root = rootPid(run.trace);
+      const before = slices(run.trace, "before_exec");
+      const after = slices(run.trace, "new_program");
+      assert.equal(before.length, 1, "the child's part before the exec");
+      assert.equal(after.length, 1, "the program it became");
+      assert.notEqual(before[0]!.pid, root);
+      assert.equal(after[0]!.pid, before[0]!.pid, "one process, before and after the exec");
+      assert.equal(processes(run.trace).size, 2);
+      const flows = crossProcessFlows(run.trace);
+      assert.deepEqual(
+        flows.map(([from, to]) => [from.name, from.pid, to.pid]),
+        [["posix.fork", root, before[0]!.pid]],
+        "one arrow, from the fork",
+      );
+      assert.equal(run.trace.otherData?.complete, true, run.traced.stderr);
     });
 
     Deno.test(`following processes: a child killed by SIGKILL (${setting})`, async () => {
