@@ -5807,6 +5807,9 @@ wrapped_execv(PyObject *module, PyObject *args, PyObject *kwargs)
     (void)module;
     if (exec_will_run(args)) {
         finish("exec");
+        /* The new program inherits this environment: it records again
+           (collector.py, _TRACED_MARK). */
+        unsetenv("PANOPTICON_TRACED_PID");
     }
     return PyObject_Call(real_execv, args, kwargs);
 }
