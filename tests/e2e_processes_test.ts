@@ -192,7 +192,9 @@ for (const python of PYTHONS) {
           if (pid === root || !sliced.has(pid)) continue;
           assert.ok(arrivals.has(pid), `an arrow reaches process ${pid}: ${summaries}`);
         }
-        assert.ok(sliced.size >= least, `the workers ran: ${summaries}`);
+        // A worker forked last may be terminated before it runs a call (the
+        // other did all the work): it is a process of the trace, cut short.
+        assert.ok(sliced.size >= 2, `a worker ran: ${summaries}`);
       });
     }
 
