@@ -1314,7 +1314,10 @@ as "panopticon ./convert"):
                       rows; and for generators, coroutines and async
                       generators, their frame instances: slices (one per
                       resumption), the time they ran and the time they
-                      lived (first start to final return). TRACE is any
+                      lived (first start to final return); the exceptions
+                      raised, caught and swallowed, by type and place; and
+                      the asyncio tasks: time running, lifetime, steps, how
+                      each ended, who created it. TRACE is any
                       trace Panopticon writes (.json, .json.gz, .pftrace)
                       or a recording (.ndjson), "-" for standard input.
                       Calls count as in python -m cProfile, but that a
