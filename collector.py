@@ -1836,6 +1836,8 @@ class MonitoringEngine:
         # asyncio tasks (see _Tasks).
         tasks = recorder.tasks
         tops = tasks.tops if tasks is not None else {}
+        # The numbers of Future.set_result and set_exception, once called.
+        completing = tasks.completing if tasks is not None else set()
         type_type = type
         # --args, --returns (see Values).
         values = recorder.values
@@ -1929,7 +1931,7 @@ class MonitoringEngine:
             elif number:
                 frame = _id(getframe(1))
                 if tops and frame in tops:
-                    tasks.ended(serial, frame)
+                    tasks.ended(serial, frame, done=ts - 1)
                 append((2, serial, ts, frame, 0))
             else:
                 return DISABLE
@@ -1946,7 +1948,7 @@ class MonitoringEngine:
             elif number:
                 frame = _id(getframe(1))
                 if tops and frame in tops:
-                    tasks.ended(serial, frame, exception)
+                    tasks.ended(serial, frame, exception, done=ts - 1)
                 append((3, serial, ts, frame, 0))
 
         def py_yield(code, offset, value):
@@ -1960,7 +1962,10 @@ class MonitoringEngine:
                 chosen = selected(_id(code))
                 if chosen is not None and chosen[0] & 2:
                     values.result(serial, "yield", value)
-            append((4, serial, now(), _id(getframe(1)), 0))
+            frame = _id(getframe(1))
+            if tops and value is not None and frame in tops:
+                tasks.awaits(serial, value)
+            append((4, serial, now(), frame, 0))
 
         def call(code, offset, callable, arg0):
             if type(callable) in c_types:
@@ -1969,11 +1974,15 @@ class MonitoringEngine:
                 number = cfunc_number(_id(callable))
                 if number is None:
                     number = register_cfunc(callable)
+                    if tasks is not None and tasks.is_completion(callable):
+                        completing.add(number)
                 try:
                     serial = local.serial
                 except AttributeError:
                     serial = first_sight()
                 append((5, serial, now(), 0, number))
+                if completing and number in completing:
+                    tasks.completes(serial, arg0)
                 if _len(events) > threshold:
                     flush(serial)
             elif (
@@ -3035,7 +3044,11 @@ class _Tasks:
     step (an instant of the task's mark, named by `get_name()`, after the
     frame's call event); that frame's end is the task's, an unwind with
     `CancelledError` (monitoring engine) preceded by a "cancelled" instant.
-    Callbacks of either engine run unrecorded, so the calls made here are
+    On the monitoring engine, awaiting too: a task's coroutine frame that
+    yields a future (what `Future.__await__` yields) awaits it (op 20, or
+    one per child of a `gather`), and a future completes (op 21) where
+    `Future.set_result` or `set_exception` is called on it, or, a task,
+    where its coroutine ends. Callbacks of either engine run unrecorded, so the calls made here are
     never in the trace. Only identities are kept, never a task or coroutine.
     """
 
@@ -3049,6 +3062,10 @@ class _Tasks:
         self.by_task = {}  # id(task) -> its number, while its coroutine runs
         self.tops = {}  # the frame id of each task's coroutine -> id(task)
         self.pending = {}  # id(coroutine) -> the number of its task, created
+        self.future_type = None  # _asyncio.Future
+        self.gathering_type = None  # asyncio.tasks._GatheringFuture
+        self.completions = ()  # Future.set_result, Future.set_exception
+        self.completing = set()  # their C function numbers, once called
 
     def find(self):
         module = sys.modules.get("_asyncio")
@@ -3060,7 +3077,48 @@ class _Tasks:
         self.task_type = module.Task
         exceptions = sys.modules.get("asyncio.exceptions")
         self.cancelled_error = getattr(exceptions, "CancelledError", None)
+        future = getattr(module, "Future", None)
+        if type(future) is type:
+            self.future_type = future
+            members = future.__dict__
+            self.completions = (members.get("set_result"), members.get("set_exception"))
         return True
+
+    def gathering(self):
+        """asyncio.tasks._GatheringFuture, once asyncio.tasks is imported."""
+        gathering = getattr(sys.modules.get("asyncio.tasks"), "_GatheringFuture", None)
+        if type(gathering) is type and issubclass(gathering, self.future_type):
+            self.gathering_type = gathering
+        return gathering
+
+    def is_completion(self, callable):
+        """For a C function seen for the first time: Future.set_result or set_exception?"""
+        if self.current_tasks is None and not self.find():
+            return False
+        return any(callable is method for method in self.completions)
+
+    def completes(self, serial, future):
+        """Future.set_result or set_exception is called on `future` (its first argument)."""
+        kind = self.future_type
+        if kind is not None and issubclass(type(future), kind):
+            self.events.append((21, serial, perf_counter_ns(), _identity(future), 0))
+
+    def awaits(self, serial, value):
+        """A task's coroutine frame yields `value`: a future it awaits, or not."""
+        kind = self.future_type
+        if kind is None or not issubclass(type(value), kind):
+            return
+        futures = (value,)
+        if type(value) is (self.gathering_type or self.gathering()):
+            try:
+                children = object.__getattribute__(value, "_children")
+            except Exception:
+                children = None
+            if type(children) is list:
+                futures = [child for child in children if issubclass(type(child), kind)]
+        ts = perf_counter_ns()
+        for future in futures:
+            self.events.append((20, serial, ts, _identity(future), 0))
 
     def is_task_type(self, callable):
         """For a CALL of a type named Task: is it _asyncio.Task?"""
@@ -3109,8 +3167,8 @@ class _Tasks:
             (8, serial, perf_counter_ns(), 0, _Mark(("asyncio.task", name, {"task": number})))
         )
 
-    def ended(self, serial, frame, exception=None):
-        """Before the end event of a frame in `self.tops`."""
+    def ended(self, serial, frame, exception=None, done=None):
+        """Before the end event of a frame in `self.tops`; `done`, a moment before it, on the monitoring engine."""
         task = self.tops.pop(frame, None)
         self.by_task.pop(task, None)
         error = self.cancelled_error
@@ -3118,6 +3176,8 @@ class _Tasks:
             self.events.append(
                 (8, serial, perf_counter_ns(), 0, _Mark(("asyncio.cancelled", "task cancelled", {})))
             )
+        if done is not None and task is not None:
+            self.events.append((21, serial, done, task, 0))
 
 
 # --- start-up -------------------------------------------------------------------

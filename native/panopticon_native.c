@@ -1882,6 +1882,10 @@ static struct {
     U64Map tasks;               /* task address -> its number, while its coroutine runs */
     U64Map tops;                /* the coroutine frame of each -> the task's address */
     U64Map pending;             /* coroutine address -> the number of its task, created */
+    PyTypeObject *future_type;  /* _asyncio.Future */
+    PyTypeObject *gathering;    /* asyncio.tasks._GatheringFuture, or NULL */
+    PyObject *set_result;       /* Future.set_result, Future.set_exception (descriptors) */
+    PyObject *set_exception;
 } A;
 
 /* _asyncio's pieces, once the program has imported it (never imported here). */
@@ -1917,6 +1921,29 @@ asyncio_found(void)
     if (error != NULL && PyExceptionClass_Check(error)) {
         Py_INCREF(error);
         A.cancelled_error = error;
+    }
+    PyObject *future = PyDict_GetItemString(dict, "Future");
+    if (future != NULL && PyType_Check(future)) {
+        PyObject *members = ((PyTypeObject *)future)->tp_dict;
+        PyObject *set_result = members ? PyDict_GetItemString(members, "set_result") : NULL;
+        PyObject *set_exception = members ? PyDict_GetItemString(members, "set_exception") : NULL;
+        PyObject *tasks = PyDict_GetItemString(modules, "asyncio.tasks");
+        PyObject *gathering = tasks && PyModule_Check(tasks)
+                                  ? PyDict_GetItemString(PyModule_GetDict(tasks), "_GatheringFuture")
+                                  : NULL;
+        if (set_result != NULL && set_exception != NULL) {
+            Py_INCREF(future);
+            Py_INCREF(set_result);
+            Py_INCREF(set_exception);
+            A.future_type = (PyTypeObject *)future;
+            A.set_result = set_result;
+            A.set_exception = set_exception;
+            if (gathering != NULL && PyType_Check(gathering) &&
+                PyType_IsSubtype((PyTypeObject *)gathering, A.future_type)) {
+                Py_INCREF(gathering);
+                A.gathering = (PyTypeObject *)gathering;
+            }
+        }
     }
     return 1;
 }
@@ -2046,6 +2073,77 @@ task_ended(Thread *t, uintptr_t frame, PyObject *exception)
             A.cancelled_mark = task_mark("task cancelled", "asyncio.cancelled", 0);
         }
         task_instant(t, A.cancelled_mark);
+    }
+}
+
+/*
+ * Awaiting (monitoring engine only): a task's coroutine frame that yields a
+ * future (what Future.__await__ yields; a Task is a future) awaits it, and
+ * a future completes where Future.set_result or set_exception is called on
+ * it, or, a task, where its coroutine ends: extended ops 20 and 21, keyed
+ * by the future's address. Nothing is kept.
+ */
+#define EXT_AWAIT 20
+#define EXT_DONE 21
+static void emit_ext_event(Thread *t, int op, uint64_t ref, uintptr_t key);
+
+/* "_children", interned once (a _GatheringFuture's list of what it gathers). */
+static PyObject *
+children_name(void)
+{
+    static PyObject *name = NULL;
+    if (name == NULL) {
+        name = PyUnicode_InternFromString("_children");
+    }
+    return name;
+}
+
+/* PY_YIELD of `frame` with `value`, while some task runs. */
+static void
+task_awaits(Thread *t, uintptr_t frame, PyObject *value)
+{
+    if (A.future_type == NULL || value == NULL || !PyObject_TypeCheck(value, A.future_type) ||
+        map_find(&A.tops, frame) == NULL) {
+        return;
+    }
+    if (A.gathering == NULL || Py_TYPE(value) != A.gathering) {
+        emit_ext_event(t, EXT_AWAIT, 0, (uintptr_t)value);
+        return;
+    }
+    /* gather(): the children it waits for. */
+    PyObject *children = PyObject_GenericGetAttr(value, children_name());
+    if (children == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyList_Check(children)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(children); i++) {
+            PyObject *child = PyList_GET_ITEM(children, i);
+            if (PyObject_TypeCheck(child, A.future_type)) {
+                emit_ext_event(t, EXT_AWAIT, 0, (uintptr_t)child);
+            }
+        }
+    }
+    Py_DECREF(children);
+}
+
+/* A task's coroutine frame ends (monitoring engine): the task completes. */
+static void
+task_done(Thread *t, uintptr_t frame)
+{
+    uint64_t *task = map_find(&A.tops, frame);
+    if (task != NULL) {
+        emit_ext_event(t, EXT_DONE, 0, (uintptr_t)*task);
+    }
+}
+
+/* The monitoring engine's CALL of a C function: Future.set_result(future, …)? */
+static void
+future_completed(Thread *t, PyObject *callable, PyObject *future)
+{
+    if ((callable == A.set_result || callable == A.set_exception) && future != NULL &&
+        PyObject_TypeCheck(future, A.future_type)) {
+        emit_ext_event(t, EXT_DONE, 0, (uintptr_t)future);
     }
 }
 
@@ -3020,6 +3118,7 @@ on_py_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             record_result(t, "return", args[2]);
         }
         if (UNLIKELY(A.tops.live) && frame) {
+            task_done(t, frame);
             task_ended(t, frame, NULL);
         }
         emit_end_event(t, OP_RETURN, frame);
@@ -3044,7 +3143,11 @@ on_py_yield(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (UNLIKELY(info->values & VALUES_RETURNS)) {
             record_result(t, "yield", args[2]);
         }
-        emit_end_event(t, OP_SUSPEND, current_iframe());
+        uintptr_t frame = current_iframe();
+        if (UNLIKELY(A.tops.live) && args[2] != Py_None) {
+            task_awaits(t, frame, args[2]);
+        }
+        emit_end_event(t, OP_SUSPEND, frame);
     }
     Py_RETURN_NONE;
 }
@@ -3063,6 +3166,7 @@ on_py_unwind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (info->id && !t->paused) {
         uintptr_t frame = info->generator ? current_iframe() : 0;
         if (UNLIKELY(A.tops.live) && frame) {
+            task_done(t, frame);
             task_ended(t, frame, nargs > 2 ? args[2] : NULL);
         }
         emit_end_event(t, OP_UNWIND, frame);
@@ -3095,6 +3199,9 @@ on_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         uint32_t id = cfunc_id(args[2]);
         if (id) {
             emit_ref_event(t, OP_C_CALL, id);
+        }
+        if (UNLIKELY(A.set_result != NULL) && nargs > 3) {
+            future_completed(t, args[2], args[3]);
         }
     }
     Py_RETURN_NONE;

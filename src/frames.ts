@@ -838,7 +838,7 @@ export class FrameStateMachine {
   }
 
   /**
-   * Exceptions, values and lines (ops 16 to 19), about the innermost open Python
+   * Exceptions, values and lines (ops 16 to 21), about the innermost open Python
    * frame of `thread`: see {@linkcode ExceptionTracker}.
    */
   #onExtended(thread: ThreadState, op: number, ts: number, frame: number, ref: number): void {
@@ -885,6 +885,18 @@ export class FrameStateMachine {
         }
         const line = this.#lineSite(entry.site.file ?? "", ref);
         this.#emit(thread.tid, line.site, ts, ts, 0, false, false, line.args, depth, undefined, 0);
+        break;
+      }
+      case ExtOp.Await:
+        if (entry?.taskTop) this.#tasks.awaits(entry.task!, frame);
+        break;
+      case ExtOp.Done: {
+        // The task running here, if any: the innermost frame that runs in one.
+        let running: Task | undefined;
+        for (let i = thread.depth - 1; i >= 0 && running === undefined; i--) {
+          running = thread.stack[i]!.task;
+        }
+        this.#tasks.done(frame, thread.tid, (ts - this.#t0) / 1000, running, this.#flowId);
         break;
       }
     }
@@ -1106,6 +1118,8 @@ export class FrameStateMachine {
     const spare = thread.stack[thread.depth];
     if (spare !== undefined) this.#spare.push(spare);
     thread.stack[thread.depth++] = entry;
+    // What it awaited completed: the arrows arrive a nanosecond into this slice.
+    if (entry.taskTop) this.#tasks.resumed(entry.task!, thread.tid, (ts - this.#t0) / 1000 + 0.001);
   }
 
   /** `return` or `unwind`: the instance ends and its id is retired. */
@@ -1391,6 +1405,9 @@ export class FrameStateMachine {
         break;
     }
   }
+
+  /** A new flow id, for the task tracker's arrows. */
+  readonly #flowId = (): number => this.#ids.flow();
 
   /** A slice of a task's own coroutine frame: a step on the task's track. */
   #taskStep(tid: number, entry: Entry, start: number, end: number): void {

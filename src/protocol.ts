@@ -121,13 +121,21 @@ export const ExtOp = {
    * line number, `frame` 0.
    */
   Line: 19,
+  /**
+   * The innermost open frame, an asyncio task's coroutine, suspends awaiting
+   * the future whose key (its address, or the Python collector's identity)
+   * is `frame`; `ref` 0 (monitoring engine; see docs/protocol.md, "Awaiting").
+   */
+  Await: 20,
+  /** The future whose key is `frame` completes here; `ref` 0. */
+  Done: 21,
 } as const;
 
 /** One of the extended operation codes of {@linkcode ExtOp}. */
 export type ExtOp = typeof ExtOp[keyof typeof ExtOp];
 
 /** The largest extended operation code of {@linkcode ExtOp}. */
-export const MAX_EXT_OP = 19;
+export const MAX_EXT_OP = 21;
 
 /**
  * Whether `op` is an operation code the converter knows: one of

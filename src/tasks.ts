@@ -2,8 +2,10 @@
  * asyncio tasks on the timeline (issue 14): the frame-state machine hands
  * this module the collector's task marks (docs/protocol.md, "asyncio
  * tasks") and the slices of each task's coroutine frame; it makes the
- * task's async track (its life, and a slice for each step it ran) and the
- * arrow from where the task was created to its first slice.
+ * task's async track (its life, and a slice for each step it ran), the
+ * arrow from where the task was created to its first slice, and (monitoring
+ * engine) an arrow from where a future a task awaited completed to the
+ * task's resumption.
  *
  * @module
  */
@@ -83,6 +85,10 @@ export class Task {
   args: SliceArgs = {};
   /** Whether its track has ended. */
   ended = false;
+  /** The keys of the futures it awaits, while it is suspended. */
+  awaiting: number[] = [];
+  /** The completions of what it awaits seen since it suspended: the arrows to its resumption. */
+  arrivals: { tid: number; ts: number; flow: number }[] = [];
 
   constructor(readonly number: number) {}
 }
@@ -96,6 +102,8 @@ export class Task {
 export class TaskTracker {
   readonly #sink: TraceSink;
   readonly #tasks = new Map<number, Task>();
+  /** The key of each future some task awaits -> the tasks awaiting it. */
+  readonly #waiters = new Map<number, Task[]>();
   /** What the stream can tell of how tasks end (from its hello). */
   endings: TaskEndings = "all";
 
@@ -157,6 +165,67 @@ export class TaskTracker {
     }
   }
 
+  /**
+   * The task, suspending, awaits the future whose key is `key` (each child
+   * of a `gather` is one): its next resumption after that future completes
+   * gets an arrow from the completion.
+   */
+  awaits(task: Task, key: number): void {
+    if (task.ended) return;
+    task.awaiting.push(key);
+    const waiters = this.#waiters.get(key);
+    if (waiters === undefined) this.#waiters.set(key, [task]);
+    else if (!waiters.includes(task)) waiters.push(task);
+  }
+
+  /**
+   * The future whose key is `key` completes at `ts` (µs) on thread `tid`,
+   * while task `running` runs there (undefined: in none, e.g. in a callback
+   * of the loop's, which draws no arrow). `flow` gives each arrow its id.
+   */
+  done(key: number, tid: number, ts: number, running: Task | undefined, flow: () => number): void {
+    const waiters = this.#waiters.get(key);
+    if (waiters === undefined) return;
+    this.#waiters.delete(key);
+    if (running === undefined) return;
+    for (const waiter of waiters) {
+      if (waiter !== running) waiter.arrivals.push({ tid, ts, flow: flow() });
+    }
+  }
+
+  /**
+   * The task's coroutine frame resumes: the arrows from the completions of
+   * what it awaited arrive at `ts` (µs) on thread `tid`, and it awaits
+   * nothing now.
+   */
+  resumed(task: Task, tid: number, ts: number): void {
+    this.#forget(task);
+    for (const arrival of task.arrivals) {
+      this.#sink.flowArrow?.({
+        id: arrival.flow,
+        name: "await",
+        category: TASK_CATEGORY,
+        fromTid: arrival.tid,
+        fromTs: arrival.ts,
+        toTid: tid,
+        toTs: ts,
+      });
+    }
+    task.arrivals = [];
+  }
+
+  /** The task awaits nothing any more. */
+  #forget(task: Task): void {
+    for (const key of task.awaiting) {
+      const waiters = this.#waiters.get(key);
+      if (waiters === undefined) continue;
+      const at = waiters.indexOf(task);
+      if (at >= 0) waiters.splice(at, 1);
+      if (waiters.length === 0) this.#waiters.delete(key);
+    }
+    task.awaiting = [];
+  }
+
   /** A slice of the task's coroutine frame: a step it ran, on its track. */
   step(task: Task, tid: number, start: number, duration: number): void {
     this.#async(task, "running", tid, start, duration, undefined);
@@ -167,6 +236,8 @@ export class TaskTracker {
     if (task.ended) return;
     task.ended = true;
     this.#tasks.delete(task.number);
+    this.#forget(task);
+    task.arrivals = [];
     // Without a creation, the life starts a nanosecond before its first step:
     // a parent and a child that begin together would nest either way round.
     const start = task.created?.ts ?? task.start - 0.001;
@@ -200,6 +271,7 @@ export class TaskTracker {
       if (task.name !== "") this.end(task, ts, "pending");
     }
     this.#tasks.clear();
+    this.#waiters.clear();
   }
 
   #async(

@@ -192,7 +192,7 @@ Deno.test("unpackBatch rejects a malformed frame, naming the line and the byte",
       bytes: [15, 9, 1, 1],
       events: 1,
       byte: 0,
-      message: "event 1 (extended): unknown extended op 25: expected 16 to 19",
+      message: "event 1 (extended): unknown extended op 25: expected 16 to 21",
     },
     {
       name: "an extended op cut off",
@@ -419,7 +419,7 @@ function referenceDecode(
     if (op === 15) {
       // An extended event: its op (less 16), dt, ref and, with bit 4, a frame id.
       const extended = varint();
-      if (extended === undefined || extended > 3) return { byte: start };
+      if (extended === undefined || extended > 5) return { byte: start };
       const dt = varint();
       if (dt === undefined || ts + dt >= 2 ** 63) return { byte: start };
       ts += dt;

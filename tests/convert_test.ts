@@ -404,7 +404,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       text: `${hello}\n{"kind":"events","events":[[5,1,2,0,1],[6,1,1e400,0,1]]}\n`,
       message:
         'line 2: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], ' +
-        "five integers below 2^63 with op 0 to 12, 14 or 16 to 19 (six, with the thread time, for ops 0 to 7), got [6,1,Infinity,0,1]",
+        "five integers below 2^63 with op 0 to 12, 14 or 16 to 21 (six, with the thread time, for ops 0 to 7), got [6,1,Infinity,0,1]",
     },
     {
       // Found by tests/fuzz_test.ts: this wrote `"ident":Infinity`, which is not JSON.
@@ -412,7 +412,7 @@ Deno.test("convert rejects streams that break the protocol", async (t) => {
       text: `${hello}\n{"kind":"events","events":[[5,1e400,2,0,1]]}\n`,
       message:
         'line 2: expected event 1 of an "events" record to be [op, thread, ts, frame, ref], ' +
-        "five integers below 2^63 with op 0 to 12, 14 or 16 to 19 (six, with the thread time, for ops 0 to 7), got [5,Infinity,2,0,1]",
+        "five integers below 2^63 with op 0 to 12, 14 or 16 to 21 (six, with the thread time, for ops 0 to 7), got [5,Infinity,2,0,1]",
     },
   ];
   for (const { name, text, message } of cases) {

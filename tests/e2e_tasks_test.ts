@@ -274,7 +274,7 @@ for (const format of ["trace.json", "trace.pftrace"]) {
           `select count(*) as n from flow f join slice so on so.id = f.slice_out
              join slice si on si.id = f.slice_in where so.name = 'create_task'
              and si.name = 'create_task'`,
-          "select count(distinct t.id) as n from slice s join track t on s.track_id = t.id where s.category = 'asyncio' and s.name != 'create_task'",
+          "select count(distinct t.id) as n from slice s join track t on s.track_id = t.id where s.category = 'asyncio' and s.name not in ('create_task', 'await')",
         );
         assert.ok(loaded.parsed, loaded.message);
         const [stats, steps, flows, tracks] = loaded.results as Rows[];

@@ -245,22 +245,22 @@ Deno.test("EventBatch.setPacked rejects what is not a marshalled batch, naming t
       name: "op 13",
       bytes: list(event(13)),
       message:
-        'line 9: the "packed" events are malformed: expected the op of event 1 to be 0 to 12, 14 or 16 to 19, got 13',
+        'line 9: the "packed" events are malformed: expected the op of event 1 to be 0 to 12, 14 or 16 to 21, got 13',
     },
     {
       name: "op 15",
       bytes: list(event(15)),
-      message: /: expected the op of event 1 to be 0 to 12, 14 or 16 to 19, got 15$/,
+      message: /: expected the op of event 1 to be 0 to 12, 14 or 16 to 21, got 15$/,
     },
     {
       name: "op -1",
       bytes: list(event(-1)),
-      message: /: expected the op of event 1 to be 0 to 12, 14 or 16 to 19, got -1$/,
+      message: /: expected the op of event 1 to be 0 to 12, 14 or 16 to 21, got -1$/,
     },
     {
       name: "op 2^32",
       bytes: list(tuple(l([0, 0, 4]), i(1), i(2), i(3), i(4))),
-      message: /: expected the op of event 1 to be 0 to 12, 14 or 16 to 19, got 4294967296$/,
+      message: /: expected the op of event 1 to be 0 to 12, 14 or 16 to 21, got 4294967296$/,
     },
     {
       name: "bytes after the list",

@@ -311,7 +311,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an event of four numbers",
       text: '{"kind":"events","events":[[0,1,2,3,4],[0,1,2,3]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 19 (six, with the thread time, for ops 0 to 7), got [0,1,2,3]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 21 (six, with the thread time, for ops 0 to 7), got [0,1,2,3]',
     },
     {
       name: "an event that is not an array",
@@ -345,7 +345,7 @@ Deno.test("decodeRecord rejects malformed lines, naming the line", async (t) => 
       name: "an infinite timestamp",
       text: '{"kind":"events","events":[[0,1,2,3,4],[6,1,1e400,0,1]]}',
       message:
-        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 19 (six, with the thread time, for ops 0 to 7), got [6,1,Infinity,0,1]',
+        'line 7: expected event 2 of an "events" record to be [op, thread, ts, frame, ref], five integers below 2^63 with op 0 to 12, 14 or 16 to 21 (six, with the thread time, for ops 0 to 7), got [6,1,Infinity,0,1]',
     },
     {
       name: "an infinite thread",
