@@ -2580,17 +2580,25 @@ suspension_points(PyCodeObject *code, int32_t *units)
     return points;
 }
 
-/* The table of code records already sent, by their text: the same site
-   (exec in a loop, a lambda made afresh) is sent once and numbered once. */
+/* A table of texts already sent, each numbered once: the code records (the
+   same site, exec in a loop or a lambda made afresh, is sent once) and the
+   names of C functions (the methods of a class made afresh each time share
+   one record). It grows with the distinct texts only. */
 typedef struct {
     uint64_t hash;
     char *text;
     size_t len;
     uint32_t id;
-} Site;
+} Interned;
 
-static Site *sites = NULL;
-static size_t site_slots = 0, site_used = 0;
+typedef struct {
+    Interned *slots;
+    size_t count, used;
+    uint32_t *numbers; /* the counter that numbers new texts */
+} InternTable;
+
+static InternTable code_sites = {NULL, 0, 0, &S.code_count};
+static InternTable cfunc_names = {NULL, 0, 0, &S.cfunc_count};
 
 static uint64_t
 fnv1a(const char *s, size_t n)
@@ -2602,52 +2610,54 @@ fnv1a(const char *s, size_t n)
     return h ? h : 1;
 }
 
-/* The id of the site whose record text is `text`, or a new one (*fresh). */
+/* The number of `text` in `table`, or a new one (*fresh). Out of memory,
+   a new number that is not remembered. */
 static uint32_t
-site_id(const char *text, size_t len, int *fresh)
+intern_text(InternTable *table, const char *text, size_t len, int *fresh)
 {
     *fresh = 0;
-    if ((site_used + 1) * 2 > site_slots) {
-        size_t slots = site_slots ? site_slots * 2 : 1024;
-        Site *table = calloc(slots, sizeof *table);
-        if (table == NULL) {
+    if ((table->used + 1) * 2 > table->count) {
+        size_t count = table->count ? table->count * 2 : 1024;
+        Interned *slots = calloc(count, sizeof *slots);
+        if (slots == NULL) {
             *fresh = 1;
-            return ++S.code_count;
+            return ++*table->numbers;
         }
-        for (size_t i = 0; i < site_slots; i++) {
-            if (sites[i].hash) {
-                size_t j = sites[i].hash & (slots - 1);
-                while (table[j].hash) {
-                    j = (j + 1) & (slots - 1);
+        for (size_t i = 0; i < table->count; i++) {
+            if (table->slots[i].hash) {
+                size_t j = table->slots[i].hash & (count - 1);
+                while (slots[j].hash) {
+                    j = (j + 1) & (count - 1);
                 }
-                table[j] = sites[i];
+                slots[j] = table->slots[i];
             }
         }
-        free(sites);
-        sites = table;
-        site_slots = slots;
+        free(table->slots);
+        table->slots = slots;
+        table->count = count;
     }
     uint64_t hash = fnv1a(text, len);
-    size_t j = hash & (site_slots - 1);
-    while (sites[j].hash) {
-        if (sites[j].hash == hash && sites[j].len == len && memcmp(sites[j].text, text, len) == 0) {
-            return sites[j].id;
+    size_t j = hash & (table->count - 1);
+    Interned *slots = table->slots;
+    while (slots[j].hash) {
+        if (slots[j].hash == hash && slots[j].len == len && memcmp(slots[j].text, text, len) == 0) {
+            return slots[j].id;
         }
-        j = (j + 1) & (site_slots - 1);
+        j = (j + 1) & (table->count - 1);
     }
     char *copy = malloc(len);
     if (copy == NULL) {
         *fresh = 1;
-        return ++S.code_count;
+        return ++*table->numbers;
     }
     memcpy(copy, text, len);
-    sites[j].hash = hash;
-    sites[j].text = copy;
-    sites[j].len = len;
-    sites[j].id = ++S.code_count;
-    site_used++;
+    slots[j].hash = hash;
+    slots[j].text = copy;
+    slots[j].len = len;
+    slots[j].id = ++*table->numbers;
+    table->used++;
     *fresh = 1;
-    return sites[j].id;
+    return slots[j].id;
 }
 
 static void
@@ -2766,7 +2776,7 @@ register_code(PyCodeObject *code, PyObject *globals, PyFrameObject *frame)
         goto done;
     }
     int fresh;
-    made->id = site_id(text.data, text.len, &fresh);
+    made->id = intern_text(&code_sites, text.data, text.len, &fresh);
     if (fresh) {
         size_t before = RECORDS->len;
         text_printf(RECORDS, "{\"kind\":\"code\",\"id\":%u", made->id);
@@ -2861,28 +2871,76 @@ cfunc_name(PyObject *fn)
     return name;
 }
 
+/* Whether a slot's heap-type owner has died (its address may be another
+   object's now), or the slot is one such death's tombstone. */
 static int
-cfunc_table_grow(void)
+cfunc_slot_dead(const CFuncSlot *slot)
 {
-    size_t slots = cfunc_slots ? cfunc_slots * 2 : 1024;
+    if (slot->method == NULL) {
+        return 1;
+    }
+    if (slot->weak == NULL) {
+        return 0;
+    }
+#if PY_3_13
+    PyObject *alive = NULL;
+    int live = PyWeakref_GetRef(slot->weak, &alive) == 1 && alive == slot->owner;
+    Py_XDECREF(alive);
+    return !live;
+#else
+    return PyWeakref_GET_OBJECT(slot->weak) != slot->owner;
+#endif
+}
+
+/* The table again, with `slots` slots and only its live entries: the
+   methods of heap types that died (a class made afresh in a loop) leave,
+   so the table grows with what lives, not with what ever was. */
+static int
+cfunc_table_rebuild(size_t slots)
+{
     CFuncSlot *table = calloc(slots, sizeof *table);
     if (table == NULL) {
         return -1;
     }
+    size_t used = 0;
     for (size_t i = 0; i < cfunc_slots; i++) {
-        if (cfuncs[i].id) {
-            size_t j = hash_u64((uint64_t)(uintptr_t)cfuncs[i].method ^
-                                ((uint64_t)(uintptr_t)cfuncs[i].owner << 1)) &
-                       (slots - 1);
-            while (table[j].id) {
-                j = (j + 1) & (slots - 1);
-            }
-            table[j] = cfuncs[i];
+        CFuncSlot *old = &cfuncs[i];
+        if (old->id == 0) {
+            continue;
         }
+        if (cfunc_slot_dead(old)) {
+            Py_CLEAR(old->weak);
+            continue;
+        }
+        size_t j = hash_u64((uint64_t)(uintptr_t)old->method ^ ((uint64_t)(uintptr_t)old->owner << 1)) &
+                   (slots - 1);
+        while (table[j].id) {
+            j = (j + 1) & (slots - 1);
+        }
+        table[j] = *old;
+        used++;
     }
     free(cfuncs);
     cfuncs = table;
     cfunc_slots = slots;
+    cfunc_used = used;
+    return 0;
+}
+
+/* Room for one more entry: the dead swept out first, the table doubled
+   only if the living fill half of it. */
+static int
+cfunc_table_make_room(void)
+{
+    if (cfunc_slots == 0) {
+        return cfunc_table_rebuild(1024);
+    }
+    if (cfunc_table_rebuild(cfunc_slots) < 0) {
+        return -1;
+    }
+    if ((cfunc_used + 1) * 2 > cfunc_slots) {
+        return cfunc_table_rebuild(cfunc_slots * 2);
+    }
     return 0;
 }
 
@@ -2910,7 +2968,7 @@ cfunc_id(PyObject *fn)
     } else {
         return 0;
     }
-    if (cfunc_slots == 0 && cfunc_table_grow() < 0) {
+    if (cfunc_slots == 0 && cfunc_table_make_room() < 0) {
         return 0;
     }
     size_t j = hash_u64((uint64_t)(uintptr_t)method ^ ((uint64_t)(uintptr_t)owner << 1)) &
@@ -2942,7 +3000,7 @@ cfunc_id(PyObject *fn)
         j = (j + 1) & (cfunc_slots - 1);
     }
     if ((cfunc_used + 1) * 2 > cfunc_slots) {
-        if (cfunc_table_grow() < 0) {
+        if (cfunc_table_make_room() < 0) {
             return 0;
         }
         return cfunc_id(fn);
@@ -2952,13 +3010,25 @@ cfunc_id(PyObject *fn)
         PyErr_Clear();
         return 0;
     }
-    /* The same name under another definition (rare) gets its own id. */
-    uint32_t id = ++S.cfunc_count;
-    size_t before = RECORDS->len;
-    text_printf(RECORDS, "{\"kind\":\"cfunc\",\"id\":%u,\"name\":", id);
-    text_json_str(RECORDS, name);
-    text_puts(RECORDS, "}\n");
-    text_put(&S.definitions, RECORDS->data + before, RECORDS->len - before);
+    /* Numbered by its name: the methods of classes made afresh (each a
+       heap type of its own) share one id and one record. */
+    Py_ssize_t length = 0;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(name, &length);
+    int fresh = 1;
+    uint32_t id;
+    if (utf8 == NULL) {
+        PyErr_Clear();
+        id = ++S.cfunc_count;
+    } else {
+        id = intern_text(&cfunc_names, utf8, (size_t)length, &fresh);
+    }
+    if (fresh) {
+        size_t before = RECORDS->len;
+        text_printf(RECORDS, "{\"kind\":\"cfunc\",\"id\":%u,\"name\":", id);
+        text_json_str(RECORDS, name);
+        text_puts(RECORDS, "}\n");
+        text_put(&S.definitions, RECORDS->data + before, RECORDS->len - before);
+    }
     Py_DECREF(name);
     CFuncSlot *slot = &cfuncs[j];
     slot->method = method;
