@@ -194,7 +194,9 @@ for (const python of PYTHONS) {
         }
         // A worker forked last may be terminated before it runs a call (the
         // other did all the work): it is a process of the trace, cut short.
-        assert.ok(sliced.size >= 2, `a worker ran: ${summaries}`);
+        // With the Python collector every worker may lose all it recorded
+        // (it cannot send at SIGTERM: docs/reliability.md).
+        if (collector === "native") assert.ok(sliced.size >= 2, `a worker ran: ${summaries}`);
       });
     }
 
