@@ -2,8 +2,8 @@
  * End-to-end tests of exceptions on the timeline (`--exceptions`,
  * src/exceptions.ts): `tests/programs/exceptions.py` raises them in every
  * way (propagated to the top, caught, swallowed, re-raised, chained,
- * StopIteration at the end of iteration, KeyboardInterrupt), traced on the
- * oldest and the newest interpreter present with both collectors. The
+ * StopIteration at the end of iteration, KeyboardInterrupt), traced on
+ * every interpreter present with both collectors. The
  * program must run as under `python`, and the trace must show each raise
  * nested in the slice of the function that raised it, an arrow to where it
  * was caught, and which handlers swallowed it; in Perfetto's trace
@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { collectorOptions, COLLECTORS } from "./_collectors.ts";
-import { oldestAndNewest, type TestPython } from "./_pythons.ts";
+import { oldestAndNewest, TEST_PYTHONS, type TestPython } from "./_pythons.ts";
 import { programStderr, runPanopticon, runPython, tempDir, traceProgram } from "./_run.ts";
 import { parentOf, readTrace, slices, type Trace, type TraceEvent } from "./_trace.ts";
 
@@ -56,7 +56,7 @@ function hasTpQuery(): boolean {
   }
 }
 
-for (const python of oldestAndNewest()) {
+for (const python of TEST_PYTHONS) {
   for (const collector of COLLECTORS) {
     Deno.test(`exceptions on the timeline, on Python ${python.version} with the ${collector} collector`, async (t) => {
       const expected = await runPython(python.path, [PROGRAM]);

@@ -1,15 +1,15 @@
 /**
  * End-to-end tests of `--lines`: `tests/programs/lines.py` runs a loop of
  * three iterations over two body lines, a function no pattern selects and
- * a generator whose resumptions run different lines. Traced on the oldest
- * and the newest interpreter present with both collectors (3.12+ through
+ * a generator whose resumptions run different lines. Traced on every
+ * interpreter present with both collectors (3.12+ through
  * sys.monitoring's LINE, before through the trace function), into
  * Catapult JSON and Perfetto protobuf, which must agree.
  */
 import assert from "node:assert/strict";
 import { readPerfetto } from "../mod.ts";
 import { collectorOptions, COLLECTORS } from "./_collectors.ts";
-import { oldestAndNewest } from "./_pythons.ts";
+import { TEST_PYTHONS } from "./_pythons.ts";
 import { runPanopticon, runPython, tempDir } from "./_run.ts";
 import { encloses, readTrace, slices, type Trace, type TraceEvent } from "./_trace.ts";
 
@@ -44,7 +44,7 @@ function holder(trace: Trace, line: TraceEvent): TraceEvent | undefined {
 /** Each line instant as [its holder's name and start, its line]: what both formats must agree on. */
 type Placed = [string, number, number];
 
-for (const python of oldestAndNewest()) {
+for (const python of TEST_PYTHONS) {
   for (const collector of COLLECTORS) {
     Deno.test(`--lines on Python ${python.version} with the ${collector} collector`, async (t) => {
       const expected = await runPython(python.path, [PROGRAM]);

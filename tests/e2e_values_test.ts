@@ -2,8 +2,8 @@
  * End-to-end tests of `--args` and `--returns`: `tests/programs/values.py`
  * calls functions with every kind of parameter, a method, a generator, a
  * value whose `__repr__` raises, a huge string, an argument kept alive by
- * nothing but the trace, and a function no pattern selects. Traced on the
- * oldest and the newest interpreter present with both collectors, into
+ * nothing but the trace, and a function no pattern selects. Traced on every
+ * interpreter present with both collectors, into
  * Catapult JSON and Perfetto protobuf. The Python collector reads
  * arguments on 3.13+ only (frame.f_locals is a view there; before, it is a
  * copy the frame keeps): before 3.13 it records returns and yields, and
@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { readPerfetto } from "../mod.ts";
 import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
-import { oldestAndNewest, type TestPython } from "./_pythons.ts";
+import { TEST_PYTHONS, type TestPython } from "./_pythons.ts";
 import { programStderr, runPanopticon, runPython, tempDir, traceProgram } from "./_run.ts";
 import { slices, type Trace } from "./_trace.ts";
 
@@ -40,7 +40,7 @@ function valuesOf(trace: Trace, name: string): Record<string, unknown>[] {
 
 const OBJECT = /^<__main__\.(\w+) object at 0x[0-9a-f]+>$/;
 
-for (const python of oldestAndNewest()) {
+for (const python of TEST_PYTHONS) {
   for (const collector of COLLECTORS) {
     const withArgs = readsArguments(python, collector);
     Deno.test(`--args and --returns on Python ${python.version} with the ${collector} collector`, async (t) => {
