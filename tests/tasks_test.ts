@@ -15,7 +15,7 @@ import {
   type Slice,
   type TraceSink,
 } from "../mod.ts";
-import { taskEndings } from "../src/tasks.ts";
+import { Task, taskEndings, TaskTracker } from "../src/tasks.ts";
 
 function hello(engine: string, collector: string): HelloRecord {
   return {
@@ -247,4 +247,77 @@ Deno.test("CatapultWriter writes a task's track as async events and its arrow as
       flow_in: true,
     },
   ]);
+});
+
+Deno.test("TaskTracker joins a future's completion to the resumption of the task that awaited it", async (t) => {
+  const setup = () => {
+    const arrows: FlowArrow[] = [];
+    const sink: TraceSink = {
+      process() {},
+      thread() {},
+      slice() {},
+      flowArrow: (arrow) => arrows.push({ ...arrow }),
+      finish() {},
+    };
+    let ids = 0;
+    return { arrows, tracker: new TaskTracker(sink), flow: () => ++ids };
+  };
+  const summary = (arrows: FlowArrow[]) =>
+    arrows.map((a) => [a.name, a.category, a.fromTid, a.fromTs, a.toTid, a.toTs, a.id]);
+
+  await t.step("a task awaits a future another task completes: one arrow", () => {
+    const { arrows, tracker, flow } = setup();
+    const waiter = new Task(1);
+    const setter = new Task(2);
+    tracker.awaits(waiter, 100);
+    tracker.done(100, 2, 5, setter, flow);
+    assert.deepEqual(arrows, [], "drawn when the waiter resumes, not before");
+    tracker.resumed(waiter, 1, 7);
+    assert.deepEqual(summary(arrows), [["await", "asyncio", 2, 5, 1, 7, 1]]);
+    tracker.resumed(waiter, 1, 9);
+    assert.equal(arrows.length, 1, "a later resumption gets no second arrow");
+  });
+
+  await t.step("a gather: an arrow from each child's completion", () => {
+    const { arrows, tracker, flow } = setup();
+    const main = new Task(1);
+    tracker.awaits(main, 201);
+    tracker.awaits(main, 202);
+    tracker.done(201, 1, 3, new Task(2), flow);
+    tracker.done(202, 1, 4, new Task(3), flow);
+    tracker.resumed(main, 1, 6);
+    assert.deepEqual(summary(arrows), [
+      ["await", "asyncio", 1, 3, 1, 6, 1],
+      ["await", "asyncio", 1, 4, 1, 6, 2],
+    ]);
+  });
+
+  await t.step("no arrow: the loop's own callback, the waiter itself, or nobody waiting", () => {
+    const { arrows, tracker, flow } = setup();
+    const waiter = new Task(1);
+    tracker.awaits(waiter, 300);
+    tracker.done(300, 1, 2, undefined, flow); // asyncio.sleep's timer, in no task
+    tracker.awaits(waiter, 301);
+    tracker.done(301, 1, 3, waiter, flow);
+    tracker.done(999, 1, 4, new Task(2), flow);
+    tracker.resumed(waiter, 1, 5);
+    assert.deepEqual(arrows, []);
+  });
+
+  await t.step(
+    "a completion after the waiter resumed, or of an ended waiter's future: none",
+    () => {
+      const { arrows, tracker, flow } = setup();
+      const waiter = new Task(1);
+      tracker.awaits(waiter, 400);
+      tracker.resumed(waiter, 1, 2);
+      tracker.done(400, 2, 3, new Task(2), flow);
+      const ended = new Task(3);
+      ended.ended = true;
+      tracker.awaits(ended, 401);
+      tracker.done(401, 2, 4, new Task(2), flow);
+      tracker.resumed(waiter, 1, 5);
+      assert.deepEqual(arrows, []);
+    },
+  );
 });
