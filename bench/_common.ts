@@ -121,3 +121,35 @@ export async function runBenchmark<Options>(
     return usage ? 2 : 1;
   }
 }
+
+/** The median of `values` (the mean of the middle two for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/**
+ * Runs `deno run -A main.ts OPTIONS -o TMP/t.json PROGRAM...`, the trace in
+ * a temporary directory removed after; returns the whole run's wall time in
+ * seconds and what the program printed. A failed run throws with its stderr.
+ */
+export async function timeTracedRun(
+  options: string[],
+  program: string[],
+): Promise<{ seconds: number; stdout: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "panopticon-bench-" });
+  try {
+    const start = performance.now();
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}/main.ts`, ...options, "-o", `${dir}/t.json`, ...program],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const seconds = (performance.now() - start) / 1000;
+    if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
+    return { seconds, stdout: new TextDecoder().decode(output.stdout) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { median, timeTracedRun } from "./_common.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PROGRAM = `${ROOT}bench/lines_cost.py`;
@@ -35,42 +36,13 @@ const VARIANTS: [string, string[]][] = [
 
 /** The whole traced run's time and the program's own, in seconds, and the lines it ran. */
 async function timeRun(extra: string[]): Promise<[number, number, number]> {
-  const dir = await Deno.makeTempDir({ prefix: "panopticon-bench-" });
-  try {
-    const start = performance.now();
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${ROOT}main.ts`,
-        "--python",
-        values.python,
-        "--collector",
-        values.collector,
-        "--no-c-calls",
-        "-o",
-        `${dir}/t.json`,
-        ...extra,
-        PROGRAM,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const elapsed = (performance.now() - start) / 1000;
-    if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
-    const stdout = new TextDecoder().decode(output.stdout);
-    const own = Number(/^elapsed ([0-9.]+)$/m.exec(stdout)?.[1]);
-    const lines = Number(/^lines ([0-9]+)$/m.exec(stdout)?.[1]);
-    return [elapsed, own, lines];
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function median(list: number[]): number {
-  const sorted = [...list].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  const { seconds, stdout } = await timeTracedRun(
+    ["--python", values.python, "--collector", values.collector, "--no-c-calls", ...extra],
+    [PROGRAM],
+  );
+  const own = Number(/^elapsed ([0-9.]+)$/m.exec(stdout)?.[1]);
+  const lines = Number(/^lines ([0-9]+)$/m.exec(stdout)?.[1]);
+  return [seconds, own, lines];
 }
 
 const whole: number[][] = VARIANTS.map(() => []);

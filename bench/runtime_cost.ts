@@ -19,6 +19,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { median, timeTracedRun } from "./_common.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const WORKLOADS = `${ROOT}../shared/bench/workloads`;
@@ -44,41 +45,13 @@ async function timeRun(
   program: string,
   extra: string[],
 ): Promise<[number, number | undefined, number | undefined]> {
-  const dir = await Deno.makeTempDir({ prefix: "panopticon-bench-" });
-  try {
-    const start = performance.now();
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${ROOT}main.ts`,
-        "--python",
-        values.python,
-        "--collector",
-        values.collector,
-        "-o",
-        `${dir}/t.json`,
-        ...extra,
-        program,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const elapsed = (performance.now() - start) / 1000;
-    if (!output.success) throw new Error(new TextDecoder().decode(output.stderr));
-    const stdout = new TextDecoder().decode(output.stdout);
-    const own = /^elapsed ([0-9.]+)$/m.exec(stdout);
-    const cpu = /^cpu ([0-9.]+)$/m.exec(stdout);
-    return [elapsed, own ? Number(own[1]) : undefined, cpu ? Number(cpu[1]) : undefined];
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-function median(list: number[]): number {
-  const sorted = [...list].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  const { seconds, stdout } = await timeTracedRun(
+    ["--python", values.python, "--collector", values.collector, ...extra],
+    [program],
+  );
+  const own = /^elapsed ([0-9.]+)$/m.exec(stdout);
+  const cpu = /^cpu ([0-9.]+)$/m.exec(stdout);
+  return [seconds, own ? Number(own[1]) : undefined, cpu ? Number(cpu[1]) : undefined];
 }
 
 console.log(`${values.python}, ${values.collector} collector, ${runs} alternating runs`);
