@@ -463,26 +463,27 @@ interface TraceFacts {
 }
 
 const SLICE_MARK = new TextEncoder().encode('\n{"ph":"X"');
-/** The ends of an arrow from an asyncio task's creation: no slice of the machine's. */
-const ARROW_MARK = new TextEncoder().encode('\n{"ph":"X","name":"create_task","cat":"asyncio"');
+/**
+ * The ends of the asyncio arrows (from a task's creation, from a future's
+ * completion to its waiter): no slices of the machine's.
+ */
+const ARROW_MARKS = ["create_task", "await"].map((name) =>
+  new TextEncoder().encode(`\n{"ph":"X","name":"${name}","cat":"asyncio"`)
+);
+const LONGEST_MARK = Math.max(...ARROW_MARKS.map((mark) => mark.length));
 
-function arrowAt(data: Uint8Array, at: number): boolean {
-  for (let i = SLICE_MARK.length; i < ARROW_MARK.length; i++) {
-    if (data[at + i] !== ARROW_MARK[i]) return false;
-  }
-  return true;
-}
-
-function markAt(data: Uint8Array, at: number): boolean {
-  for (let i = 1; i < SLICE_MARK.length; i++) {
-    if (data[at + i] !== SLICE_MARK[i]) return false;
+/** Whether `mark`'s bytes from `from` on are at `at` in `data` (the bytes before are known). */
+function bytesAt(data: Uint8Array, at: number, mark: Uint8Array, from: number): boolean {
+  for (let i = from; i < mark.length; i++) {
+    if (data[at + i] !== mark[i]) return false;
   }
   return true;
 }
 
 /**
- * Counts the lines that start with `{"ph":"X"`, but for the ends of task-creation arrows. The writer puts each event
- * on its own line; a trace can be over 1 GB, so it is read in chunks, never
+ * Counts the lines that start with `{"ph":"X"`, but for the ends of
+ * asyncio arrows. The writer puts each event on its own line; a
+ * trace can be over 1 GB, so it is read in chunks, never
  * parsed whole. A newline too close to a chunk's end to be checked is
  * carried, with what follows it, into the next chunk.
  */
@@ -492,10 +493,16 @@ async function countSlices(path: string): Promise<number> {
   let carry = new Uint8Array(0);
   for await (const chunk of file.readable) {
     const data = carry.length === 0 ? chunk : concat(carry, chunk);
-    const last = data.length - ARROW_MARK.length;
+    const last = data.length - LONGEST_MARK;
     let at = data.indexOf(10);
     while (at !== -1 && at <= last) {
-      if (markAt(data, at) && !arrowAt(data, at)) count++;
+      // The newline is known; a slice's line may be an arrow's, past its mark.
+      if (
+        bytesAt(data, at, SLICE_MARK, 1) &&
+        !ARROW_MARKS.some((mark) => bytesAt(data, at, mark, SLICE_MARK.length))
+      ) {
+        count++;
+      }
       at = data.indexOf(10, at + 1);
     }
     carry = at === -1 ? new Uint8Array(0) : data.slice(at);
