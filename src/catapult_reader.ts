@@ -329,11 +329,7 @@ export class CatapultReader {
             at++;
             break;
           }
-          this.#state = At.InValue;
-          this.#from = at;
-          this.#depth = 0;
-          this.#inString = false;
-          this.#escaped = false;
+          this.#startValue(At.InValue, at);
           break;
         }
         case At.InValue: {
@@ -373,11 +369,7 @@ export class CatapultReader {
               break;
             }
           }
-          this.#state = At.InEvent;
-          this.#from = at;
-          this.#depth = 0;
-          this.#inString = false;
-          this.#escaped = false;
+          this.#startValue(At.InEvent, at);
           break;
         }
         case At.InEvent: {
@@ -401,6 +393,15 @@ export class CatapultReader {
       }
     }
     this.#at = at;
+  }
+
+  /** A value (or an event) begins at `at`: scanned in `state` until {@linkcode #valueEnd} finds its end. */
+  #startValue(state: At, at: number): void {
+    this.#state = state;
+    this.#from = at;
+    this.#depth = 0;
+    this.#inString = false;
+    this.#escaped = false;
   }
 
   /**
