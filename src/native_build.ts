@@ -21,7 +21,7 @@
  * @module
  */
 
-import { basename, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import collectorSource from "../collector.py" with { type: "text" };
 import nativeSource from "../native/panopticon_native.c" with { type: "text" };
 import type { PythonBuild, PythonInfo } from "./python.ts";
@@ -292,7 +292,12 @@ async function compile(
   output: string,
   version: string,
 ): Promise<void> {
-  const [program, ...flags] = compiler;
+  const [given, ...flags] = compiler;
+  // Compiled in the build's own directory, by relative names: the source's
+  // path is in the module (__FILE__), and a temporary directory's name there
+  // would make two builds of the same source differ, when two runs build at
+  // once and the last rename must win with the same bytes as its manifest's.
+  const program = given!.includes("/") ? resolve(given!) : given!;
   const args = [
     ...flags,
     "-shared",
@@ -302,12 +307,17 @@ async function compile(
     `-I${build.include}`,
     ...(Deno.build.os === "darwin" ? ["-undefined", "dynamic_lookup"] : []),
     "-o",
-    output,
-    source,
+    basename(output),
+    basename(source),
   ];
   let result: Deno.CommandOutput;
   try {
-    result = await new Deno.Command(program!, { args, stdout: "piped", stderr: "piped" }).output();
+    result = await new Deno.Command(program, {
+      args,
+      cwd: dirname(source),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
   } catch (error) {
     throw new NativeBuildError(
       `cannot run the C compiler "${program}": ${(error as Error).message}`,
