@@ -1117,6 +1117,13 @@ class Recorder:
 
     def __init__(self, sock, engine, filters, binary=True, max_events=0):
         self.sock = sock
+        # The process whose stream `sock` is. A forked child is another
+        # until forget_in_child gives it a stream of its own: what it records
+        # before (its at-fork functions' calls, Python's and the program's
+        # registered before ours, and the hello's own) must not go into the
+        # parent's stream, where it was counted twice or cut a record of the
+        # parent's in two.
+        self.pid = os.getpid()
         self.engine = engine
         self.filters = filters
         # Binary frames (docs/protocol.md) to the converter; base64 in a file
@@ -1345,6 +1352,8 @@ class Recorder:
         signal the kernel hands to another thread meanwhile can still raise
         here, in the main thread: see docs/reliability.md.)
         """
+        if self.pid != os.getpid():
+            return  # a forked child's, before its own stream (see self.pid)
         if HELD_SIGNALS:
             held = _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD_SIGNALS)
         try:
@@ -1369,6 +1378,12 @@ class Recorder:
     def flush(self, serial, record=None):
         """Send the buffered events, then `record` if given, in that order."""
         start = perf_counter_ns()
+        if self.pid != os.getpid():
+            # A forked child before its own stream (see self.pid): what it
+            # recorded goes nowhere. Before the lock, which another of the
+            # parent's threads may have held at the fork.
+            del self.events[:]
+            return
         if self.on_flush is not None:
             self.on_flush()
         with self.lock:
@@ -1487,6 +1502,7 @@ class Recorder:
         self.lock = _thread.RLock()
         with self.lock:
             self.sock = sock
+            self.pid = os.getpid()
             self.closed = False
             self.limited = False
             self.sent = self.dropped = self.spawns = 0

@@ -1062,10 +1062,23 @@ static void start_writer(void);
 static void cpu_sample_maybe(void);
 /* Inside os.fork, wrapped (see pause_writer). */
 static int in_fork_wrapper = 0;
+/*
+ * In a forked child, from the fork until after_fork_child: the stream is
+ * still the parent's, and the child must write nothing into it. Python's
+ * own at-fork functions run before ours (and ours run Python code, the
+ * hello's), all of it recorded: a batch filled then went out from the
+ * child, into the parent's stream, beside the parent's writer (events
+ * counted twice, or a record cut in two by the other's). Set at the fork
+ * itself, by a pthread_atfork handler (see forked_child_at_fork).
+ */
+static volatile sig_atomic_t child_unsettled = 0;
 /* A SIGTERM or SIGHUP to end the process by, once the stream is finished
    (see on_terminate_signal). */
 static volatile sig_atomic_t terminate_signal = 0;
 static int terminating = 0; /* the writer has started the terminator */
+/* finish() is sending the stream's last batches and its end, the writer
+   stopped: a signal then waits for it (see on_terminate_signal). */
+static volatile sig_atomic_t finishing = 0;
 
 /* Starts filling `batch`, empty, from where the stream is. */
 static void
@@ -1160,6 +1173,12 @@ static void terminate_now(void);
 static void
 hand_over(Thread *t)
 {
+    if (UNLIKELY(child_unsettled)) {
+        /* A forked child before its own stream: what it recorded so far is
+           before its hello, and goes nowhere (after_fork_child starts anew). */
+        begin_batch(S.batch);
+        return;
+    }
     if (UNLIKELY(terminate_signal) && t != NULL && !S.finished) {
         terminate_now(); /* a program's thread, with the GIL: not the writer */
     }
@@ -1278,6 +1297,13 @@ die_by(int signo)
 static void
 on_terminate_signal(int signo)
 {
+    if (finishing) {
+        /* The stream is ending (os._exit, the interpreter's exit): finish
+           ends the process by the signal once the end record is out. A
+           worker that exits as Pool.terminate() ends it lost its end. */
+        terminate_signal = signo;
+        return;
+    }
     if (!S.writing) {
         die_by(signo); /* no writer to notice: as without us */
         return;
@@ -2087,6 +2113,9 @@ task_ended(Thread *t, uintptr_t frame, PyObject *exception)
 #define EXT_DONE 21
 static void emit_ext_event(Thread *t, int op, uint64_t ref, uintptr_t key);
 
+#if PY_3_12
+/* The monitoring engine's, which alone sees the awaits (3.12+). */
+
 /* "_children", interned once (a _GatheringFuture's list of what it gathers). */
 static PyObject *
 children_name(void)
@@ -2146,6 +2175,7 @@ future_completed(Thread *t, PyObject *callable, PyObject *future)
         emit_ext_event(t, EXT_DONE, 0, (uintptr_t)future);
     }
 }
+#endif
 
 static void
 tasks_configure(int on)
@@ -5452,6 +5482,7 @@ finish(const char *reason)
     }
     /* The last events go as any others, then the writer stops once it has
        sent everything; the `end` record, with what was sent, comes last. */
+    finishing = 1;
     hand_over(S.thread ? S.thread : main_thread);
     stop_writer();
     runtime_finish();
@@ -5476,6 +5507,7 @@ finish(const char *reason)
         close(S.fd);
         S.fd = -1;
     }
+    finishing = 0;
     if (terminate_signal) {
         die_by(terminate_signal); /* it came while the stream was finishing */
     }
@@ -5704,6 +5736,7 @@ static PyObject *
 native_after_fork_child(PyObject *module, PyObject *hello)
 {
     (void)module;
+    child_unsettled = 0;
     if (S.fd >= 0) {
         close(S.fd);
         S.fd = -1;
@@ -6304,6 +6337,22 @@ static PyMethodDef native_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/*
+ * In the child, at the fork itself, before any of Python's at-fork
+ * functions (see child_unsettled): the parent's stream is closed here, and
+ * the writer the child seems to have is the parent's, not in it.
+ */
+static void
+forked_child_at_fork(void)
+{
+    if (S.fd >= 0) {
+        close(S.fd);
+        S.fd = -1;
+    }
+    S.writing = 0;
+    child_unsettled = 1;
+}
+
 static int
 native_exec(PyObject *module)
 {
@@ -6315,6 +6364,10 @@ native_exec(PyObject *module)
     }
     if (PyType_Ready(&ThreadType) < 0 || PyType_Ready(&TrampolineType) < 0) {
         return -1;
+    }
+    static int at_fork_registered = 0;
+    if (!at_fork_registered && pthread_atfork(NULL, NULL, forked_child_at_fork) == 0) {
+        at_fork_registered = 1;
     }
     if (S.extra_index < 0) {
         S.extra_index = REQUEST_CODE_EXTRA_INDEX(free_code_info);
