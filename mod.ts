@@ -163,6 +163,7 @@ export {
   type ThreadSummary,
 } from "./src/summary.ts";
 export { formatSummary, type FormatSummaryOptions } from "./src/summary_text.ts";
+export { OWN_ARGS, valueName, type ValueSummary } from "./src/values.ts";
 export { CatapultReader, type CatapultReaderOptions } from "./src/catapult_reader.ts";
 export { PerfettoSliceReader } from "./src/perfetto_slices.ts";
 export {

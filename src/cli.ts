@@ -1264,7 +1264,10 @@ Arguments, return values and lines:
                       containers of those; else <Type object at 0x...>),
                       and none is kept alive. The Python collector reads
                       arguments on 3.13+ only (earlier, frame.f_locals
-                      would change the frame): use the native one.
+                      would change the frame): use the native one. A
+                      parameter named file, line, task or unfinished shows
+                      as "file (argument)". "panopticon summary" tallies
+                      the values (its Values table).
                       Example: panopticon --args 'function:fib' calls.py
                       What it costs: only the code selected pays, about
                       4 us a call (calls.py, 971,140 calls of fib: 0.37 s
@@ -1317,7 +1320,9 @@ as "panopticon ./convert"):
                       lived (first start to final return); the exceptions
                       raised, caught and swallowed, by type and place; and
                       the asyncio tasks: time running, lifetime, steps, how
-                      each ended, who created it. TRACE is any
+                      each ended, who created it; and the values --args and
+                      --returns recorded: per function and parameter (or
+                      return, yield), the most frequent. TRACE is any
                       trace Panopticon writes (.json, .json.gz, .pftrace)
                       or a recording (.ndjson), "-" for standard input.
                       Calls count as in python -m cProfile, but that a

@@ -23,6 +23,7 @@ import { FrameTable } from "./_frame_table.ts";
 import { ExceptionTracker, type FrameEnd, ThreadExceptions } from "./exceptions.ts";
 import { EVENT_FIELDS, EventBatch } from "./packed.ts";
 import { SourceLines } from "./source_lines.ts";
+import { namedValues } from "./values.ts";
 import { CpuCounters, GC_CATEGORY, gcArgs, gcSliceName } from "./runtime.ts";
 import {
   isTaskMark,
@@ -490,7 +491,8 @@ export class FrameStateMachine {
         this.#exceptions.define(record);
         break;
       case "values":
-        this.#values.set(record.id, record.values);
+        // A parameter named as the slice's own args are is renamed (src/values.ts).
+        this.#values.set(record.id, namedValues(record.values));
         break;
       case "thread":
         this.#onThread(record);

@@ -12,6 +12,7 @@ import { RECORD_FIELDS, RecordSpill } from "./_spill.ts";
 import { EXCEPTION_CATEGORY } from "./exceptions.ts";
 import { TASK_CATEGORY } from "./tasks.ts";
 import { type TaskSummary, TaskTally } from "./task_summary.ts";
+import { type ValueSummary, ValueTally } from "./values.ts";
 import type {
   AsyncSlice,
   Mark,
@@ -156,9 +157,15 @@ export interface SummaryReport {
    * collector tells of tasks (docs/protocol.md, "asyncio tasks").
    */
   tasks: TaskSummary[];
+  /**
+   * The values `--args` and `--returns` recorded (on the chosen thread):
+   * for each function and name, how many slices carried one and the most
+   * frequent. Empty when the trace has none.
+   */
+  values: ValueSummary[];
 }
 
-export type { TaskSummary };
+export type { TaskSummary, ValueSummary };
 
 /** The exceptions of one type raised at one place, and what became of them. */
 export interface ExceptionSummary {
@@ -426,6 +433,7 @@ export class SummarySink implements TraceSink {
   /** The process of each thread, when the sink hears of several. */
   readonly #threadPids = new Map<number, number>();
   readonly #tasks = new TaskTally();
+  readonly #values = new ValueTally();
   #process: ProcessInfo | undefined;
   /** The process announced last. */
   #pid = 0;
@@ -491,7 +499,11 @@ export class SummarySink implements TraceSink {
     if (end > this.#end) this.#end = end;
     if (slice.flowIn) flags |= FLOW_IN;
     if (slice.flowOut) flags |= FLOW_OUT;
-    if (slice.args !== undefined && slice.args["unfinished"] === true) flags |= UNFINISHED;
+    const args = slice.args;
+    if (args !== undefined) {
+      if (args["unfinished"] === true) flags |= UNFINISHED;
+      if (isPythonCode(slice.site.category)) this.#values.add(slice.site, tid, args);
+    }
     this.#spill.append(start, end, tid, site, slice.flow, flags);
   }
 
@@ -651,6 +663,7 @@ export class SummarySink implements TraceSink {
       functions,
       exceptions: exceptionSummaries(this.#exceptions.values(), only),
       tasks: this.#tasks.tasks(only),
+      values: this.#values.summaries(only),
     };
     if (wanted !== undefined) report.thread = wanted;
     this.#report = report;
@@ -668,6 +681,11 @@ export class SummarySink implements TraceSink {
     live.delete(flow);
     totals[instance.site]!.instance(instance.slices, instance.ran, instance.last - instance.first);
   }
+}
+
+/** Whether a slice's category is Python code's: a function or a generator-like frame. */
+function isPythonCode(category: string): boolean {
+  return category === "function" || isGeneratorLike(category);
 }
 
 /** Whether a kind of code is a generator, a coroutine or an async generator. */

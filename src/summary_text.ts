@@ -1,6 +1,7 @@
 /**
  * The summary as a person reads it in a terminal: the run's facts, then
- * tables of functions, generator-like frames, exceptions and asyncio tasks.
+ * tables of functions, generator-like frames, exceptions, asyncio tasks and
+ * the values of calls.
  *
  * @module
  */
@@ -74,8 +75,8 @@ const SORT_TITLES: Record<SummarySortKey, string> = {
 /**
  * The report as text: the run's facts, then the functions by `sort` and
  * the generator-like frames by the time they lived, then the exceptions by
- * how many were raised, then the asyncio tasks by the time they ran, `top`
- * rows each.
+ * how many were raised, then the asyncio tasks by the time they ran, then
+ * the values `--args` and `--returns` recorded, `top` rows each.
  *
  * @example
  * ```ts
@@ -94,6 +95,7 @@ const SORT_TITLES: Record<SummarySortKey, string> = {
  *   ],
  *   exceptions: [],
  *   tasks: [],
+ *   values: [],
  * };
  * const text = formatSummary(report, { cwd: "/src" });
  * assert.match(text, /duration\s+2\.50 ms/);
@@ -219,7 +221,42 @@ export function formatSummary(report: SummaryReport, options: FormatSummaryOptio
     );
   }
   lines.push(...tasksTable(report, top, on, cwd));
+  lines.push(...valuesTable(report, top, on));
   return lines.join("\n") + "\n";
+}
+
+/** The longest a value is shown in the values table; the trace has it whole. */
+const VALUE_WIDTH = 32;
+
+/**
+ * The values `--args` and `--returns` recorded, as the report orders them
+ * (the functions whose values the most slices carried first), `top` rows;
+ * nothing when the trace has none.
+ */
+function valuesTable(report: SummaryReport, top: number, on: string): string[] {
+  const values = report.values;
+  if (values.length === 0) return [];
+  const some = values.slice(0, top);
+  const shortened = (value: string) =>
+    value.length <= VALUE_WIDTH ? value : `${value.slice(0, VALUE_WIDTH - 1)}…`;
+  return [
+    "",
+    `Values${on} by the slices that carried them (${shownOf(some.length, values.length)}):`,
+    ...table(
+      ["slices", "distinct", "function", "value", "most frequent (slices)"],
+      "rrlll",
+      some.map((v) => [
+        count(v.slices),
+        v.more ? `> ${count(v.distinct)}` : count(v.distinct),
+        v.function,
+        v.name,
+        v.top.map(([value, n]) => `${shortened(value)} (${count(n)})`).join(", ") +
+        (v.distinct > v.top.length || v.more ? ", …" : ""),
+      ]),
+    ),
+    "  (a parameter's values, as --args shows them, and what the function returned or yielded, as",
+    "  --returns does; distinct counts the different ones, up to 1,000 of each)",
+  ];
 }
 
 /**

@@ -107,6 +107,66 @@ for (const python of TEST_PYTHONS) {
         }
       });
 
+      await t.step("a parameter named file or line leaves the slice's place as it is", () => {
+        const located = slices(trace, "located").sort((a, b) => a.ts - b.ts);
+        assert.equal(located.length, 2);
+        for (const slice of located) {
+          assert.equal(slice.args?.file, PROGRAM, "the function's file");
+          assert.equal(typeof slice.args?.line, "number", "the function's first line");
+        }
+        assert.deepEqual(
+          located.map((
+            slice,
+          ) => [slice.args?.["file (argument)"], slice.args?.["line (argument)"]]),
+          withArgs ? [["'notes.txt'", "1"], ["'notes.txt'", "7"]] : [[undefined, undefined], [
+            undefined,
+            undefined,
+          ]],
+        );
+        assert.deepEqual(located.map((slice) => slice.args?.return), ["1", "7"]);
+      });
+
+      await t.step("panopticon summary tallies the values per function and name", async () => {
+        const dir = await tempDir();
+        try {
+          const file = `${dir.path}/trace.json`;
+          await Deno.writeTextFile(file, JSON.stringify(trace));
+          const summary = await runPanopticon(["summary", file, "--json", "--top", "100"]);
+          assert.equal(summary.code, 0, summary.stderr);
+          const values: {
+            function: string;
+            name: string;
+            slices: number;
+            distinct: number;
+            top: [string, number][];
+          }[] = JSON.parse(summary.stdout).values;
+          const of = (fn: string) =>
+            values.filter((v) => v.function === fn).map((
+              v,
+            ) => [v.name, v.slices, v.distinct, v.top]);
+          assert.deepEqual(
+            of("located"),
+            [
+              ...(withArgs
+                ? [["file (argument)", 2, 1, [["'notes.txt'", 2]]], ["line (argument)", 2, 2, [[
+                  "1",
+                  1,
+                ], ["7", 1]]]]
+                : []),
+              ["return", 2, 2, [["1", 1], ["7", 1]]],
+            ],
+          );
+          assert.deepEqual(of("numbers"), [
+            ...(withArgs ? [["n", 1, 1, [["3", 1]]]] : []),
+            ["yield", 3, 3, [["0", 1], ["10", 1], ["20", 1]]],
+            ["return", 1, 1, [["'done'", 1]]],
+          ]);
+          assert.deepEqual(of("unselected"), [], "no values, no row");
+        } finally {
+          await dir.remove();
+        }
+      });
+
       await t.step("unselected functions carry no values", () => {
         for (const name of ["main", "unselected"]) {
           for (const values of valuesOf(trace, name)) assert.deepEqual(values, {});
