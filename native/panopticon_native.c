@@ -5724,6 +5724,8 @@ native_after_fork_parent(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *after_fork_child(PyObject *hello);
+
 /*
  * after_fork_child(hello): in a forked child, which must write nothing into
  * its parent's stream. With `hello` (following the child): a stream of its
@@ -5736,6 +5738,22 @@ static PyObject *
 native_after_fork_child(PyObject *module, PyObject *hello)
 {
     (void)module;
+    /* SIGTERM and SIGHUP wait until the writer runs: one that came between
+       the hello and the writer's start (Pool.terminate() of a worker just
+       forked) ended the process at once, its stream begun and never ended. */
+    sigset_t terminating_signals, mask;
+    sigemptyset(&terminating_signals);
+    sigaddset(&terminating_signals, SIGTERM);
+    sigaddset(&terminating_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &terminating_signals, &mask);
+    PyObject *result = after_fork_child(hello);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    return result;
+}
+
+static PyObject *
+after_fork_child(PyObject *hello)
+{
     child_unsettled = 0;
     if (S.fd >= 0) {
         close(S.fd);

@@ -267,8 +267,11 @@ const CASES: Case[] = [
     // back while a record is sent), so the trace is complete and loadable.
     // The native collector runs no bytecode, so the handler never runs in
     // it; but where the interrupt lands is chance, so the traceback's
-    // shape is compared, not its lines.
-    limitation: { applies: (s) => s.collector === "python", differs: "last line" },
+    // shape is compared, not its lines. Landing in the collector's own code
+    // can change even the exception's line: once in CI (3.13) it read
+    // "KeyboardInterrupt:" rather than "KeyboardInterrupt" (not reproduced in
+    // 30 runs since): the type is compared.
+    limitation: { applies: (s) => s.collector === "python", differs: "exception type" },
     expect: {
       code: 130,
       stderr: "traceback",
