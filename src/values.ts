@@ -80,9 +80,6 @@ const TOP_VALUES = 5;
 
 /** The values of one name of one function on one thread. */
 interface Tally {
-  tid: number;
-  site: SliceSite;
-  name: string;
   /** The order the names were first seen in (a function's parameters, then what it returns). */
   order: number;
   slices: number;
@@ -90,11 +87,19 @@ interface Tally {
   more: boolean;
 }
 
+/** The values of one name of one function, the threads wanted merged. */
+interface Merged {
+  summary: ValueSummary;
+  order: number;
+  counts: Map<string, number>;
+}
+
 /**
  * Counts the values on the slices of Python functions, by function, name
  * and thread; {@linkcode ValueTally.summaries} merges the threads wanted.
  */
 export class ValueTally {
+  /** By site, by thread id, by name. */
   readonly #tallies = new Map<SliceSite, Map<string, Tally>[]>();
   #order = 0;
 
@@ -108,15 +113,7 @@ export class ValueTally {
       const names = byThread[tid] ??= new Map();
       let tally = names.get(name);
       if (tally === undefined) {
-        tally = {
-          tid,
-          site,
-          name,
-          order: this.#order++,
-          slices: 0,
-          counts: new Map(),
-          more: false,
-        };
+        tally = { order: this.#order++, slices: 0, counts: new Map(), more: false };
         names.set(name, tally);
       }
       tally.slices++;
@@ -135,18 +132,21 @@ export class ValueTally {
    * function's names in the order they came.
    */
   summaries(only?: ReadonlySet<number>): ValueSummary[] {
-    const merged: { summary: ValueSummary; order: number; counts: Map<string, number> }[] = [];
+    // By function, its name and place: a function has a site in each process.
+    const functions = new Map<string, { key: string; weight: number; names: Merged[] }>();
     for (const [site, byThread] of this.#tallies) {
-      const names = new Map<string, (typeof merged)[number]>();
-      for (const tallies of byThread) {
-        if (tallies === undefined) continue;
-        for (const tally of tallies.values()) {
-          if (only !== undefined && !only.has(tally.tid)) continue;
-          let entry = names.get(tally.name);
+      const key = `${site.name}\0${site.file ?? ""}\0${site.line ?? 0}`;
+      let group = functions.get(key);
+      if (group === undefined) functions.set(key, group = { key, weight: 0, names: [] });
+      const names = new Map<string, Merged>();
+      byThread.forEach((tallies, tid) => {
+        if (only !== undefined && !only.has(tid)) return;
+        for (const [name, tally] of tallies) {
+          let entry = names.get(name);
           if (entry === undefined) {
             const summary: ValueSummary = {
               function: site.name,
-              name: tally.name,
+              name,
               slices: 0,
               distinct: 0,
               more: false,
@@ -155,8 +155,8 @@ export class ValueTally {
             if (site.file !== undefined) summary.file = site.file;
             if (site.line !== undefined) summary.line = site.line;
             entry = { summary, order: tally.order, counts: new Map() };
-            names.set(tally.name, entry);
-            merged.push(entry);
+            names.set(name, entry);
+            group!.names.push(entry);
           }
           entry.summary.slices += tally.slices;
           entry.summary.more ||= tally.more;
@@ -165,22 +165,21 @@ export class ValueTally {
             entry.counts.set(value, (entry.counts.get(value) ?? 0) + n);
           }
         }
+      });
+    }
+    const groups = [...functions.values()];
+    for (const group of groups) {
+      for (const { summary, counts } of group.names) {
+        summary.distinct = counts.size;
+        summary.top = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+          .slice(0, TOP_VALUES);
+        // A function's weight: its most carried name's slices (its calls, for an argument).
+        group.weight = Math.max(group.weight, summary.slices);
       }
     }
-    // A function's weight: its most carried name's slices (its calls, for an argument).
-    const weight = new Map<string, number>();
-    const key = (s: ValueSummary) => `${s.function}\0${s.file ?? ""}\0${s.line ?? 0}`;
-    for (const { summary, counts } of merged) {
-      summary.distinct = counts.size;
-      summary.top = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-        .slice(0, TOP_VALUES);
-      weight.set(key(summary), Math.max(weight.get(key(summary)) ?? 0, summary.slices));
-    }
-    merged.sort((a, b) =>
-      weight.get(key(b.summary))! - weight.get(key(a.summary))! ||
-      (key(a.summary) < key(b.summary) ? -1 : key(a.summary) > key(b.summary) ? 1 : 0) ||
-      a.order - b.order
+    groups.sort((a, b) => b.weight - a.weight || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return groups.flatMap((group) =>
+      group.names.sort((a, b) => a.order - b.order).map(({ summary }) => summary)
     );
-    return merged.map(({ summary }) => summary);
   }
 }
