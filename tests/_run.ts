@@ -1,5 +1,6 @@
 /** Running programs under plain Python and under Panopticon, for end-to-end tests. */
 
+import assert from "node:assert/strict";
 import { readTrace, type Trace } from "./_trace.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -121,4 +122,23 @@ export async function traceProgram(
   } finally {
     await dir.remove();
   }
+}
+
+/**
+ * {@linkcode traceProgram}, asserting that the program ran as under plain
+ * `python` (stdout, stderr but Panopticon's own lines, status) and that the
+ * trace is complete.
+ */
+export async function traceUnchanged(
+  python: string,
+  options: string[],
+  args: string[],
+): Promise<Trace> {
+  const plain = await runPython(python, args);
+  const { outcome, trace } = await traceProgram(python, options, args);
+  assert.equal(outcome.stdout, plain.stdout, "stdout differs");
+  assert.equal(programStderr(outcome.stderr), plain.stderr, "stderr differs");
+  assert.equal(outcome.code, plain.code, "exit status differs");
+  assert.equal(trace.otherData?.complete, true);
+  return trace;
 }

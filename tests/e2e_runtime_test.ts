@@ -4,32 +4,13 @@
  * on the oldest and the newest Python present, with both collectors.
  */
 import assert from "node:assert/strict";
-import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
-import { oldestAndNewest, type TestPython } from "./_pythons.ts";
-import { programStderr, runPython, traceProgram } from "./_run.ts";
+import { collectorOptions, COLLECTORS } from "./_collectors.ts";
+import { oldestAndNewest } from "./_pythons.ts";
+import { traceProgram, traceUnchanged } from "./_run.ts";
 import { encloses, slices, threadNames, type Trace, type TraceEvent } from "./_trace.ts";
 
 const PROGRAMS = new URL("./programs/runtime", import.meta.url).pathname;
 const GC_CPU = `${PROGRAMS}/gc_cpu.py`;
-
-async function traceUnchanged(
-  python: TestPython,
-  collector: TestCollector,
-  options: string[],
-  args: string[],
-) {
-  const plain = await runPython(python.path, args);
-  const { outcome, trace } = await traceProgram(
-    python.path,
-    [...collectorOptions(collector), ...options],
-    args,
-  );
-  assert.equal(outcome.stdout, plain.stdout, "stdout differs");
-  assert.equal(programStderr(outcome.stderr), plain.stderr, "stderr differs");
-  assert.equal(outcome.code, plain.code, "exit status differs");
-  assert.equal(trace.otherData?.complete, true);
-  return trace;
-}
 
 function gcSlices(trace: Trace): TraceEvent[] {
   return slices(trace).filter((slice) => slice.cat === "gc");
@@ -64,7 +45,7 @@ for (const python of oldestAndNewest()) {
       await t.step(
         "a forced gc.collect() is a gc slice of generation 2, inside the call",
         async () => {
-          const trace = await traceUnchanged(python, collector, [], [GC_CPU]);
+          const trace = await traceUnchanged(python.path, collectorOptions(collector), [GC_CPU]);
           const full = gcSlices(trace).filter((slice) => slice.args?.generation === 2);
           const [call] = slices(trace, "gc.collect");
           const [caller] = slices(trace, "collect_now");
@@ -80,7 +61,7 @@ for (const python of oldestAndNewest()) {
       );
 
       await t.step("a thread that spins shows high CPU, one that sleeps low", async () => {
-        const trace = await traceUnchanged(python, collector, [], [GC_CPU]);
+        const trace = await traceUnchanged(python.path, collectorOptions(collector), [GC_CPU]);
         const spinner = meanShare(cpuOf(trace, "spinner"));
         const sleeper = meanShare(cpuOf(trace, "sleeper"));
         // On an idle machine the spinner runs 85-100% of the time; on one as
@@ -109,9 +90,8 @@ for (const python of oldestAndNewest()) {
         "--no-gc and --no-cpu-counters leave them out, and gc.callbacks alone",
         async () => {
           const trace = await traceUnchanged(
-            python,
-            collector,
-            ["--no-gc", "--no-cpu-counters"],
+            python.path,
+            [...collectorOptions(collector), "--no-gc", "--no-cpu-counters"],
             [GC_CPU, "--callbacks"],
           );
           assert.deepEqual(gcSlices(trace), []);

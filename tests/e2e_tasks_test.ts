@@ -5,9 +5,9 @@
  * ended, and the arrow from where it was created (monitoring engine).
  */
 import assert from "node:assert/strict";
-import { collectorOptions, COLLECTORS, type TestCollector } from "./_collectors.ts";
-import { oldestAndNewest, type TestPython } from "./_pythons.ts";
-import { programStderr, runPanopticon, runPython, tempDir, traceProgram } from "./_run.ts";
+import { collectorOptions, COLLECTORS } from "./_collectors.ts";
+import { oldestAndNewest } from "./_pythons.ts";
+import { runPanopticon, tempDir, traceUnchanged } from "./_run.ts";
 import { readPerfetto } from "../mod.ts";
 import { ERROR_STATS, query, type Rows, viewerIgnored } from "./_viewer.ts";
 import { encloses, slices, type Trace, type TraceEvent } from "./_trace.ts";
@@ -15,25 +15,6 @@ import { encloses, slices, type Trace, type TraceEvent } from "./_trace.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const ASYNC_HELLO = `${ROOT}examples/async_hello.py`;
 const TASKS = `${ROOT}tests/programs/tasks/tasks.py`;
-
-async function traceUnchanged(
-  python: TestPython,
-  collector: TestCollector,
-  args: string[],
-  options: string[] = [],
-) {
-  const plain = await runPython(python.path, args);
-  const { outcome, trace } = await traceProgram(
-    python.path,
-    [...collectorOptions(collector), ...options],
-    args,
-  );
-  assert.equal(outcome.stdout, plain.stdout, "stdout differs");
-  assert.equal(programStderr(outcome.stderr), plain.stderr, "stderr differs");
-  assert.equal(outcome.code, plain.code, "exit status differs");
-  assert.equal(trace.otherData?.complete, true);
-  return trace;
-}
 
 /** A task's track: its life and its steps, from the trace's async events. */
 interface Track {
@@ -119,7 +100,9 @@ for (const python of oldestAndNewest()) {
       await t.step(
         "async_hello.py: the task is named on its 14 slices, and has a track",
         async () => {
-          const trace = await traceUnchanged(python, collector, [ASYNC_HELLO]);
+          const trace = await traceUnchanged(python.path, collectorOptions(collector), [
+            ASYNC_HELLO,
+          ]);
           const own = slices(trace, "print_slowly");
           assert.equal(own.length, 14);
           for (const slice of own) assert.equal(slice.args?.task, "Task-1");
@@ -155,7 +138,7 @@ for (const python of oldestAndNewest()) {
       );
 
       await t.step("tasks named, nested, failing, cancelled, grouped and gathered", async () => {
-        const trace = await traceUnchanged(python, collector, [TASKS]);
+        const trace = await traceUnchanged(python.path, collectorOptions(collector), [TASKS]);
         const all = tracks(trace);
         const monitoring = trace.otherData?.engine === "monitoring";
         const ended = (how: string) =>
@@ -241,7 +224,12 @@ for (const python of oldestAndNewest()) {
       );
 
       await t.step("--no-tasks leaves the tasks out", async () => {
-        const trace = await traceUnchanged(python, collector, [ASYNC_HELLO], ["--no-tasks"]);
+        const trace = await traceUnchanged(python.path, [
+          ...collectorOptions(collector),
+          "--no-tasks",
+        ], [
+          ASYNC_HELLO,
+        ]);
         assert.equal(tracks(trace).size, 0);
         assert.deepEqual(arrows(trace), []);
         for (const slice of slices(trace, "print_slowly")) {
