@@ -395,13 +395,7 @@ export class CatapultWriter implements TraceSink {
     const args = slice.args;
     const head = args === undefined ? site.head : this.#argsHead(site, args, pid);
     const out = this.#reserve(head.length + SLICE_BYTES);
-    let at = this.#at;
-    if (this.#first) {
-      this.#first = false;
-      at = copy(out, at, head.subarray(SEPARATOR.length));
-    } else {
-      at = copy(out, at, head);
-    }
+    let at = this.#copyHead(out, head);
     at = writeInteger(out, at, slice.tid);
     at = writeTsKey(out, at);
     at = writeMicros(out, at, slice.start);
@@ -475,16 +469,22 @@ export class CatapultWriter implements TraceSink {
     this.#asyncEvent(heads.end, slice.start + slice.duration, "");
   }
 
+  /**
+   * Copies an event's `head` to `out` where the next event goes, without
+   * its separator if it is the first; returns the index after it.
+   */
+  #copyHead(out: Uint8Array, head: Uint8Array): number {
+    if (this.#first) {
+      this.#first = false;
+      return copy(out, this.#at, head.subarray(SEPARATOR.length));
+    }
+    return copy(out, this.#at, head);
+  }
+
   /** One event of an async slice: its head, its time, and `args` (text, or ""). */
   #asyncEvent(head: Uint8Array, us: number, args: string): void {
     const out = this.#reserve(head.length + SLICE_BYTES + args.length * 3);
-    let at = this.#at;
-    if (this.#first) {
-      this.#first = false;
-      at = copy(out, at, head.subarray(SEPARATOR.length));
-    } else {
-      at = copy(out, at, head);
-    }
+    let at = this.#copyHead(out, head);
     at = writeMicros(out, at, us);
     if (args !== "") at += encoder.encodeInto(args, out.subarray(at)).written;
     out[at++] = 0x7d; // }
