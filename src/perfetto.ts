@@ -393,11 +393,8 @@ export class PerfettoWriter implements TraceSink {
     const descriptor = new ProtoWriter().varint(PROCESS.pid, process.pid);
     for (const arg of process.argv) descriptor.string(PROCESS.cmdline, arg);
     descriptor.string(PROCESS.name, process.name);
-    this.#packet(
-      new ProtoWriter().message(
-        PACKET.trackDescriptor,
-        new ProtoWriter().varint(TRACK.uuid, this.#processUuid).message(TRACK.process, descriptor),
-      ),
+    this.#describeTrack(
+      new ProtoWriter().varint(TRACK.uuid, this.#processUuid).message(TRACK.process, descriptor),
     );
   }
 
@@ -409,19 +406,13 @@ export class PerfettoWriter implements TraceSink {
     const track = this.#threadTrack(thread.tid);
     const pid = thread.pid ?? this.#pid;
     if (thread.pid !== undefined) this.#threadPids[thread.tid] = pid;
-    this.#packet(
-      new ProtoWriter().message(
-        PACKET.trackDescriptor,
+    this.#describeTrack(
+      this.#trackUnder(track.uuid, pid).message(
+        TRACK.thread,
         new ProtoWriter()
-          .varint(TRACK.uuid, track.uuid)
-          .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid)
-          .message(
-            TRACK.thread,
-            new ProtoWriter()
-              .varint(THREAD.pid, pid)
-              .varint(THREAD.tid, thread.tid)
-              .string(THREAD.name, thread.name),
-          ),
+          .varint(THREAD.pid, pid)
+          .varint(THREAD.tid, thread.tid)
+          .string(THREAD.name, thread.name),
       ),
     );
   }
@@ -600,15 +591,7 @@ export class PerfettoWriter implements TraceSink {
     if (uuid === undefined) {
       uuid = ++this.#uuids;
       this.#asyncTracks.set(key, uuid);
-      this.#packet(
-        new ProtoWriter().message(
-          PACKET.trackDescriptor,
-          new ProtoWriter()
-            .varint(TRACK.uuid, uuid)
-            .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid)
-            .string(TRACK.name, slice.track),
-        ),
-      );
+      this.#describeTrack(this.#trackUnder(uuid, pid).string(TRACK.name, slice.track));
     }
     const sequence = this.#asyncSequence ??= this.#newSequence(undefined);
     const start = nanoseconds(slice.start);
@@ -1096,21 +1079,28 @@ export class PerfettoWriter implements TraceSink {
     return track;
   }
 
+  /** A track descriptor's first fields: track `uuid`, under process `pid`'s track. */
+  #trackUnder(uuid: number, pid: number): ProtoWriter {
+    return new ProtoWriter()
+      .varint(TRACK.uuid, uuid)
+      .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid);
+  }
+
+  /** Writes the packet of a track descriptor. */
+  #describeTrack(descriptor: ProtoWriter): void {
+    this.#packet(new ProtoWriter().message(PACKET.trackDescriptor, descriptor));
+  }
+
   #counterTrack(pid: number, name: string, series: string): number {
     const key = `${pid}\0${name}\0${series}`;
     let uuid = this.#counterTracks.get(key);
     if (uuid === undefined) {
       uuid = ++this.#uuids;
       this.#counterTracks.set(key, uuid);
-      this.#packet(
-        new ProtoWriter().message(
-          PACKET.trackDescriptor,
-          new ProtoWriter()
-            .varint(TRACK.uuid, uuid)
-            .varint(TRACK.parentUuid, this.#processUuids.get(pid) ?? this.#processUuid)
-            .string(TRACK.name, `${name} ${series}`)
-            .message(TRACK.counter, new ProtoWriter()),
-        ),
+      this.#describeTrack(
+        this.#trackUnder(uuid, pid)
+          .string(TRACK.name, `${name} ${series}`)
+          .message(TRACK.counter, new ProtoWriter()),
       );
     }
     return uuid;
