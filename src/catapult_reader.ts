@@ -8,7 +8,7 @@
  */
 
 import type { JsonValue } from "./protocol.ts";
-import { TASK_CATEGORY } from "./tasks.ts";
+import { ArrowEnds, TASK_CATEGORY } from "./tasks.ts";
 import type {
   AsyncSlice,
   ProcessInfo,
@@ -178,8 +178,8 @@ export class CatapultReader {
   /** The async slices begun and not yet ended, by process, category and id. */
   readonly #asyncOpen = new Map<string, AsyncBegin[]>();
   readonly #asyncIds = new Map<string, number>();
-  /** The creation arrows that left and have not arrived yet, by flow id. */
-  readonly #arrows = new Map<number, { tid: number; ts: number; name: string }>();
+  /** The task arrows, joined from their two ends. */
+  readonly #arrows = new ArrowEnds();
   #slices = 0;
   #unfinished = 0;
   #end = 0;
@@ -608,22 +608,8 @@ export class CatapultReader {
    * with a flow): where it leaves is kept until it arrives.
    */
   #arrowEnd(tid: number, ts: number, name: string, flow: number, flowIn: boolean): void {
-    if (!flowIn) {
-      this.#arrows.set(flow, { tid, ts, name });
-      return;
-    }
-    const from = this.#arrows.get(flow);
-    if (from === undefined) return;
-    this.#arrows.delete(flow);
-    this.#sink.flowArrow?.({
-      id: flow,
-      name: from.name,
-      category: TASK_CATEGORY,
-      fromTid: from.tid,
-      fromTs: from.ts,
-      toTid: tid,
-      toTs: ts,
-    });
+    if (flowIn) this.#arrows.arrives(flow, tid, ts, this.#sink);
+    else this.#arrows.leaves(flow, tid, ts, name);
   }
 
   /** The one site of a name, category, file and line. */

@@ -15,7 +15,7 @@ import {
   type PerfettoTrack,
 } from "./perfetto_reader.ts";
 import type { JsonValue } from "./protocol.ts";
-import { TASK_CATEGORY } from "./tasks.ts";
+import { ArrowEnds, TASK_CATEGORY } from "./tasks.ts";
 import type {
   AsyncSlice,
   Slice,
@@ -70,8 +70,8 @@ export class PerfettoSliceReader {
   /** The BEGINs not yet ended, by track. */
   readonly #open = new Map<number, PerfettoEvent[]>();
   readonly #flows = new Set<number>();
-  /** The creation arrows that left and have not arrived yet, by flow id. */
-  readonly #arrows = new Map<number, { tid: number; ts: number; name: string }>();
+  /** The task arrows, joined from their two ends. */
+  readonly #arrows = new ArrowEnds();
   readonly #sites = new Map<string, SliceSite>();
   readonly #threads = new Set<number>();
   #metadata: Record<string, string | number | boolean> = {};
@@ -253,22 +253,8 @@ export class PerfettoSliceReader {
     if ((out === undefined) === (last === undefined)) return false;
     const tid = this.#tid(event.track);
     const ts = event.ts / 1000;
-    if (out !== undefined) {
-      this.#arrows.set(out, { tid, ts, name: event.name ?? "" });
-      return true;
-    }
-    const from = this.#arrows.get(last!);
-    if (from === undefined) return true;
-    this.#arrows.delete(last!);
-    this.#sink.flowArrow?.({
-      id: last!,
-      name: from.name,
-      category: TASK_CATEGORY,
-      fromTid: from.tid,
-      fromTs: from.ts,
-      toTid: tid,
-      toTs: ts,
-    });
+    if (out !== undefined) this.#arrows.leaves(out, tid, ts, event.name ?? "");
+    else this.#arrows.arrives(last!, tid, ts, this.#sink);
     return true;
   }
 

@@ -26,6 +26,36 @@ export const TASK_MARKS = {
 /** The category of the task tracks and of the creation arrows. */
 export const TASK_CATEGORY = "asyncio";
 
+/**
+ * The task arrows of a trace read back (creation, await), from their two
+ * ends, each a slice of no length: where one leaves is kept until it
+ * arrives, and then it goes to the sink as a {@linkcode FlowArrow}.
+ */
+export class ArrowEnds {
+  readonly #leaving = new Map<number, { tid: number; ts: number; name: string }>();
+
+  /** Arrow `flow`, named `name`, leaves thread `tid` at `ts` (µs). */
+  leaves(flow: number, tid: number, ts: number, name: string): void {
+    this.#leaving.set(flow, { tid, ts, name });
+  }
+
+  /** Arrow `flow` arrives on thread `tid` at `ts`: `sink` gets it, if where it left was seen. */
+  arrives(flow: number, tid: number, ts: number, sink: TraceSink): void {
+    const from = this.#leaving.get(flow);
+    if (from === undefined) return;
+    this.#leaving.delete(flow);
+    sink.flowArrow?.({
+      id: flow,
+      name: from.name,
+      category: TASK_CATEGORY,
+      fromTid: from.tid,
+      fromTs: from.ts,
+      toTid: tid,
+      toTs: ts,
+    });
+  }
+}
+
 /** Whether `mark` is one of the collector's task marks, not an instant to show. */
 export function isTaskMark(mark: MarkRecord): boolean {
   return mark.category.startsWith("asyncio.");
