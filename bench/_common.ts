@@ -1,12 +1,12 @@
 /**
  * What the benchmarks share: reading a finished trace's summary, the
- * interpreter's version, the code measured, and formatting figures for the
- * tables they print.
+ * interpreter's version, the code measured, formatting figures for the
+ * tables they print, and saving their results.
  *
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -23,6 +23,23 @@ export function git(args: string[]): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The time now, for a results file's name: `2026-12-01T15-06-08` (UTC). */
+export function resultsStamp(): string {
+  return new Date().toISOString().slice(0, 19).replaceAll(":", "-");
+}
+
+/** Writes `results` as JSON to `dir`/`name`-STAMP`Z.json` (see {@linkcode resultsStamp}); returns its path. */
+export async function saveDatedResults(
+  dir: string,
+  name: string,
+  results: unknown,
+): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const path = join(dir, `${name}-${resultsStamp()}Z.json`);
+  await Deno.writeTextFile(path, JSON.stringify(results, null, 2) + "\n");
+  return path;
 }
 
 export function megabytes(bytes: number | undefined): string {

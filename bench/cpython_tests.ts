@@ -39,7 +39,16 @@ import {
   stdlibOf,
   tally,
 } from "../tests/_cpython_tests.ts";
-import { count, git, pythonVersion, runBenchmark, seconds, table, UsageError } from "./_common.ts";
+import {
+  count,
+  git,
+  pythonVersion,
+  runBenchmark,
+  saveDatedResults,
+  seconds,
+  table,
+  UsageError,
+} from "./_common.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -377,45 +386,35 @@ async function benchmark(options: Options): Promise<number> {
       `at the start, ${loadEnd.map((v) => v.toFixed(2)).join(" ")} at the end`,
   );
 
-  await Deno.mkdir(options.resultsDir, { recursive: true });
-  const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-  const path = join(options.resultsDir, `cpython-tests-${stamp}Z.json`);
-  await Deno.writeTextFile(
-    path,
-    JSON.stringify(
-      {
-        benchmark: "cpython-tests",
-        date: new Date().toISOString(),
-        command: ["deno", "task", "cpython-tests", ...Deno.args].join(" "),
-        commit: git(["rev-parse", "HEAD"]),
-        changed_files: git(["--no-optional-locks", "status", "--porcelain"])?.split("\n")
-          .filter(Boolean),
-        machine: {
-          cores: navigator.hardwareConcurrency,
-          load_average_start: loadStart,
-          load_average_end: Deno.loadavg(),
-        },
-        wall_s: wall,
-        units: units.map((u) => ({
-          python: u.python.version,
-          module: u.module,
-          absent: u.absent,
-          plain: serialise(u.plain),
-          traced: u.verdicts.map((v) => ({
-            collector: v.collector,
-            attempts: v.attempts,
-            differences: v.differences,
-            known: v.known,
-            flaky: v.flaky,
-            run: serialise(v.run),
-          })),
-        })),
-        report: text,
-      },
-      null,
-      2,
-    ) + "\n",
-  );
+  const path = await saveDatedResults(options.resultsDir, "cpython-tests", {
+    benchmark: "cpython-tests",
+    date: new Date().toISOString(),
+    command: ["deno", "task", "cpython-tests", ...Deno.args].join(" "),
+    commit: git(["rev-parse", "HEAD"]),
+    changed_files: git(["--no-optional-locks", "status", "--porcelain"])?.split("\n")
+      .filter(Boolean),
+    machine: {
+      cores: navigator.hardwareConcurrency,
+      load_average_start: loadStart,
+      load_average_end: Deno.loadavg(),
+    },
+    wall_s: wall,
+    units: units.map((u) => ({
+      python: u.python.version,
+      module: u.module,
+      absent: u.absent,
+      plain: serialise(u.plain),
+      traced: u.verdicts.map((v) => ({
+        collector: v.collector,
+        attempts: v.attempts,
+        differences: v.differences,
+        known: v.known,
+        flaky: v.flaky,
+        run: serialise(v.run),
+      })),
+    })),
+    report: text,
+  });
   console.log(`results: ${path}`);
   return units.some((u) => u.verdicts.some((v) => v.differences.length > 0)) ? 1 : 0;
 }

@@ -32,6 +32,7 @@ import {
   pythonVersion,
   readOtherData,
   runBenchmark,
+  saveDatedResults,
   seconds,
   table,
   UsageError,
@@ -374,28 +375,18 @@ async function benchmark(options: Options): Promise<number> {
         loadEnd.map((v) => v.toFixed(2)).join(" ")
       } at end (${navigator.hardwareConcurrency} cores)`,
   );
-  await Deno.mkdir(options.resultsDir, { recursive: true });
-  const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-  const path = join(options.resultsDir, `long-run-${stamp}Z.json`);
-  await Deno.writeTextFile(
-    path,
-    JSON.stringify(
-      {
-        benchmark: "long-run",
-        date: new Date().toISOString(),
-        command: ["deno", "task", "bench:long-run", ...Deno.args].join(" "),
-        commit: git(["rev-parse", "HEAD"]),
-        machine: {
-          cores: navigator.hardwareConcurrency,
-          load_average_start: loadStart,
-          load_average_end: loadEnd,
-        },
-        runs: all,
-      },
-      null,
-      2,
-    ) + "\n",
-  );
+  const path = await saveDatedResults(options.resultsDir, "long-run", {
+    benchmark: "long-run",
+    date: new Date().toISOString(),
+    command: ["deno", "task", "bench:long-run", ...Deno.args].join(" "),
+    commit: git(["rev-parse", "HEAD"]),
+    machine: {
+      cores: navigator.hardwareConcurrency,
+      load_average_start: loadStart,
+      load_average_end: loadEnd,
+    },
+    runs: all,
+  });
   console.log(`results: ${path}`);
   return all.some((f) => f.problems.length > 0) ? 1 : 0;
 }

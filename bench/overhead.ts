@@ -35,6 +35,7 @@ import {
   numberField,
   pythonVersion,
   readOtherData,
+  resultsStamp,
   runBenchmark,
   seconds,
   sha256,
@@ -1162,8 +1163,7 @@ function formatConverter(figures: ConverterFigures, format: string): string {
 async function saveResults(dir: string, quick: boolean, results: unknown): Promise<string[]> {
   await Deno.mkdir(dir, { recursive: true });
   const text = JSON.stringify(results, null, 2) + "\n";
-  const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-  const names = quick ? ["quick.json"] : ["latest.json", `overhead-${stamp}Z.json`];
+  const names = quick ? ["quick.json"] : ["latest.json", `overhead-${resultsStamp()}Z.json`];
   for (const name of names) await Deno.writeTextFile(join(dir, name), text);
   return names.map((name) => join(dir, name));
 }

@@ -43,6 +43,7 @@ import {
   pythonVersion,
   readOtherData,
   runBenchmark,
+  saveDatedResults,
   seconds,
   sha256,
   table,
@@ -693,37 +694,27 @@ async function benchmark(options: Options): Promise<number> {
       `${loadEnd.map((v) => v.toFixed(2)).join(" ")} at end`,
   );
 
-  await Deno.mkdir(options.resultsDir, { recursive: true });
-  const stamp = new Date().toISOString().slice(0, 19).replaceAll(":", "-");
-  const path = join(options.resultsDir, `scale-${stamp}Z.json`);
-  await Deno.writeTextFile(
-    path,
-    JSON.stringify(
-      {
-        benchmark: "scale",
-        date: new Date().toISOString(),
-        command: ["deno", "run", "-A", "bench/scale.ts", ...Deno.args].join(" "),
-        machine: {
-          cores: navigator.hardwareConcurrency,
-          memory_bytes: Deno.systemMemoryInfo().total,
-          os: `${Deno.build.os} ${Deno.osRelease()}`,
-          deno: Deno.version.deno,
-          load_average_start: loadStart,
-          load_average_end: loadEnd,
-        },
-        code,
-        python: { ...python },
-        workload: WORKLOAD,
-        calibration,
-        sample_interval_s: options.intervalMs / 1000,
-        converter_rss_vs_events: bounded,
-        checkpoints,
-        warnings,
-      },
-      null,
-      2,
-    ) + "\n",
-  );
+  const path = await saveDatedResults(options.resultsDir, "scale", {
+    benchmark: "scale",
+    date: new Date().toISOString(),
+    command: ["deno", "run", "-A", "bench/scale.ts", ...Deno.args].join(" "),
+    machine: {
+      cores: navigator.hardwareConcurrency,
+      memory_bytes: Deno.systemMemoryInfo().total,
+      os: `${Deno.build.os} ${Deno.osRelease()}`,
+      deno: Deno.version.deno,
+      load_average_start: loadStart,
+      load_average_end: loadEnd,
+    },
+    code,
+    python: { ...python },
+    workload: WORKLOAD,
+    calibration,
+    sample_interval_s: options.intervalMs / 1000,
+    converter_rss_vs_events: bounded,
+    checkpoints,
+    warnings,
+  });
   console.log(`\nresults: ${path}`);
   return warnings.length > 0 ? 1 : 0;
 }
