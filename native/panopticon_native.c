@@ -3307,18 +3307,25 @@ on_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* C_RETURN and C_RAISE: the C call `callable` ends by `op`. */
+static inline PyObject *
+c_call_ends(PyObject *callable, int op)
+{
+    if (LIKELY(S.active) && is_c_function(callable)) {
+        Thread *t = current_thread();
+        if (LIKELY(!t->paused)) {
+            emit_bare_event(t, op);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 on_c_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     (void)nargs;
-    if (LIKELY(S.active) && is_c_function(args[2])) {
-        Thread *t = current_thread();
-        if (LIKELY(!t->paused)) {
-            emit_bare_event(t, OP_C_RETURN);
-        }
-    }
-    Py_RETURN_NONE;
+    return c_call_ends(args[2], OP_C_RETURN);
 }
 
 static PyObject *
@@ -3326,13 +3333,7 @@ on_c_raise(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     (void)nargs;
-    if (LIKELY(S.active) && is_c_function(args[2])) {
-        Thread *t = current_thread();
-        if (LIKELY(!t->paused)) {
-            emit_bare_event(t, OP_C_RAISE);
-        }
-    }
-    Py_RETURN_NONE;
+    return c_call_ends(args[2], OP_C_RAISE);
 }
 
 static PyObject *
