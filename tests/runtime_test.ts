@@ -8,13 +8,11 @@ import {
   checkRecord,
   FrameStateMachine,
   type HelloRecord,
-  type Mark,
   ProtocolError,
   type ProtocolRecord,
-  type Slice,
-  type TraceSink,
 } from "../mod.ts";
 import { parseCommandLine } from "../src/cli.ts";
+import { keepingSink } from "./_sink.ts";
 import { CpuCounters, runtimeVariable } from "../src/runtime.ts";
 
 const HELLO: HelloRecord = {
@@ -30,15 +28,7 @@ const HELLO: HelloRecord = {
 };
 
 function run(records: ProtocolRecord[]) {
-  const slices: Slice[] = [];
-  const marks: Mark[] = [];
-  const sink: TraceSink = {
-    process() {},
-    thread() {},
-    slice: (slice) => void slices.push({ ...slice }),
-    mark: (mark) => void marks.push(mark),
-    finish() {},
-  };
+  const { sink, slices, marks } = keepingSink();
   const machine = new FrameStateMachine(sink);
   for (const record of [HELLO, ...records]) machine.push(record);
   machine.end();

@@ -5,17 +5,14 @@
  */
 import assert from "node:assert/strict";
 import {
-  type AsyncSlice,
   CatapultWriter,
   type FlowArrow,
   FrameStateMachine,
   type HelloRecord,
-  type Mark,
   type ProtocolRecord,
-  type Slice,
-  type TraceSink,
 } from "../mod.ts";
 import { Task, taskEndings, TaskTracker } from "../src/tasks.ts";
+import { keepingSink } from "./_sink.ts";
 
 function hello(engine: string, collector: string): HelloRecord {
   return {
@@ -66,19 +63,7 @@ const DEFINITIONS: ProtocolRecord[] = [
 ];
 
 function run(engine: string, collector: string, events: number[][]) {
-  const slices: Slice[] = [];
-  const asyncSlices: AsyncSlice[] = [];
-  const arrows: FlowArrow[] = [];
-  const marks: Mark[] = [];
-  const sink: TraceSink = {
-    process() {},
-    thread() {},
-    slice: (slice) => void slices.push({ ...slice }),
-    mark: (mark) => void marks.push(mark),
-    asyncSlice: (slice) => void asyncSlices.push(slice),
-    flowArrow: (arrow) => void arrows.push(arrow),
-    finish() {},
-  };
+  const { sink, slices, asyncSlices, arrows, marks } = keepingSink();
   const machine = new FrameStateMachine(sink);
   machine.push(hello(engine, collector));
   for (const record of DEFINITIONS) machine.push(record);
@@ -251,14 +236,7 @@ Deno.test("CatapultWriter writes a task's track as async events and its arrow as
 
 Deno.test("TaskTracker joins a future's completion to the resumption of the task that awaited it", async (t) => {
   const setup = () => {
-    const arrows: FlowArrow[] = [];
-    const sink: TraceSink = {
-      process() {},
-      thread() {},
-      slice() {},
-      flowArrow: (arrow) => arrows.push({ ...arrow }),
-      finish() {},
-    };
+    const { sink, arrows } = keepingSink();
     let ids = 0;
     return { arrows, tracker: new TaskTracker(sink), flow: () => ++ids };
   };
