@@ -5756,6 +5756,8 @@ static PyObject *
 after_fork_child(PyObject *hello)
 {
     child_unsettled = 0;
+    /* Done at the fork already (forked_child_at_fork), unless its handler
+       could not be registered. */
     if (S.fd >= 0) {
         close(S.fd);
         S.fd = -1;
